@@ -1,0 +1,3 @@
+from expansion_scorer.cli import main
+
+raise SystemExit(main())

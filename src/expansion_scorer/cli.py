@@ -1,0 +1,202 @@
+"""`expansion`: generate, validate, train, score and demo. User errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import NoReturn
+
+from expansion_scorer.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="expansion", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = sub.add_parser("generate", help="write a synthetic SaaS world in the data contract")
+    gen.add_argument("--out", type=Path, required=True)
+    gen.add_argument("--accounts", type=_positive, default=1000)
+    gen.add_argument("--months", type=_positive, default=30)
+    gen.add_argument("--start", type=_date, default=date(2023, 1, 1))
+    gen.add_argument("--seed", type=int, default=0)
+
+    val = sub.add_parser("validate", help="check a data directory against the contract")
+    val.add_argument("data_dir", type=Path)
+
+    tr = sub.add_parser("train", help="train, log to MLflow and register the champion")
+    tr.add_argument("data_dir", type=Path)
+    tr.add_argument("--horizon-days", type=_positive)
+    tr.add_argument("--train-until", type=_date)
+    tr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
+    tr.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+
+    sc = sub.add_parser("score", help="score, explain and rank eligible accounts as of a date")
+    sc.add_argument("data_dir", type=Path)
+    sc.add_argument("--as-of", type=_date, required=True)
+    sc.add_argument("--model", default=None, help="model URI (default: the champion)")
+    sc.add_argument("--out", type=Path, required=True)
+    sc.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
+    sc.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+
+    demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"))
+    demo.add_argument("--accounts", type=_positive, default=1000)
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from expansion_scorer.data.synthetic import generate_world
+
+    started = time.perf_counter()
+    counts = generate_world(
+        args.out, n_accounts=args.accounts, seed=args.seed, start=args.start, months=args.months
+    )
+    took = time.perf_counter() - started
+    summary = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    print(f"wrote {args.out} in {took:.1f}s: {summary}")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from expansion_scorer.data.loading import open_world
+    from expansion_scorer.data.validation import validate
+
+    report = validate(open_world(args.data_dir))
+    for name, n in report.row_counts.items():
+        print(f"{name}: {n:,} rows")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    print(f"{args.data_dir}: valid")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_feature_set, load_training_config
+    from expansion_scorer.jobs import train_job
+
+    cfg = load_training_config(args.config)
+    if args.horizon_days:
+        cfg = cfg.model_copy(update={"horizon_days": args.horizon_days})
+    result = train_job(args.data_dir, cfg, load_feature_set(args.features), until=args.train_until)
+    _print_training(result)
+
+
+def _print_training(result: object) -> None:
+    from expansion_scorer.jobs import TrainResult
+
+    assert isinstance(result, TrainResult)
+    m = result.metrics
+    split = result.split
+    print(
+        f"snapshots: {result.rows:,} rows; train {split.train_dates[0]}..{split.train_dates[-1]},"
+        f" test {split.test_dates[0]}..{split.test_dates[-1]}"
+    )
+    print(
+        f"test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"
+        f" top-decile lift {m['lift_top_decile']:.2f}, base rate {m['base_rate']:.1%}"
+    )
+    if result.bayes_auc is not None:
+        print(f"Bayes-limit ROC AUC on the same test snapshots: {result.bayes_auc:.3f}")
+    print(f"registered {result.model_uri} as @champion (run {result.run_id})")
+
+
+def _score(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_feature_set, load_serving_config
+    from expansion_scorer.jobs import DEFAULT_MODEL, score_job
+
+    result = score_job(
+        args.data_dir,
+        args.as_of,
+        args.out,
+        load_feature_set(args.features),
+        load_serving_config(args.config),
+        model_uri=args.model or DEFAULT_MODEL,
+    )
+    print(
+        f"scored {result.scored:,} accounts as of {args.as_of} with {result.model_version};"
+        f" {result.excluded:,} not eligible (reasons in excluded.csv);"
+        f" {result.not_yet_customers:,} created on or after {args.as_of} are not yet customers"
+    )
+    for path in result.files:
+        print(f"  {path}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import (
+        load_feature_set,
+        load_serving_config,
+        load_training_config,
+    )
+    from expansion_scorer.data.synthetic import generate_world
+    from expansion_scorer.features.snapshots import data_span
+    from expansion_scorer.jobs import load_world, score_job, train_job
+
+    started = time.perf_counter()
+    data = args.out / "data"
+    print(f"1/4 generating {args.accounts:,} accounts into {data}")
+    generate_world(data, n_accounts=args.accounts, seed=args.seed)
+    print("2/4 validating")
+    world = load_world(data, cutoff=None)
+    for warning in world.warnings:
+        print(f"    warning: {warning}")
+    _, end = data_span(world.con)
+    as_of = date(end.year, end.month, 1)
+    if as_of < end - timedelta(days=15):
+        as_of = date(end.year + end.month // 12, end.month % 12 + 1, 1)
+    print("3/4 training")
+    features = load_feature_set()
+    result = train_job(data, load_training_config(), features)
+    _print_training(result)
+    print(f"4/4 scoring as of {as_of}")
+    scored = score_job(data, as_of, args.out / "scores", features, load_serving_config())
+    for path in scored.files:
+        print(f"  {path}")
+    print(f"done in {time.perf_counter() - started:.0f}s; open {args.out / 'scores' / 'report.html'}")
+
+
+COMMANDS = {
+    "generate": _generate,
+    "validate": _validate,
+    "train": _train,
+    "score": _score,
+    "demo": _demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Strict, frozen configuration models, loaded once from YAML.
+
+The editable YAML files live in the top-level `features/`, `training/` and `serving/` folders;
+the package ships them (through `defaults/`) so an installed package runs on its own.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from expansion_scorer.errors import UserError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureDef(_Strict):
+    """One model input: a SQL expression over the per-(account, as_of) base aggregates."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    family: str
+    description: str
+    kind: Literal["numeric", "categorical"] = "numeric"
+    sql: str
+    reason: str | None = None
+
+
+class FeatureSet(_Strict):
+    plan_order: list[str]
+    affinity: dict[str, str] = Field(default_factory=dict)
+    """Event name -> the product whose need that event signals."""
+    plan_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Plan -> event -> monthly quantity included in the plan."""
+    features: list[FeatureDef]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FeatureSet:
+        names = [f.name for f in self.features]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"feature names must be unique; repeated: {', '.join(duplicated)}")
+        return self
+
+
+class LightGBMParams(_Strict):
+    n_estimators: int = 400
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_child_samples: int = 50
+    subsample: float = 0.8
+    subsample_freq: int = 1
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+
+
+class TrainingConfig(_Strict):
+    horizon_days: int = Field(default=90, ge=7, le=730)
+    min_history_days: int = Field(default=90, ge=0)
+    """Snapshots start this long after the first subscription in the data."""
+    test_months: int = Field(default=6, ge=1)
+    """The latest snapshot months are held out for testing; training snapshots end one horizon
+    before the first of them, so no training label window overlaps the test period."""
+    seed: int = 7
+    experiment: str = "expansion-scorer"
+    registered_model: str = "expansion-propensity"
+    lightgbm: LightGBMParams = LightGBMParams()
+
+
+class ServingConfig(_Strict):
+    reasons: int = Field(default=3, ge=1, le=10)
+    bands: dict[str, float] = Field(
+        default_factory=lambda: {"hot": 0.5, "warm": 0.25, "watch": 0.0}
+    )
+    """Band name -> lowest score in the band, checked from the highest threshold down."""
+
+
+def _read_yaml(path: Path | None, default_name: str) -> object:
+    if path is None:
+        text = resources.files("expansion_scorer").joinpath("defaults", default_name).read_text()
+        where = f"built-in {default_name}"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot read config {path}: {exc.strerror}") from None
+        where = str(path)
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" line {line + 1}" if line is not None else ""
+        raise UserError(f"config {where}{at}: not valid YAML; fix its syntax") from None
+
+
+def _parse(model: type[M], raw: object, where: str) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UserError(f"config {where}: {loc}: {first['msg']}") from None
+
+
+def load_feature_set(path: Path | None = None) -> FeatureSet:
+    return _parse(FeatureSet, _read_yaml(path, "features.yaml"), str(path or "features.yaml"))
+
+
+def load_training_config(path: Path | None = None) -> TrainingConfig:
+    return _parse(TrainingConfig, _read_yaml(path, "training.yaml"), str(path or "training.yaml"))
+
+
+def load_serving_config(path: Path | None = None) -> ServingConfig:
+    return _parse(ServingConfig, _read_yaml(path, "serving.yaml"), str(path or "serving.yaml"))

@@ -1,0 +1,112 @@
+"""The data contract: which tables a data directory holds and what their columns mean.
+
+Column kinds are what the loader casts to; `dated_by` names the column that places a row in
+time, which the point-in-time cutoff filters on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["str", "date", "timestamp", "number"]
+
+SQL_TYPES: dict[Kind, str] = {
+    "str": "VARCHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "number": "DOUBLE",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    required: tuple[Column, ...]
+    optional: tuple[Column, ...]
+    mandatory: bool
+    dated_by: str
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return self.required + self.optional
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            "accounts",
+            required=(
+                Column("account_id", "str"),
+                Column("account_name", "str"),
+                Column("created_at", "date"),
+            ),
+            optional=(
+                Column("industry", "str"),
+                Column("employee_count", "number", minimum=0),
+                Column("country", "str"),
+                Column("segment", "str"),
+                Column("csm_owner", "str"),
+            ),
+            mandatory=True,
+            dated_by="created_at",
+        ),
+        TableSpec(
+            "subscriptions",
+            required=(
+                Column("account_id", "str"),
+                Column("product", "str"),
+                Column("arr", "number", minimum=0),
+                Column("start_date", "date"),
+            ),
+            optional=(
+                Column("plan", "str"),
+                Column("seats", "number", minimum=0),
+                Column("end_date", "date"),
+            ),
+            mandatory=True,
+            dated_by="start_date",
+        ),
+        TableSpec(
+            "usage_events",
+            required=(
+                Column("account_id", "str"),
+                Column("timestamp", "timestamp"),
+                Column("event", "str"),
+            ),
+            optional=(Column("user_id", "str"), Column("quantity", "number", minimum=0)),
+            mandatory=True,
+            dated_by="timestamp",
+        ),
+        TableSpec(
+            "support_tickets",
+            required=(Column("account_id", "str"), Column("created_at", "timestamp")),
+            optional=(Column("priority", "str"),),
+            mandatory=False,
+            dated_by="created_at",
+        ),
+        TableSpec(
+            "nps_responses",
+            required=(
+                Column("account_id", "str"),
+                Column("responded_at", "timestamp"),
+                Column("score", "number", minimum=0, maximum=10),
+            ),
+            optional=(),
+            mandatory=False,
+            dated_by="responded_at",
+        ),
+    )
+}

@@ -1,0 +1,153 @@
+"""Check a data directory against the contract before anything is computed from it.
+
+The first violation ends the check with a `ContractError` naming the table, the column and an
+example row. Problems that are not errors (usage of accounts missing from `accounts`, such as
+free workspaces) come back as warnings; those rows simply never join an eligible account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from expansion_scorer.data.contract import SQL_TYPES, TABLES, Column, TableSpec
+from expansion_scorer.data.loading import World, file_columns
+from expansion_scorer.errors import ContractError
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    row_counts: dict[str, int]
+    warnings: list[str]
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    text = text.replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _example(world: World, spec: TableSpec, condition: str) -> str:
+    """'row N (account_id ...)' for the first raw row matching `condition`, 1-based as in the file."""
+    row = world.con.sql(
+        f"SELECT __row, account_id FROM (SELECT row_number() OVER () AS __row, *"
+        f" FROM raw_{spec.name}) WHERE {condition} ORDER BY __row LIMIT 1"
+    ).fetchone()
+    if row is None:  # pragma: no cover - only called after a count found the row
+        return "an unknown row"
+    return f"row {row[0]} (account_id {_show(row[1])})"
+
+
+def _fail(world: World, spec: TableSpec, col: str, condition: str, problem: str, fix: str) -> None:
+    file = world.files[spec.name].name
+    where = _example(world, spec, condition)
+    value = world.con.sql(
+        f'SELECT "{col}" FROM (SELECT row_number() OVER () AS __row, * FROM raw_{spec.name})'
+        f" WHERE {condition} ORDER BY __row LIMIT 1"
+    ).fetchone()
+    shown = _show(value[0]) if value else "?"
+    raise ContractError(f"{file}: column {col}, {where}: {problem} (value {shown}); {fix}")
+
+
+def _cast(col: Column) -> str:
+    if col.kind == "str":
+        return f'CAST("{col.name}" AS VARCHAR)'
+    return f'TRY_CAST("{col.name}" AS {SQL_TYPES[col.kind]})'
+
+
+def _check_table(world: World, spec: TableSpec) -> int:
+    file = world.files[spec.name].name
+    present = file_columns(world.con, world.files[spec.name])
+    missing = [c.name for c in spec.required if c.name not in present]
+    if missing:
+        raise ContractError(
+            f"{file}: missing required column {missing[0]}; it has {', '.join(present) or 'none'}"
+        )
+    cols = [c for c in spec.columns if c.name in present]
+    checks: list[tuple[Column, str, str, str]] = []
+    for col in cols:
+        raw = f'"{col.name}"'
+        if col in spec.required:
+            checks.append((col, f"{raw} IS NULL", "empty value in a required column", "fill it"))
+        if col.kind != "str":
+            what = {"date": "a date", "timestamp": "a timestamp", "number": "a number"}[col.kind]
+            checks.append(
+                (
+                    col,
+                    f"{raw} IS NOT NULL AND {_cast(col)} IS NULL",
+                    f"not {what}",
+                    "use ISO 8601 (2024-03-31)" if col.kind != "number" else "use a plain number",
+                )
+            )
+        if col.minimum is not None:
+            checks.append(
+                (col, f"{_cast(col)} < {col.minimum}", f"below {col.minimum:g}", "correct the row")
+            )
+        if col.maximum is not None:
+            checks.append(
+                (col, f"{_cast(col)} > {col.maximum}", f"above {col.maximum:g}", "correct the row")
+            )
+    if spec.name == "subscriptions" and "end_date" in present:
+        checks.append(
+            (
+                spec.column("end_date"),
+                "TRY_CAST(end_date AS DATE) < TRY_CAST(start_date AS DATE)",
+                "end_date before start_date",
+                "end_date is exclusive and must be on or after start_date",
+            )
+        )
+    counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, cond, _, _ in checks)
+    row = world.con.sql(f"SELECT count(*), {counts} FROM raw_{spec.name}").fetchone()
+    assert row is not None
+    if row[0] == 0:
+        raise ContractError(
+            f"{file}: the table is empty; export its rows"
+            + ("" if spec.mandatory else f", or remove the file if there are no {spec.name}")
+        )
+    for (col, cond, problem, fix), bad in zip(checks, row[1:], strict=True):
+        if bad:
+            _fail(world, spec, col.name, cond, problem, fix)
+    return int(row[0])
+
+
+def validate(world: World) -> ValidationReport:
+    counts: dict[str, int] = {}
+    for name in TABLES:
+        if world.has(name):
+            counts[name] = _check_table(world, TABLES[name])
+    con = world.con
+    dup = con.sql(
+        "SELECT account_id, count(*) FROM raw_accounts GROUP BY ALL HAVING count(*) > 1"
+        " ORDER BY account_id LIMIT 1"
+    ).fetchone()
+    if dup:
+        spec = TABLES["accounts"]
+        where = _example(world, spec, f"account_id = '{str(dup[0]).replace(chr(39), chr(39) * 2)}'")
+        raise ContractError(
+            f"{world.files['accounts'].name}: column account_id, {where}: duplicate account_id"
+            f" {_show(dup[0])} appears {dup[1]} times; account_id must be unique"
+        )
+    known = "CAST(account_id AS VARCHAR) IN (SELECT CAST(account_id AS VARCHAR) FROM raw_accounts)"
+    orphan_subs = con.sql(f"SELECT count(*) FROM raw_subscriptions WHERE NOT ({known})").fetchone()
+    if orphan_subs and orphan_subs[0]:
+        _fail(
+            world,
+            TABLES["subscriptions"],
+            "account_id",
+            f"NOT ({known})",
+            f"account not in accounts ({orphan_subs[0]} such rows)",
+            "add the account to accounts or remove its subscriptions",
+        )
+    warnings = []
+    for name in ("usage_events", "support_tickets", "nps_responses"):
+        if not world.has(name):
+            continue
+        found = con.sql(
+            f"SELECT count(*), count(DISTINCT account_id) FROM raw_{name} WHERE NOT ({known})"
+        ).fetchone()
+        if found and found[0]:
+            warnings.append(
+                f"{world.files[name].name}: {found[0]} rows of {found[1]} accounts not in accounts"
+                " (free workspaces?) are left out"
+            )
+    world.warnings.extend(warnings)
+    return ValidationReport(row_counts=counts, warnings=warnings)

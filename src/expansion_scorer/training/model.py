@@ -1,0 +1,72 @@
+"""The registered model: a LightGBM booster behind an MLflow pyfunc, with its feature schema.
+
+Categorical features travel as strings; the wrapper maps them onto the categories seen in
+training (unseen values become missing), so the model scores the same frame in batch, in
+`mlflow models serve` and in Spark.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from expansion_scorer.errors import UserError
+
+
+def prepare(frame: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
+    """The model matrix: numerics as float64, categoricals on the training categories."""
+    missing = [c for c in [*numeric, *categories] if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"feature frame lacks {len(missing)} model feature(s): {', '.join(missing[:5])};"
+            " score with the feature definitions the model was trained on"
+        )
+    out = {}
+    for name in [*numeric, *categories]:
+        if name in categories:
+            out[name] = pd.Categorical(frame[name].astype("object"), categories=categories[name])
+        else:
+            values = pd.to_numeric(frame[name], errors="coerce")
+            bad = values.isna() & frame[name].notna()
+            if bad.any():
+                raise UserError(
+                    f"feature {name} holds non-numeric values such as {frame[name][bad].iloc[0]!r};"
+                    " the model expects a number"
+                )
+            out[name] = values.astype("float64")
+    return pd.DataFrame(out, index=frame.index)[[*numeric, *categories]]
+
+
+class PropensityModel(mlflow.pyfunc.PythonModel):
+    """Probability of expansion within the horizon, from the feature frame."""
+
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        numeric: list[str],
+        categories: dict[str, list[str]],
+        horizon_days: int,
+    ) -> None:
+        self.booster = booster
+        self.numeric = numeric
+        self.categories = categories
+        self.horizon_days = horizon_days
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*self.numeric, *self.categories]
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return prepare(frame, self.numeric, self.categories)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster.predict(self.matrix(frame)), dtype="float64")
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return pd.DataFrame({"score": self.predict_proba(model_input)})
