@@ -274,7 +274,7 @@ def score_job(
 def _created_on_or_after(data_dir: Path, as_of: date) -> int:
     """How many accounts the as-of date cannot see yet (a count only; never a feature)."""
     world = open_world(data_dir)
-    row = world.con.sql(
+    row = world.con.execute(
         f"SELECT count(*) FROM accounts WHERE created_at >= DATE '{as_of}'"
     ).fetchone()
     return int(row[0]) if row else 0

@@ -28,7 +28,7 @@ def _show(value: object) -> str:
 
 def _example(world: World, spec: TableSpec, condition: str) -> str:
     """'row N (account_id ...)' for the first raw row matching `condition`, 1-based as in the file."""
-    row = world.con.sql(
+    row = world.con.execute(
         f"SELECT __row, account_id FROM (SELECT row_number() OVER () AS __row, *"
         f" FROM raw_{spec.name}) WHERE {condition} ORDER BY __row LIMIT 1"
     ).fetchone()
@@ -40,7 +40,7 @@ def _example(world: World, spec: TableSpec, condition: str) -> str:
 def _fail(world: World, spec: TableSpec, col: str, condition: str, problem: str, fix: str) -> None:
     file = world.files[spec.name].name
     where = _example(world, spec, condition)
-    value = world.con.sql(
+    value = world.con.execute(
         f'SELECT "{col}" FROM (SELECT row_number() OVER () AS __row, * FROM raw_{spec.name})'
         f" WHERE {condition} ORDER BY __row LIMIT 1"
     ).fetchone()
@@ -96,7 +96,7 @@ def _check_table(world: World, spec: TableSpec) -> int:
             )
         )
     counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, cond, _, _ in checks)
-    row = world.con.sql(f"SELECT count(*), {counts} FROM raw_{spec.name}").fetchone()
+    row = world.con.execute(f"SELECT count(*), {counts} FROM raw_{spec.name}").fetchone()
     assert row is not None
     if row[0] == 0:
         raise ContractError(
@@ -115,7 +115,7 @@ def validate(world: World) -> ValidationReport:
         if world.has(name):
             counts[name] = _check_table(world, TABLES[name])
     con = world.con
-    dup = con.sql(
+    dup = con.execute(
         "SELECT account_id, count(*) FROM raw_accounts GROUP BY ALL HAVING count(*) > 1"
         " ORDER BY account_id LIMIT 1"
     ).fetchone()
@@ -127,7 +127,7 @@ def validate(world: World) -> ValidationReport:
             f" {_show(dup[0])} appears {dup[1]} times; account_id must be unique"
         )
     known = "CAST(account_id AS VARCHAR) IN (SELECT CAST(account_id AS VARCHAR) FROM raw_accounts)"
-    orphan_subs = con.sql(f"SELECT count(*) FROM raw_subscriptions WHERE NOT ({known})").fetchone()
+    orphan_subs = con.execute(f"SELECT count(*) FROM raw_subscriptions WHERE NOT ({known})").fetchone()
     if orphan_subs and orphan_subs[0]:
         _fail(
             world,
@@ -141,7 +141,7 @@ def validate(world: World) -> ValidationReport:
     for name in ("usage_events", "support_tickets", "nps_responses"):
         if not world.has(name):
             continue
-        found = con.sql(
+        found = con.execute(
             f"SELECT count(*), count(DISTINCT account_id) FROM raw_{name} WHERE NOT ({known})"
         ).fetchone()
         if found and found[0]:

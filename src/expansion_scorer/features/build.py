@@ -14,6 +14,7 @@ from expansion_scorer.config import FeatureSet
 from expansion_scorer.data.loading import sql_str
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import plan_rank_values
+from expansion_scorer.features.snapshots import as_dates
 
 WINDOW_DAYS = 90
 
@@ -134,9 +135,9 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     past_expansions AS (
         SELECT e.account_id, e.as_of,
             count(*) FILTER (WHERE x.day >= e.as_of - 365) AS expansions_365d,
-            e.as_of - max(x.day) AS days_since_expansion
+            max(x.day) AS last_expansion
         FROM entities e JOIN expansions x ON x.account_id = e.account_id AND x.day < e.as_of
-        GROUP BY ALL
+        GROUP BY e.account_id, e.as_of
     ),
     tickets AS ({tickets}),
     nps AS ({nps})
@@ -157,7 +158,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
             ELSE n.first_start + to_years(year(e.as_of) - year(n.first_start) + 1)
         END) AS days_to_renewal,
         coalesce(p.expansions_365d, 0) AS expansions_365d,
-        p.days_since_expansion,
+        e.as_of - p.last_expansion AS days_since_expansion,
         coalesce(t.tickets_90d, 0) AS tickets_90d,
         coalesce(t.urgent_tickets_90d, 0) AS urgent_tickets_90d,
         nps.nps_last,
@@ -180,13 +181,12 @@ def build_features(
     """One row per entity: account_id, as_of, then every defined feature, in definition order."""
     exprs = ",\n".join(f"CAST(({f.sql}) AS {'VARCHAR' if f.kind == 'categorical' else 'DOUBLE'})"
                        f' AS "{f.name}"' for f in features.features)
-    try:
-        frame = con.sql(
-            f"SELECT account_id, as_of, {exprs} FROM ({base_sql(features, has_tickets, has_nps)})"
-            " ORDER BY as_of, account_id"
-        ).df()
-    except duckdb.BinderException as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"features.yaml: a feature's sql does not bind ({first}); fix it") from None
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
-    return frame
+    base = f"({base_sql(features, has_tickets, has_nps)})"
+    for f in features.features:
+        try:
+            con.execute(f"SELECT {f.sql} FROM {base} LIMIT 0")
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(f"feature {f.name}: its sql does not run ({first}); fix it") from None
+    frame = con.execute(f"SELECT account_id, as_of, {exprs} FROM {base} ORDER BY as_of, account_id").df()
+    return as_dates(frame)

@@ -15,7 +15,7 @@ from expansion_scorer.data.loading import sql_str
 
 def plan_rank_values(features: FeatureSet) -> str:
     rows = ", ".join(f"({sql_str(p)}, {i})" for i, p in enumerate(features.plan_order))
-    return f"(VALUES {rows}) AS plan_rank(plan, rank)"
+    return f"(VALUES {rows}) AS r(plan, rank)"
 
 
 def build_expansions(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:

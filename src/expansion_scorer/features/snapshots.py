@@ -18,6 +18,12 @@ ARR_ON = """(
 )"""
 
 
+def as_dates(frame: pd.DataFrame, column: str = "as_of") -> pd.DataFrame:
+    """`as_of` as `datetime.date` values, the one representation the package compares."""
+    frame[column] = pd.to_datetime(frame[column]).dt.date
+    return frame
+
+
 def month_starts(first: date, last: date) -> list[date]:
     """First days of months in [first, last], starting at the first month start >= first."""
     current = date(first.year, first.month, 1)
@@ -36,7 +42,7 @@ def _next_month(d: date) -> date:
 
 def data_span(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
     """First subscription start, and the exclusive end of what the data has observed."""
-    row = con.sql(
+    row = con.execute(
         """
         SELECT (SELECT min(start_date) FROM subscriptions),
                greatest((SELECT max(CAST(timestamp AS DATE)) FROM usage_events),
@@ -76,7 +82,7 @@ def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
 
 def labels(con: duckdb.DuckDBPyConnection, horizon_days: int) -> pd.DataFrame:
     """Label of every entity: an expansion in [as_of, as_of + horizon), with its ARR."""
-    return con.sql(
+    frame = con.execute(
         f"""
         SELECT e.account_id, e.as_of,
                CAST(count(x.day) > 0 AS INTEGER) AS label,
@@ -88,11 +94,12 @@ def labels(con: duckdb.DuckDBPyConnection, horizon_days: int) -> pd.DataFrame:
         ORDER BY e.as_of, e.account_id
         """
     ).df()
+    return as_dates(frame)
 
 
 def account_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     """Every account with whether it can be scored as of `as_of`, and why not when it cannot."""
-    return con.sql(
+    return con.execute(
         f"""
         SELECT a.account_id, a.account_name, a.csm_owner,
             CASE
