@@ -176,7 +176,9 @@ def _demo(args: argparse.Namespace) -> None:
     scored = score_job(data, as_of, args.out / "scores", features, load_serving_config())
     for path in scored.files:
         print(f"  {path}")
-    print(f"done in {time.perf_counter() - started:.0f}s; open {args.out / 'scores' / 'report.html'}")
+    print(
+        f"done in {time.perf_counter() - started:.0f}s; open {args.out / 'scores' / 'report.html'}"
+    )
 
 
 COMMANDS = {

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import mlflow
+import mlflow.data.pandas_dataset
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
@@ -28,9 +29,9 @@ from expansion_scorer.features.snapshots import (
 from expansion_scorer.serving.explain import contributions, reasons
 from expansion_scorer.serving.output import csv_writer, parquet_writer, text_writer, write_outputs
 from expansion_scorer.serving.report import render_report
+from expansion_scorer.tracking import configure, experiment_id
 from expansion_scorer.training import train as training
 from expansion_scorer.training.model import PropensityModel
-from expansion_scorer.tracking import configure, experiment_id
 
 DEFAULT_MODEL = "models:/expansion-propensity@champion"
 TRUTH_FILE = "truth.parquet"
@@ -122,14 +123,13 @@ def train_job(
         if bayes is not None:
             mlflow.log_metric("test_bayes_roc_auc", bayes)
         mlflow.log_input(
-            mlflow.data.from_pandas(frame, name="snapshots", targets="label"), context="training"
+            mlflow.data.pandas_dataset.from_pandas(frame, name="snapshots", targets="label"),
+            context="training",
         )
         mlflow.log_dict(feature_set.model_dump(), "config/features.json")
         mlflow.log_dict(cfg.model_dump(), "config/training.json")
         example = frame[final.feature_names].head(20)
-        signature = infer_signature(
-            example, pd.DataFrame({"score": final.predict_proba(example)})
-        )
+        signature = infer_signature(example, pd.DataFrame({"score": final.predict_proba(example)}))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=final,
@@ -199,7 +199,11 @@ class ScoreResult:
 
 
 def score_frame(
-    world: World, as_of: date, model: PropensityModel, feature_set: FeatureSet, serving: ServingConfig,
+    world: World,
+    as_of: date,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
     model_version: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores, ranks and reasons for every eligible account; the rest with why not."""
@@ -214,25 +218,23 @@ def score_frame(
     if set(frame["account_id"]) != set(eligible["account_id"]):  # pragma: no cover - invariant
         raise AssertionError("eligibility and entity frame disagree")
     frame = frame.merge(eligible[["account_id", "account_name", "csm_owner"]], on="account_id")
+    columns = [
+        "rank", "account_id", "account_name", "csm_owner", "score", "band",
+        *[f"reason_{i + 1}" for i in range(serving.reasons)], "reason_against",
+        "model_version", "as_of",
+    ]  # fmt: skip
     if frame.empty:
-        scores = pd.DataFrame(
-            columns=["rank", "account_id", "account_name", "csm_owner", "score", "band",
-                     *[f"reason_{i + 1}" for i in range(serving.reasons)], "reason_against",
-                     "model_version", "as_of"]
-        )
-        return scores, excluded
+        return pd.DataFrame(columns=columns), excluded
     p = model.predict_proba(frame)
     why = reasons(frame, contributions(model, frame), feature_set, serving.reasons)
-    scores = pd.concat(
-        [frame[["account_id", "account_name", "csm_owner"]], pd.Series(p, name="score", index=frame.index), why],
-        axis=1,
-    )
-    scores = scores.sort_values(["score", "account_id"], ascending=[False, True], kind="stable")
-    scores.insert(0, "rank", np.arange(1, len(scores) + 1))
-    scores.insert(scores.columns.get_loc("score") + 1, "band",
-                  [band_of(s, serving.bands) for s in scores["score"]])
+    scores = pd.concat([frame[["account_id", "account_name", "csm_owner"]], why], axis=1)
+    scores["score"] = p
+    scores["band"] = [band_of(v, serving.bands) for v in p]
     scores["model_version"] = model_version
     scores["as_of"] = as_of
+    scores = scores.sort_values(["score", "account_id"], ascending=[False, True], kind="stable")
+    scores["rank"] = np.arange(1, len(scores) + 1)
+    scores = scores[columns]
     return scores.reset_index(drop=True), excluded
 
 
@@ -278,5 +280,3 @@ def _created_on_or_after(data_dir: Path, as_of: date) -> int:
         f"SELECT count(*) FROM accounts WHERE created_at >= DATE '{as_of}'"
     ).fetchone()
     return int(row[0]) if row else 0
-
-

@@ -27,7 +27,7 @@ def _show(value: object) -> str:
 
 
 def _example(world: World, spec: TableSpec, condition: str) -> str:
-    """'row N (account_id ...)' for the first raw row matching `condition`, 1-based as in the file."""
+    """'row N (account_id ...)': the first raw row matching `condition`, 1-based as in the file."""
     row = world.con.execute(
         f"SELECT __row, account_id FROM (SELECT row_number() OVER () AS __row, *"
         f" FROM raw_{spec.name}) WHERE {condition} ORDER BY __row LIMIT 1"
@@ -127,7 +127,9 @@ def validate(world: World) -> ValidationReport:
             f" {_show(dup[0])} appears {dup[1]} times; account_id must be unique"
         )
     known = "CAST(account_id AS VARCHAR) IN (SELECT CAST(account_id AS VARCHAR) FROM raw_accounts)"
-    orphan_subs = con.execute(f"SELECT count(*) FROM raw_subscriptions WHERE NOT ({known})").fetchone()
+    orphan_subs = con.execute(
+        f"SELECT count(*) FROM raw_subscriptions WHERE NOT ({known})"
+    ).fetchone()
     if orphan_subs and orphan_subs[0]:
         _fail(
             world,

@@ -33,7 +33,10 @@ def _limit_values(features: FeatureSet) -> str:
         for event, limit in limits.items()
     ]
     if not rows:
-        return "(SELECT NULL::VARCHAR AS plan, NULL::VARCHAR AS event, 1.0 AS monthly WHERE false) AS lim"
+        return (
+            "(SELECT NULL::VARCHAR AS plan, NULL::VARCHAR AS event, 1.0 AS monthly"
+            " WHERE false) AS lim"
+        )
     return f"(VALUES {', '.join(rows)}) AS lim(plan, event, monthly)"
 
 
@@ -179,8 +182,10 @@ def build_features(
     con: duckdb.DuckDBPyConnection, features: FeatureSet, has_tickets: bool, has_nps: bool
 ) -> pd.DataFrame:
     """One row per entity: account_id, as_of, then every defined feature, in definition order."""
-    exprs = ",\n".join(f"CAST(({f.sql}) AS {'VARCHAR' if f.kind == 'categorical' else 'DOUBLE'})"
-                       f' AS "{f.name}"' for f in features.features)
+    exprs = ",\n".join(
+        f'CAST(({f.sql}) AS {"VARCHAR" if f.kind == "categorical" else "DOUBLE"}) AS "{f.name}"'
+        for f in features.features
+    )
     base = f"({base_sql(features, has_tickets, has_nps)})"
     for f in features.features:
         try:
@@ -188,5 +193,7 @@ def build_features(
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             raise UserError(f"feature {f.name}: its sql does not run ({first}); fix it") from None
-    frame = con.execute(f"SELECT account_id, as_of, {exprs} FROM {base} ORDER BY as_of, account_id").df()
+    frame = con.execute(
+        f"SELECT account_id, as_of, {exprs} FROM {base} ORDER BY as_of, account_id"
+    ).df()
     return as_dates(frame)

@@ -18,6 +18,11 @@ def plan_rank_values(features: FeatureSet) -> str:
     return f"(VALUES {rows}) AS r(plan, rank)"
 
 
+# A row is held on day d-1 (before) or on day d (after); end_date is exclusive.
+BEFORE = "s.start_date < c.day AND coalesce(s.end_date >= c.day, true)"
+AFTER = "s.start_date <= c.day AND coalesce(s.end_date > c.day, true)"
+
+
 def build_expansions(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
     """Create temp table `expansions(account_id, day, expansion_arr)` from view `subscriptions`."""
     con.execute(
@@ -35,20 +40,14 @@ def build_expansions(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> No
         ),
         product_state AS (
             SELECT c.account_id, c.day, s.product,
-                bool_or(s.start_date < c.day AND coalesce(s.end_date >= c.day, true)) AS had,
-                bool_or(s.start_date <= c.day AND coalesce(s.end_date > c.day, true)) AS has,
-                sum(s.arr) FILTER (WHERE s.start_date < c.day AND coalesce(s.end_date >= c.day, true))
-                    AS arr_before,
-                sum(s.arr) FILTER (WHERE s.start_date <= c.day AND coalesce(s.end_date > c.day, true))
-                    AS arr_after,
-                sum(s.seats) FILTER (WHERE s.start_date < c.day AND coalesce(s.end_date >= c.day, true))
-                    AS seats_before,
-                sum(s.seats) FILTER (WHERE s.start_date <= c.day AND coalesce(s.end_date > c.day, true))
-                    AS seats_after,
-                max(s.plan_rank) FILTER (WHERE s.start_date < c.day AND coalesce(s.end_date >= c.day, true))
-                    AS plan_before,
-                max(s.plan_rank) FILTER (WHERE s.start_date <= c.day AND coalesce(s.end_date > c.day, true))
-                    AS plan_after
+                bool_or({BEFORE}) AS had,
+                bool_or({AFTER}) AS has,
+                sum(s.arr) FILTER (WHERE {BEFORE}) AS arr_before,
+                sum(s.arr) FILTER (WHERE {AFTER}) AS arr_after,
+                sum(s.seats) FILTER (WHERE {BEFORE}) AS seats_before,
+                sum(s.seats) FILTER (WHERE {AFTER}) AS seats_after,
+                max(s.plan_rank) FILTER (WHERE {BEFORE}) AS plan_before,
+                max(s.plan_rank) FILTER (WHERE {AFTER}) AS plan_after
             FROM change_days c JOIN subs s ON s.account_id = c.account_id
             GROUP BY ALL
         ),

@@ -51,7 +51,9 @@ def reasons(
     names = list(shap_values.columns)
     values = shap_values.to_numpy()
     order = np.argsort(-values, axis=1, kind="stable")
-    rows = frame.to_dict(orient="records")
+    rows: list[dict[str, object]] = [
+        {str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")
+    ]
     out: dict[str, list[str]] = {f"reason_{i + 1}": [] for i in range(top)}
     against: list[str] = []
     for i, row in enumerate(rows):

@@ -54,4 +54,7 @@ def parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
 
 
 def text_writer(text: str) -> Callable[[Path], None]:
-    return lambda path: path.write_text(text, encoding="utf-8")
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    return write

@@ -11,7 +11,8 @@ import pandas as pd
 def render_report(scores: pd.DataFrame, excluded: pd.DataFrame, meta: dict[str, object]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
-        resources.files("expansion_scorer").joinpath("serving", "templates", "report.html.j2")
+        resources.files("expansion_scorer")
+        .joinpath("serving", "templates", "report.html.j2")
         .read_text(encoding="utf-8")
     )
     reason_cols = [c for c in scores.columns if c.startswith("reason_") and c != "reason_against"]

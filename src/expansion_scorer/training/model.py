@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import lightgbm as lgb
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from expansion_scorer.errors import UserError
 
 
-def prepare(frame: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
+def prepare(
+    frame: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]]
+) -> pd.DataFrame:
     """The model matrix: numerics as float64, categoricals on the training categories."""
     missing = [c for c in [*numeric, *categories] if c not in frame.columns]
     if missing:
@@ -25,7 +27,7 @@ def prepare(frame: pd.DataFrame, numeric: list[str], categories: dict[str, list[
             f"feature frame lacks {len(missing)} model feature(s): {', '.join(missing[:5])};"
             " score with the feature definitions the model was trained on"
         )
-    out = {}
+    out: dict[str, object] = {}
     for name in [*numeric, *categories]:
         if name in categories:
             out[name] = pd.Categorical(frame[name].astype("object"), categories=categories[name])
@@ -41,7 +43,7 @@ def prepare(frame: pd.DataFrame, numeric: list[str], categories: dict[str, list[
     return pd.DataFrame(out, index=frame.index)[[*numeric, *categories]]
 
 
-class PropensityModel(mlflow.pyfunc.PythonModel):
+class PropensityModel(PythonModel):
     """Probability of expansion within the horizon, from the feature frame."""
 
     def __init__(

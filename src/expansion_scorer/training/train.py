@@ -53,9 +53,7 @@ def schema(feature_set: FeatureSet, frame: pd.DataFrame) -> tuple[list[str], dic
     return numeric, categories
 
 
-def fit(
-    frame: pd.DataFrame, feature_set: FeatureSet, cfg: TrainingConfig
-) -> PropensityModel:
+def fit(frame: pd.DataFrame, feature_set: FeatureSet, cfg: TrainingConfig) -> PropensityModel:
     """Fit LightGBM on a labelled snapshot frame."""
     positives = int(frame["label"].sum())
     if positives == 0 or positives == len(frame):
@@ -90,7 +88,7 @@ def fit(
 
 def lift_at(y: np.ndarray, p: np.ndarray, fraction: float) -> float:
     """Positive rate in the top `fraction` by score over the overall positive rate."""
-    k = max(1, int(round(len(y) * fraction)))
+    k = max(1, round(len(y) * fraction))
     top = np.argsort(-p, kind="stable")[:k]
     base = y.mean()
     return float(y[top].mean() / base) if base > 0 else float("nan")

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny hand-written worlds, small generated worlds, a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import TINY
+
+
+@pytest.fixture
+def tiny_tables() -> dict[str, pd.DataFrame]:
+    return {name: frame.copy() for name, frame in TINY.items()}
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated world shared by the tests that only read it."""
+    from expansion_scorer.data.synthetic import generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, n_accounts=250, seed=11, months=24)
+    return out
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real, empty SQLite-backed MLflow store under tmp_path, and tmp_path as the cwd."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained_store(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A store holding one champion trained on `world_dir`, trained once per session."""
+    from expansion_scorer.config import load_feature_set, load_training_config
+    from expansion_scorer.jobs import train_job
+
+    root = tmp_path_factory.mktemp("trained")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.chdir(root)
+        cfg = load_training_config().model_copy(update={"test_months": 4})
+        train_job(world_dir, cfg, load_feature_set())
+    yield root
+
+
+@pytest.fixture
+def champion(trained_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    return trained_store
