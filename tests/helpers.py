@@ -60,3 +60,49 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     code = main(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+DATED_BY = {
+    "accounts": "created_at",
+    "subscriptions": "start_date",
+    "usage_events": "timestamp",
+    "support_tickets": "created_at",
+    "nps_responses": "responded_at",
+}
+
+
+def rewrite_future(src: Path, dst: Path, as_of: str, mode: str) -> Path:
+    """Copy a world, changing only rows dated on or after `as_of`.
+
+    mode "drop": remove them, and forget end dates on or after as_of (still open then).
+    mode "scramble": keep the past, and replace the future with different future rows.
+    """
+    cut = pd.Timestamp(as_of)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name, col in DATED_BY.items():
+        path = src / f"{name}.parquet"
+        if not path.exists():
+            continue
+        frame = pd.read_parquet(path)
+        when = pd.to_datetime(frame[col])
+        past, future = frame[when < cut].copy(), frame[when >= cut].copy()
+        if name == "subscriptions":
+            ends = pd.to_datetime(past["end_date"])
+            later = ends >= cut
+            if mode == "drop":
+                past["end_date"] = past["end_date"].where(~later, None)
+            else:  # another future end date, or none
+                shifted = (ends[later] + pd.Timedelta(days=45)).dt.date
+                past.loc[later, "end_date"] = shifted.where(shifted.index % 2 == 0, None)
+        if mode == "scramble" and len(future):
+            future = future.sample(frac=1.0, replace=True, random_state=5)
+            if name == "accounts":  # keep those accounts, and add more
+                copies = future.copy()
+                copies["account_id"] = [f"{a}-later{i}" for i, a in enumerate(copies["account_id"])]
+                future = pd.concat([frame[when >= cut], copies], ignore_index=True)
+            else:
+                shift = pd.Timedelta(days=3)
+                future[col] = (pd.to_datetime(future[col]) + shift).astype(frame[col].dtype)
+            past = pd.concat([past, future], ignore_index=True)
+        past.to_parquet(dst / f"{name}.parquet", index=False)
+    return dst

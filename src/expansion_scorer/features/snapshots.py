@@ -41,10 +41,15 @@ def _next_month(d: date) -> date:
 
 
 def data_span(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
-    """First subscription start, and the exclusive end of what the data has observed."""
+    """When both revenue and usage are observed, and the exclusive end of what the data holds.
+
+    Imports often carry subscriptions from years before usage tracking began; snapshots before
+    the first usage would teach the model that old accounts have no usage.
+    """
     row = con.execute(
         """
-        SELECT (SELECT min(start_date) FROM subscriptions),
+        SELECT greatest((SELECT min(start_date) FROM subscriptions),
+                        (SELECT min(CAST(timestamp AS DATE)) FROM usage_events)),
                greatest((SELECT max(CAST(timestamp AS DATE)) FROM usage_events),
                         (SELECT max(start_date) FROM subscriptions)) + 1
         """
