@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import warnings
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -190,8 +193,18 @@ COMMANDS = {
 }
 
 
+def _quiet_libraries() -> None:
+    """Keep the console for what the operator needs: MLflow and SHAP chatter goes."""
+    for name in ("mlflow", "alembic", "shap"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(mlflow|shap)\b")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     try:
         COMMANDS[args.command](args)
     except UserError as exc:

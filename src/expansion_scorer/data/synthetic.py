@@ -27,6 +27,7 @@ Semantics downstream code relies on:
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -136,7 +137,7 @@ State = dict[str, np.ndarray]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
 
 
 def _seat_cap(plan: np.ndarray) -> np.ndarray:
@@ -205,9 +206,9 @@ def _draw_decreases(st: State, i: int, rng: np.random.Generator) -> dict[str, np
     u = rng.random((n, 4))
     u_drop = rng.random((n, 3))
     util = st["D"] / np.maximum(st["S"], 1)
-    churn_renew = -3.0 - 0.9 * st["e"] + 0.9 * st["f"] - 0.3 * st["b"]
+    churn_renew = -2.4 - 0.9 * st["e"] + 0.9 * st["f"] - 0.3 * st["b"]
     churn_renew = churn_renew - 2.0 * np.clip(util - 0.8, -0.5, 0.3)
-    churn_mid = -7.0 - 0.5 * st["e"] + 0.7 * st["f"]
+    churn_mid = -6.5 - 0.5 * st["e"] + 0.7 * st["f"]
     p_churn = np.where(renew, _sigmoid(churn_renew), np.where(mid, _sigmoid(churn_mid), 0.0))
     churn = u[:, 0] < p_churn
     stay = renew & ~churn
@@ -290,6 +291,12 @@ def _truth(st: State, i: int, cal0: int, rng: np.random.Generator) -> tuple[np.n
     return idx, 1.0 - none_yet.reshape(len(idx), TRUTH_PATHS).mean(axis=1)
 
 
+def _day_of_month(days: np.ndarray) -> np.ndarray:
+    """1-based day of month of day numbers; accounts without a subscription get 1."""
+    d = np.where(days < NO_DAY, days, 0).astype("datetime64[D]")
+    return (d - d.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+
+
 def _month_starts(start: date, months: int) -> tuple[np.ndarray, int]:
     """Day numbers of the simulated month starts (one past the end) and the calendar month of 0."""
     first = np.datetime64(start, "M") - PRE_MONTHS
@@ -302,9 +309,9 @@ def _draw_accounts(rng: np.random.Generator, n: int, ms: np.ndarray) -> dict[str
     seg = rng.choice(3, size=n, p=[0.55, 0.32, 0.13])
     industry = rng.choice(len(INDUSTRIES), size=n)
     country = rng.choice(len(COUNTRIES), size=n, p=[c[2] for c in COUNTRIES])
-    emp_median = np.array([30.0, 350.0, 4000.0])[seg]
+    emp_median = np.array([30.0, 350.0, 3000.0])[seg]
     employees = np.maximum(2, np.round(emp_median * rng.lognormal(0.0, 0.6, n))).astype(np.int64)
-    adoption = np.array([0.22, 0.06, 0.03])[seg] * rng.lognormal(0.0, 0.5, n)
+    adoption = np.array([0.2, 0.06, 0.025])[seg] * rng.lognormal(0.0, 0.5, n)
     effects = np.asarray(INDUSTRY_EFFECTS)[industry]
 
     base = rng.random(n) < 0.4
@@ -399,7 +406,9 @@ class _Log:
         )
 
 
-def _core_arr(seats: np.ndarray, plan: np.ndarray, disc: np.ndarray, mult: np.ndarray) -> np.ndarray:
+def _core_arr(
+    seats: np.ndarray, plan: np.ndarray, disc: np.ndarray, mult: np.ndarray
+) -> np.ndarray:
     return seats * np.asarray(SEAT_PRICE)[plan] * disc * mult
 
 
@@ -491,7 +500,9 @@ def _world_month(
         rows = np.flatnonzero(uplift & keep[:, j])
         log.add(rows, j + 1, r_day[rows], arr=money["addon_arr"][rows, j])
         rows = np.flatnonzero(cross[:, j])
-        price = np.round(np.asarray(ADDON_PRICE[j])[st["plan"][rows]] * disc[rows] * old_mult[rows], 2)
+        price = np.round(
+            np.asarray(ADDON_PRICE[j])[st["plan"][rows]] * disc[rows] * old_mult[rows], 2
+        )
         money["addon_arr"][rows, j] = price
         log.add(rows, j + 1, e_cross[rows, j], arr=price)
 
@@ -510,7 +521,7 @@ def _usage_params(st: State, acc: dict[str, np.ndarray]) -> dict[str, np.ndarray
     users = np.where(active, np.floor(_access(st)), np.minimum(st["D"], 15.0))
     users = np.maximum(1, np.round(users)).astype(np.int64)
     e, need = st["e"], st["need"]
-    base = -1.1 + 0.9 * e
+    base = -1.45 + 0.9 * e
     day_share = _sigmoid(base) * 0.75
     growth = np.maximum(st["g"], 0.0) * st["D"]
     pending = np.where(active, np.maximum(st["D"] - st["S"], 0.0), 0.0)
@@ -519,16 +530,16 @@ def _usage_params(st: State, acc: dict[str, np.ndarray]) -> dict[str, np.ndarray
     owned = st["owned"] & active[:, None]
     prob = np.zeros((n, len(EVENTS)))
     prob[:, 0] = 1.0
-    prob[:, 1] = _sigmoid(0.4 + 0.5 * e)
-    prob[:, 2] = _sigmoid(-0.6 + 0.5 * e)
+    prob[:, 1] = _sigmoid(0.2 + 0.5 * e)
+    prob[:, 2] = _sigmoid(-0.8 + 0.5 * e)
     prob[:, 3] = _sigmoid(-1.8 + 0.4 * e)
     prob[:, 4] = p_invite
     prob[:, 5] = _sigmoid(-2.9 + 0.9 * need[:, 0])
     prob[:, 6] = _sigmoid(-3.1 + 0.9 * need[:, 1])
     prob[:, 7] = _sigmoid(-2.2 + 0.8 * need[:, 2])
-    prob[:, 8] = owned[:, 0] * _sigmoid(-1.4 + 0.6 * need[:, 0])
-    prob[:, 9] = owned[:, 1] * _sigmoid(-1.2 + 0.6 * need[:, 1])
-    prob[:, 10] = owned[:, 2] * _sigmoid(-0.9 + 0.6 * need[:, 2])
+    prob[:, 8] = owned[:, 0] * _sigmoid(-2.2 + 0.6 * need[:, 0])
+    prob[:, 9] = owned[:, 1] * _sigmoid(-2.0 + 0.6 * need[:, 1])
+    prob[:, 10] = owned[:, 2] * _sigmoid(-1.8 + 0.6 * need[:, 2])
     lam = np.zeros((n, len(EVENTS)))
     lam[:, 0] = 0.5
     lam[:, 1] = 2.0 * np.exp(0.3 * e)
@@ -602,8 +613,13 @@ def _usage_month(
         cap = np.minimum(1.0, ent["api_limit"] / np.maximum(total, 1.0))
         qty[api] = np.maximum(1, np.floor(calls * cap[api_ent])).astype(np.int64)
 
-    hours = rng.normal(13.5, 3.0, len(row_ent)) - ent["tz"][row_ent]
-    micros = (np.mod(hours, 24.0) * 3.6e9).astype(np.int64)
+    # A session per user-day: login first, the other events in order a few minutes apart.
+    session = np.mod(rng.normal(13.5, 3.0, len(ud_ent)) - ent["tz"][ud_ent], 24.0)
+    session = np.where(session > 22.5, session - 22.5, session)
+    gaps = np.cumsum(rng.exponential(6e8, len(hit_row)))
+    first = np.flatnonzero(np.diff(hit_row, prepend=-1))
+    since = gaps - np.repeat(gaps[first], np.diff(np.append(first, len(hit_row))))
+    micros = np.minimum(session[hit_row] * 3.6e9 + since, US_PER_DAY - 1).astype(np.int64)
     stamp = (m_start + row_day) * US_PER_DAY + micros
 
     ent_ids = pc.take(ids, pa.array(ent["idx"]))
@@ -634,7 +650,7 @@ def _entities(
 
 def _free_workspaces(rng: np.random.Generator, n_accounts: int, ms: np.ndarray) -> State:
     """Free workspaces: a few people each, light usage, never in accounts."""
-    k = max(2, round(0.012 * n_accounts))
+    k = max(2, round(0.08 * n_accounts))
     users = rng.integers(1, 5, k)
     prob = np.zeros((k, len(EVENTS)))
     prob[:, :8] = (1.0, 0.5, 0.2, 0.1, 0.03, 0.04, 0.02, 0.03)
@@ -715,7 +731,9 @@ def _account_names(rng: np.random.Generator, n: int) -> list[str]:
     return names
 
 
-def _accounts_table(rng: np.random.Generator, acc: dict[str, np.ndarray], ids: pa.Array) -> pa.Table:
+def _accounts_table(
+    rng: np.random.Generator, acc: dict[str, np.ndarray], ids: pa.Array
+) -> pa.Table:
     n = len(acc["created"])
     missing = rng.random((n, 4)) < (0.15, 0.15, 0.15, 0.05)
     mislabel = rng.random(n) < 0.08
@@ -728,7 +746,9 @@ def _accounts_table(rng: np.random.Generator, acc: dict[str, np.ndarray], ids: p
             "account_id": ids,
             "account_name": pa.array(_account_names(rng, n), pa.string()),
             "created_at": pa.array(acc["created"].astype("datetime64[D]")),
-            "industry": pc.take(pa.array(INDUSTRIES), pa.array(acc["industry"], mask=missing[:, 0])),
+            "industry": pc.take(
+                pa.array(INDUSTRIES), pa.array(acc["industry"], mask=missing[:, 0])
+            ),
             "employee_count": pa.array(acc["employees"], pa.int64(), mask=missing[:, 1]),
             "country": pc.take(
                 pa.array([c[0] for c in COUNTRIES]), pa.array(acc["country"], mask=missing[:, 2])
@@ -814,10 +834,7 @@ def generate_world(
     money: State = {
         "mult": np.ones(n_accounts),
         "addon_arr": np.zeros((n_accounts, 3)),
-        "dom": (acc["sub_day"].astype("datetime64[D]") - acc["sub_day"].astype("datetime64[M]"))
-        .astype(np.int64)
-        .clip(0, 30)
-        + 1,
+        "dom": _day_of_month(acc["sub_day"]),
         "uoff": np.zeros(n_accounts),
     }
     usage_end = acc["usage_end"].copy()
@@ -835,7 +852,15 @@ def generate_world(
             ("quantity", pa.int64()),
         ]
     )
-    with pq.ParquetWriter(out / "usage_events.parquet", usage_schema) as writer:
+    writer = pq.ParquetWriter(
+        out / "usage_events.parquet",
+        usage_schema,
+        use_dictionary=["account_id", "user_id", "event"],
+        column_encoding={"timestamp": "DELTA_BINARY_PACKED", "quantity": "DELTA_BINARY_PACKED"},
+    )
+    # Encoding a month overlaps with simulating the next; writes stay in month order.
+    with writer, ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[None] | None = None
         for i in range(PRE_MONTHS + months):
             m_start, m_end = int(ms[i]), int(ms[i + 1])
             if i > PRE_MONTHS:
@@ -861,12 +886,12 @@ def generate_world(
                 f_pick = np.flatnonzero(f_lo < m_end - m_start)
                 f_hi = np.full(len(free["idx"]), m_end - m_start)
                 f_ent = {key: value[f_pick] for key, value in free.items()}
-                f_ent.update(
-                    {"lo": f_lo[f_pick], "hi": f_hi[f_pick], "days": f_hi[f_pick]}
-                )
+                f_ent.update({"lo": f_lo[f_pick], "hi": f_hi[f_pick], "days": f_hi[f_pick]})
                 free_table = _usage_month(rng, m_start, f_ent, free_ids, salt)
                 table = pa.concat_tables([table, free_table])
-                writer.write_table(table)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write_table, table)
                 counts["usage_events"] += table.num_rows
                 month_tickets, month_nps = _tickets_nps(rng, m_start, ent, st, pick)
                 tickets.append(month_tickets)
@@ -877,6 +902,8 @@ def generate_world(
             )
             st["active"] = st["active"] | (acc["m0"] == i)
             _evolve(st, rng, created)
+        if pending is not None:
+            pending.result()
 
     tables = {
         "accounts": _accounts_table(rng, acc, ids),
