@@ -6,8 +6,8 @@ import argparse
 import logging
 import os
 import sys
-import warnings
 import time
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn

@@ -71,7 +71,7 @@ def test_contract_violation_is_one_clear_line_and_writes_nothing(
     }[command]
 
     # When a command reads it
-    code, stdout, stderr = run_cli(args, capsys)
+    code, _, stderr = run_cli(args, capsys)
 
     # Then it stops with exit code 2, one line naming the problem, and no output
     assert code == 2

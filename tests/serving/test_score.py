@@ -81,7 +81,7 @@ def test_names_cannot_inject_script_or_formulas(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     csv_text = (tmp_path / "out" / "scores.csv").read_text(encoding="utf-8")
     assert "'=HYPERLINK" in csv_text
-    assert '\n=HYPERLINK' not in csv_text and ',=HYPERLINK' not in csv_text
+    assert "\n=HYPERLINK" not in csv_text and ",=HYPERLINK" not in csv_text
 
 
 def test_failed_run_leaves_earlier_outputs_untouched(
