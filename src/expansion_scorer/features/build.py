@@ -16,7 +16,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import plan_rank_values
 from expansion_scorer.features.snapshots import as_dates
 
-WINDOW_DAYS = 90
+WINDOW_DAYS = 120  # the longest look-back of any usage aggregate
 
 
 def _affinity_values(features: FeatureSet) -> str:
@@ -52,14 +52,16 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     tickets = (
         """
         SELECT e.account_id, e.as_of, count(*) AS tickets_90d,
-               count(*) FILTER (WHERE lower(t.priority) = 'urgent') AS urgent_tickets_90d
+               count(*) FILTER (WHERE lower(t.priority) = 'urgent') AS urgent_tickets_90d,
+               count(*) FILTER (WHERE lower(t.priority) = 'urgent' AND t.created_at >= e.as_of - 30)
+                   AS urgent_tickets_30d
         FROM entities e JOIN support_tickets t ON t.account_id = e.account_id
          AND t.created_at >= e.as_of - 90 AND t.created_at < e.as_of
         GROUP BY ALL
         """
         if has_tickets
         else "SELECT NULL::VARCHAR AS account_id, NULL::DATE AS as_of,"
-        " 0 AS tickets_90d, 0 AS urgent_tickets_90d WHERE false"
+        " 0 AS tickets_90d, 0 AS urgent_tickets_90d, 0 AS urgent_tickets_30d WHERE false"
     )
     nps = (
         """
@@ -79,6 +81,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
             coalesce(sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 1")}), 0) AS arr_now,
             sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 91")}) AS arr_90d_ago,
             coalesce(sum(s.seats) FILTER (WHERE {open_on.format(d="s.as_of - 1")}), 0) AS seats,
+            sum(s.seats) FILTER (WHERE {open_on.format(d="s.as_of - 91")}) AS seats_90d_ago,
             count(DISTINCT s.product) FILTER (WHERE {open_on.format(d="s.as_of - 1")})
                 AS products_owned,
             max(r.rank) FILTER (WHERE {open_on.format(d="s.as_of - 1")}) AS plan_rank,
@@ -110,6 +113,8 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
             count(DISTINCT user_id) FILTER (WHERE day >= as_of - 28) AS active_users_28d,
             count(DISTINCT user_id) FILTER (WHERE day >= as_of - 56 AND day < as_of - 28)
                 AS active_users_prev_28d,
+            count(DISTINCT user_id) FILTER (WHERE day >= as_of - 118 AND day < as_of - 90)
+                AS active_users_28d_90d_ago,
             coalesce(sum(q) FILTER (WHERE day >= as_of - 28), 0) AS events_28d,
             coalesce(sum(q) FILTER (WHERE day >= as_of - 56 AND day < as_of - 28), 0)
                 AS events_prev_28d,
@@ -118,12 +123,16 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         FROM usage_window GROUP BY ALL
     ),
     event_28d AS (
-        SELECT account_id, as_of, event, sum(q) AS q
-        FROM usage_window WHERE day >= as_of - 28 GROUP BY ALL
+        SELECT account_id, as_of, event,
+               coalesce(sum(q) FILTER (WHERE day >= as_of - 28), 0) AS q,
+               coalesce(sum(q) FILTER (WHERE day < as_of - 28), 0) AS q_prev
+        FROM usage_window WHERE day >= as_of - 56 GROUP BY ALL
     ),
     fit AS (
         SELECT x.account_id, x.as_of, sum(x.q) AS unowned_fit_events_28d,
-               arg_max(fit.product, x.q) AS top_unowned_fit
+               arg_max(fit.product, x.q) AS top_unowned_fit,
+               arg_max(x.event, x.q) AS top_unowned_fit_event,
+               sum(x.q_prev) AS unowned_fit_events_prev_28d
         FROM event_28d x JOIN {_affinity_values(features)} ON fit.event = x.event
         WHERE NOT EXISTS (SELECT 1 FROM owned o WHERE o.account_id = x.account_id
                           AND o.as_of = x.as_of AND o.product = fit.product)
@@ -145,14 +154,16 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     tickets AS ({tickets}),
     nps AS ({nps})
     SELECT e.account_id, e.as_of,
-        n.arr_now, n.arr_90d_ago, n.seats, n.products_owned, n.plan,
+        n.arr_now, n.arr_90d_ago, n.seats, n.seats_90d_ago, n.products_owned, n.plan,
         coalesce(u.active_users_28d, 0) AS active_users_28d,
         coalesce(u.active_users_prev_28d, 0) AS active_users_prev_28d,
+        coalesce(u.active_users_28d_90d_ago, 0) AS active_users_28d_90d_ago,
         coalesce(u.events_28d, 0) AS events_28d,
         coalesce(u.events_prev_28d, 0) AS events_prev_28d,
         coalesce(u.invites_28d, 0) AS invites_28d,
         coalesce(f.unowned_fit_events_28d, 0) AS unowned_fit_events_28d,
-        f.top_unowned_fit,
+        f.top_unowned_fit, f.top_unowned_fit_event,
+        coalesce(f.unowned_fit_events_prev_28d, 0) AS unowned_fit_events_prev_28d,
         coalesce(l.plan_limit_use, 0) AS plan_limit_use,
         e.as_of - a.created_at AS tenure_days,
         date_diff('day', e.as_of, CASE
@@ -164,6 +175,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         e.as_of - p.last_expansion AS days_since_expansion,
         coalesce(t.tickets_90d, 0) AS tickets_90d,
         coalesce(t.urgent_tickets_90d, 0) AS urgent_tickets_90d,
+        coalesce(t.urgent_tickets_30d, 0) AS urgent_tickets_30d,
         nps.nps_last,
         a.employee_count, a.industry, a.segment, a.country
     FROM entities e
