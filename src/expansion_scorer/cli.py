@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", type=Path, required=True)
     sc.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
     sc.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+    sc.add_argument(
+        "--per-csm", action="store_true", help="also write per_csm/<csm>.csv, each CSM's capacity"
+    )
 
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -130,7 +133,7 @@ def _print_training(result: object) -> None:
 
 def _score(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set, load_serving_config
-    from expansion_scorer.jobs import DEFAULT_MODEL, score_job
+    from expansion_scorer.serving.job import DEFAULT_MODEL, score_job
 
     result = score_job(
         args.data_dir,
@@ -139,9 +142,11 @@ def _score(args: argparse.Namespace) -> None:
         load_feature_set(args.features),
         load_serving_config(args.config),
         model_uri=args.model or DEFAULT_MODEL,
+        csm_files=args.per_csm,
     )
     print(
-        f"scored {result.scored:,} accounts as of {args.as_of} with {result.model_version};"
+        f"scored {result.scored:,} accounts as of {args.as_of} with {result.model_version}"
+        f" ({result.not_ready:,} not yet ready);"
         f" {result.excluded:,} not eligible (reasons in excluded.csv);"
         f" {result.not_yet_customers:,} created on or after {args.as_of} are not yet customers"
     )
@@ -157,7 +162,8 @@ def _demo(args: argparse.Namespace) -> None:
     )
     from expansion_scorer.data.synthetic import generate_world
     from expansion_scorer.features.snapshots import data_span
-    from expansion_scorer.jobs import load_world, score_job, train_job
+    from expansion_scorer.jobs import load_world, train_job
+    from expansion_scorer.serving.job import score_job
 
     started = time.perf_counter()
     data = args.out / "data"
@@ -176,7 +182,9 @@ def _demo(args: argparse.Namespace) -> None:
     result = train_job(data, load_training_config(), features)
     _print_training(result)
     print(f"4/4 scoring as of {as_of}")
-    scored = score_job(data, as_of, args.out / "scores", features, load_serving_config())
+    scored = score_job(
+        data, as_of, args.out / "scores", features, load_serving_config(), csm_files=True
+    )
     for path in scored.files:
         print(f"  {path}")
     print(

@@ -51,7 +51,8 @@ class FeatureSet(_Strict):
 
 
 class LightGBMParams(_Strict):
-    n_estimators: int = 400
+    n_estimators: int = 1000
+    """The most boosting rounds; early stopping on the calibration months picks fewer."""
     learning_rate: float = 0.03
     num_leaves: int = 15
     min_child_samples: int = 50
@@ -61,25 +62,117 @@ class LightGBMParams(_Strict):
     reg_lambda: float = 1.0
 
 
+class BacktestConfig(_Strict):
+    """Rolling-origin folds over the latest `test_months`, each fitted only on its past."""
+
+    folds: int = Field(default=3, ge=1)
+    calibration_months: int = Field(default=3, ge=1)
+    """Snapshot months before each fold's embargo that fit early stopping and the calibrator."""
+    calibration: Literal["isotonic", "platt"] = "isotonic"
+    random_split_alarm: float = Field(default=0.05, ge=0)
+    """A random-split AUC this far above the time-split AUC is reported as leakage or drift."""
+
+
+class CapacityConfig(_Strict):
+    """How many accounts CSMs can work per week: k for lift and recall at capacity."""
+
+    accounts_per_csm_per_week: int = Field(default=20, ge=1)
+    csms: int = Field(default=5, ge=1)
+
+    @property
+    def k(self) -> int:
+        return self.accounts_per_csm_per_week * self.csms
+
+
+class BaselineConfig(_Strict):
+    """The rules a CS team would use without a model, over features of the feature set."""
+
+    utilisation_feature: str = "seat_utilisation"
+    utilisation_at_least: float = 0.9
+    growth_feature: str = "active_users_change_28d"
+    growth_at_least: float = 0.2
+    recency_feature: str = "days_since_expansion"
+    recency_days: float = 180
+
+
+class TuningConfig(_Strict):
+    trials: int = Field(default=0, ge=0)
+    """Optuna trials over the LightGBM parameters on the time folds; 0 keeps `lightgbm`."""
+    early_stopping_rounds: int = Field(default=50, ge=1)
+
+
+class GateConfig(_Strict):
+    """When `expansion promote` lets a challenger replace the champion."""
+
+    folds: int = Field(default=2, ge=1)
+    """The latest backtest folds both models are refitted and compared on."""
+    lift_margin: float = Field(default=0.05, ge=0)
+    """The challenger's lift at capacity must exceed the champion's by this much."""
+    ece_tolerance: float = Field(default=0.005, ge=0)
+    """Calibration is no worse when the challenger's ECE is at most the champion's plus this."""
+
+
 class TrainingConfig(_Strict):
     horizon_days: int = Field(default=90, ge=7, le=730)
     min_history_days: int = Field(default=90, ge=0)
     """Snapshots start this long after the first subscription in the data."""
     test_months: int = Field(default=6, ge=1)
-    """The latest snapshot months are held out for testing; training snapshots end one horizon
-    before the first of them, so no training label window overlaps the test period."""
+    """The latest snapshot months are tested on, in `backtest.folds` consecutive folds; each
+    fold trains on snapshots whose label window closes before the fold starts."""
     seed: int = 7
     experiment: str = "expansion-scorer"
     registered_model: str = "expansion-propensity"
     lightgbm: LightGBMParams = LightGBMParams()
+    backtest: BacktestConfig = BacktestConfig()
+    capacity: CapacityConfig = CapacityConfig()
+    baselines: BaselineConfig = BaselineConfig()
+    tuning: TuningConfig = TuningConfig()
+    gate: GateConfig = GateConfig()
+    size_model: bool = True
+    """Also fit the size of an expansion given that it happens (expected ARR = score x size)."""
+
+
+class MotionDef(_Strict):
+    label: str
+    families: list[str] = Field(min_length=1)
+    talking_points: list[str] = Field(default_factory=list)
+
+
+class ReadinessRule(_Strict):
+    name: str
+    feature: str
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: float
+    says: str
 
 
 class ServingConfig(_Strict):
     reasons: int = Field(default=3, ge=1, le=10)
+    accounts_per_csm: int = Field(default=20, ge=1)
     bands: dict[str, float] = Field(
         default_factory=lambda: {"hot": 0.5, "warm": 0.25, "watch": 0.0}
     )
     """Band name -> lowest score in the band, checked from the highest threshold down."""
+    motions: dict[str, MotionDef] = Field(default_factory=dict)
+    readiness: list[ReadinessRule] = Field(default_factory=list)
+
+    def check_against(self, features: FeatureSet) -> None:
+        """Families and features named here must exist in the feature definitions."""
+        families = {f.family for f in features.features}
+        names = {f.name for f in features.features}
+        for key, motion in self.motions.items():
+            unknown = sorted(set(motion.families) - families)
+            if unknown:
+                raise UserError(
+                    f"serving config: motion {key} names unknown families {', '.join(unknown)};"
+                    f" known: {', '.join(sorted(families))}"
+                )
+        for rule in self.readiness:
+            if rule.feature not in names:
+                raise UserError(
+                    f"serving config: readiness rule {rule.name} reads unknown feature"
+                    f" {rule.feature}; use a feature from the feature definitions"
+                )
 
 
 def _read_yaml(path: Path | None, default_name: str) -> object:

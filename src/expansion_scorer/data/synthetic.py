@@ -1,28 +1,31 @@
 """A synthetic B2B SaaS world in the data contract, with the true expansion odds behind it.
 
 Why: training, scoring and benchmarks need data whose mechanisms are known, including the
-probability a perfect model would give, and dirty enough to exercise validation.
+probability a perfect model would give, and which is dirty enough to exercise validation.
 
-The world is a monthly simulation over every account at once. Latent state the files never show
-(people wanting access, team growth, budget, engagement, frustration, need for each add-on) drives
-contracts, usage, tickets and NPS. Accounts created before `start` exist with their contract
-history; usage, tickets and NPS cover `[start, end)` where `end` is `months` months after `start`.
+The world is a monthly simulation over all accounts at once. Latent state the files never show
+(people wanting access, team growth, budget, engagement, frustration, need for each add-on)
+drives contracts, usage, tickets and NPS. Accounts created up to three years before `start`
+exist with their contract history; usage, tickets and NPS cover `[start, end)`, where `end` is
+`months` months after `start`.
 
-Semantics downstream code relies on:
+What downstream code can rely on:
 
 - An expansion on day d: the account had ARR > 0 on d-1 and on d some product gained seats,
   moved to a higher plan (starter < team < business < enterprise), or started while absent on
   d-1. Renewal price uplifts (same product, plan and seats, new arr) are not expansions.
 - Expansions take effect only on days 3..28 of a month, so a 90-day window from a month start
-  covers exactly the expansions of that month and the next two, whatever the month lengths.
-  Decreases (contractions, add-on drops, churn) never share a month with an expansion of the
-  same account; they fall on the renewal anniversary or, rarely, any other day.
+  holds exactly the expansions of that month and the next two, whatever the month lengths.
+  An account never has a decrease (contraction, add-on drop, churn) and an expansion in the
+  same month. Decreases fall on the renewal anniversary or, rarely, on any other day.
+- Every subscription row has arr > 0; churn ends all of an account's rows and is final.
 - `truth.parquet` holds, for every month start T with start < T < end and every account with
   created_at < T and ARR > 0 on T-1, `p_expand`: the probability, given the full latent state at
-  T, of at least one expansion in [T, T + 90 days). It comes from forward paths with their own
-  random stream, so writing it never changes the other files.
-- Usage rows are grouped by month and ordered by account, user and day; about 0.3% belong to
-  free workspaces ("F00012") that are not in accounts.
+  T, of at least one expansion in [T, T + 90 days). Forward paths draw from their own random
+  stream, so writing it never changes the other files.
+- Usage rows come grouped by month, then by account, user and time. Some accounts use the
+  product on a trial before their first subscription, some never subscribe, and about 0.3% of
+  rows belong to free workspaces ("F00012") that are not in accounts.
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ import pyarrow.parquet as pq
 PRODUCTS = ("Core", "Analytics", "Automation", "Integrations")
 PLANS = ("starter", "team", "business", "enterprise")
 SEAT_CAP = (10, 50, 250, 1_000_000)
-API_LIMIT = (5_000.0, 50_000.0, 500_000.0, np.inf)
-SEAT_PRICE = (240.0, 420.0, 780.0, 1200.0)  # list ARR per seat by plan
-ADDON_PRICE = (  # flat list ARR by the plan tier at purchase
+API_LIMIT = (5_000.0, 50_000.0, 500_000.0, np.inf)  # calls per month
+SEAT_PRICE = (240.0, 420.0, 780.0, 1200.0)  # list ARR per seat
+ADDON_PRICE = (  # flat list ARR by the plan at purchase
     (1_200.0, 3_600.0, 12_000.0, 30_000.0),
     (900.0, 3_000.0, 9_000.0, 24_000.0),
     (1_500.0, 4_800.0, 15_000.0, 36_000.0),
@@ -52,13 +55,14 @@ EVENTS = (
     "comment",
     "share",
     "invite_user",
-    "export_report",
-    "schedule_task",
-    "api_call",
-    "build_dashboard",
-    "run_workflow",
-    "sync_connector",
+    "export_report",  # points to Analytics
+    "schedule_task",  # points to Automation
+    "api_call",  # points to Integrations; quantity counts calls
+    "build_dashboard",  # Analytics owners only
+    "run_workflow",  # Automation owners only
+    "sync_connector",  # Integrations owners only
 )
+PRIORITIES = ("low", "normal", "high", "urgent")
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise")
 INDUSTRIES = (
     "Software",
@@ -71,7 +75,7 @@ INDUSTRIES = (
     "Media",
     "Professional Services",
 )
-# Per industry: team growth shift, budget shift, need shifts for the three add-ons, API intensity.
+# Per industry: team growth shift, budget shift, need shift for each add-on, API intensity.
 INDUSTRY_EFFECTS = (
     (0.008, 0.3, 0.3, 0.4, 1.0, 2.5),
     (0.002, 0.5, 0.9, 0.2, 0.3, 1.2),
@@ -83,7 +87,7 @@ INDUSTRY_EFFECTS = (
     (0.004, 0.0, 0.5, 0.0, -0.2, 0.7),
     (0.003, 0.2, 0.2, 0.1, -0.3, 0.5),
 )
-COUNTRIES = (  # name, UTC offset in hours, weight
+COUNTRIES = (  # name, UTC offset in hours, share of accounts
     ("United States", -5.0, 0.34),
     ("United Kingdom", 0.0, 0.1),
     ("Germany", 1.0, 0.1),
@@ -125,15 +129,17 @@ ODD_NAMES = (
     "Nguyễn Trading",
     "Ørsted & Co",
 )
-SEASON = (0.45, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0, -0.6, 0.0, 0.2, 0.3, 0.35)  # Jan..Dec, logit shift
+SEASON = (0.45, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0, -0.6, 0.0, 0.2, 0.3, 0.35)  # Jan..Dec, logit
 WEEKDAY = (1.0, 1.0, 1.0, 1.0, 0.9, 0.18, 0.12)  # Monday..Sunday activity factor
-PRE_MONTHS = 36  # history simulated before `start`, so the window opens on an installed base
+PRE_MONTHS = 36  # simulated before `start`, so the window opens on an installed base
 TRUTH_PATHS = 64
 HORIZON_MONTHS = 3
-NO_DAY = np.iinfo(np.int64).max // 4
+NO_DAY = np.iinfo(np.int64).max // 4  # "never" for day numbers
 US_PER_DAY = 86_400_000_000
+US_PER_HOUR = 3_600_000_000
 
 State = dict[str, np.ndarray]
+Log = list[tuple[np.ndarray, ...]]  # contract changes, see _log
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -155,25 +161,25 @@ def _nice_seats(seats: np.ndarray) -> np.ndarray:
     return (np.ceil(seats / step) * step).astype(np.int64)
 
 
-def _access(st: State) -> np.ndarray:
-    """People who can use the product: demand, capped by seats plus the ~10% soft overage."""
-    return np.minimum(st["D"], 1.1 * st["S"])
+def _users(st: State) -> np.ndarray:
+    """People with access: demand, capped at seats plus ~10% soft overage (15 on a trial)."""
+    capped = np.where(st["active"], np.minimum(st["D"], 1.1 * st["S"]), np.minimum(st["D"], 15.0))
+    return np.maximum(1.0, np.floor(capped))
 
 
 def _api_ratio(st: State, plan: np.ndarray) -> np.ndarray:
     """Expected monthly API calls over the plan's limit (0 on enterprise, which is unlimited)."""
-    calls = _access(st) * st["api"] * np.exp(0.5 * st["need"][:, 2])
+    calls = np.minimum(st["D"], 1.1 * st["S"]) * st["api"] * np.exp(0.5 * st["need"][:, 2])
     return calls / np.asarray(API_LIMIT)[plan]
 
 
-def _expansion_hazards(st: State, i: int, cal_month: int) -> tuple[np.ndarray, ...]:
-    """Monthly chances of a seat add, a plan upgrade and each cross-sell, from the month's start.
+# --- Dynamics shared by the world and the truth paths: keep them free of world-only state. ---
 
-    Shared by the world and the truth paths, which is what makes the truth consistent.
-    """
+
+def _expansion_hazards(st: State, i: int, cal_month: int) -> tuple[np.ndarray, ...]:
+    """Chances of a seat add, a plan upgrade and each cross-sell in month i, from its start."""
     act = st["active"]
-    seats = np.maximum(st["S"], 1)
-    pressure = np.clip(st["D"] / seats - 1.0, -0.5, 0.6)
+    pressure = np.clip(st["D"] / np.maximum(st["S"], 1) - 1.0, -0.5, 0.6)
     to_renewal = (st["m0"] - i) % 12
     renewal = np.select([to_renewal == 0, to_renewal <= 2], [0.4, 0.8], 0.0)
     season = SEASON[cal_month]
@@ -188,17 +194,15 @@ def _expansion_hazards(st: State, i: int, cal_month: int) -> tuple[np.ndarray, .
         + season
     )
     h_plan = np.where(act & (st["plan"] < 3), _sigmoid(plan_logit), 0.0)
-    cross_logit = (
-        -5.3
-        + 1.1 * st["need"]
-        + (0.5 * st["e"] + 0.35 * st["b"] + 0.25 * st["plan"] + season)[:, None]
+    shared = 0.5 * st["e"] + 0.35 * st["b"] + 0.25 * st["plan"] + season
+    h_cross = np.where(
+        act[:, None] & ~st["owned"], _sigmoid(-5.3 + 1.1 * st["need"] + shared[:, None]), 0.0
     )
-    h_cross = np.where(act[:, None] & ~st["owned"], _sigmoid(cross_logit), 0.0)
     return h_seat, h_plan, h_cross
 
 
-def _draw_decreases(st: State, i: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Churn, seat contraction, plan downgrade and add-on drops for month i, mostly at renewal."""
+def _draw_decreases(st: State, i: int, rng: np.random.Generator) -> State:
+    """Churn, seat contraction, plan downgrade and add-on drops in month i, mostly at renewal."""
     n = len(st["D"])
     act = st["active"]
     renew = act & ((i - st["m0"]) % 12 == 0)
@@ -207,14 +211,13 @@ def _draw_decreases(st: State, i: int, rng: np.random.Generator) -> dict[str, np
     u_drop = rng.random((n, 3))
     util = st["D"] / np.maximum(st["S"], 1)
     churn_renew = -2.4 - 0.9 * st["e"] + 0.9 * st["f"] - 0.3 * st["b"]
-    churn_renew = churn_renew - 2.0 * np.clip(util - 0.8, -0.5, 0.3)
+    churn_renew -= 2.0 * np.clip(util - 0.8, -0.5, 0.3)
     churn_mid = -6.5 - 0.5 * st["e"] + 0.7 * st["f"]
     p_churn = np.where(renew, _sigmoid(churn_renew), np.where(mid, _sigmoid(churn_mid), 0.0))
     churn = u[:, 0] < p_churn
-    stay = renew & ~churn
     new_seats = np.maximum(1, np.ceil(st["D"] * (1.0 + 0.15 * u[:, 2]))).astype(np.int64)
     p_contract = _sigmoid(-1.4 + 6.0 * (0.85 - util) - 0.3 * st["b"])
-    contract = stay & (u[:, 1] < p_contract) & (new_seats < st["S"])
+    contract = renew & ~churn & (u[:, 1] < p_contract) & (new_seats < st["S"])
     lower = np.maximum(st["plan"] - 1, 0)
     down = (
         contract
@@ -224,11 +227,9 @@ def _draw_decreases(st: State, i: int, rng: np.random.Generator) -> dict[str, np
         & (u[:, 3] < 0.35)
     )
     drop_logit = np.where(
-        renew[:, None],
-        -2.6 - 0.9 * st["need"] - 0.5 * st["e"][:, None],
-        -7.2 - 0.6 * st["need"],
+        renew[:, None], -2.6 - 0.9 * st["need"] - 0.5 * st["e"][:, None], -7.2 - 0.6 * st["need"]
     )
-    drop = st["owned"] & (renew | mid)[:, None] & ~churn[:, None] & (u_drop < _sigmoid(drop_logit))
+    drop = st["owned"] & act[:, None] & ~churn[:, None] & (u_drop < _sigmoid(drop_logit))
     return {
         "renew": renew,
         "churn": churn,
@@ -240,7 +241,7 @@ def _draw_decreases(st: State, i: int, rng: np.random.Generator) -> dict[str, np
     }
 
 
-def _apply_decreases(st: State, dec: dict[str, np.ndarray]) -> None:
+def _apply_decreases(st: State, dec: State) -> None:
     st["active"] = st["active"] & ~dec["churn"]
     st["S"] = dec["seats"]
     st["plan"] = dec["plan"]
@@ -249,19 +250,17 @@ def _apply_decreases(st: State, dec: dict[str, np.ndarray]) -> None:
 
 def _evolve(st: State, rng: np.random.Generator, mask: np.ndarray | None = None) -> None:
     """Move the latent factors one month on; `mask` limits it to accounts that exist."""
-    n = len(st["D"])
-    z = rng.standard_normal((n, 7))
+    z = rng.standard_normal((len(st["D"]), 7))
     g = st["gmean"] + 0.85 * (st["g"] - st["gmean"]) + 0.006 * z[:, 0]
     demand = np.clip(st["D"] * np.exp(g + 0.02 * z[:, 1]), 1.0, 2500.0)
     e = st["emean"] + 0.8 * (st["e"] - st["emean"]) + 0.3 * z[:, 2]
-    subscribed = st["active"]
-    blocked = np.where(subscribed, np.maximum(st["D"] - 1.1 * st["S"], 0.0) / st["D"], 0.0)
-    over = np.where(subscribed, np.clip(_api_ratio(st, st["plan"]) - 1.0, 0.0, 2.0), 0.0)
+    act = st["active"]
+    blocked = np.where(act, np.maximum(st["D"] - 1.1 * st["S"], 0.0) / st["D"], 0.0)
+    over = np.where(act, np.clip(_api_ratio(st, st["plan"]) - 1.0, 0.0, 2.0), 0.0)
     f = 0.75 * st["f"] + 0.25 * (st["fbase"] + 2.0 * blocked + 0.6 * over) + 0.25 * z[:, 3]
     need = st["need"] + 0.1 * z[:, 4:7]
     if mask is None:
-        st["g"], st["D"], st["e"], st["f"], st["need"] = g, demand, e, f, need
-        return
+        mask = np.ones(len(g), dtype=bool)
     st["g"] = np.where(mask, g, st["g"])
     st["D"] = np.where(mask, demand, st["D"])
     st["e"] = np.where(mask, e, st["e"])
@@ -269,15 +268,13 @@ def _evolve(st: State, rng: np.random.Generator, mask: np.ndarray | None = None)
     st["need"] = np.where(mask[:, None], need, st["need"])
 
 
-def _truth(st: State, i: int, cal0: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """P(expansion in months i..i+2) for accounts active at the start of month i.
+def _truth(st: State, i: int, cal0: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Accounts active at the start of month i and their P(expansion in months i..i+2).
 
     Rao-Blackwellised: each path multiplies the monthly no-expansion chances instead of drawing
-    them, and evolves as if no expansion happened, which is exactly the conditioning needed.
+    them and evolves as if none happened, which is exactly the conditioning the product needs.
     """
     idx = np.flatnonzero(st["active"])
-    if len(idx) == 0:
-        return idx, np.zeros(0)
     path = {key: np.repeat(value[idx], TRUTH_PATHS, axis=0) for key, value in st.items()}
     none_yet = np.ones(len(idx) * TRUTH_PATHS)
     for j in range(HORIZON_MONTHS):
@@ -291,21 +288,24 @@ def _truth(st: State, i: int, cal0: int, rng: np.random.Generator) -> tuple[np.n
     return idx, 1.0 - none_yet.reshape(len(idx), TRUTH_PATHS).mean(axis=1)
 
 
-def _day_of_month(days: np.ndarray) -> np.ndarray:
-    """1-based day of month of day numbers; accounts without a subscription get 1."""
-    d = np.where(days < NO_DAY, days, 0).astype("datetime64[D]")
-    return (d - d.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+# --- Setting up the world. ---
 
 
 def _month_starts(start: date, months: int) -> tuple[np.ndarray, int]:
-    """Day numbers of the simulated month starts (one past the end) and the calendar month of 0."""
+    """Day numbers of the simulated month starts (plus the end) and calendar month of the first."""
     first = np.datetime64(start, "M") - PRE_MONTHS
     starts = (first + np.arange(PRE_MONTHS + months + 1)).astype("datetime64[D]")
     return starts.astype(np.int64), int(first.astype(np.int64) % 12)
 
 
-def _draw_accounts(rng: np.random.Generator, n: int, ms: np.ndarray) -> dict[str, np.ndarray]:
-    """Firmographics, latent factors and lifecycle dates of every account."""
+def _day_of_month(days: np.ndarray) -> np.ndarray:
+    """1-based day of month of day numbers (1 for NO_DAY)."""
+    d = np.where(days < NO_DAY, days, 0).astype("datetime64[D]")
+    return (d - d.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+
+
+def _draw_accounts(rng: np.random.Generator, n: int, ms: np.ndarray) -> State:
+    """Firmographics, latent traits and lifecycle dates; firmographics only partly tell traits."""
     seg = rng.choice(3, size=n, p=[0.55, 0.32, 0.13])
     industry = rng.choice(len(INDUSTRIES), size=n)
     country = rng.choice(len(COUNTRIES), size=n, p=[c[2] for c in COUNTRIES])
@@ -314,17 +314,16 @@ def _draw_accounts(rng: np.random.Generator, n: int, ms: np.ndarray) -> dict[str
     adoption = np.array([0.2, 0.06, 0.025])[seg] * rng.lognormal(0.0, 0.5, n)
     effects = np.asarray(INDUSTRY_EFFECTS)[industry]
 
-    base = rng.random(n) < 0.4
-    lo = np.where(base, ms[0], ms[PRE_MONTHS])
-    hi = np.where(base, ms[PRE_MONTHS], ms[-1] - 10)
+    installed = rng.random(n) < 0.4
+    lo = np.where(installed, ms[0], ms[PRE_MONTHS])
+    hi = np.where(installed, ms[PRE_MONTHS], ms[-1] - 10)
     created = lo + np.floor(rng.random(n) * (hi - lo)).astype(np.int64)
-    trial = rng.random(n) < 0.2
+    trial = rng.random(n) < 0.12
     converts = ~trial | (rng.random(n) < 0.75)
     lag = np.where(trial, rng.integers(14, 36, n), np.minimum(rng.geometric(0.45, n) - 1, 20))
-    sub_day = np.where(converts, created + lag, NO_DAY)
-    sub_day = np.where(sub_day < ms[-1], sub_day, NO_DAY)
-    usage_end = np.where(converts, NO_DAY, created + lag)
-
+    sub_day = np.where(converts & (created + lag < ms[-1]), created + lag, NO_DAY)
+    gmean = rng.normal(0.008, 0.016, n) + effects[:, 0] + 0.004 * (seg == 0)
+    mid_disc, ent_disc = rng.uniform(0.85, 1.0, n), rng.uniform(0.65, 0.9, n)
     return {
         "seg": seg,
         "industry": industry,
@@ -332,31 +331,27 @@ def _draw_accounts(rng: np.random.Generator, n: int, ms: np.ndarray) -> dict[str
         "employees": employees,
         "created": created,
         "sub_day": sub_day,
-        "usage_end": usage_end,
+        "usage_end": np.where(converts, NO_DAY, created + lag),
         "c0": np.searchsorted(ms, created, side="right") - 1,
         "m0": np.searchsorted(ms, sub_day, side="right") - 1,
+        "dom": _day_of_month(sub_day),
         "D": np.clip(employees * adoption, 1.0, 1500.0),
-        "gmean": np.clip(
-            rng.normal(0.008, 0.016, n) + effects[:, 0] + 0.004 * (seg == 0), -0.04, 0.06
-        ),
+        "gmean": np.clip(gmean, -0.04, 0.06),
         "b": rng.normal(0.0, 1.0, n) + 0.3 * seg + effects[:, 1],
         "emean": rng.normal(0.0, 0.6, n),
         "fbase": rng.normal(-0.3, 0.5, n),
         "need": rng.normal(0.0, 1.0, (n, 3)) + effects[:, 2:5],
         "api": rng.lognormal(np.log(140.0), 1.1, n) * effects[:, 5],
-        "disc": np.where(
-            seg == 0, 1.0, np.where(seg == 1, rng.uniform(0.85, 1.0, n), rng.uniform(0.65, 0.9, n))
-        ),
+        "disc": np.select([seg == 0, seg == 1], [1.0, mid_disc], ent_disc),
         "tz": np.array([c[1] for c in COUNTRIES])[country],
     }
 
 
-def _initial_state(acc: dict[str, np.ndarray], rng: np.random.Generator) -> State:
+def _initial_state(acc: State, rng: np.random.Generator) -> State:
     n = len(acc["D"])
-    gmean = acc["gmean"]
     return {
         "D": acc["D"].copy(),
-        "g": gmean + rng.normal(0.0, 0.01, n),
+        "g": acc["gmean"] + rng.normal(0.0, 0.01, n),
         "e": acc["emean"] + rng.normal(0.0, 0.3, n),
         "f": acc["fbase"].copy(),
         "need": acc["need"].copy(),
@@ -364,7 +359,7 @@ def _initial_state(acc: dict[str, np.ndarray], rng: np.random.Generator) -> Stat
         "plan": np.zeros(n, dtype=np.int64),
         "owned": np.zeros((n, 3), dtype=bool),
         "active": np.zeros(n, dtype=bool),
-        "gmean": gmean,
+        "gmean": acc["gmean"],
         "emean": acc["emean"],
         "fbase": acc["fbase"],
         "b": acc["b"],
@@ -373,84 +368,90 @@ def _initial_state(acc: dict[str, np.ndarray], rng: np.random.Generator) -> Stat
     }
 
 
-class _Log:
-    """Contract changes as they happen: a row opens a segment, `end` rows only close one."""
+def _free_workspaces(rng: np.random.Generator, n_accounts: int, ms: np.ndarray) -> State:
+    """Free workspaces: a few people each, light usage, never in accounts."""
+    k = max(2, round(0.08 * n_accounts))
+    prob = np.zeros((k, len(EVENTS)))
+    prob[:, :8] = (1.0, 0.5, 0.2, 0.1, 0.03, 0.04, 0.02, 0.03)
+    lam = np.zeros((k, len(EVENTS)))
+    lam[:, :7] = (0.3, 1.0, 0.5, 0.2, 0.1, 0.3, 0.2)
+    return {
+        "idx": np.arange(k),
+        "key": 10_000_000 + np.arange(k),
+        "uoff": np.zeros(k, dtype=np.int64),
+        "users": rng.integers(1, 5, k),
+        "base": rng.normal(-1.8, 0.4, k),
+        "prob": prob,
+        "lam": lam,
+        "api_calls": np.full(k, 300.0),
+        "api_limit": np.full(k, API_LIMIT[0]),
+        "tz": rng.choice([c[1] for c in COUNTRIES], size=k),
+        "created": ms[0] + np.floor(rng.random(k) * (ms[-1] - 15 - ms[0])).astype(np.int64),
+    }
 
-    def __init__(self) -> None:
-        self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(
-        self,
-        acc: np.ndarray,
-        product: int | np.ndarray,
-        day: np.ndarray,
-        *,
-        plan: np.ndarray | int = -1,
-        seats: np.ndarray | int = -1,
-        arr: np.ndarray | float = 0.0,
-        end: bool = False,
-    ) -> None:
-        k = len(acc)
-        if k == 0:
-            return
-        self.parts.append(
-            (
-                acc,
-                np.broadcast_to(product, k),
-                day,
-                np.broadcast_to(np.int8(end), k),
-                np.broadcast_to(plan, k),
-                np.broadcast_to(seats, k),
-                np.round(np.broadcast_to(arr, k), 2),
-            )
-        )
+# --- Contracts: a log of changes, turned into segments at the end. ---
+
+
+def _log(
+    parts: Log,
+    acc: np.ndarray,
+    product: int,
+    day: np.ndarray,
+    *,
+    plan: np.ndarray | int = -1,
+    seats: np.ndarray | int = -1,
+    arr: np.ndarray | float = 0.0,
+    end: bool = False,
+) -> None:
+    """Record changes: a row opens a segment on `day`; an `end` row only closes the open one."""
+    k = len(acc)
+    if k:
+        columns = (product, day, int(end), plan, seats, np.round(arr, 2))
+        parts.append((acc, *(np.broadcast_to(c, k) for c in columns)))
 
 
 def _core_arr(
-    seats: np.ndarray, plan: np.ndarray, disc: np.ndarray, mult: np.ndarray
+    seats: np.ndarray, plan: np.ndarray, disc: np.ndarray, mult: np.ndarray | float
 ) -> np.ndarray:
     return seats * np.asarray(SEAT_PRICE)[plan] * disc * mult
 
 
 def _start_contracts(
-    st: State, money: State, acc: dict[str, np.ndarray], i: int, rng: np.random.Generator, log: _Log
+    st: State, money: State, acc: State, i: int, rng: np.random.Generator, log: Log
 ) -> None:
     """First subscriptions of month i: seats near current demand, a plan that fits, some add-ons."""
     new = np.flatnonzero(acc["m0"] == i)
-    if len(new) == 0:
-        return
     k = len(new)
     seats = np.maximum(1, np.round(st["D"][new] * rng.uniform(0.85, 1.15, k))).astype(np.int64)
     seats = np.where(seats > 20, _nice_seats(seats), seats)
     plan = _plan_for_seats(seats)
     plan = np.minimum(3, plan + (rng.random(k) < _sigmoid(st["b"][new] - 1.8)))
-    st["S"][new], st["plan"][new] = seats, plan
-    for _ in range(3):
-        sub = {"D": st["D"][new], "S": seats, "api": st["api"][new], "need": st["need"][new]}
+    sub = {"D": st["D"][new], "S": seats, "api": st["api"][new], "need": st["need"][new]}
+    for _ in range(2):  # room for the API traffic they expect
         plan = np.where(_api_ratio(sub, plan) > 0.9, np.minimum(plan + 1, 3), plan)
-    st["plan"][new] = plan
     owned = rng.random((k, 3)) < _sigmoid(st["need"][new] - 2.0 + 0.3 * st["b"][new, None])
-    st["owned"][new] = owned
+    st["S"][new], st["plan"][new], st["owned"][new] = seats, plan, owned
     day = acc["sub_day"][new]
-    log.add(new, 0, day, plan=plan, seats=seats, arr=_core_arr(seats, plan, acc["disc"][new], 1.0))
+    _log(log, new, 0, day, plan=plan, seats=seats, arr=_core_arr(seats, plan, acc["disc"][new], 1))
     for j in range(3):
         rows = owned[:, j]
-        price = np.asarray(ADDON_PRICE[j])[plan[rows]] * acc["disc"][new[rows]]
-        money["addon_arr"][new[rows], j] = np.round(price, 2)
-        log.add(new[rows], j + 1, day[rows], arr=price)
+        price = np.round(np.asarray(ADDON_PRICE[j])[plan[rows]] * acc["disc"][new[rows]], 2)
+        money["addon_arr"][new[rows], j] = price
+        _log(log, new[rows], j + 1, day[rows], arr=price)
 
 
 def _world_month(
-    st: State, money: State, acc: dict[str, np.ndarray], i: int, ms: np.ndarray, cal0: int,
-    rng: np.random.Generator, log: _Log,
+    st: State, money: State, acc: State, i: int, ms: np.ndarray, cal0: int,
+    rng: np.random.Generator, log: Log,
 ) -> np.ndarray:  # fmt: skip
-    """Draw and log month i's contract changes, update the state; return each account's churn day."""
+    """Draw, log and apply month i's contract changes; return each account's churn day."""
     n = len(st["D"])
     m_start, dim = ms[i], ms[i + 1] - ms[i]
     h_seat, h_plan, h_cross = _expansion_hazards(st, i, (cal0 + i) % 12)
     dec = _draw_decreases(st, i, rng)
     renew, churn = dec["renew"], dec["churn"]
-    r_day = m_start + np.minimum(money["dom"], dim) - 1
+    r_day = m_start + np.minimum(acc["dom"], dim) - 1
     dec_day = np.where(renew, r_day, m_start + rng.integers(0, dim, n))
     uplift = renew & ~churn & (rng.random(n) < 0.6)
     mult = np.where(uplift, rng.uniform(1.03, 1.07, n), 1.0)
@@ -464,49 +465,46 @@ def _world_month(
     new_seats = np.where(seat_up, np.maximum(st["S"] + 1, target), st["S"])
     new_plan = np.maximum(np.where(plan_up, st["plan"] + 1, st["plan"]), _plan_for_seats(new_seats))
     core_up = seat_up | plan_up
-    e_core = m_start + rng.integers(2, 28, n)
+    e_core = m_start + rng.integers(2, 28, n)  # days 3..28
     e_cross = m_start + rng.integers(2, 28, (n, 3))
 
+    ended = np.flatnonzero(churn)
+    _log(log, ended, 0, dec_day[ended], end=True)
+    for j in range(3):
+        rows = ended[st["owned"][ended, j]]
+        _log(log, rows, j + 1, dec_day[rows], end=True)
+        rows = np.flatnonzero(dec["drop"][:, j])
+        _log(log, rows, j + 1, dec_day[rows], end=True)
+
+    # Core changes at renewal and Core expansions, in day order; on the same day they merge.
     disc, old_mult = acc["disc"], money["mult"]
     new_mult = old_mult * mult
-    ended = np.flatnonzero(churn)
-    for j in range(4):
-        had = np.ones(n, dtype=bool) if j == 0 else st["owned"][:, j - 1]
-        rows = ended[had[ended]]
-        log.add(rows, j, dec_day[rows], end=True)
-    for j in range(3):
-        rows = np.flatnonzero(dec["drop"][:, j])
-        log.add(rows, j + 1, dec_day[rows], end=True)
-
-    # Core at renewal (uplift and/or contraction), then Core expansions, ordered by day per account.
     at_renewal = renew & ~churn & (dec["contract"] | uplift)
-    merged = at_renewal & core_up & (e_core == r_day)
-    renew_first = e_core > r_day
-    rows = np.flatnonzero(at_renewal & ~merged)
-    seats_r = np.where(core_up & ~renew_first, new_seats, dec["seats"])[rows]
-    plan_r = np.where(core_up & ~renew_first, new_plan, dec["plan"])[rows]
+    expanded_before = core_up & (e_core < r_day)
+    rows = np.flatnonzero(at_renewal & ~(core_up & (e_core == r_day)))
+    seats_r = np.where(expanded_before, new_seats, dec["seats"])[rows]
+    plan_r = np.where(expanded_before, new_plan, dec["plan"])[rows]
     arr_r = _core_arr(seats_r, plan_r, disc[rows], new_mult[rows])
-    log.add(rows, 0, r_day[rows], plan=plan_r, seats=seats_r, arr=arr_r)
+    _log(log, rows, 0, r_day[rows], plan=plan_r, seats=seats_r, arr=arr_r)
     rows = np.flatnonzero(core_up)
     mult_e = np.where(at_renewal & (e_core >= r_day), new_mult, old_mult)[rows]
     arr_e = _core_arr(new_seats[rows], new_plan[rows], disc[rows], mult_e)
-    log.add(rows, 0, e_core[rows], plan=new_plan[rows], seats=new_seats[rows], arr=arr_e)
+    _log(log, rows, 0, e_core[rows], plan=new_plan[rows], seats=new_seats[rows], arr=arr_e)
 
-    keep = st["owned"] & ~dec["drop"]
-    money["addon_arr"] = np.where(
-        uplift[:, None] & keep, np.round(money["addon_arr"] * mult[:, None], 2), money["addon_arr"]
+    kept = st["owned"] & ~dec["drop"]
+    lifted = uplift[:, None] & kept
+    addon_arr = np.where(
+        lifted, np.round(money["addon_arr"] * mult[:, None], 2), money["addon_arr"]
     )
     for j in range(3):
-        rows = np.flatnonzero(uplift & keep[:, j])
-        log.add(rows, j + 1, r_day[rows], arr=money["addon_arr"][rows, j])
+        rows = np.flatnonzero(lifted[:, j])
+        _log(log, rows, j + 1, r_day[rows], arr=addon_arr[rows, j])
         rows = np.flatnonzero(cross[:, j])
-        price = np.round(
-            np.asarray(ADDON_PRICE[j])[st["plan"][rows]] * disc[rows] * old_mult[rows], 2
-        )
-        money["addon_arr"][rows, j] = price
-        log.add(rows, j + 1, e_cross[rows, j], arr=price)
+        list_price = np.asarray(ADDON_PRICE[j])[st["plan"][rows]]
+        addon_arr[rows, j] = np.round(list_price * disc[rows] * old_mult[rows], 2)
+        _log(log, rows, j + 1, e_cross[rows, j], arr=addon_arr[rows, j])
 
-    money["mult"] = new_mult
+    money["mult"], money["addon_arr"] = new_mult, addon_arr
     _apply_decreases(st, dec)
     st["S"] = np.where(core_up, new_seats, st["S"])
     st["plan"] = np.where(core_up, new_plan, st["plan"])
@@ -514,51 +512,68 @@ def _world_month(
     return np.where(churn, dec_day, NO_DAY)
 
 
-def _usage_params(st: State, acc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-account daily activity and event propensities for the month, from the latent state."""
+def _subscriptions_table(log: Log, ids: pa.Array) -> pa.Table:
+    """Contract segments from the change log: each opening row lasts until the next change."""
+    empty = (np.zeros(0, np.int64),) * 6 + (np.zeros(0),)
+    cols = [np.concatenate(part) for part in zip(empty, *log, strict=True)]
+    alphabetical = np.array([2, 0, 1, 3])[cols[1]]
+    order = np.lexsort((cols[2], alphabetical, cols[0]))
+    acc, product, day, end, plan, seats, arr = (c[order] for c in cols)
+    closes = np.r_[(acc[1:] == acc[:-1]) & (product[1:] == product[:-1]), False]
+    next_day = np.r_[day[1:], 0]
+    keep = end == 0
+    addon = product[keep] != 0
+    return pa.table(
+        {
+            "account_id": pc.take(ids, pa.array(acc[keep])),
+            "product": pc.take(pa.array(PRODUCTS), pa.array(product[keep])),
+            "plan": pc.take(pa.array(PLANS), pa.array(plan[keep], mask=addon)),
+            "seats": pa.array(seats[keep], pa.int64(), mask=addon),
+            "arr": pa.array(arr[keep], pa.float64()),
+            "start_date": pa.array(day[keep].astype("datetime64[D]")),
+            "end_date": pa.array(next_day[keep].astype("datetime64[D]"), mask=~closes[keep]),
+        }
+    )
+
+
+# --- What the product and the support desk see. ---
+
+
+def _usage_params(st: State, acc: State) -> State:
+    """Per-account daily activity and event propensities for a month, from the latent state."""
     n = len(st["D"])
-    active = st["active"]
-    users = np.where(active, np.floor(_access(st)), np.minimum(st["D"], 15.0))
-    users = np.maximum(1, np.round(users)).astype(np.int64)
+    act = st["active"]
+    users = _users(st)
     e, need = st["e"], st["need"]
     base = -1.45 + 0.9 * e
-    day_share = _sigmoid(base) * 0.75
-    growth = np.maximum(st["g"], 0.0) * st["D"]
-    pending = np.where(active, np.maximum(st["D"] - st["S"], 0.0), 0.0)
-    invites = 0.15 + 1.5 * growth + 0.4 * pending
-    p_invite = np.clip(invites / (users * 22.0 * day_share), 0.0, 0.5)
-    owned = st["owned"] & active[:, None]
+    # Someone invites a teammate when the team grows or people wait for a seat.
+    waiting = np.where(act, np.maximum(st["D"] - st["S"], 0.0), 0.0)
+    invites = 0.15 + 1.5 * np.maximum(st["g"], 0.0) * st["D"] + 0.4 * waiting
+    active_days = users * 22.0 * 0.75 * _sigmoid(base)
+    owned = st["owned"] & act[:, None]
     prob = np.zeros((n, len(EVENTS)))
     prob[:, 0] = 1.0
     prob[:, 1] = _sigmoid(0.2 + 0.5 * e)
     prob[:, 2] = _sigmoid(-0.8 + 0.5 * e)
     prob[:, 3] = _sigmoid(-1.8 + 0.4 * e)
-    prob[:, 4] = p_invite
+    prob[:, 4] = np.clip(invites / active_days, 0.0, 0.5)
     prob[:, 5] = _sigmoid(-2.9 + 0.9 * need[:, 0])
     prob[:, 6] = _sigmoid(-3.1 + 0.9 * need[:, 1])
     prob[:, 7] = _sigmoid(-2.2 + 0.8 * need[:, 2])
     prob[:, 8] = owned[:, 0] * _sigmoid(-2.2 + 0.6 * need[:, 0])
     prob[:, 9] = owned[:, 1] * _sigmoid(-2.0 + 0.6 * need[:, 1])
     prob[:, 10] = owned[:, 2] * _sigmoid(-1.8 + 0.6 * need[:, 2])
-    lam = np.zeros((n, len(EVENTS)))
-    lam[:, 0] = 0.5
+    lam = np.zeros((n, len(EVENTS)))  # quantity is 1 + Poisson(lam); api_call is set apart
+    lam[:, :7] = (0.5, 0.0, 1.2, 0.3, 0.2, 0.8, 0.5)
     lam[:, 1] = 2.0 * np.exp(0.3 * e)
-    lam[:, 2] = 1.2
-    lam[:, 3] = 0.3
-    lam[:, 4] = 0.2
-    lam[:, 5] = 0.8
-    lam[:, 6] = 0.5
-    lam[:, 8] = 1.0
-    lam[:, 9] = 2.0
-    lam[:, 10] = 4.0
-    plan = np.where(active, st["plan"], 0)
+    lam[:, 8:] = (1.0, 2.0, 4.0)
     return {
-        "users": users,
+        "users": users.astype(np.int64),
         "base": base,
         "prob": prob,
         "lam": lam,
         "api_calls": users * st["api"] * np.exp(0.5 * need[:, 2]),
-        "api_limit": np.asarray(API_LIMIT)[plan],
+        "api_limit": np.asarray(API_LIMIT)[np.where(act, st["plan"], 0)],
         "tz": acc["tz"],
     }
 
@@ -575,52 +590,50 @@ def _user_effect(key: np.ndarray, uid: np.ndarray, salt: int) -> np.ndarray:
 
 
 def _ragged(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For blocks of the given sizes: each element's block and its position within the block."""
+    """For consecutive blocks of the given sizes: each element's block and position in it."""
     owner = np.repeat(np.arange(len(sizes)), sizes)
     pos = np.arange(len(owner)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     return owner, pos
 
 
 def _usage_month(
-    rng: np.random.Generator, m_start: int, ent: dict[str, np.ndarray], ids: pa.Array, salt: int
+    rng: np.random.Generator, m_start: int, ent: State, ids: pa.Array, salt: int
 ) -> pa.Table:
-    """One row per (user, active day, event) for the entities active in the month, vectorised."""
+    """One row per (user, active day, event) of the month for the given entities, vectorised.
+
+    Entities are accounts or free workspaces, active on month days [lo, hi).
+    """
     user_ent, slot = _ragged(ent["users"])
     uid = ent["uoff"][user_ent] + slot
     p_user = _sigmoid(ent["base"][user_ent] + _user_effect(ent["key"][user_ent], uid, salt))
-    span = (ent["hi"] - ent["lo"])[user_ent]
-    cand_user, offset = _ragged(span)
+    cand_user, offset = _ragged((ent["hi"] - ent["lo"])[user_ent])
     day = ent["lo"][user_ent][cand_user] + offset
-    weekday = np.asarray(WEEKDAY)[(m_start + day + 3) % 7]
+    weekday = np.asarray(WEEKDAY)[(m_start + day + 3) % 7]  # day 0 was a Thursday
     on = rng.random(len(day)) < p_user[cand_user] * weekday
     ud_user, ud_day = cand_user[on], day[on]
     ud_ent = user_ent[ud_user]
     prob = ent["prob"][ud_ent]
-    hit_row, event = np.nonzero(rng.random(prob.shape) < prob)
-    row_ent, row_user, row_day = ud_ent[hit_row], ud_user[hit_row], ud_day[hit_row]
+    hit, event = np.nonzero(rng.random(prob.shape) < prob)
+    row_ent, row_user, row_day = ud_ent[hit], ud_user[hit], ud_day[hit]
 
     qty = 1 + rng.poisson(ent["lam"][row_ent, event])
     api = np.flatnonzero(event == EVENTS.index("api_call"))
-    if len(api):
-        api_ent = row_ent[api]
-        k = len(ent["users"])
-        rows_per_ent = np.bincount(api_ent, minlength=k)
-        month_share = (ent["hi"] - ent["lo"]) / ent["days"]
-        per_row = ent["api_calls"] * month_share / np.maximum(rows_per_ent, 1)
-        calls = per_row[api_ent] * rng.lognormal(-0.245, 0.7, len(api))
-        calls = np.maximum(1.0, np.round(calls))
-        total = np.bincount(api_ent, weights=calls, minlength=k)
-        cap = np.minimum(1.0, ent["api_limit"] / np.maximum(total, 1.0))
-        qty[api] = np.maximum(1, np.floor(calls * cap[api_ent])).astype(np.int64)
+    k = len(ent["users"])
+    api_ent = row_ent[api]
+    share = (ent["hi"] - ent["lo"]) / ent["days"]
+    per_row = ent["api_calls"] * share / np.maximum(np.bincount(api_ent, minlength=k), 1)
+    calls = np.maximum(1.0, np.round(per_row[api_ent] * rng.lognormal(-0.245, 0.7, len(api))))
+    total = np.bincount(api_ent, weights=calls, minlength=k)
+    at_limit = np.minimum(1.0, ent["api_limit"] / np.maximum(total, 1.0))  # excess is rejected
+    qty[api] = np.maximum(1, np.floor(calls * at_limit[api_ent]))
 
     # A session per user-day: login first, the other events in order a few minutes apart.
     session = np.mod(rng.normal(13.5, 3.0, len(ud_ent)) - ent["tz"][ud_ent], 24.0)
     session = np.where(session > 22.5, session - 22.5, session)
-    gaps = np.cumsum(rng.exponential(6e8, len(hit_row)))
-    first = np.flatnonzero(np.diff(hit_row, prepend=-1))
-    since = gaps - np.repeat(gaps[first], np.diff(np.append(first, len(hit_row))))
-    micros = np.minimum(session[hit_row] * 3.6e9 + since, US_PER_DAY - 1).astype(np.int64)
-    stamp = (m_start + row_day) * US_PER_DAY + micros
+    elapsed = np.cumsum(rng.exponential(6e8, len(hit)))
+    first = np.flatnonzero(np.diff(hit, prepend=-1))
+    elapsed -= np.repeat(elapsed[first], np.diff(np.append(first, len(hit))))
+    micros = np.minimum(session[hit] * US_PER_HOUR + elapsed, US_PER_DAY - 1).astype(np.int64)
 
     ent_ids = pc.take(ids, pa.array(ent["idx"]))
     user_ids = pc.binary_join_element_wise(
@@ -628,81 +641,61 @@ def _usage_month(
         pc.utf8_lpad(pc.cast(pa.array(uid), pa.string()), width=4, padding="0"),
         "-u",
     )
+    stamp = (m_start + row_day) * US_PER_DAY + micros
     return pa.table(
         {
             "account_id": pc.take(ent_ids, pa.array(row_ent)),
             "user_id": pc.take(user_ids, pa.array(row_user)),
             "timestamp": pa.array(stamp.view("datetime64[us]")),
             "event": pc.take(pa.array(EVENTS), pa.array(event)),
-            "quantity": pa.array(qty.astype(np.int64)),
+            "quantity": pa.array(qty, pa.int64()),
         }
     )
 
 
-def _entities(
-    params: dict[str, np.ndarray], pick: np.ndarray, lo: np.ndarray, hi: np.ndarray, extra: State
-) -> dict[str, np.ndarray]:
-    out = {key: value[pick] for key, value in params.items()}
-    out.update({"lo": lo[pick], "hi": hi[pick]})
-    out.update({key: value[pick] for key, value in extra.items()})
-    return out
-
-
-def _free_workspaces(rng: np.random.Generator, n_accounts: int, ms: np.ndarray) -> State:
-    """Free workspaces: a few people each, light usage, never in accounts."""
-    k = max(2, round(0.08 * n_accounts))
-    users = rng.integers(1, 5, k)
-    prob = np.zeros((k, len(EVENTS)))
-    prob[:, :8] = (1.0, 0.5, 0.2, 0.1, 0.03, 0.04, 0.02, 0.03)
-    lam = np.zeros((k, len(EVENTS)))
-    lam[:, :7] = (0.3, 1.0, 0.5, 0.2, 0.1, 0.3, 0.2)
-    return {
-        "idx": np.arange(k),
-        "key": 10_000_000 + np.arange(k),
-        "uoff": np.zeros(k, dtype=np.int64),
-        "users": users,
-        "base": rng.normal(-1.8, 0.4, k),
-        "prob": prob,
-        "lam": lam,
-        "api_calls": np.full(k, 300.0),
-        "api_limit": np.full(k, API_LIMIT[0]),
-        "tz": rng.choice([c[1] for c in COUNTRIES], size=k),
-        "created": ms[0] + np.floor(rng.random(k) * (ms[-1] - 15 - ms[0])).astype(np.int64),
-    }
+def _stamps(
+    rng: np.random.Generator, m_start: int, ent: State, who: np.ndarray, hours: tuple[float, float]
+) -> np.ndarray:
+    """Microsecond timestamps on a random day of each entity's window, in local office hours."""
+    day = ent["lo"][who] + np.floor(rng.random(len(who)) * (ent["hi"] - ent["lo"])[who])
+    hour = np.mod(rng.uniform(*hours, len(who)) - ent["tz"][who], 24.0)
+    return (m_start + day.astype(np.int64)) * US_PER_DAY + (hour * US_PER_HOUR).astype(np.int64)
 
 
 def _tickets_nps(
-    rng: np.random.Generator, m_start: int, ent: dict[str, np.ndarray], st: State, pick: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Tickets and NPS answers of the month, driven by size, frustration and engagement."""
+    rng: np.random.Generator, m_start: int, ent: State, st: State, pick: np.ndarray
+) -> tuple[State, State]:
+    """The month's tickets and NPS answers: frustration raises tickets, urgency and detractors."""
     e, f = st["e"][pick], st["f"][pick]
     share = (ent["hi"] - ent["lo"]) / ent["days"]
     size = ent["users"].astype(np.float64)
-    n_tickets = rng.poisson(0.05 * size**0.6 * np.exp(0.8 * f - 0.2 * e) * share)
-    t_acc = np.repeat(np.arange(len(pick)), n_tickets)
-    t_day = ent["lo"][t_acc] + np.floor(rng.random(len(t_acc)) * (ent["hi"] - ent["lo"])[t_acc])
-    t_hours = np.mod(rng.uniform(8.0, 18.5, len(t_acc)) - ent["tz"][t_acc], 24.0)
-    urgent = np.clip(0.04 * np.exp(0.9 * f[t_acc]), 0.0, 0.5)
-    high = urgent + 0.18
-    low = 1.0 - 0.3
-    u = rng.random(len(t_acc))
-    priority = np.select([u < urgent, u < high, u < low], [3, 2, 1], 0)
-    tickets = {
-        "acc": pick[t_acc],
-        "ts": (m_start + t_day.astype(np.int64)) * US_PER_DAY + (t_hours * 3.6e9).astype(np.int64),
-        "priority": priority,
-    }
-    n_nps = rng.poisson(0.025 * size**0.5 * share)
-    n_acc = np.repeat(np.arange(len(pick)), n_nps)
-    n_day = ent["lo"][n_acc] + np.floor(rng.random(len(n_acc)) * (ent["hi"] - ent["lo"])[n_acc])
-    n_hours = np.mod(rng.uniform(7.0, 22.0, len(n_acc)) - ent["tz"][n_acc], 24.0)
-    score = 7.6 + 1.2 * e[n_acc] - 1.4 * f[n_acc] + rng.normal(0.0, 1.6, len(n_acc))
-    nps = {
-        "acc": pick[n_acc],
-        "ts": (m_start + n_day.astype(np.int64)) * US_PER_DAY + (n_hours * 3.6e9).astype(np.int64),
-        "score": np.clip(np.round(score), 0, 10).astype(np.int64),
-    }
+    who = np.repeat(
+        np.arange(len(pick)), rng.poisson(0.05 * size**0.6 * np.exp(0.8 * f - 0.2 * e) * share)
+    )
+    urgent = np.clip(0.04 * np.exp(0.9 * f[who]), 0.0, 0.5)
+    u = rng.random(len(who))
+    priority = np.select([u < urgent, u < urgent + 0.18, u < 0.7], [3, 2, 1], 0)
+    tickets = {"acc": pick[who], "ts": _stamps(rng, m_start, ent, who, (8.0, 18.5)), "v": priority}
+    who = np.repeat(np.arange(len(pick)), rng.poisson(0.025 * size**0.5 * share))
+    score = 7.6 + 1.2 * e[who] - 1.4 * f[who] + rng.normal(0.0, 1.6, len(who))
+    score = np.clip(np.round(score), 0, 10).astype(np.int64)
+    nps = {"acc": pick[who], "ts": _stamps(rng, m_start, ent, who, (7.0, 22.0)), "v": score}
     return tickets, nps
+
+
+def _month_entities(
+    params: State, pick: np.ndarray, lo: np.ndarray, hi: np.ndarray, days: int, uoff: np.ndarray
+) -> State:
+    """The month's usage inputs for the accounts in `pick`, active on month days [lo, hi)."""
+    ent = {key: value[pick] for key, value in params.items()}
+    ent.update(
+        idx=pick, key=pick, uoff=np.floor(uoff[pick]).astype(np.int64), lo=lo[pick], hi=hi[pick]
+    )
+    ent["days"] = np.full(len(pick), days)
+    return ent
+
+
+# --- The other tables. ---
 
 
 def _account_names(rng: np.random.Generator, n: int) -> list[str]:
@@ -731,16 +724,15 @@ def _account_names(rng: np.random.Generator, n: int) -> list[str]:
     return names
 
 
-def _accounts_table(
-    rng: np.random.Generator, acc: dict[str, np.ndarray], ids: pa.Array
-) -> pa.Table:
+def _accounts_table(rng: np.random.Generator, acc: State, ids: pa.Array) -> pa.Table:
+    """The CRM export: ~15% of industry, employee_count and country missing, some segments off."""
     n = len(acc["created"])
     missing = rng.random((n, 4)) < (0.15, 0.15, 0.15, 0.05)
     mislabel = rng.random(n) < 0.08
-    shifted = np.clip(acc["seg"] + rng.choice([-1, 1], n), 0, 2)
-    seg = np.where(mislabel, shifted, acc["seg"])
+    seg = np.where(mislabel, np.clip(acc["seg"] + rng.choice([-1, 1], n), 0, 2), acc["seg"])
     csm = rng.integers(0, len(CSMS), n)
     no_csm = rng.random(n) < 0.03
+    country_names = pa.array([c[0] for c in COUNTRIES])
     return pa.table(
         {
             "account_id": ids,
@@ -750,59 +742,55 @@ def _accounts_table(
                 pa.array(INDUSTRIES), pa.array(acc["industry"], mask=missing[:, 0])
             ),
             "employee_count": pa.array(acc["employees"], pa.int64(), mask=missing[:, 1]),
-            "country": pc.take(
-                pa.array([c[0] for c in COUNTRIES]), pa.array(acc["country"], mask=missing[:, 2])
-            ),
+            "country": pc.take(country_names, pa.array(acc["country"], mask=missing[:, 2])),
             "segment": pc.take(pa.array(SEGMENTS), pa.array(seg, mask=missing[:, 3])),
             "csm_owner": pc.take(pa.array(CSMS), pa.array(csm, mask=no_csm)),
         }
     )
 
 
-def _subscriptions_table(log: _Log, ids: pa.Array) -> pa.Table:
-    """Turn the change log into contract segments: each opening row lasts until the next change."""
-    cols = [np.concatenate(part) for part in zip(*log.parts, strict=True)]
-    acc, product, day, end, plan, seats, arr = cols
-    sort_rank = np.array([2, 0, 1, 3])[product]  # product names in alphabetical order
-    order = np.lexsort((day, sort_rank, acc))
-    acc, product, day, end, plan, seats, arr = (c[order] for c in cols)
-    same_next = np.r_[(acc[1:] == acc[:-1]) & (product[1:] == product[:-1]), False]
-    next_day = np.r_[day[1:], 0]
-    keep = end == 0
-    is_open = ~same_next[keep]
-    core = product[keep] == 0
-    return pa.table(
-        {
-            "account_id": pc.take(ids, pa.array(acc[keep])),
-            "product": pc.take(pa.array(PRODUCTS), pa.array(product[keep])),
-            "plan": pc.take(pa.array(PLANS), pa.array(plan[keep], mask=~core)),
-            "seats": pa.array(seats[keep], pa.int64(), mask=~core),
-            "arr": pa.array(arr[keep], pa.float64()),
-            "start_date": pa.array(day[keep].astype("datetime64[D]")),
-            "end_date": pa.array(next_day[keep].astype("datetime64[D]"), mask=is_open),
-        }
-    )
-
-
-def _events_table(parts: list[dict[str, np.ndarray]], ids: pa.Array, value: str) -> pa.Table:
+def _dated_table(
+    parts: list[State], ids: pa.Array, stamp: str, name: str, labels: pa.Array | None
+) -> pa.Table:
+    """Tickets or NPS answers sorted by account and time; `labels` names coded values."""
     acc = np.concatenate([p["acc"] for p in parts])
     ts = np.concatenate([p["ts"] for p in parts])
-    val = np.concatenate([p[value] for p in parts])
+    val = np.concatenate([p["v"] for p in parts])
     order = np.lexsort((val, ts, acc))
-    column = (
-        pc.take(pa.array(("low", "normal", "high", "urgent")), pa.array(val[order]))
-        if value == "priority"
-        else pa.array(val[order], pa.int64())
-    )
-    stamp_name = "created_at" if value == "priority" else "responded_at"
-    name = "priority" if value == "priority" else "score"
+    column = pa.array(val[order], pa.int64())
+    if labels is not None:
+        column = pc.take(labels, column)
     return pa.table(
         {
             "account_id": pc.take(ids, pa.array(acc[order])),
-            stamp_name: pa.array(ts[order].view("datetime64[us]")),
+            stamp: pa.array(ts[order].view("datetime64[us]")),
             name: column,
         }
     )
+
+
+def _truth_table(truth: list[tuple[np.ndarray, ...]], ids: pa.Array) -> pa.Table:
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    acc, day, p = (np.concatenate(c) for c in zip(empty, *truth, strict=True))
+    order = np.lexsort((day, acc))
+    return pa.table(
+        {
+            "account_id": pc.take(ids, pa.array(acc[order], pa.int64())),
+            "as_of": pa.array(day[order].astype("datetime64[D]")),
+            "p_expand": pa.array(p[order], pa.float64()),
+        }
+    )
+
+
+USAGE_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("user_id", pa.string()),
+        ("timestamp", pa.timestamp("us")),
+        ("event", pa.string()),
+        ("quantity", pa.int64()),
+    ]
+)
 
 
 def generate_world(
@@ -812,18 +800,18 @@ def generate_world(
     start: date = date(2023, 1, 1),
     months: int = 30,
 ) -> dict[str, int]:
-    """Write the six tables of a simulated world into `out_dir`; return their row counts.
+    """Write the contract tables and truth.parquet of a simulated world; return row counts.
 
     The same arguments give byte-identical files.
     """
     if start.day != 1:
         raise ValueError(f"start {start} must be the first day of a month")
     if n_accounts < 1 or months < 1:
-        raise ValueError("n_accounts and months must be at least 1")
+        raise ValueError(f"n_accounts ({n_accounts}) and months ({months}) must be at least 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    truth_rng = np.random.default_rng([seed, 0x7275746800])
+    truth_rng = np.random.default_rng([seed, 0x7472757468])  # its own stream: "truth"
     ms, cal0 = _month_starts(start, months)
     acc = _draw_accounts(rng, n_accounts, ms)
     st = _initial_state(acc, rng)
@@ -831,75 +819,55 @@ def generate_world(
     salt = int(rng.integers(0, 2**62))
     ids = pa.array([f"A{j:06d}" for j in range(n_accounts)], pa.string())
     free_ids = pa.array([f"F{j:05d}" for j in range(len(free["idx"]))], pa.string())
-    money: State = {
-        "mult": np.ones(n_accounts),
-        "addon_arr": np.zeros((n_accounts, 3)),
-        "dom": _day_of_month(acc["sub_day"]),
-        "uoff": np.zeros(n_accounts),
-    }
+    money = {"mult": np.ones(n_accounts), "addon_arr": np.zeros((n_accounts, 3))}
+    uoff = np.zeros(n_accounts)  # user-id offset: people leave and newcomers get new ids
     usage_end = acc["usage_end"].copy()
-    log = _Log()
-    truth: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    tickets: list[dict[str, np.ndarray]] = []
-    nps: list[dict[str, np.ndarray]] = []
-    counts: dict[str, int] = {"usage_events": 0}
-    usage_schema = pa.schema(
-        [
-            ("account_id", pa.string()),
-            ("user_id", pa.string()),
-            ("timestamp", pa.timestamp("us")),
-            ("event", pa.string()),
-            ("quantity", pa.int64()),
-        ]
-    )
+    log: Log = []
+    truth: list[tuple[np.ndarray, ...]] = []
+    tickets: list[State] = []
+    nps: list[State] = []
+    n_usage = 0
     writer = pq.ParquetWriter(
         out / "usage_events.parquet",
-        usage_schema,
+        USAGE_SCHEMA,
         use_dictionary=["account_id", "user_id", "event"],
         column_encoding={"timestamp": "DELTA_BINARY_PACKED", "quantity": "DELTA_BINARY_PACKED"},
     )
-    # Encoding a month overlaps with simulating the next; writes stay in month order.
+    # Encoding one month overlaps with simulating the next; writes stay in month order.
     with writer, ThreadPoolExecutor(max_workers=1) as pool:
         pending: Future[None] | None = None
         for i in range(PRE_MONTHS + months):
-            m_start, m_end = int(ms[i]), int(ms[i + 1])
+            m_start, days = int(ms[i]), int(ms[i + 1] - ms[i])
             if i > PRE_MONTHS:
                 idx, p = _truth(st, i, cal0, truth_rng)
                 truth.append((idx, np.full(len(idx), m_start), p))
-            params = _usage_params(st, acc) if i >= PRE_MONTHS else {}
-            churn_day = _world_month(st, money, acc, i, ms, cal0, rng, log)
-            usage_end = np.minimum(usage_end, churn_day)
+            params = _usage_params(st, acc)  # usage follows the state at the month's start
+            usage_end = np.minimum(usage_end, _world_month(st, money, acc, i, ms, cal0, rng, log))
             _start_contracts(st, money, acc, i, rng, log)
             if i >= PRE_MONTHS:
-                lo = np.clip(acc["created"] - m_start, 0, m_end - m_start)
-                hi = np.clip(usage_end - m_start, 0, m_end - m_start)
+                lo = np.clip(acc["created"] - m_start, 0, days)
+                hi = np.clip(usage_end - m_start, 0, days)
                 pick = np.flatnonzero(hi > lo)
-                extra = {
-                    "idx": np.arange(n_accounts),
-                    "key": np.arange(n_accounts),
-                    "uoff": np.floor(money["uoff"]).astype(np.int64),
-                    "days": np.full(n_accounts, m_end - m_start),
-                }
-                ent = _entities(params, pick, lo, hi, extra)
-                table = _usage_month(rng, m_start, ent, ids, salt)
-                f_lo = np.clip(free["created"] - m_start, 0, m_end - m_start)
-                f_pick = np.flatnonzero(f_lo < m_end - m_start)
-                f_hi = np.full(len(free["idx"]), m_end - m_start)
+                ent = _month_entities(params, pick, lo, hi, days, uoff)
+                f_pick = np.flatnonzero(free["created"] < m_start + days)
                 f_ent = {key: value[f_pick] for key, value in free.items()}
-                f_ent.update({"lo": f_lo[f_pick], "hi": f_hi[f_pick], "days": f_hi[f_pick]})
-                free_table = _usage_month(rng, m_start, f_ent, free_ids, salt)
-                table = pa.concat_tables([table, free_table])
+                f_ent["lo"] = np.clip(f_ent["created"] - m_start, 0, days)
+                f_ent["hi"] = f_ent["days"] = np.full(len(f_pick), days)
+                table = pa.concat_tables(
+                    [
+                        _usage_month(rng, m_start, ent, ids, salt),
+                        _usage_month(rng, m_start, f_ent, free_ids, salt),
+                    ]
+                )
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(writer.write_table, table)
-                counts["usage_events"] += table.num_rows
+                n_usage += table.num_rows
                 month_tickets, month_nps = _tickets_nps(rng, m_start, ent, st, pick)
                 tickets.append(month_tickets)
                 nps.append(month_nps)
             created = acc["c0"] <= i
-            money["uoff"] = np.where(
-                created, money["uoff"] + 0.012 * np.minimum(st["D"], 1.1 * st["S"] + 15), 0.0
-            )
+            uoff = np.where(created, uoff + 0.012 * _users(st), 0.0)
             st["active"] = st["active"] | (acc["m0"] == i)
             _evolve(st, rng, created)
         if pending is not None:
@@ -908,21 +876,14 @@ def generate_world(
     tables = {
         "accounts": _accounts_table(rng, acc, ids),
         "subscriptions": _subscriptions_table(log, ids),
-        "support_tickets": _events_table(tickets, ids, "priority"),
-        "nps_responses": _events_table(nps, ids, "score"),
+        "support_tickets": _dated_table(
+            tickets, ids, "created_at", "priority", pa.array(PRIORITIES)
+        ),
+        "nps_responses": _dated_table(nps, ids, "responded_at", "score", None),
+        "truth": _truth_table(truth, ids),
     }
-    t_idx = np.concatenate([t[0] for t in truth]) if truth else np.zeros(0, np.int64)
-    t_day = np.concatenate([t[1] for t in truth]) if truth else np.zeros(0, np.int64)
-    t_p = np.concatenate([t[2] for t in truth]) if truth else np.zeros(0)
-    order = np.lexsort((t_day, t_idx))
-    tables["truth"] = pa.table(
-        {
-            "account_id": pc.take(ids, pa.array(t_idx[order], pa.int64())),
-            "as_of": pa.array(t_day[order].astype("datetime64[D]")),
-            "p_expand": pa.array(t_p[order], pa.float64()),
-        }
-    )
     for name, table in tables.items():
         pq.write_table(table, out / f"{name}.parquet")
-        counts[name] = table.num_rows
-    return {name: counts[name] for name in [*tables.keys(), "usage_events"]}
+    counts = {name: table.num_rows for name, table in tables.items()}
+    counts["usage_events"] = n_usage
+    return counts

@@ -1,74 +1,163 @@
-"""SHAP contributions and the sentences a CSM reads, in the account's own numbers."""
+"""Why each account scored as it did, in the account's own numbers.
+
+SHAP values (exact TreeSHAP, in log-odds) are summed per feature family, so correlated features
+of one family do not crowd the top reasons, and scaled onto the probability scale: each
+account's family impacts add up to its score minus the base rate, in percentage points.
+"""
 
 from __future__ import annotations
 
-import math
-import string
+import operator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import shap
 
-from expansion_scorer.config import FeatureSet
+from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.serving.text import render
 from expansion_scorer.training.model import PropensityModel
 
+OPERATORS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+NO_MOTION = "No clear motion yet: nurture"
 
-def contributions(model: PropensityModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-account SHAP values (log-odds) of every model feature, exact TreeSHAP."""
-    matrix = model.matrix(frame)
-    values = shap.TreeExplainer(model.booster).shap_values(matrix)
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")]
+
+
+@dataclass(frozen=True)
+class Contributions:
+    values: pd.DataFrame
+    """Per account and model feature, SHAP value in log-odds."""
+    base_logit: float
+
+
+def contributions(model: PropensityModel, frame: pd.DataFrame) -> Contributions:
+    explainer = shap.TreeExplainer(model.booster)
+    values = explainer.shap_values(model.matrix(frame))
     if isinstance(values, list):  # older shap returns one array per class
         values = values[-1]
     values = np.asarray(values)
     if values.ndim == 3:
         values = values[..., -1]
-    return pd.DataFrame(values, columns=model.feature_names, index=frame.index)
+    base = np.ravel(explainer.expected_value)[-1]
+    return Contributions(
+        values=pd.DataFrame(values, columns=model.feature_names, index=frame.index),
+        base_logit=float(base),
+    )
 
 
-class _Values(string.Formatter):
-    """Formats a reason template; a missing value anywhere makes the whole sentence unusable."""
-
-    def format_field(self, value: object, format_spec: str) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            raise ValueError("missing")
-        return super().format_field(value, format_spec)
-
-
-def render(template: str | None, fallback: str, row: dict[str, object]) -> str:
-    if template is None:
-        return fallback
-    try:
-        return _Values().format(template, **row)
-    except (ValueError, KeyError, TypeError, IndexError):
-        return fallback
+def family_points(
+    contrib: Contributions, feature_set: FeatureSet, scores: np.ndarray, base_score: float
+) -> pd.DataFrame:
+    """Per account and family, the family's share of (score - base score), in points (0-100)."""
+    family_of = {f.name: f.family for f in feature_set.features}
+    sums = contrib.values.T.groupby(lambda name: family_of[name], sort=False).sum().T
+    total = sums.sum(axis=1).to_numpy()
+    gap = (np.asarray(scores) - base_score) * 100.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(np.abs(total) > 1e-12, gap / total, 0.0)
+    return sums.mul(scale, axis=0)
 
 
 def reasons(
-    frame: pd.DataFrame, shap_values: pd.DataFrame, feature_set: FeatureSet, top: int
+    frame: pd.DataFrame,
+    contrib: Contributions,
+    points: pd.DataFrame,
+    feature_set: FeatureSet,
+    top: int,
 ) -> pd.DataFrame:
-    """`reason_1..top` (strongest positive drivers) and `reason_against` (strongest negative)."""
+    """`reason_1..top`: the strongest positive families; `reason_against`: the strongest negative.
+
+    Each family speaks through its feature that pushes hardest in the family's direction.
+    """
     defs = {f.name: f for f in feature_set.features}
-    names = list(shap_values.columns)
-    values = shap_values.to_numpy()
-    order = np.argsort(-values, axis=1, kind="stable")
-    rows: list[dict[str, object]] = [
-        {str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")
+    columns = list(contrib.values.columns)
+    fam_names = list(points.columns)
+    members = [
+        np.array([columns.index(f.name) for f in feature_set.features if f.family == fam])
+        for fam in fam_names
     ]
-    out: dict[str, list[str]] = {f"reason_{i + 1}": [] for i in range(top)}
+    records = _records(frame)
+    fam_values = points.to_numpy()
+    shap_values = contrib.values.to_numpy()
+    out: dict[str, list[str]] = {f"reason_{k + 1}": [] for k in range(top)}
     against: list[str] = []
-    for i, row in enumerate(rows):
-        picked = [j for j in order[i][:top] if values[i, j] > 0]
+    for i, row in enumerate(records):
+        order = np.argsort(-fam_values[i], kind="stable")
+
+        def sentence(j: int, sign: float, i: int = i, row: dict = row) -> str:
+            idx = members[j]
+            d = defs[columns[idx[np.argmax(sign * shap_values[i, idx])]]]
+            return f"{render(d.reason, d.description, row)} ({fam_values[i, j]:+.0f} pts)"
+
+        positive = [j for j in order[:top] if fam_values[i, j] >= 0.5]
         for k in range(top):
-            if k < len(picked):
-                d = defs[names[picked[k]]]
-                text = render(d.reason, d.description, row)
-                out[f"reason_{k + 1}"].append(f"{text} (+{values[i, picked[k]]:.2f})")
-            else:
-                out[f"reason_{k + 1}"].append("")
-        j = int(order[i][-1])
-        if values[i, j] < 0:
-            d = defs[names[j]]
-            against.append(f"{render(d.reason, d.description, row)} ({values[i, j]:.2f})")
-        else:
-            against.append("")
+            out[f"reason_{k + 1}"].append(sentence(positive[k], 1.0) if k < len(positive) else "")
+        worst = int(order[-1])
+        against.append(sentence(worst, -1.0) if fam_values[i, worst] <= -0.5 else "")
     return pd.DataFrame({**out, "reason_against": against}, index=frame.index)
+
+
+def motions(frame: pd.DataFrame, points: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
+    """The motion whose families push the score up most, its label and its talking points."""
+    keys = list(serving.motions)
+    if not keys:
+        return pd.DataFrame(
+            {"motion_key": "", "motion": NO_MOTION, "talking_points": [[]] * len(frame)},
+            index=frame.index,
+        )
+    strength = np.column_stack(
+        [
+            points[[f for f in serving.motions[k].families if f in points.columns]]
+            .sum(axis=1)
+            .to_numpy()
+            for k in keys
+        ]
+    )
+    best = strength.argmax(axis=1)
+    records = _records(frame)
+    chosen: list[str] = []
+    labels: list[str] = []
+    talking: list[list[str]] = []
+    for i, row in enumerate(records):
+        if strength[i, best[i]] < 0.5:
+            chosen.append("")
+            labels.append(NO_MOTION)
+            talking.append([])
+            continue
+        key = keys[best[i]]
+        motion = serving.motions[key]
+        chosen.append(key)
+        labels.append(render(motion.label, key.replace("_", " ").capitalize(), row))
+        talking.append([t for t in (render(s, "", row) for s in motion.talking_points) if t])
+    return pd.DataFrame(
+        {"motion_key": chosen, "motion": labels, "talking_points": talking}, index=frame.index
+    )
+
+
+def readiness(frame: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
+    """'ready' or 'not yet', with every rule that holds the account back, in its numbers."""
+    said: list[list[str]] = [[] for _ in range(len(frame))]
+    records = _records(frame)
+    for rule in serving.readiness:
+        values = pd.to_numeric(frame[rule.feature], errors="coerce")
+        fires = OPERATORS[rule.op](values, rule.value).fillna(False).to_numpy(dtype=bool)
+        for i in np.flatnonzero(fires):
+            said[i].append(render(rule.says, f"{rule.name.replace('_', ' ')}", records[i]))
+    return pd.DataFrame(
+        {
+            "readiness": ["not yet" if s else "ready" for s in said],
+            "readiness_reason": ["; ".join(s) for s in said],
+        },
+        index=frame.index,
+    )

@@ -34,9 +34,11 @@ def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]]) -> 
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
     try:
         for name, write in writers.items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
             write(stage / name)
         final = []
         for name in writers:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage / name, out_dir / name)
             final.append(out_dir / name)
         return final

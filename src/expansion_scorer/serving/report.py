@@ -1,36 +1,87 @@
-"""`report.html`: one self-contained page a CSM can read, with every data value escaped."""
+"""`report.html`: one self-contained page a CSM can act on, with every data value escaped.
+
+A section per CSM, the accounts in rank order with their band and readiness, and per account
+the drivers of its score as a bar chart, the reasons, the motion and the talking points.
+"""
 
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import jinja2
 import pandas as pd
 
+BAR_WIDTH = 160  # pixels for the largest impact on the chart
+UNASSIGNED = "Unassigned"
 
-def render_report(scores: pd.DataFrame, excluded: pd.DataFrame, meta: dict[str, object]) -> str:
+
+def _chart(drivers: dict[str, float]) -> list[dict[str, Any]]:
+    """Bars for the families that moved the score by half a point or more, largest first."""
+    items = sorted(
+        ((k, v) for k, v in drivers.items() if abs(v) >= 0.5), key=lambda kv: -abs(kv[1])
+    )[:8]
+    scale = max((abs(v) for _, v in items), default=1.0) or 1.0
+    return [
+        {
+            "family": k.replace("_", " "),
+            "points": v,
+            "width": max(1.0, abs(v) / scale * BAR_WIDTH),
+            "positive": v > 0,
+        }
+        for k, v in items
+    ]
+
+
+def _text(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def render_report(
+    scores: pd.DataFrame,
+    drivers: pd.DataFrame,
+    excluded: pd.DataFrame,
+    meta: dict[str, Any],
+) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
         resources.files("expansion_scorer")
         .joinpath("serving", "templates", "report.html.j2")
         .read_text(encoding="utf-8")
     )
-    reason_cols = [c for c in scores.columns if c.startswith("reason_") and c != "reason_against"]
-    rows = [
-        {
-            "rank": int(r["rank"]),
-            "account_id": str(r["account_id"]),
-            "account_name": str(r["account_name"]),
-            "csm_owner": "" if pd.isna(r["csm_owner"]) else str(r["csm_owner"]),
-            "score": float(r["score"]),
-            "band": str(r["band"]),
-            "reasons": [str(r[c]) for c in reason_cols if r[c]],
-            "against": str(r["reason_against"]),
-        }
-        for r in scores.to_dict(orient="records")
-    ]
-    excluded_rows = excluded[["account_id", "account_name", "excluded_reason"]].to_dict(
-        orient="records"
+    reason_cols = [c for c in scores.columns if c.startswith("reason_") and c[7:].isdigit()]
+    family_cols = [c for c in drivers.columns if c != "account_id"]
+    by_account = (
+        drivers.set_index("account_id")[family_cols].to_dict(orient="index") if len(drivers) else {}
     )
-    bands = scores["band"].value_counts().to_dict()
-    return template.render(rows=rows, excluded=excluded_rows, meta=meta, bands=bands)
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for r in scores.to_dict(orient="records"):
+        owner = _text(r["csm_owner"]) or UNASSIGNED
+        sections.setdefault(owner, []).append(
+            {
+                "rank": int(r["rank"]),
+                "account_id": _text(r["account_id"]),
+                "account_name": _text(r["account_name"]),
+                "score": float(r["score"]),
+                "band": _text(r["band"]),
+                "ready": r["readiness"] == "ready",
+                "readiness_reason": _text(r["readiness_reason"]),
+                "motion": _text(r["motion"]),
+                "reasons": [_text(r[c]) for c in reason_cols if _text(r[c])],
+                "against": _text(r["reason_against"]),
+                "talking_points": list(r["talking_points"]),
+                "chart": _chart(
+                    {str(k): float(v) for k, v in by_account.get(r["account_id"], {}).items()}
+                ),
+            }
+        )
+    ordered = sorted(sections.items(), key=lambda kv: (kv[0] == UNASSIGNED, kv[0].lower()))
+    return template.render(
+        sections=ordered,
+        scored=len(scores),
+        excluded=excluded[["account_id", "account_name", "excluded_reason"]].to_dict("records"),
+        bands=sorted(meta["bands"].items(), key=lambda kv: -kv[1]),
+        band_counts=scores["band"].value_counts().to_dict(),
+        not_ready=int((scores["readiness"] != "ready").sum()) if len(scores) else 0,
+        meta=meta,
+    )

@@ -2,7 +2,9 @@
 
 Categorical features travel as strings; the wrapper maps them onto the categories seen in
 training (unseen values become missing), so the model scores the same frame in batch, in
-`mlflow models serve` and in Spark.
+`mlflow models serve` and in Spark. The delivered score is the booster's output put through a
+calibrator fitted out of time; a second booster, when present, predicts the ARR of an expansion
+given that it happens.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from expansion_scorer.errors import UserError
+from expansion_scorer.training.calibration import Calibrator
 
 
 def prepare(
@@ -44,7 +47,7 @@ def prepare(
 
 
 class PropensityModel(PythonModel):
-    """Probability of expansion within the horizon, from the feature frame."""
+    """Probability of expansion within the horizon, and the ARR it would bring."""
 
     def __init__(
         self,
@@ -52,11 +55,15 @@ class PropensityModel(PythonModel):
         numeric: list[str],
         categories: dict[str, list[str]],
         horizon_days: int,
+        calibrator: Calibrator | None = None,
+        size_booster: lgb.Booster | None = None,
     ) -> None:
         self.booster = booster
         self.numeric = numeric
         self.categories = categories
         self.horizon_days = horizon_days
+        self.calibrator = calibrator
+        self.size_booster = size_booster
 
     @property
     def feature_names(self) -> list[str]:
@@ -65,10 +72,31 @@ class PropensityModel(PythonModel):
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         return prepare(frame, self.numeric, self.categories)
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """The booster's own probability, before calibration (what SHAP explains)."""
         return np.asarray(self.booster.predict(self.matrix(frame)), dtype="float64")
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """The delivered score: the calibrated probability of expansion within the horizon."""
+        raw = self.raw_proba(frame)
+        return raw if self.calibrator is None else self.calibrator.transform(raw)
+
+    def expected_size(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predicted expansion ARR given that the account expands."""
+        if self.size_booster is None:
+            return np.full(len(frame), np.nan)
+        return np.asarray(self.size_booster.predict(self.matrix(frame)), dtype="float64")
+
+    def expected_expansion_arr(self, frame: pd.DataFrame) -> np.ndarray:
+        """Score times predicted size: the ARR an account is expected to add in the horizon."""
+        return self.predict_proba(frame) * self.expected_size(frame)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        return pd.DataFrame({"score": self.predict_proba(model_input)})
+        return pd.DataFrame(
+            {
+                "score": self.predict_proba(model_input),
+                "expected_expansion_arr": self.expected_expansion_arr(model_input),
+            }
+        )

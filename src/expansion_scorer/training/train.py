@@ -1,45 +1,42 @@
-"""Time-split training and evaluation of the propensity model: plain functions over frames."""
+"""Fitting the delivered model on one time layout: plain functions over frames.
+
+A layout names three consecutive groups of snapshot dates: the booster fits on the first, early
+stopping and the calibrator use the second (whose dates follow the first by at least one
+horizon, so no label window is shared), and the third, in a backtest fold, is the test.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
-from expansion_scorer.config import FeatureSet, TrainingConfig
+from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.training.calibration import Calibrator
 from expansion_scorer.training.model import PropensityModel, prepare
+
+SIZE_ROUNDS = 200
 
 
 @dataclass(frozen=True)
-class TimeSplit:
-    train_dates: list[date]
-    test_dates: list[date]
+class Layout:
+    """Snapshot dates for the booster, for early stopping and calibration, and for the test."""
 
+    index: int
+    """1-based fold number; 0 for the final fit, which has no test dates."""
+    fit_dates: tuple[date, ...]
+    calib_dates: tuple[date, ...]
+    test_dates: tuple[date, ...] = ()
 
-def time_split(dates: list[date], cfg: TrainingConfig) -> TimeSplit:
-    """Latest `test_months` snapshot dates for test; training labels must close before them."""
-    dates = sorted(set(dates))
-    needed = cfg.test_months + 2
-    if len(dates) < needed:
-        span = f"{dates[0]} to {dates[-1]}" if dates else "none"
-        raise UserError(
-            f"only {len(dates)} snapshot months ({span}) fit the data with a {cfg.horizon_days}-day"
-            f" horizon; {needed} are needed for {cfg.test_months} test months: use more history,"
-            " a shorter horizon or fewer test_months"
-        )
-    test = dates[-cfg.test_months :]
-    train = [d for d in dates if d + timedelta(days=cfg.horizon_days) <= test[0]]
-    if not train:
-        raise UserError(
-            f"no training snapshot closes its {cfg.horizon_days}-day label window before the first"
-            f" test date {test[0]}; use more history or fewer test_months"
-        )
-    return TimeSplit(train_dates=train, test_dates=test)
+    @property
+    def name(self) -> str:
+        return f"fold {self.index}" if self.index else "final fit"
 
 
 def schema(feature_set: FeatureSet, frame: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
@@ -53,55 +50,114 @@ def schema(feature_set: FeatureSet, frame: pd.DataFrame) -> tuple[list[str], dic
     return numeric, categories
 
 
-def fit(frame: pd.DataFrame, feature_set: FeatureSet, cfg: TrainingConfig) -> PropensityModel:
-    """Fit LightGBM on a labelled snapshot frame."""
-    positives = int(frame["label"].sum())
-    if positives == 0 or positives == len(frame):
-        raise UserError(
-            f"the training snapshots ({frame['as_of'].min()} to {frame['as_of'].max()}) hold"
-            f" {positives} expansions in {len(frame)} rows; both outcomes are needed"
-        )
-    numeric, categories = schema(feature_set, frame)
-    params = {
+def lgb_params(params: LightGBMParams, seed: int) -> dict[str, Any]:
+    return {
         "objective": "binary",
         "verbosity": -1,
-        "seed": cfg.seed,
+        "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
         "num_threads": 0,
-        "learning_rate": cfg.lightgbm.learning_rate,
-        "num_leaves": cfg.lightgbm.num_leaves,
-        "min_child_samples": cfg.lightgbm.min_child_samples,
-        "bagging_fraction": cfg.lightgbm.subsample,
-        "bagging_freq": cfg.lightgbm.subsample_freq,
-        "feature_fraction": cfg.lightgbm.colsample_bytree,
-        "lambda_l2": cfg.lightgbm.reg_lambda,
+        "learning_rate": params.learning_rate,
+        "num_leaves": params.num_leaves,
+        "min_child_samples": params.min_child_samples,
+        "bagging_fraction": params.subsample,
+        "bagging_freq": params.subsample_freq,
+        "feature_fraction": params.colsample_bytree,
+        "lambda_l2": params.reg_lambda,
     }
+
+
+def rows_of(frame: pd.DataFrame, dates: Sequence[date]) -> pd.DataFrame:
+    return frame[frame["as_of"].isin(set(dates))]
+
+
+def require_both_outcomes(part: pd.DataFrame, what: str, fix: str) -> None:
+    """Stop with the dates and a remedy when a set of snapshots holds a single outcome."""
+    positives = int(part["label"].sum())
+    if len(part) and 0 < positives < len(part):
+        return
+    span = f"{part['as_of'].min()}..{part['as_of'].max()}" if len(part) else "no dates"
+    outcome = "no expansion" if positives == 0 else "only expansions"
+    raise UserError(f"{what} ({span}, {len(part)} snapshots) holds {outcome}; {fix}")
+
+
+def fit_booster(
+    fit: pd.DataFrame,
+    valid: pd.DataFrame,
+    numeric: list[str],
+    categories: dict[str, list[str]],
+    params: LightGBMParams,
+    cfg: TrainingConfig,
+) -> lgb.Booster:
+    """LightGBM on `fit`, stopped early on `valid`, cut to its best iteration."""
+    train_set = lgb.Dataset(
+        prepare(fit, numeric, categories),
+        label=fit["label"].to_numpy(),
+        params={"feature_pre_filter": False, "verbosity": -1},
+    )
+    valid_set = lgb.Dataset(
+        prepare(valid, numeric, categories), label=valid["label"].to_numpy(), reference=train_set
+    )
+    booster = lgb.train(
+        lgb_params(params, cfg.seed),
+        train_set,
+        num_boost_round=params.n_estimators,
+        valid_sets=[valid_set],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(cfg.tuning.early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    # A booster holding only the kept trees: SHAP and predict then agree without arguments.
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def fit_size(
+    frame: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]], cfg: TrainingConfig
+) -> lgb.Booster | None:
+    """Expected expansion ARR given an expansion: a gamma regression on the positives."""
+    positives = frame[(frame["label"] == 1) & (frame["expansion_arr"] > 0)]
+    if len(positives) < 20:
+        return None
+    params = lgb_params(cfg.lightgbm, cfg.seed)
+    params.update(objective="gamma", learning_rate=0.05, min_child_samples=20)
     data = lgb.Dataset(
-        prepare(frame, numeric, categories), label=frame["label"].to_numpy(), free_raw_data=True
+        prepare(positives, numeric, categories),
+        label=positives["expansion_arr"].to_numpy(dtype="float64"),
+        params={"feature_pre_filter": False, "verbosity": -1},
     )
-    booster = lgb.train(params, data, num_boost_round=cfg.lightgbm.n_estimators)
+    return lgb.train(params, data, num_boost_round=SIZE_ROUNDS)
+
+
+def fit(
+    frame: pd.DataFrame,
+    layout: Layout,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    params: LightGBMParams | None = None,
+) -> PropensityModel:
+    """The delivered model for one layout: booster, out-of-time calibrator and size model."""
+    fit_rows = rows_of(frame, layout.fit_dates)
+    calib_rows = rows_of(frame, layout.calib_dates)
+    fix = "use more history, fewer folds or test_months, or a longer horizon"
+    require_both_outcomes(fit_rows, f"{layout.name}: the training snapshots", fix)
+    require_both_outcomes(calib_rows, f"{layout.name}: the calibration snapshots", fix)
+    numeric, categories = schema(feature_set, pd.concat([fit_rows, calib_rows]))
+    booster = fit_booster(
+        fit_rows, calib_rows, numeric, categories, params or cfg.lightgbm, cfg
+    )
+    raw = np.asarray(booster.predict(prepare(calib_rows, numeric, categories)), dtype="float64")
+    calibrator = Calibrator(cfg.backtest.calibration).fit(raw, calib_rows["label"].to_numpy())
+    size = (
+        fit_size(pd.concat([fit_rows, calib_rows]), numeric, categories, cfg)
+        if cfg.size_model and "expansion_arr" in frame.columns
+        else None
+    )
     return PropensityModel(
-        booster=booster, numeric=numeric, categories=categories, horizon_days=cfg.horizon_days
+        booster=booster,
+        numeric=numeric,
+        categories=categories,
+        horizon_days=cfg.horizon_days,
+        calibrator=calibrator,
+        size_booster=size,
     )
-
-
-def lift_at(y: np.ndarray, p: np.ndarray, fraction: float) -> float:
-    """Positive rate in the top `fraction` by score over the overall positive rate."""
-    k = max(1, round(len(y) * fraction))
-    top = np.argsort(-p, kind="stable")[:k]
-    base = y.mean()
-    return float(y[top].mean() / base) if base > 0 else float("nan")
-
-
-def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    y = np.asarray(y, dtype=int)
-    if y.min() == y.max():
-        raise UserError("the test snapshots hold only one outcome; use a longer test window")
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "lift_top_decile": lift_at(y, p, 0.1),
-        "base_rate": float(y.mean()),
-        "rows": float(len(y)),
-    }

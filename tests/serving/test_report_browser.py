@@ -1,0 +1,115 @@
+"""The report as a CSM meets it: in headless Chromium, sorted, filtered, opened, and safe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def report(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(world_dir, data)
+    accounts = pd.read_parquet(data / "accounts.parquet")
+    accounts.loc[0, "account_name"] = "<script>alert(1)</script>"
+    accounts.loc[1, "account_name"] = '=HYPERLINK("http://x","y")'
+    accounts.loc[2, "account_name"] = "<img src=x onerror=alert(2)>"
+    accounts.to_parquet(data / "accounts.parquet", index=False)
+    code, _, err = run_cli(
+        ["score", str(data), "--as-of", "2024-09-01", "--out", str(tmp_path / "out")], capsys
+    )
+    assert code == 0, err
+    return tmp_path / "out" / "report.html"
+
+
+def test_report_sorts_filters_opens_and_runs_nothing_from_the_data(
+    browser: object, report: Path, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+
+    page.goto(report.as_uri())
+    page.wait_for_load_state("load")
+
+    # the injected names are shown as text, never run
+    assert page.get_by_text("<script>alert(1)</script>").count() >= 1
+    assert page.get_by_text("<img src=x onerror=alert(2)>").count() >= 1
+    assert page.get_by_text('=HYPERLINK("http://x","y")').count() >= 1
+
+    # sorting: the first section's score column, ascending then descending
+    section = page.locator("section.csm").first
+    header = section.locator("th", has_text="Score")
+    header.click()
+    values = [float(v) for v in section.locator("tr.account td:nth-child(3)").evaluate_all(
+        "cells => cells.map(c => c.dataset.value)")]  # fmt: skip
+    assert values == sorted(values)
+    header.click()
+    values = [float(v) for v in section.locator("tr.account td:nth-child(3)").evaluate_all(
+        "cells => cells.map(c => c.dataset.value)")]  # fmt: skip
+    assert values == sorted(values, reverse=True)
+
+    # filtering by band, then by text
+    page.select_option("#band-filter", "hot")
+    visible_bands = page.locator("tr.account:visible").evaluate_all(
+        "rows => rows.map(r => r.dataset.band)"
+    )
+    assert visible_bands and set(visible_bands) == {"hot"}
+    page.select_option("#band-filter", "")
+    first = page.locator("tr.account").first
+    name = first.get_attribute("data-account")
+    page.fill("#search", str(name))
+    assert page.locator("tr.account:visible").count() == 1
+    page.fill("#search", "")
+
+    # opening one account shows its drivers, reasons, motion, readiness and talking points
+    first.click()
+    details = first.locator("xpath=following-sibling::tr[1]")
+    assert details.is_visible()
+    text = details.inner_text()
+    for heading in ("What moved the score", "Why now", "Offer:", "Readiness:"):
+        assert heading in text
+    assert details.locator("svg.drivers rect").count() >= 1
+
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert problems == []
+    assert all(u.startswith("file://") for u in requests), requests
