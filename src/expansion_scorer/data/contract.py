@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["str", "date", "timestamp", "number"]
+Kind = Literal["str", "date", "timestamp", "number", "money"]
 
 SQL_TYPES: dict[Kind, str] = {
     "str": "VARCHAR",
     "date": "DATE",
     "timestamp": "TIMESTAMP",
     "number": "DOUBLE",
+    # Exact decimal: sums of money do not depend on the order DuckDB's threads add them in.
+    "money": "DECIMAL(18, 4)",
 }
 
 
@@ -68,7 +70,7 @@ TABLES: dict[str, TableSpec] = {
             required=(
                 Column("account_id", "str"),
                 Column("product", "str"),
-                Column("arr", "number", minimum=0),
+                Column("arr", "money", minimum=0),
                 Column("start_date", "date"),
             ),
             optional=(

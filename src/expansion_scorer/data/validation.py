@@ -69,13 +69,15 @@ def _check_table(world: World, spec: TableSpec) -> int:
         if col in spec.required:
             checks.append((col, f"{raw} IS NULL", "empty value in a required column", "fill it"))
         if col.kind != "str":
-            what = {"date": "a date", "timestamp": "a timestamp", "number": "a number"}[col.kind]
+            what = {"date": "a date", "timestamp": "a timestamp"}.get(col.kind, "a number")
             checks.append(
                 (
                     col,
                     f"{raw} IS NOT NULL AND {_cast(col)} IS NULL",
                     f"not {what}",
-                    "use ISO 8601 (2024-03-31)" if col.kind != "number" else "use a plain number",
+                    "use ISO 8601 (2024-03-31)"
+                    if col.kind in ("date", "timestamp")
+                    else "use a plain number",
                 )
             )
         if col.minimum is not None:

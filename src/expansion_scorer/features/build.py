@@ -65,7 +65,8 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     )
     nps = (
         """
-        SELECT e.account_id, e.as_of, arg_max(n.score, n.responded_at) AS nps_last
+        SELECT e.account_id, e.as_of,
+               first(n.score ORDER BY n.responded_at DESC, n.score) AS nps_last
         FROM entities e JOIN nps_responses n ON n.account_id = e.account_id
          AND n.responded_at < e.as_of
         GROUP BY ALL
@@ -130,8 +131,8 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     ),
     fit AS (
         SELECT x.account_id, x.as_of, sum(x.q) AS unowned_fit_events_28d,
-               arg_max(fit.product, x.q) AS top_unowned_fit,
-               arg_max(x.event, x.q) AS top_unowned_fit_event,
+               first(fit.product ORDER BY x.q DESC, x.event) AS top_unowned_fit,
+               first(x.event ORDER BY x.q DESC, x.event) AS top_unowned_fit_event,
                sum(x.q_prev) AS unowned_fit_events_prev_28d
         FROM event_28d x JOIN {_affinity_values(features)} ON fit.event = x.event
         WHERE NOT EXISTS (SELECT 1 FROM owned o WHERE o.account_id = x.account_id
