@@ -9,7 +9,7 @@ import pandas as pd
 
 from expansion_scorer.config import load_feature_set
 from expansion_scorer.data.loading import open_world
-from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.ledger import build_expansions, build_movements
 from tests.helpers import write_tables
 
 
@@ -75,3 +75,36 @@ def test_price_uplift_first_purchase_contraction_and_churn_are_not(tmp_path: Pat
         ("D", "Core", "team", 8, 4800.0, D("2023-05-01"), None),
     ]
     assert _expansions(tmp_path, subs) == []
+
+
+def _movements(tmp_path: Path, subs: list[tuple]) -> list[tuple[str, date, str, str, float]]:
+    _expansions(tmp_path, subs)
+    world = open_world(tmp_path)
+    build_movements(world.con, load_feature_set())
+    rows = world.con.execute(
+        "SELECT account_id, day, product, kind, arr_delta FROM movements"
+    ).fetchall()
+    return [(a, d, p, k, float(x)) for a, d, p, k, x in rows]
+
+
+def test_every_arr_movement_is_named(tmp_path: Path) -> None:
+    subs = [
+        ("A", "Core", "team", 10, 6000.0, D("2023-01-01"), D("2023-03-10")),
+        ("A", "Core", "team", 15, 9000.0, D("2023-03-10"), D("2024-01-01")),
+        ("A", "Core", "team", 15, 9450.0, D("2024-01-01"), D("2024-03-01")),
+        ("A", "Core", "team", 12, 7560.0, D("2024-03-01"), None),
+        ("A", "Analytics", None, None, 1200.0, D("2023-05-20"), D("2023-09-01")),
+        ("B", "Core", "team", 5, 3000.0, D("2023-01-01"), D("2023-03-01")),
+        ("B", "Core", "business", 5, 5000.0, D("2023-05-01"), None),
+    ]
+    assert _movements(tmp_path, subs) == [
+        ("A", D("2023-01-01"), "Core", "new", 6000.0),
+        ("A", D("2023-03-10"), "Core", "seats", 3000.0),
+        ("A", D("2023-05-20"), "Analytics", "cross_sell", 1200.0),
+        ("A", D("2023-09-01"), "Analytics", "contraction", -1200.0),
+        ("A", D("2024-01-01"), "Core", "price", 450.0),
+        ("A", D("2024-03-01"), "Core", "contraction", -1890.0),
+        ("B", D("2023-01-01"), "Core", "new", 3000.0),
+        ("B", D("2023-03-01"), "Core", "churn", -3000.0),
+        ("B", D("2023-05-01"), "Core", "reactivation", 5000.0),
+    ]

@@ -1,8 +1,15 @@
-"""Expansion events derived from `subscriptions`: the single source of labels.
+"""The ARR movement ledger, derived from `subscriptions`: one source for labels and for NRR.
 
-An expansion on day d: the account had ARR on d-1, and on d some product gained seats, moved to
-a higher plan, or started while absent the day before, with the ARR of those products rising.
-A price-only change at renewal (same product, plan and seats) is not an expansion.
+Per account, product and change day d (a start or end date), the ledger compares what the
+account held on d-1 with what it holds on d and names the movement:
+
+- `new` / `reactivation`: the account had no ARR on d-1 (never before / at some point before);
+- `churn`: the account has no ARR on d;
+- otherwise, per product: `cross_sell` (a product started), `seats` (more seats), `plan` (a
+  higher plan), `contraction` (fewer seats, a lower plan, or a product dropped) and `price` (same
+  product, plan and seats at a new price, such as a renewal uplift).
+
+An expansion is a `seats`, `plan` or `cross_sell` movement: a price-only uplift is not.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ import duckdb
 
 from expansion_scorer.config import FeatureSet
 from expansion_scorer.data.loading import sql_str
+
+EXPANSION_KINDS = ("seats", "plan", "cross_sell")
+MOTIONS = ("any", *EXPANSION_KINDS)
 
 
 def plan_rank_values(features: FeatureSet) -> str:
@@ -23,11 +33,11 @@ BEFORE = "s.start_date < c.day AND coalesce(s.end_date >= c.day, true)"
 AFTER = "s.start_date <= c.day AND coalesce(s.end_date > c.day, true)"
 
 
-def build_expansions(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
-    """Create temp table `expansions(account_id, day, expansion_arr)` from view `subscriptions`."""
+def build_movements(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
+    """Temp table `movements(account_id, day, product, kind, arr_delta)` from `subscriptions`."""
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE expansions AS
+        CREATE OR REPLACE TEMP TABLE movements AS
         WITH subs AS (
             SELECT s.account_id, s.product, s.arr, s.start_date, s.end_date,
                    coalesce(s.seats, 0) AS seats, r.rank AS plan_rank
@@ -42,28 +52,66 @@ def build_expansions(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> No
             SELECT c.account_id, c.day, s.product,
                 bool_or({BEFORE}) AS had,
                 bool_or({AFTER}) AS has,
-                sum(s.arr) FILTER (WHERE {BEFORE}) AS arr_before,
-                sum(s.arr) FILTER (WHERE {AFTER}) AS arr_after,
+                coalesce(sum(s.arr) FILTER (WHERE {BEFORE}), 0) AS arr_before,
+                coalesce(sum(s.arr) FILTER (WHERE {AFTER}), 0) AS arr_after,
                 sum(s.seats) FILTER (WHERE {BEFORE}) AS seats_before,
                 sum(s.seats) FILTER (WHERE {AFTER}) AS seats_after,
                 max(s.plan_rank) FILTER (WHERE {BEFORE}) AS plan_before,
-                max(s.plan_rank) FILTER (WHERE {AFTER}) AS plan_after
+                max(s.plan_rank) FILTER (WHERE {AFTER}) AS plan_after,
+                bool_or(s.start_date < c.day) AS started_before
             FROM change_days c JOIN subs s ON s.account_id = c.account_id
             GROUP BY ALL
         ),
-        per_day AS (
-            SELECT account_id, day,
-                sum(coalesce(arr_before, 0)) AS arr_before,
-                sum(CASE WHEN has AND (NOT had OR seats_after > seats_before
-                                       OR plan_after > plan_before)
-                         THEN coalesce(arr_after, 0) - coalesce(arr_before, 0) END)
-                    AS expansion_arr
+        account_state AS (
+            SELECT *,
+                sum(arr_before) OVER w AS account_before,
+                sum(arr_after) OVER w AS account_after,
+                bool_or(started_before) OVER w AS paid_before
             FROM product_state
-            GROUP BY ALL
+            WINDOW w AS (PARTITION BY account_id, day)
+        ),
+        classified AS (
+            SELECT account_id, day, product, arr_after - arr_before AS arr_delta,
+                CASE
+                    WHEN account_before = 0 AND account_after > 0
+                        THEN CASE WHEN paid_before THEN 'reactivation' ELSE 'new' END
+                    WHEN account_before > 0 AND account_after = 0 THEN 'churn'
+                    WHEN has AND NOT had THEN 'cross_sell'
+                    WHEN had AND NOT has THEN 'contraction'
+                    WHEN plan_after > plan_before AND arr_after > arr_before THEN 'plan'
+                    WHEN seats_after > seats_before AND arr_after > arr_before THEN 'seats'
+                    WHEN plan_after < plan_before OR seats_after < seats_before
+                        OR (plan_after > plan_before OR seats_after > seats_before)
+                        THEN CASE WHEN arr_after >= arr_before THEN 'price' ELSE 'contraction' END
+                    ELSE 'price'
+                END AS kind
+            FROM account_state
         )
-        SELECT account_id, day, expansion_arr
-        FROM per_day
-        WHERE arr_before > 0 AND expansion_arr > 0
+        SELECT account_id, day, product, kind, arr_delta
+        FROM classified
+        WHERE arr_delta <> 0
+        ORDER BY account_id, day, product
+        """
+    )
+
+
+def build_expansions(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
+    """Temp tables `movements` and `expansions(account_id, day, expansion_arr, seats_arr,
+    plan_arr, cross_sell_arr, cross_sell_products)`: one row per day with an expansion."""
+    build_movements(con, features)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE expansions AS
+        SELECT account_id, day,
+            sum(arr_delta) AS expansion_arr,
+            coalesce(sum(arr_delta) FILTER (WHERE kind = 'seats'), 0) AS seats_arr,
+            coalesce(sum(arr_delta) FILTER (WHERE kind = 'plan'), 0) AS plan_arr,
+            coalesce(sum(arr_delta) FILTER (WHERE kind = 'cross_sell'), 0) AS cross_sell_arr,
+            list(product ORDER BY product) FILTER (WHERE kind = 'cross_sell')
+                AS cross_sell_products
+        FROM movements
+        WHERE kind IN ('seats', 'plan', 'cross_sell') AND arr_delta > 0
+        GROUP BY ALL
         ORDER BY account_id, day
         """
     )
