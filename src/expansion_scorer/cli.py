@@ -52,12 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a data directory against the contract")
     val.add_argument("data_dir", type=Path)
 
-    tr = sub.add_parser("train", help="train, log to MLflow and register the champion")
+    tr = sub.add_parser(
+        "train", help="backtest against baselines, log to MLflow, register the model"
+    )
     tr.add_argument("data_dir", type=Path)
     tr.add_argument("--horizon-days", type=_positive)
     tr.add_argument("--train-until", type=_date)
     tr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
     tr.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+    tr.add_argument("--trials", type=int, help="Optuna trials over LightGBM parameters (0: none)")
+    tr.add_argument(
+        "--promote", action="store_true", help="run the promotion gate straight after training"
+    )
+
+    pr = sub.add_parser(
+        "promote", help="compare @challenger with @champion on the latest folds; maybe promote"
+    )
+    pr.add_argument("data_dir", type=Path)
+    pr.add_argument("--train-until", type=_date)
+    pr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
+    pr.add_argument("--force", action="store_true", help="promote even if the gate refuses")
 
     sc = sub.add_parser("score", help="score, explain and rank eligible accounts as of a date")
     sc.add_argument("data_dir", type=Path)
@@ -69,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--per-csm", action="store_true", help="also write per_csm/<csm>.csv, each CSM's capacity"
     )
+
+    met = sub.add_parser("metrics", help="NRR and GRR per month and trailing 12 months")
+    met.add_argument("data_dir", type=Path)
+    met.add_argument(
+        "--by", help="group by an accounts column: segment, industry, country, csm_owner"
+    )
+    met.add_argument("--out", type=Path, default=Path("metrics-out"))
+    met.add_argument("--features", type=Path, help="feature definitions YAML (plan order)")
 
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -108,7 +130,21 @@ def _train(args: argparse.Namespace) -> None:
     cfg = load_training_config(args.config)
     if args.horizon_days:
         cfg = cfg.model_copy(update={"horizon_days": args.horizon_days})
-    result = train_job(args.data_dir, cfg, load_feature_set(args.features), until=args.train_until)
+    if args.trials is not None:
+        if args.trials < 0:
+            raise UserError(f"--trials {args.trials} must be 0 or more")
+        cfg = cfg.model_copy(
+            update={"tuning": cfg.tuning.model_copy(update={"trials": args.trials})}
+        )
+    config_text = args.config.read_text(encoding="utf-8") if args.config else None
+    result = train_job(
+        args.data_dir,
+        cfg,
+        load_feature_set(args.features),
+        until=args.train_until,
+        config_text=config_text,
+        promote=args.promote,
+    )
     _print_training(result)
 
 
@@ -117,18 +153,68 @@ def _print_training(result: object) -> None:
 
     assert isinstance(result, TrainResult)
     m = result.metrics
-    split = result.split
+    bt = result.backtest
+    final = result.final
     print(
-        f"snapshots: {result.rows:,} rows; train {split.train_dates[0]}..{split.train_dates[-1]},"
-        f" test {split.test_dates[0]}..{split.test_dates[-1]}"
+        f"snapshots: {result.rows:,} rows; {len(bt.folds)} rolling test folds, final model"
+        f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]} and calibrated on"
+        f" {final.calib_dates[0]}..{final.calib_dates[-1]}"
     )
+    print(result.table)
+    for line in result.margins:
+        print(line)
+    uncal = bt.pooled["model_uncalibrated"]
     print(
-        f"test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"
+        f"pooled test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"
+        f" lift at capacity {m['lift_at_capacity']:.2f} (recall {m['recall_at_capacity']:.1%}),"
         f" top-decile lift {m['lift_top_decile']:.2f}, base rate {m['base_rate']:.1%}"
     )
+    print(
+        f"calibration: Brier {uncal['brier']:.4f} -> {m['brier']:.4f},"
+        f" ECE {uncal['ece']:.4f} -> {m['ece']:.4f} (before -> after calibration)"
+    )
+    gap = result.random_split_auc - m["roc_auc"]
+    verdict = (
+        "ALARM: a gap this large means leakage or drift; check features for the future"
+        if result.leakage_alarm
+        else "no leakage or drift alarm"
+    )
+    print(
+        f"random-split ROC AUC {result.random_split_auc:.3f} vs time-split {m['roc_auc']:.3f}"
+        f" (gap {gap:+.3f}): {verdict}"
+    )
     if result.bayes_auc is not None:
-        print(f"Bayes-limit ROC AUC on the same test snapshots: {result.bayes_auc:.3f}")
-    print(f"registered {result.model_uri} as @champion (run {result.run_id})")
+        print(
+            f"Bayes-limit ROC AUC on the same test snapshots: {result.bayes_auc:.3f};"
+            f" the model reaches {result.share_of_bayes:.0%} of the gap above 0.5"
+        )
+    print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")
+    if result.decision is not None:
+        _print_decision(result.decision)
+
+
+def _print_decision(decision: object) -> None:
+    from expansion_scorer.training.registry import Decision
+
+    assert isinstance(decision, Decision)
+    verdict = "promoted to @champion" if decision.promote else "stays @challenger"
+    print(f"gate: {verdict}; {decision.reason}")
+
+
+def _promote(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_training_config
+    from expansion_scorer.jobs import promote_job
+
+    result = promote_job(
+        args.data_dir, load_training_config(args.config), until=args.train_until, force=args.force
+    )
+    if result.test_dates:
+        print(
+            f"compared v{result.challenger_version} (@challenger) with"
+            f" v{result.champion_version} (@champion) on test months"
+            f" {result.test_dates[0]}..{result.test_dates[-1]}"
+        )
+    _print_decision(result.decision)
 
 
 def _score(args: argparse.Namespace) -> None:
@@ -150,6 +236,27 @@ def _score(args: argparse.Namespace) -> None:
         f" {result.excluded:,} not eligible (reasons in excluded.csv);"
         f" {result.not_yet_customers:,} created on or after {args.as_of} are not yet customers"
     )
+    for path in result.files:
+        print(f"  {path}")
+
+
+def _metrics(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_feature_set
+    from expansion_scorer.features.job import metrics_job
+
+    result = metrics_job(args.data_dir, args.out, load_feature_set(args.features), by=args.by)
+    table = result.table
+    key = args.by or "group"
+    last = table[table["t12m_nrr"].notna()].groupby(key).tail(1)
+    for row in last.to_dict("records"):
+        who = "" if args.by is None else f"{row[key]}: "
+        print(
+            f"{who}12 months to {row['month']:%Y-%m}: NRR {row['t12m_nrr']:.1f}%,"
+            f" GRR {row['t12m_grr']:.1f}% (starting ARR {row['t12m_starting_arr']:,.0f},"
+            f" expansion {row['t12m_expansion_arr']:,.0f}, price uplift"
+            f" {row['t12m_price_uplift_arr']:,.0f}, contraction {row['t12m_contraction_arr']:,.0f},"
+            f" churned {row['t12m_churned_arr']:,.0f})"
+        )
     for path in result.files:
         print(f"  {path}")
 
@@ -196,7 +303,9 @@ COMMANDS = {
     "generate": _generate,
     "validate": _validate,
     "train": _train,
+    "promote": _promote,
     "score": _score,
+    "metrics": _metrics,
     "demo": _demo,
 }
 

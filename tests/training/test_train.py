@@ -1,4 +1,4 @@
-"""Training against a real SQLite MLflow store: registered champion, honest time split."""
+"""Training against a real SQLite MLflow store: rolling backtest, baselines, artifacts, errors."""
 
 from __future__ import annotations
 
@@ -10,52 +10,112 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from expansion_scorer.config import load_feature_set, load_training_config
+from expansion_scorer.config import TrainingConfig, load_feature_set, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.jobs import train_job, training_frame
-from tests.helpers import rewrite_future, run_cli
+from expansion_scorer.tracking import configure
+from expansion_scorer.training.backtest import plan_folds
+from tests.helpers import run_cli, rewrite_future
+
+SMALL = """
+test_months: 4
+backtest: {folds: 2, calibration_months: 2}
+capacity: {accounts_per_csm_per_week: 4, csms: 5}
+"""
 
 
-def test_train_registers_a_champion_with_metrics_and_a_servable_model(
+def small_config(**update: object) -> TrainingConfig:
+    cfg = load_training_config().model_copy(
+        update={
+            "test_months": 4,
+            "backtest": load_training_config().backtest.model_copy(
+                update={"folds": 2, "calibration_months": 2}
+            ),
+            "capacity": load_training_config().capacity.model_copy(
+                update={"accounts_per_csm_per_week": 4}
+            ),
+        }
+    )
+    return cfg.model_copy(update=update)
+
+
+def test_train_prints_model_against_baselines_and_logs_every_artifact(
     world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # When a data scientist trains on a generated world
-    code, out, err = run_cli(["train", str(world_dir), "--horizon-days", "90"], capsys)
+    # Given a small training config
+    config = mlflow_store / "small.yaml"
+    config.write_text(SMALL)
 
-    # Then the model is registered with the champion alias and the run holds the metrics
+    # When a data scientist trains on a generated world
+    code, out, err = run_cli(["train", str(world_dir), "--config", str(config)], capsys)
+
+    # Then the console shows the model against each baseline per fold and pooled
     assert code == 0, err
-    assert "Bayes-limit ROC AUC" in out
+    for text in ("fold", "pooled", "rule", "logistic", "expanded", "lift@20", "Bayes-limit"):
+        assert text in out, text
+    assert out.count("model beats") + out.count("model does NOT beat") == 3
+    assert "random-split ROC AUC" in out and "calibration: Brier" in out
+
+    # And the first model is the champion, its run holding metrics, folds and artifacts
     client = MlflowClient()
     version = client.get_model_version_by_alias("expansion-propensity", "champion")
     run = client.get_run(version.run_id)
-    for key in ("test_roc_auc", "test_pr_auc", "test_lift_top_decile", "test_bayes_roc_auc"):
-        assert key in run.data.metrics
-    assert run.data.metrics["test_roc_auc"] > 0.6
+    metrics = run.data.metrics
+    for key in (
+        "test_roc_auc", "test_pr_auc", "test_lift_at_capacity", "test_recall_at_capacity",
+        "test_lift_top_decile", "test_brier", "test_ece", "test_uncalibrated_ece",
+        "test_rule_roc_auc", "test_logistic_lift_at_capacity", "test_recent_pr_auc",
+        "test_bayes_roc_auc", "test_random_split_roc_auc", "margin_over_logistic_roc_auc",
+    ):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["test_roc_auc"] > 0.6
     assert run.data.params["horizon_days"] == "90"
+    assert run.data.tags["mlflow.source.git.commit"]
     assert run.inputs.dataset_inputs, "the training set is logged with mlflow.log_input"
+    folds = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert len(folds) == 2 and all("logistic_roc_auc" in f.data.metrics for f in folds)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    for name in ("gain_lift.png", "calibration.png", "shap_summary.png", "importance.png"):
+        assert f"report/{name}" in artifacts
+    card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
+    for heading in ("Intended use", "Data window", "Backtest", "Limitations", "logistic"):
+        assert heading in card
+    assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/training.yaml") == SMALL
 
-    # And the pyfunc loads by alias and scores a feature frame like the batch path
+    # And the pyfunc loads by alias and serves the calibrated score and the expected ARR
     model = mlflow.pyfunc.load_model("models:/expansion-propensity@champion")
     assert model.metadata.signature is not None
     wrapper = model.unwrap_python_model()
-    world = open_world(world_dir)
-    cfg = load_training_config()
-    frame = training_frame(world, load_feature_set(), cfg, None).tail(50)
-    served = model.predict(frame[wrapper.feature_names])["score"].to_numpy()
-    np.testing.assert_allclose(served, wrapper.predict_proba(frame), rtol=0, atol=1e-12)
-    assert ((served > 0) & (served < 1)).all()
+    frame = training_frame(open_world(world_dir), load_feature_set(), small_config(), None)
+    frame = frame.tail(50)
+    served = model.predict(frame[wrapper.feature_names])
+    np.testing.assert_allclose(served["score"], wrapper.predict_proba(frame), rtol=0, atol=1e-12)
+    assert ((served["score"] > 0) & (served["score"] < 1)).all()
+    assert not np.allclose(wrapper.predict_proba(frame), wrapper.raw_proba(frame))
+    expected = wrapper.expected_expansion_arr(frame)
+    np.testing.assert_allclose(expected, served["expected_expansion_arr"], rtol=1e-12)
+    assert (expected > 0).all()
 
 
-def test_time_split_keeps_training_labels_out_of_the_test_period(world_dir: Path) -> None:
-    from expansion_scorer.training.train import time_split
-
-    cfg = load_training_config().model_copy(update={"test_months": 4})
+def test_every_fold_trains_calibrates_and_tests_on_separate_label_windows(
+    world_dir: Path,
+) -> None:
+    cfg = small_config()
     frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
-    split = time_split(list(frame["as_of"].unique()), cfg)
+    dates = sorted(frame["as_of"].unique())
 
-    last_label_day = max(split.train_dates) + timedelta(days=cfg.horizon_days)
-    assert last_label_day <= min(split.test_dates)
-    assert len(split.test_dates) == 4
+    folds = plan_folds(dates, cfg)
+
+    horizon = timedelta(days=cfg.horizon_days)
+    assert [d for f in folds for d in f.test_dates] == dates[-cfg.test_months :]
+    for fold in folds:
+        assert max(fold.fit_dates) + horizon <= min(fold.calib_dates)
+        assert max(fold.calib_dates) + horizon <= min(fold.test_dates)
+        assert len(fold.calib_dates) == cfg.backtest.calibration_months
+    assert folds[0].test_dates[-1] < folds[1].test_dates[0]
+    assert len(folds[1].fit_dates) > len(folds[0].fit_dates), "the origin rolls forward"
 
 
 def test_train_until_ignores_everything_dated_on_or_after_it(
@@ -64,24 +124,27 @@ def test_train_until_ignores_everything_dated_on_or_after_it(
     # Given the same world, and a copy whose rows from the cutoff on are scrambled
     until = date(2024, 7, 1)
     scrambled = rewrite_future(world_dir, tmp_path / "scrambled", str(until), "scramble")
-    cfg = load_training_config().model_copy(update={"test_months": 3})
+    cfg = small_config(test_months=2)
     features = load_feature_set()
 
     # When both are trained with --train-until at the cutoff
     a = train_job(world_dir, cfg, features, until=until)
     b = train_job(scrambled, cfg, features, until=until)
 
-    # Then the snapshots, the split, the metrics and the models are the same
-    assert a.rows == b.rows and a.split == b.split
+    # Then the snapshots, the folds, the metrics and the models are the same
+    assert a.rows == b.rows and a.final == b.final
+    assert [f.layout for f in a.backtest.folds] == [f.layout for f in b.backtest.folds]
     assert a.metrics == b.metrics
-    assert max(a.split.test_dates) + timedelta(days=cfg.horizon_days) <= until
+    assert max(a.backtest.folds[-1].layout.test_dates) + timedelta(days=90) <= until
     frame = training_frame(open_world(world_dir, cutoff=until), features, cfg, until)
     ma = mlflow.pyfunc.load_model(a.model_uri).unwrap_python_model()
     mb = mlflow.pyfunc.load_model(b.model_uri).unwrap_python_model()
     np.testing.assert_array_equal(ma.predict_proba(frame), mb.predict_proba(frame))
-    # and the second registration took the champion alias
-    champion = MlflowClient().get_model_version_by_alias("expansion-propensity", "champion")
-    assert str(champion.version) == b.version
+    # and the first registration is the champion, the second only the challenger
+    client = MlflowClient()
+    assert (a.alias, b.alias) == ("champion", "challenger")
+    champion = client.get_model_version_by_alias("expansion-propensity", "champion")
+    assert str(champion.version) == a.version
 
 
 def test_window_too_short_for_horizon_stops_with_dates(
@@ -93,4 +156,43 @@ def test_window_too_short_for_horizon_stops_with_dates(
     assert code == 2
     assert len(err.strip().splitlines()) == 1
     assert "snapshot" in err and "horizon" in err
-    assert not MlflowClient().search_registered_models()
+    assert not configure().search_registered_models()
+
+
+def test_window_too_short_for_the_folds_names_the_fold_and_the_fix(
+    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["train", str(world_dir), "--train-until", "2024-01-01"], capsys)
+
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "fold 1" in err and "2023-" in err and "fewer backtest.folds" in err
+    assert not configure().search_registered_models()
+
+
+def test_a_fold_without_an_expansion_stops_with_its_dates(
+    world_dir: Path, tmp_path: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a world whose expansions in the last test months were removed (nobody expands)
+    import pandas as pd
+
+    data = tmp_path / "flat"
+    data.mkdir()
+    for path in world_dir.glob("*.parquet"):
+        if path.name != "truth.parquet":
+            (data / path.name).write_bytes(path.read_bytes())
+    subs = pd.read_parquet(data / "subscriptions.parquet")
+    late = pd.to_datetime(subs["start_date"]) >= pd.Timestamp("2024-10-01")
+    subs = subs[~late]
+    ends = pd.to_datetime(subs["end_date"]) >= pd.Timestamp("2024-10-01")
+    subs.loc[ends, "end_date"] = None
+    subs.to_parquet(data / "subscriptions.parquet", index=False)
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL.replace("test_months: 4", "test_months: 2"))
+
+    code, _, err = run_cli(["train", str(data), "--config", str(config)], capsys)
+
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1
+    assert "fold 2" in err and "no expansion" in err and "2024-10-01" in err
+    assert not configure().search_registered_models()

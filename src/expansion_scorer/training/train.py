@@ -22,6 +22,8 @@ from expansion_scorer.training.calibration import Calibrator
 from expansion_scorer.training.model import PropensityModel, prepare
 
 SIZE_ROUNDS = 200
+DATASET_PARAMS = {"feature_pre_filter": False, "verbosity": -1}
+"""Binning is shared by every parameter set tried on a dataset, so nothing is pre-filtered."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,13 @@ def fit_booster(
 ) -> lgb.Booster:
     """LightGBM on `fit`, stopped early on `valid`, cut to its best iteration."""
     train_set = lgb.Dataset(
-        prepare(fit, numeric, categories),
-        label=fit["label"].to_numpy(),
-        params={"feature_pre_filter": False, "verbosity": -1},
+        prepare(fit, numeric, categories), label=fit["label"].to_numpy(), params=DATASET_PARAMS
     )
     valid_set = lgb.Dataset(
-        prepare(valid, numeric, categories), label=valid["label"].to_numpy(), reference=train_set
+        prepare(valid, numeric, categories),
+        label=valid["label"].to_numpy(),
+        reference=train_set,
+        params=DATASET_PARAMS,
     )
     booster = lgb.train(
         lgb_params(params, cfg.seed),
@@ -124,7 +127,7 @@ def fit_size(
     data = lgb.Dataset(
         prepare(positives, numeric, categories),
         label=positives["expansion_arr"].to_numpy(dtype="float64"),
-        params={"feature_pre_filter": False, "verbosity": -1},
+        params=DATASET_PARAMS,
     )
     return lgb.train(params, data, num_boost_round=SIZE_ROUNDS)
 
@@ -143,9 +146,7 @@ def fit(
     require_both_outcomes(fit_rows, f"{layout.name}: the training snapshots", fix)
     require_both_outcomes(calib_rows, f"{layout.name}: the calibration snapshots", fix)
     numeric, categories = schema(feature_set, pd.concat([fit_rows, calib_rows]))
-    booster = fit_booster(
-        fit_rows, calib_rows, numeric, categories, params or cfg.lightgbm, cfg
-    )
+    booster = fit_booster(fit_rows, calib_rows, numeric, categories, params or cfg.lightgbm, cfg)
     raw = np.asarray(booster.predict(prepare(calib_rows, numeric, categories)), dtype="float64")
     calibrator = Calibrator(cfg.backtest.calibration).fit(raw, calib_rows["label"].to_numpy())
     size = (

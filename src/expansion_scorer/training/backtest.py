@@ -1,0 +1,232 @@
+"""Rolling-origin backtest: K time folds, the model and the baselines scored on the same rows.
+
+Fold k tests on a block of the latest snapshot months. Everything fitted for it (booster,
+calibrator, logistic baseline) uses only snapshots whose label window closes on or before the
+block's first date: an embargo of one horizon, so no training label reaches into the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.errors import UserError
+from expansion_scorer.training import baselines
+from expansion_scorer.training.metrics import captured_arr, evaluate
+from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.training.train import (
+    Layout,
+    fit,
+    fit_booster,
+    require_both_outcomes,
+    rows_of,
+    schema,
+)
+
+TRUTH_COLUMN = "p_true"
+"""The simulator's true probability, when the frame has it: scored as the Bayes limit."""
+MODEL = "model"
+UNCALIBRATED = "model_uncalibrated"
+
+
+def _span(dates: Sequence[date]) -> str:
+    return f"{dates[0]}..{dates[-1]}" if dates else "none"
+
+
+def _before(dates: Sequence[date], start: date, horizon_days: int) -> list[date]:
+    """Dates whose label window [d, d + horizon) closes on or before `start`."""
+    return [d for d in dates if d + timedelta(days=horizon_days) <= start]
+
+
+def _layout(index: int, usable: list[date], cfg: TrainingConfig, test: Sequence[date]) -> Layout:
+    c = cfg.backtest.calibration_months
+    what = f"fold {index} (test {_span(test)})" if index else "the final fit"
+    remedy = (
+        "use more history (a later --train-until), fewer backtest.folds or test_months,"
+        " fewer backtest.calibration_months or a shorter horizon"
+    )
+    if len(usable) < c:
+        raise UserError(
+            f"{what} has {len(usable)} snapshot months ({_span(usable)}) whose"
+            f" {cfg.horizon_days}-day labels close before it, {c} are needed to calibrate; {remedy}"
+        )
+    calib = usable[-c:]
+    fit_dates = _before(usable, calib[0], cfg.horizon_days)
+    if not fit_dates:
+        raise UserError(
+            f"{what} has no snapshot month to train on: its calibration months {_span(calib)}"
+            f" start {cfg.horizon_days} days after the first snapshot {usable[0]}; {remedy}"
+        )
+    return Layout(index, tuple(fit_dates), tuple(calib), tuple(test))
+
+
+def plan_folds(dates: Sequence[date], cfg: TrainingConfig) -> list[Layout]:
+    """The K test folds over the latest `test_months` snapshot months, oldest first."""
+    dates = sorted(set(dates))
+    k, months = cfg.backtest.folds, cfg.test_months
+    if months < k:
+        raise UserError(
+            f"training config: test_months ({months}) must be at least backtest.folds ({k});"
+            " raise test_months or lower folds"
+        )
+    if len(dates) <= months:
+        raise UserError(
+            f"only {len(dates)} snapshot months ({_span(dates)}) fit the data with a"
+            f" {cfg.horizon_days}-day horizon and {months} test months are asked for; use more"
+            " history, a shorter horizon or fewer test_months"
+        )
+    blocks = np.array_split(np.array(dates[-months:], dtype=object), k)
+    return [
+        _layout(i + 1, _before(dates, block[0], cfg.horizon_days), cfg, list(block))
+        for i, block in enumerate(blocks)
+    ]
+
+
+def final_layout(dates: Sequence[date], cfg: TrainingConfig) -> Layout:
+    """The delivered model's layout: calibrated on the latest months, every label closed."""
+    return _layout(0, sorted(set(dates)), cfg, ())
+
+
+def check_folds(frame: pd.DataFrame, folds: Sequence[Layout]) -> None:
+    """Every fold's parts hold both outcomes; checked before anything is fitted or logged."""
+    fix = "use a longer window (more history or more test_months per fold) or a longer horizon"
+    for fold in [*folds]:
+        for what, dates in (
+            ("training", fold.fit_dates),
+            ("calibration", fold.calib_dates),
+            ("test", fold.test_dates),
+        ):
+            if dates:
+                require_both_outcomes(
+                    rows_of(frame, dates), f"{fold.name}: the {what} snapshots", fix
+                )
+
+
+@dataclass
+class FoldResult:
+    layout: Layout
+    scores: pd.DataFrame
+    """account_id, as_of, label, expansion_arr and one column per scorer."""
+    metrics: dict[str, dict[str, float]]
+    """Scorer -> metric -> value."""
+    best_iteration: int
+
+
+@dataclass
+class Backtest:
+    folds: list[FoldResult]
+    pooled: dict[str, dict[str, float]]
+    scores: pd.DataFrame
+    random_split_auc: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scorers(self) -> list[str]:
+        return list(self.pooled)
+
+
+def _metrics(scores: pd.DataFrame, scorers: list[str], k: int) -> dict[str, dict[str, float]]:
+    y = scores["label"].to_numpy()
+    dates = scores["as_of"].to_numpy()
+    out = {name: evaluate(y, scores[name].to_numpy(), dates, k) for name in scorers}
+    if "expected_arr" in scores and scores["expected_arr"].notna().all():
+        arr = scores["expansion_arr"].to_numpy(dtype="float64")
+        out[MODEL]["arr_captured_by_score"] = captured_arr(arr, scores[MODEL].to_numpy(), dates, k)
+        out[MODEL]["arr_captured_by_expected_arr"] = captured_arr(
+            arr, scores["expected_arr"].to_numpy(), dates, k
+        )
+    return out
+
+
+def score_columns(frame: pd.DataFrame) -> list[str]:
+    scorers = [MODEL, UNCALIBRATED, *baselines.NAMES]
+    return [*scorers, TRUTH_COLUMN] if TRUTH_COLUMN in frame.columns else scorers
+
+
+def run_fold(
+    frame: pd.DataFrame,
+    layout: Layout,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    params: LightGBMParams,
+    with_baselines: bool = True,
+) -> FoldResult:
+    test = rows_of(frame, layout.test_dates)
+    model = fit(frame, layout, feature_set, cfg, params)
+    keep = ["account_id", "as_of", "label", "expansion_arr"]
+    scores = test[[c for c in keep if c in test.columns]].reset_index(drop=True)
+    scores[MODEL] = model.predict_proba(test)
+    scores[UNCALIBRATED] = model.raw_proba(test)
+    scores["expected_arr"] = model.expected_expansion_arr(test)
+    scorers = [MODEL, UNCALIBRATED]
+    if with_baselines:
+        past = rows_of(frame, [*layout.fit_dates, *layout.calib_dates])
+        logistic = baselines.logistic(feature_set, cfg.seed)
+        logistic.fit(baselines.logistic_frame(past, feature_set), past["label"].to_numpy())
+        scores["logistic"] = logistic.predict_proba(baselines.logistic_frame(test, feature_set))[
+            :, 1
+        ]
+        scores["rule"] = baselines.rule_score(test, cfg.baselines)
+        scores["recent"] = baselines.recent_score(test, cfg.baselines)
+        scorers += list(baselines.NAMES)
+    if TRUTH_COLUMN in test.columns:
+        scores[TRUTH_COLUMN] = test[TRUTH_COLUMN].to_numpy()
+        scorers.append(TRUTH_COLUMN)
+    return FoldResult(
+        layout=layout,
+        scores=scores,
+        metrics=_metrics(scores, scorers, cfg.capacity.k),
+        best_iteration=model.booster.current_iteration(),
+    )
+
+
+def backtest(
+    frame: pd.DataFrame,
+    folds: Sequence[Layout],
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    params: LightGBMParams | None = None,
+    with_baselines: bool = True,
+) -> Backtest:
+    """Fit and score every fold; metrics per fold and pooled over all test snapshots."""
+    check_folds(frame, folds)
+    results = [
+        run_fold(frame, fold, feature_set, cfg, params or cfg.lightgbm, with_baselines)
+        for fold in folds
+    ]
+    scores = pd.concat([r.scores for r in results], ignore_index=True)
+    scorers = list(results[0].metrics)
+    return Backtest(folds=results, pooled=_metrics(scores, scorers, cfg.capacity.k), scores=scores)
+
+
+def random_split_auc(
+    frame: pd.DataFrame,
+    dates: Sequence[date],
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    params: LightGBMParams,
+) -> float:
+    """ROC AUC of the same learner on a random 70/10/20 split of the same snapshots' accounts.
+
+    The split ignores time (each account's snapshots stay on one side, so overlapping label
+    windows of neighbouring months cannot leak): well above the time-split AUC, it says the
+    features see the future or the world drifts faster than the model is retrained.
+    """
+    rows = rows_of(frame, dates).reset_index(drop=True)
+    accounts = rows["account_id"].unique()
+    draw = np.random.default_rng(cfg.seed).random(len(accounts))
+    part = rows["account_id"].map(dict(zip(accounts, draw, strict=True))).to_numpy()
+    train, valid, test = rows[part < 0.7], rows[(part >= 0.7) & (part < 0.8)], rows[part >= 0.8]
+    fix = "use a longer window"
+    for name, part_rows in (("train", train), ("validation", valid), ("test", test)):
+        require_both_outcomes(part_rows, f"random split: the {name} rows", fix)
+    numeric, categories = schema(feature_set, rows)
+    booster = fit_booster(train, valid, numeric, categories, params, cfg)
+    model = PropensityModel(booster, numeric, categories, cfg.horizon_days)
+    return float(roc_auc_score(test["label"].to_numpy(), model.raw_proba(test)))

@@ -1,0 +1,426 @@
+"""The training and promotion jobs: read the data, call the stages, log and register in MLflow.
+
+Everything that can fail on the user's data (too short a window, a fold without an expansion)
+fails before the MLflow run starts, so a failed training registers nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import mlflow.artifacts
+import mlflow.data.pandas_dataset
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.validation import validate
+from expansion_scorer.errors import UserError
+from expansion_scorer.features.build import build_features
+from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.snapshots import build_entities, labels, training_dates
+from expansion_scorer.tracking import configure, experiment_id
+from expansion_scorer.training import baselines, report
+from expansion_scorer.training.backtest import (
+    MODEL,
+    TRUTH_COLUMN,
+    UNCALIBRATED,
+    Backtest,
+    backtest,
+    check_folds,
+    final_layout,
+    plan_folds,
+    random_split_auc,
+)
+from expansion_scorer.training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    alias_version,
+    assign_new_version,
+    decide,
+)
+from expansion_scorer.training.train import Layout, fit
+
+TRUTH_FILE = "truth.parquet"
+
+
+def load_world(data_dir: Path, cutoff: date | None) -> World:
+    world = open_world(data_dir, cutoff=cutoff)
+    validate(world)
+    return world
+
+
+def training_frame(
+    world: World, feature_set: FeatureSet, cfg: TrainingConfig, until: date | None
+) -> pd.DataFrame:
+    """Point-in-time features and labels of every eligible (account, month start)."""
+    dates = training_dates(world.con, cfg.horizon_days, cfg.min_history_days, until)
+    if not dates:
+        raise UserError(
+            f"no snapshot month has a complete {cfg.horizon_days}-day label window before"
+            f" {until or 'the end of the data'}; use more history or a shorter horizon"
+        )
+    build_entities(world.con, dates)
+    build_expansions(world.con, feature_set)
+    features = build_features(
+        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
+    )
+    y = labels(world.con, cfg.horizon_days)
+    return features.merge(y, on=["account_id", "as_of"], how="inner", validate="one_to_one")
+
+
+def with_truth(data_dir: Path, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """The frame with the simulator's true probability, when every snapshot has one."""
+    path = Path(data_dir) / TRUTH_FILE
+    if not path.is_file() or horizon_days != 90:  # the simulator's truth is for 90 days
+        return frame
+    truth = pd.read_parquet(path, columns=["account_id", "as_of", "p_expand"])
+    truth["as_of"] = pd.to_datetime(truth["as_of"]).dt.date
+    truth = truth.rename(columns={"p_expand": TRUTH_COLUMN})
+    joined = frame.merge(truth, on=["account_id", "as_of"], how="left", validate="one_to_one")
+    return joined if joined[TRUTH_COLUMN].notna().all() else frame
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str
+    version: str
+    alias: str
+    metrics: dict[str, float]
+    """Pooled test metrics of the delivered (calibrated) model."""
+    bayes_auc: float | None
+    backtest: Backtest
+    final: Layout
+    rows: int
+    random_split_auc: float
+    table: str
+    margins: list[str]
+    params: LightGBMParams
+    leakage_alarm: bool
+    """The random-split AUC exceeds the time-split AUC by more than the configured gap."""
+    decision: Decision | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def share_of_bayes(self) -> float | None:
+        """(AUC - 0.5) / (Bayes AUC - 0.5): how much of the learnable signal the model finds."""
+        if self.bayes_auc is None or self.bayes_auc <= 0.5:
+            return None
+        return (self.metrics["roc_auc"] - 0.5) / (self.bayes_auc - 0.5)
+
+
+def _git_commit() -> str:
+    for where in (Path.cwd(), Path(__file__).resolve().parent):
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+            )
+            return out.stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    return "unknown"
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [
+        f"{name}=={version(name)}"
+        for name in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "shap")
+    ]
+
+
+def _flat(metrics: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
+    """MLflow metric names: the model's plain, each other scorer's under its name."""
+    names = {MODEL: "", UNCALIBRATED: "uncalibrated_", TRUTH_COLUMN: "bayes_"}
+    return {
+        f"{prefix}{names.get(scorer, scorer + '_')}{key}": value
+        for scorer, values in metrics.items()
+        for key, value in values.items()
+        if value == value  # MLflow rejects NaN in some stores; a missing metric says it
+    }
+
+
+def _span(dates: tuple[date, ...] | list[date]) -> str:
+    return f"{min(dates)}..{max(dates)}"
+
+
+def train_job(
+    data_dir: Path,
+    cfg: TrainingConfig,
+    feature_set: FeatureSet,
+    until: date | None = None,
+    config_text: str | None = None,
+    promote: bool = False,
+) -> TrainResult:
+    """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate."""
+    baselines.check_features(cfg.baselines, feature_set)
+    world = load_world(data_dir, cutoff=until)
+    frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
+    dates = sorted(frame["as_of"].unique())
+    folds = plan_folds(dates, cfg)
+    final_fit = final_layout(dates, cfg)
+    check_folds(frame, [*folds, final_fit])
+
+    params, study = cfg.lightgbm, None
+    if cfg.tuning.trials > 0:
+        from expansion_scorer.training.tuning import tune
+
+        params, study = tune(frame, folds, feature_set, cfg)
+    bt = backtest(frame, folds, feature_set, cfg, params)
+    random_auc = random_split_auc(frame, dates, feature_set, cfg, params)
+    final = fit(frame, final_fit, feature_set, cfg, params)
+    resolved = cfg.model_copy(
+        update={"lightgbm": params, "tuning": cfg.tuning.model_copy(update={"trials": 0})}
+    )
+    k = cfg.capacity.k
+    bayes = bt.pooled.get(TRUTH_COLUMN, {}).get("roc_auc")
+    table = report.fold_table(bt, k)
+    margin_lines = report.margin_lines(bt)
+    data = frame.drop(columns=[TRUTH_COLUMN], errors="ignore")
+
+    client = configure()
+    exp = experiment_id(client, cfg.experiment)
+    commit = _git_commit()
+    with mlflow.start_run(experiment_id=exp, tags={"mlflow.source.git.commit": commit}) as run:
+        mlflow.log_params(
+            {
+                "horizon_days": cfg.horizon_days,
+                "train_until": str(until) if until else "",
+                "snapshot_dates": _span(dates),
+                "test_dates": _span([d for f in folds for d in f.test_dates]),
+                "final_fit_dates": _span(final_fit.fit_dates),
+                "final_calibration_dates": _span(final_fit.calib_dates),
+                "snapshot_rows": len(frame),
+                "features": len(final.feature_names),
+                "folds": len(folds),
+                "capacity_k": k,
+                "calibration": cfg.backtest.calibration,
+                "tuning_trials": cfg.tuning.trials,
+                "seed": cfg.seed,
+                "git_commit": commit,
+                **{f"lgbm_{key}": v for key, v in params.model_dump().items()},
+                "lgbm_best_iteration": final.booster.current_iteration(),
+            }
+        )
+        pooled = _flat(bt.pooled, "test_")
+        pooled["test_random_split_roc_auc"] = random_auc
+        pooled["test_random_split_gap"] = random_auc - bt.pooled[MODEL]["roc_auc"]
+        for baseline, gains in report.margins(bt).items():
+            pooled.update({f"margin_over_{baseline}_{key}": v for key, v in gains.items()})
+        if bayes is not None:
+            pooled["test_auc_share_of_bayes"] = (bt.pooled[MODEL]["roc_auc"] - 0.5) / (bayes - 0.5)
+        mlflow.log_metrics(pooled)
+        for fold in bt.folds:
+            layout = fold.layout
+            with mlflow.start_run(experiment_id=exp, run_name=f"fold {layout.index}", nested=True):
+                mlflow.log_params(
+                    {
+                        "fit_dates": _span(layout.fit_dates),
+                        "calibration_dates": _span(layout.calib_dates),
+                        "test_dates": _span(layout.test_dates),
+                        "best_iteration": fold.best_iteration,
+                    }
+                )
+                mlflow.log_metrics(_flat(fold.metrics, ""))
+        if study is not None:
+            mlflow.log_dict(
+                {"best": study.best_params, "trials": [t.params for t in study.trials]},
+                "tuning/optuna.json",
+            )
+            mlflow.log_metric("tuning_best_valid_logloss", float(study.best_value))
+        mlflow.log_input(
+            mlflow.data.pandas_dataset.from_pandas(data, name="snapshots", targets="label"),
+            context="training",
+        )
+        mlflow.log_dict(feature_set.model_dump(), "config/features.json")
+        mlflow.log_dict(cfg.model_dump(), "config/training.json")
+        mlflow.log_dict(resolved.model_dump(), "config/training_resolved.json")
+        if config_text is not None:
+            mlflow.log_text(config_text, "config/training.yaml")
+        mlflow.log_text(table + "\n\n" + "\n".join(margin_lines) + "\n", "report/folds.txt")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            report.gains_chart(bt, out / "gain_lift.png", k)
+            report.calibration_chart(bt, out / "calibration.png")
+            report.importance_chart(final, out / "importance.png")
+            report.shap_summary(final, data, out / "shap_summary.png", cfg.seed)
+            bt.scores.drop(columns=[TRUTH_COLUMN], errors="ignore").to_parquet(
+                out / "test_scores.parquet", index=False
+            )
+            mlflow.log_artifacts(tmp, "report")
+        example = data[final.feature_names].head(20)
+        signature = infer_signature(example, final.predict(None, example))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=final,
+            signature=signature,
+            input_example=example,
+            registered_model_name=cfg.registered_model,
+            pip_requirements=_requirements(),
+        )
+        version = str(info.registered_model_version)
+        alias = assign_new_version(client, cfg.registered_model, version)
+        mlflow.set_tag("registered_alias", alias)
+        mlflow.log_text(
+            report.model_card(
+                name=cfg.registered_model,
+                version=version,
+                run_id=run.info.run_id,
+                data_window=f"snapshot dates {_span(dates)}"
+                + (f", data cut at {until}" if until else ""),
+                rows=len(frame),
+                horizon_days=cfg.horizon_days,
+                bt=bt,
+                k=k,
+                random_auc=random_auc,
+                alias=alias,
+                commit=commit,
+            ),
+            "model_card.md",
+        )
+    result = TrainResult(
+        run_id=run.info.run_id,
+        model_uri=f"models:/{cfg.registered_model}/{version}",
+        version=version,
+        alias=alias,
+        metrics=bt.pooled[MODEL],
+        bayes_auc=bayes,
+        backtest=bt,
+        final=final_fit,
+        rows=len(frame),
+        random_split_auc=random_auc,
+        table=table,
+        margins=margin_lines,
+        params=params,
+        leakage_alarm=random_auc - bt.pooled[MODEL]["roc_auc"] > cfg.backtest.random_split_alarm,
+    )
+    if promote and alias == CHALLENGER:
+        result.decision = promote_job(data_dir, cfg, until=until).decision
+    return result
+
+
+@dataclass
+class PromoteResult:
+    decision: Decision
+    challenger_version: str
+    champion_version: str | None
+    test_dates: list[date]
+    run_id: str | None
+
+
+def _recipe(
+    client: MlflowClient, name: str, version: str, cfg: TrainingConfig
+) -> tuple[TrainingConfig, FeatureSet]:
+    """The training config and features a registered version was made with, on cfg's folds."""
+    run_id = client.get_model_version(name, version).run_id
+    stored = TrainingConfig.model_validate(
+        mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
+    )
+    features = FeatureSet.model_validate(
+        mlflow.artifacts.load_dict(f"runs:/{run_id}/config/features.json")
+    )
+    if stored.horizon_days != cfg.horizon_days:
+        raise UserError(
+            f"{name} v{version} predicts {stored.horizon_days} days ahead, not"
+            f" {cfg.horizon_days}; models of different horizons cannot be compared: use --force"
+        )
+    same_folds = stored.model_copy(
+        update={
+            "capacity": cfg.capacity,
+            "test_months": cfg.test_months,
+            "backtest": stored.backtest.model_copy(
+                update={
+                    "folds": cfg.backtest.folds,
+                    "calibration_months": cfg.backtest.calibration_months,
+                }
+            ),
+        }
+    )
+    return same_folds, features
+
+
+def promote_job(
+    data_dir: Path,
+    cfg: TrainingConfig,
+    until: date | None = None,
+    force: bool = False,
+) -> PromoteResult:
+    """Compare challenger and champion on the same latest folds; move `champion` if it earns it."""
+    client = configure()
+    name = cfg.registered_model
+    challenger = alias_version(client, name, CHALLENGER)
+    champion = alias_version(client, name, CHAMPION)
+    if challenger is None:
+        raise UserError(f"{name} has no @{CHALLENGER}; train a model first (`expansion train`)")
+    if champion is None or champion == challenger:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        client.delete_registered_model_alias(name, CHALLENGER)
+        decision = Decision(True, "no champion to compare with: the challenger becomes champion")
+        return PromoteResult(decision, challenger, champion, [], None)
+
+    world = load_world(data_dir, cutoff=until)
+    recipes = {
+        "challenger": _recipe(client, name, challenger, cfg),
+        "champion": _recipe(client, name, champion, cfg),
+    }
+    frames: dict[str, pd.DataFrame] = {}
+    metrics: dict[str, dict[str, float]] = {}
+    test_dates: list[date] = []
+    for role, (recipe, features) in recipes.items():
+        key = features.model_dump_json()
+        if key not in frames:
+            frames[key] = training_frame(world, features, recipe, until)
+        frame = frames[key]
+        folds = plan_folds(sorted(frame["as_of"].unique()), cfg)[-cfg.gate.folds :]
+        test_dates = [d for f in folds for d in f.test_dates]
+        bt = backtest(frame, folds, features, recipe, recipe.lightgbm, with_baselines=False)
+        metrics[role] = bt.pooled[MODEL]
+    decision = decide(metrics["challenger"], metrics["champion"], cfg.gate, force)
+
+    exp = experiment_id(client, cfg.experiment)
+    with mlflow.start_run(experiment_id=exp, run_name=f"gate v{challenger} vs v{champion}") as run:
+        mlflow.log_params(
+            {
+                "challenger_version": challenger,
+                "champion_version": champion,
+                "gate_test_dates": _span(test_dates),
+                "lift_margin": cfg.gate.lift_margin,
+                "ece_tolerance": cfg.gate.ece_tolerance,
+                "capacity_k": cfg.capacity.k,
+                "force": force,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                f"{role}_{key}": value
+                for role, values in metrics.items()
+                for key, value in values.items()
+                if value == value
+            }
+        )
+        mlflow.set_tags(
+            {
+                "gate_decision": "promoted" if decision.promote else "refused",
+                "gate_forced": str(decision.forced).lower(),
+                "gate_reason": decision.reason,
+            }
+        )
+    for version in (challenger, champion):
+        client.set_model_version_tag(name, version, "last_gate_run", run.info.run_id)
+    client.set_model_version_tag(
+        name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
+    )
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)

@@ -1,0 +1,97 @@
+"""Optuna search over the LightGBM parameters on the time folds, deterministic for a seed.
+
+Each trial fits every fold's booster on its training months with early stopping on its
+calibration months and is scored by the mean validation log loss: the test months of the folds
+are never looked at, so the backtest that follows stays honest about them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+import pandas as pd
+
+from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.training.model import prepare
+from expansion_scorer.training.train import DATASET_PARAMS, Layout, lgb_params, rows_of, schema
+
+
+def _datasets(
+    frame: pd.DataFrame, folds: Sequence[Layout], feature_set: FeatureSet
+) -> list[tuple[lgb.Dataset, lgb.Dataset]]:
+    """Binned once per fold and reused by every trial."""
+    out = []
+    for fold in folds:
+        fit, valid = rows_of(frame, fold.fit_dates), rows_of(frame, fold.calib_dates)
+        numeric, categories = schema(feature_set, pd.concat([fit, valid]))
+        train_set = lgb.Dataset(
+            prepare(fit, numeric, categories),
+            label=fit["label"].to_numpy(),
+            params=DATASET_PARAMS,
+            free_raw_data=False,
+        ).construct()
+        valid_set = lgb.Dataset(
+            prepare(valid, numeric, categories),
+            label=valid["label"].to_numpy(),
+            reference=train_set,
+            params=DATASET_PARAMS,
+        ).construct()
+        out.append((train_set, valid_set))
+    return out
+
+
+def _suggest(trial: optuna.Trial, base: LightGBMParams) -> LightGBMParams:
+    return base.model_copy(
+        update={
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.15, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 20, 500, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
+        }
+    )
+
+
+def tune(
+    frame: pd.DataFrame, folds: Sequence[Layout], feature_set: FeatureSet, cfg: TrainingConfig
+) -> tuple[LightGBMParams, optuna.Study]:
+    """The best parameters found in `cfg.tuning.trials` trials (the configured ones first)."""
+    data = _datasets(frame, folds, feature_set)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = _suggest(trial, cfg.lightgbm)
+        losses = []
+        for train_set, valid_set in data:
+            booster = lgb.train(
+                lgb_params(params, cfg.seed),
+                train_set,
+                num_boost_round=params.n_estimators,
+                valid_sets=[valid_set],
+                valid_names=["valid"],
+                callbacks=[lgb.early_stopping(cfg.tuning.early_stopping_rounds, verbose=False)],
+            )
+            losses.append(booster.best_score["valid"]["binary_logloss"])
+        return float(np.mean(losses))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed)
+    )
+    start = cfg.lightgbm
+    study.enqueue_trial(
+        {
+            "learning_rate": start.learning_rate,
+            "num_leaves": start.num_leaves,
+            "min_child_samples": start.min_child_samples,
+            "subsample": start.subsample,
+            "colsample_bytree": start.colsample_bytree,
+            "reg_lambda": start.reg_lambda,
+        },
+        skip_if_exists=True,
+    )
+    study.optimize(objective, n_trials=cfg.tuning.trials, n_jobs=1)
+    return cfg.lightgbm.model_copy(update=study.best_params), study
