@@ -112,6 +112,23 @@ class GateConfig(_Strict):
     """Calibration is no worse when the challenger's ECE is at most the champion's plus this."""
 
 
+class LabelConfig(_Strict):
+    """What counts as the expansion the model predicts."""
+
+    motion: Literal["any", "seats", "plan", "cross_sell"] = "any"
+    product: str | None = None
+    """With motion cross_sell: only a cross-sell of this product counts."""
+    min_expansion_arr: float = Field(default=0.0, ge=0)
+    min_expansion_pct: float = Field(default=0.0, ge=0)
+    """Expansion ARR in the window as a fraction of the ARR the day before the window."""
+
+    @model_validator(mode="after")
+    def _product_needs_cross_sell(self) -> LabelConfig:
+        if self.product is not None and self.motion != "cross_sell":
+            raise ValueError("product applies only to motion cross_sell")
+        return self
+
+
 class TrainingConfig(_Strict):
     horizon_days: int = Field(default=90, ge=7, le=730)
     min_history_days: int = Field(default=90, ge=0)
@@ -119,6 +136,7 @@ class TrainingConfig(_Strict):
     test_months: int = Field(default=6, ge=1)
     """The latest snapshot months are tested on, in `backtest.folds` consecutive folds; each
     fold trains on snapshots whose label window closes before the fold starts."""
+    label: LabelConfig = LabelConfig()
     seed: int = 7
     experiment: str = "expansion-scorer"
     registered_model: str = "expansion-propensity"

@@ -6,10 +6,12 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from expansion_scorer.config import load_feature_set
+from expansion_scorer.config import LabelConfig, load_feature_set
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.ledger import build_expansions, build_movements
+from expansion_scorer.features.snapshots import build_entities, labels
 from tests.helpers import write_tables
 
 
@@ -108,3 +110,34 @@ def test_every_arr_movement_is_named(tmp_path: Path) -> None:
         ("B", D("2023-03-01"), "Core", "churn", -3000.0),
         ("B", D("2023-05-01"), "Core", "reactivation", 5000.0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        (LabelConfig(), {"A": 1, "B": 1, "C": 1}),
+        (LabelConfig(motion="seats"), {"A": 1, "B": 0, "C": 0}),
+        (LabelConfig(motion="plan"), {"A": 0, "B": 1, "C": 0}),
+        (LabelConfig(motion="cross_sell", product="Analytics"), {"A": 0, "B": 0, "C": 1}),
+        (LabelConfig(motion="cross_sell", product="Automation"), {"A": 0, "B": 0, "C": 0}),
+        (LabelConfig(min_expansion_arr=2000), {"A": 1, "B": 1, "C": 0}),
+        (LabelConfig(min_expansion_pct=0.55), {"A": 0, "B": 1, "C": 0}),
+    ],
+)
+def test_labels_per_motion_and_minimum(
+    tmp_path: Path, label: LabelConfig, expected: dict[str, int]
+) -> None:
+    subs = [
+        ("A", "Core", "team", 10, 6000.0, D("2023-01-01"), D("2023-03-10")),
+        ("A", "Core", "team", 15, 9000.0, D("2023-03-10"), None),  # +50% seats
+        ("B", "Core", "starter", 5, 2000.0, D("2023-01-01"), D("2023-04-05")),
+        ("B", "Core", "business", 5, 5000.0, D("2023-04-05"), None),  # +150% plan
+        ("C", "Core", "team", 5, 3000.0, D("2023-01-01"), None),
+        ("C", "Analytics", None, None, 1200.0, D("2023-05-20"), None),  # +40% cross-sell
+    ]
+    _expansions(tmp_path, subs)
+    world = open_world(tmp_path)
+    build_entities(world.con, [date(2023, 3, 1)])
+    build_movements(world.con, load_feature_set())
+    got = labels(world.con, 90, label).set_index("account_id")["label"].to_dict()
+    assert got == expected

@@ -11,6 +11,10 @@ from datetime import date, timedelta
 import duckdb
 import pandas as pd
 
+from expansion_scorer.config import LabelConfig
+from expansion_scorer.data.loading import sql_str
+from expansion_scorer.features.ledger import EXPANSION_KINDS
+
 ARR_ON = """(
     SELECT coalesce(sum(s.arr), 0) FROM subscriptions s
     WHERE s.account_id = a.account_id AND s.start_date <= {day}
@@ -77,29 +81,48 @@ def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE entities AS
-        SELECT a.account_id, d.as_of
-        FROM accounts a JOIN snapshot_dates d ON a.created_at < d.as_of
-        WHERE {ARR_ON.format(day="d.as_of - 1")} > 0
-        ORDER BY d.as_of, a.account_id
+        SELECT account_id, as_of, arr_before FROM (
+            SELECT a.account_id, d.as_of, {ARR_ON.format(day="d.as_of - 1")} AS arr_before
+            FROM accounts a JOIN snapshot_dates d ON a.created_at < d.as_of
+        )
+        WHERE arr_before > 0
+        ORDER BY as_of, account_id
         """
     )
 
 
-def labels(con: duckdb.DuckDBPyConnection, horizon_days: int) -> pd.DataFrame:
-    """Label of every entity: an expansion in [as_of, as_of + horizon), with its ARR."""
+def labels(
+    con: duckdb.DuckDBPyConnection, horizon_days: int, label: LabelConfig | None = None
+) -> pd.DataFrame:
+    """Label of every entity: the chosen expansion in [as_of, as_of + horizon), and its ARR.
+
+    Needs temp table `movements` (ledger.build_movements). With minimums, the expansion ARR in
+    the window must reach both the absolute amount and the fraction of the ARR on as_of - 1.
+    """
+    label = label or LabelConfig()
+    kinds = EXPANSION_KINDS if label.motion == "any" else (label.motion,)
+    kind_list = ", ".join(f"'{k}'" for k in kinds)
+    product = f" AND m.product = {sql_str(label.product)}" if label.product else ""
     frame = con.execute(
         f"""
         SELECT e.account_id, e.as_of,
-               CAST(count(x.day) > 0 AS INTEGER) AS label,
-               coalesce(sum(x.expansion_arr), 0) AS expansion_arr
-        FROM entities e LEFT JOIN expansions x
-          ON x.account_id = e.account_id AND x.day >= e.as_of
-         AND x.day < e.as_of + {int(horizon_days)}
-        GROUP BY ALL
+               coalesce(sum(m.arr_delta), 0) AS expansion_arr, any_value(e.arr_before) AS arr_before
+        FROM entities e LEFT JOIN movements m
+          ON m.account_id = e.account_id AND m.day >= e.as_of
+         AND m.day < e.as_of + {int(horizon_days)}
+         AND m.kind IN ({kind_list}) AND m.arr_delta > 0{product}
+        GROUP BY e.account_id, e.as_of
         ORDER BY e.as_of, e.account_id
         """
     ).df()
-    return as_dates(frame)
+    amount = frame["expansion_arr"].astype("float64")
+    frame["label"] = (
+        (amount > 0)
+        & (amount >= label.min_expansion_arr)
+        & (amount >= label.min_expansion_pct * frame["arr_before"].astype("float64"))
+    ).astype("int32")
+    frame["expansion_arr"] = amount
+    return as_dates(frame[["account_id", "as_of", "label", "expansion_arr"]])
 
 
 def account_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
