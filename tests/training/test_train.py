@@ -8,14 +8,13 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from expansion_scorer.config import TrainingConfig, load_feature_set, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.jobs import train_job, training_frame
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.backtest import plan_folds
-from tests.helpers import run_cli, rewrite_future
+from tests.helpers import rewrite_future, run_cli
 
 SMALL = """
 test_months: 4
@@ -57,7 +56,7 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     assert "random-split ROC AUC" in out and "calibration: Brier" in out
 
     # And the first model is the champion, its run holding metrics, folds and artifacts
-    client = MlflowClient()
+    client = configure()
     version = client.get_model_version_by_alias("expansion-propensity", "champion")
     run = client.get_run(version.run_id)
     metrics = run.data.metrics
@@ -141,7 +140,7 @@ def test_train_until_ignores_everything_dated_on_or_after_it(
     mb = mlflow.pyfunc.load_model(b.model_uri).unwrap_python_model()
     np.testing.assert_array_equal(ma.predict_proba(frame), mb.predict_proba(frame))
     # and the first registration is the champion, the second only the challenger
-    client = MlflowClient()
+    client = configure()
     assert (a.alias, b.alias) == ("champion", "challenger")
     champion = client.get_model_version_by_alias("expansion-propensity", "champion")
     assert str(champion.version) == a.version
