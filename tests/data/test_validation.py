@@ -116,3 +116,20 @@ def test_bad_date_flag_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path:
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'2024-13-01' is not a date" in err[0]
+
+
+def test_rows_dated_after_the_newest_usage_are_a_warning(
+    tiny_tables: dict[str, pd.DataFrame], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny_tables["support_tickets"] = pd.DataFrame(
+        {"account_id": ["A1", "A2"], "created_at": ["2024-03-15 10:00:00", "2030-01-01 00:00:00"]}
+    )
+    data = write_tables(tmp_path / "data", tiny_tables)
+
+    code, stdout, _ = run_cli(["validate", str(data)], capsys)
+
+    assert code == 0
+    assert (
+        "warning: support_tickets.csv: 1 rows dated after the newest usage event (2024-04-01)"
+        in stdout
+    )

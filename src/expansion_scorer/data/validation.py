@@ -153,5 +153,30 @@ def validate(world: World) -> ValidationReport:
                 f"{world.files[name].name}: {found[0]} rows of {found[1]} accounts not in accounts"
                 " (free workspaces?) are left out"
             )
+    warnings.extend(_future_rows(world))
     world.warnings.extend(warnings)
     return ValidationReport(row_counts=counts, warnings=warnings)
+
+
+def _future_rows(world: World) -> list[str]:
+    """Rows dated after the newest usage event, the export's own clock: a sign of a bad cut-off."""
+    newest = world.con.execute(
+        "SELECT max(TRY_CAST(timestamp AS TIMESTAMP)) FROM raw_usage_events"
+    ).fetchone()
+    if not newest or newest[0] is None:
+        return []
+    horizon = f"TIMESTAMP '{newest[0]}' + INTERVAL 1 DAY"
+    found = []
+    for name, spec in TABLES.items():
+        if name == "usage_events" or not world.has(name):
+            continue
+        col = spec.column(spec.dated_by)
+        row = world.con.execute(
+            f"SELECT count(*) FROM raw_{name} WHERE {_cast(col)} > {horizon}"
+        ).fetchone()
+        if row and row[0]:
+            found.append(
+                f"{world.files[name].name}: {row[0]} rows dated after the newest usage event"
+                f" ({newest[0]:%Y-%m-%d}); check the export's cut-off"
+            )
+    return found
