@@ -236,6 +236,10 @@ def _score(args: argparse.Namespace) -> None:
         f" {result.excluded:,} not eligible (reasons in excluded.csv);"
         f" {result.not_yet_customers:,} created on or after {args.as_of} are not yet customers"
     )
+    since = f"since {result.previous_run}" if result.previous_run else "first run in this history"
+    print(f"{result.triggers:,} triggers fired ({since}; why in triggers.csv)")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     for path in result.files:
         print(f"  {path}")
 

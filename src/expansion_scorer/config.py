@@ -164,6 +164,32 @@ class ReadinessRule(_Strict):
     says: str
 
 
+class TriggerConfig(_Strict):
+    """When the weekly run tells a CSM to act on an account now."""
+
+    top_band: str = "hot"
+    """Entering this band (or its CSM's capacity list) fires an `entered` trigger."""
+    score_rise: float = Field(default=0.10, gt=0, le=1)
+    """A score this much higher than at the previous run fires a `rise` trigger."""
+    cooldown_weeks: int = Field(default=4, ge=0)
+    """An account that fired is quiet this many weeks, unless its score rises by `score_rise`
+    again since it fired."""
+    families: int = Field(default=3, ge=1, le=10)
+    """Reason families named in a trigger's `why`."""
+    rules: list[ReadinessRule] = Field(default_factory=list)
+    """`feature op value` conditions that fire a `rule` trigger while they hold."""
+
+
+class MonitorConfig(_Strict):
+    """`expansion monitor` and the weekly drift warning: when to recommend retraining."""
+
+    psi_warn: float = Field(default=0.1, gt=0)
+    psi_retrain: float = Field(default=0.25, gt=0)
+    bins: int = Field(default=10, ge=2, le=50)
+    lift_ratio_retrain: float = Field(default=0.7, gt=0, le=1)
+    """Retrain when realised lift at capacity falls below this share of the backtest's."""
+
+
 class ServingConfig(_Strict):
     reasons: int = Field(default=3, ge=1, le=10)
     accounts_per_csm: int = Field(default=20, ge=1)
@@ -173,6 +199,8 @@ class ServingConfig(_Strict):
     """Band name -> lowest score in the band, checked from the highest threshold down."""
     motions: dict[str, MotionDef] = Field(default_factory=dict)
     readiness: list[ReadinessRule] = Field(default_factory=list)
+    triggers: TriggerConfig = TriggerConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     def check_against(self, features: FeatureSet) -> None:
         """Families and features named here must exist in the feature definitions."""
@@ -185,12 +213,18 @@ class ServingConfig(_Strict):
                     f"serving config: motion {key} names unknown families {', '.join(unknown)};"
                     f" known: {', '.join(sorted(families))}"
                 )
-        for rule in self.readiness:
-            if rule.feature not in names:
-                raise UserError(
-                    f"serving config: readiness rule {rule.name} reads unknown feature"
-                    f" {rule.feature}; use a feature from the feature definitions"
-                )
+        for kind, rules in (("readiness", self.readiness), ("trigger", self.triggers.rules)):
+            for rule in rules:
+                if rule.feature not in names:
+                    raise UserError(
+                        f"serving config: {kind} rule {rule.name} reads unknown feature"
+                        f" {rule.feature}; use a feature from the feature definitions"
+                    )
+        if self.triggers.top_band not in self.bands:
+            raise UserError(
+                f"serving config: triggers.top_band {self.triggers.top_band} is not a band;"
+                f" use one of {', '.join(self.bands)}"
+            )
 
 
 def _read_yaml(path: Path | None, default_name: str) -> object:

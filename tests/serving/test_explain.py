@@ -43,7 +43,7 @@ def test_family_impacts_add_up_to_the_score_above_base(scored: Path) -> None:
 
 def test_reasons_are_the_strongest_families_with_their_signed_impact(scored: Path) -> None:
     scores = pd.read_parquet(scored / "scores.parquet")
-    top = scores[scores["band"] == "hot"].head(20)
+    top = scores.head(10)  # the top of the list, whatever band calibration puts it in
     assert len(top) > 0
     for r in top.to_dict("records"):
         impacts = [

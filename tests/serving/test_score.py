@@ -38,7 +38,14 @@ def test_scores_rank_and_explain_every_eligible_account(
     # ranked by a probability, with readable reasons in the account's own numbers
     assert scores["rank"].tolist() == list(range(1, len(scores) + 1))
     assert scores["score"].between(0, 1).all()
-    assert scores["score"].is_monotonic_decreasing
+    # bands from the top down, ready accounts first within a band, then by score
+    order = scores.assign(
+        band_rank=scores["band"].map({"hot": 0, "warm": 1, "watch": 2}),
+        not_ready=scores["readiness"] != "ready",
+    )
+    assert order["band_rank"].is_monotonic_increasing
+    for _, group in order.groupby(["band_rank", "not_ready"]):
+        assert group["score"].is_monotonic_decreasing
     assert (scores["model_version"] == "expansion-propensity v1").all()
     top = scores.head(10)
     assert (top["reason_1"].str.len() > 10).all()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import mlflow
@@ -28,8 +29,24 @@ from expansion_scorer.serving.explain import (
     readiness,
     reasons,
 )
-from expansion_scorer.serving.output import csv_writer, parquet_writer, text_writer, write_outputs
+from expansion_scorer.serving.history import (
+    HISTORY_FILE,
+    STAGED,
+    apply_stage,
+    long_frame,
+    read_past,
+)
+from expansion_scorer.serving.manifest import input_summary, render_manifest
+from expansion_scorer.serving.output import (
+    csv_writer,
+    locked,
+    parquet_writer,
+    recover,
+    text_writer,
+    write_outputs,
+)
 from expansion_scorer.serving.report import UNASSIGNED, render_report
+from expansion_scorer.serving.triggers import find_triggers
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.model import PropensityModel
 
@@ -73,6 +90,8 @@ class Scored:
     """Per account and reason family, the impact on the score in points."""
     excluded: pd.DataFrame
     """Every account that exists at the as-of date and cannot be scored, with the reason."""
+    features: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The feature frame, in rank order."""
 
 
 def score_columns(serving: ServingConfig) -> list[str]:
@@ -88,6 +107,30 @@ def _delivered_base(model: PropensityModel, base_logit: float) -> float:
     raw = 1.0 / (1.0 + np.exp(-base_logit))
     calibrate = getattr(model, "calibrate", None)
     return float(np.ravel(calibrate(np.array([raw])))[0]) if callable(calibrate) else float(raw)
+
+
+def check_schema(model: PropensityModel, frame: pd.DataFrame, model_version: str) -> None:
+    """Stop, in one line, when the features do not give the model what it was trained on."""
+    missing = [c for c in model.feature_names if c not in frame.columns]
+    mistyped = [
+        f"{c} (expects a number, gets {frame[c].dtype})"
+        for c in model.numeric
+        if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c])
+    ] + [
+        f"{c} (expects text categories, gets {frame[c].dtype})"
+        for c in model.categories
+        if c in frame.columns and pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    if missing or mistyped:
+        said = []
+        if missing:
+            said.append(f"missing {', '.join(missing)}")
+        if mistyped:
+            said.append(f"mistyped {', '.join(mistyped)}")
+        raise UserError(
+            f"model {model_version} does not match the features: {'; '.join(said)};"
+            " score with the feature definitions it was trained on, or retrain"
+        )
 
 
 def score_frame(
@@ -112,8 +155,9 @@ def score_frame(
     if len(frame) != len(eligible):  # pragma: no cover - an invariant of the SQL
         raise AssertionError("eligible accounts and feature rows disagree")
     columns = score_columns(serving)
+    check_schema(model, frame, model_version)
     if frame.empty:
-        return Scored(pd.DataFrame(columns=columns), pd.DataFrame(), excluded)
+        return Scored(pd.DataFrame(columns=columns), pd.DataFrame(), excluded, frame)
 
     p = model.predict_proba(frame)
     contrib = contributions(model, frame)
@@ -145,7 +189,7 @@ def score_frame(
     scores["rank"] = np.arange(1, len(scores) + 1)
     drivers = points.loc[order].reset_index(drop=True).round(2)
     drivers.insert(0, "account_id", scores["account_id"])
-    return Scored(scores, drivers, excluded)
+    return Scored(scores, drivers, excluded, frame.loc[order].reset_index(drop=True))
 
 
 def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
@@ -153,6 +197,12 @@ def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
     out = scores[score_columns(serving)].copy()
     out["talking_points"] = out["talking_points"].map(lambda t: " | ".join(t))
     return out
+
+
+def on_capacity_list(scores: pd.DataFrame, capacity: int) -> pd.Series:
+    """Whether each account (in rank order) is among its CSM's top `capacity`."""
+    owners = scores["csm_owner"].fillna(UNASSIGNED).astype(str)
+    return owners.groupby(owners, sort=False).cumcount() < capacity
 
 
 def per_csm(scores: pd.DataFrame, capacity: int) -> dict[str, pd.DataFrame]:
@@ -177,6 +227,9 @@ class ScoreResult:
     excluded: int
     not_yet_customers: int
     model_version: str
+    triggers: int = 0
+    previous_run: date | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def score_job(
@@ -188,31 +241,66 @@ def score_job(
     model_uri: str = DEFAULT_MODEL,
     csm_files: bool = False,
 ) -> ScoreResult:
+    """The weekly run: score, explain, trigger, and publish outputs and history together."""
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 3)
+        clock = now
+
+    out_dir = Path(out_dir)
     world = open_world(data_dir, cutoff=as_of)
     validate(world)
+    inputs = input_summary(world)
+    lap("read_and_validate")
     model, version = load_model(model_uri)
+    lap("load_model")
     scored = score_frame(world, as_of, model, feature_set, serving, version)
-    table = flat(scored.scores, serving)
-    meta = {
-        "as_of": str(as_of),
-        "model": version,
-        "horizon_days": model.horizon_days,
-        "capacity": serving.accounts_per_csm,
-        "bands": serving.bands,
-    }
-    writers: dict[str, Callable[[Path], None]] = {
-        "scores.csv": csv_writer(table),
-        "scores.parquet": parquet_writer(table),
-        "drivers.parquet": parquet_writer(scored.drivers),
-        "excluded.csv": csv_writer(scored.excluded),
-        "report.html": text_writer(
-            render_report(scored.scores, scored.drivers, scored.excluded, meta)
-        ),
-    }
-    if csm_files:
-        for name, rows in per_csm(table, serving.accounts_per_csm).items():
-            writers[f"per_csm/{name}"] = csv_writer(rows)
-    files = write_outputs(Path(out_dir), writers)
+    lap("features_score_explain")
+    history = out_dir / HISTORY_FILE
+    with locked(out_dir):
+        recover(out_dir, apply_stage(history))
+        past = read_past(history, as_of, version, serving.triggers.cooldown_weeks)
+        ranked = scored.scores.copy()
+        ranked["on_list"] = on_capacity_list(ranked, serving.accounts_per_csm).to_numpy()
+        triggers, state = find_triggers(
+            ranked, scored.drivers, scored.features, past, serving.triggers, feature_set, as_of
+        )
+        lap("triggers")
+        table = flat(scored.scores, serving)
+        meta = {
+            "as_of": str(as_of),
+            "model": version,
+            "horizon_days": model.horizon_days,
+            "capacity": serving.accounts_per_csm,
+            "bands": serving.bands,
+            "previous_run": str(past.as_of) if past.as_of else "",
+        }
+        writers: dict[str, Callable[[Path], None]] = {
+            "scores.csv": csv_writer(table),
+            "scores.parquet": parquet_writer(table),
+            "drivers.parquet": parquet_writer(scored.drivers),
+            "excluded.csv": csv_writer(scored.excluded),
+            "triggers.csv": csv_writer(triggers),
+            "report.html": text_writer(
+                render_report(scored.scores, scored.drivers, scored.excluded, meta, triggers)
+            ),
+        }
+        if csm_files:
+            for name, rows in per_csm(table, serving.accounts_per_csm).items():
+                writers[f"per_csm/{name}"] = csv_writer(rows)
+        staged = _history_rows(ranked, state, scored, model, as_of, version)
+        body = _manifest_body(
+            as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
+        )
+        lap("render")
+        run = {"started_at": started.isoformat(timespec="seconds"), "seconds": dict(seconds)}
+        writers["manifest.json"] = text_writer(render_manifest(body, run))
+        files = write_outputs(out_dir, writers, staged, apply_stage(history))
     return ScoreResult(
         files=files,
         scored=len(table),
@@ -220,7 +308,77 @@ def score_job(
         excluded=len(scored.excluded),
         not_yet_customers=_created_on_or_after(data_dir, as_of),
         model_version=version,
+        triggers=len(triggers),
+        previous_run=past.as_of,
     )
+
+
+def _history_rows(
+    ranked: pd.DataFrame,
+    state: pd.DataFrame,
+    scored: Scored,
+    model: PropensityModel,
+    as_of: date,
+    version: str,
+) -> dict[str, Callable[[Path], None]]:
+    rows = ranked[["account_id", "account_name", "csm_owner", "rank", "score", "band", "on_list"]]
+    rows = rows.assign(fired=state["fired"].to_numpy(), trigger=state["trigger"].to_numpy())
+    rows.insert(0, "model_version", version)
+    rows.insert(0, "as_of", as_of)
+    rows = rows.astype({"rank": "int32", "score": "float64", "on_list": bool, "fired": bool})
+    numeric = [c for c in model.numeric if c in scored.features.columns]
+    features = scored.features[["account_id", *numeric]]
+    return {
+        STAGED["scores"]: parquet_writer(rows),
+        STAGED["drivers"]: parquet_writer(
+            long_frame(scored.drivers, as_of, version, "family", "points")
+        ),
+        STAGED["features"]: parquet_writer(
+            long_frame(features, as_of, version, "feature", "value")
+        ),
+    }
+
+
+def _manifest_body(
+    as_of: date,
+    model_uri: str,
+    version: str,
+    inputs: dict[str, dict[str, object]],
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    scored: Scored,
+    triggers: pd.DataFrame,
+    past: object,
+) -> dict[str, object]:
+    excluded = scored.excluded
+    eligible = len(scored.scores)
+    reasons = excluded["excluded_reason"].value_counts().sort_index()
+    kinds = (
+        triggers["trigger"].str.split("; ").explode().value_counts().sort_index()
+        if len(triggers)
+        else pd.Series(dtype="int64")
+    )
+    return {
+        "as_of": str(as_of),
+        "model": {"uri": model_uri, "version": version},
+        "inputs": inputs,
+        "config": {
+            "serving": serving.model_dump(mode="json"),
+            "features": [f.name for f in feature_set.features],
+        },
+        "accounts": {
+            "existing_before_as_of": eligible + len(excluded),
+            "eligible": eligible,
+            "scored": len(scored.scores),
+            "excluded": len(excluded),
+            "excluded_by_reason": {str(k): int(v) for k, v in reasons.items()},
+        },
+        "triggers": {
+            "previous_run": str(getattr(past, "as_of", None) or ""),
+            "fired": len(triggers),
+            "by_kind": {str(k): int(v) for k, v in kinds.items()},
+        },
+    }
 
 
 def _created_on_or_after(data_dir: Path, as_of: date) -> int:

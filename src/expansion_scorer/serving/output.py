@@ -1,20 +1,29 @@
 """Writing outputs safely: all files staged first, then renamed into place together.
 
-A run that fails before the renames leaves the previous outputs untouched; the renames
-themselves are atomic per file on one filesystem.
+A run that fails or is killed before its stage is complete leaves the previous outputs
+untouched. A complete stage is marked `COMMITTED` before anything is published; a run killed
+after that point is finished by the next writer to the folder (`recover`), which applies the
+stage again and renames what is left, so the folder never stays half old, half new.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+COMMITTED = "COMMITTED"
+STAGE_PREFIX = ".staging-"
+Apply = Callable[[Path], None]
+"""Work a stage carries besides its files (a history update): must be safe to run twice."""
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -28,22 +37,76 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]]) -> list[Path]:
-    """Call each writer on a staging path, then move every file into `out_dir`."""
+@contextmanager
+def locked(out_dir: Path) -> Iterator[None]:
+    """One writer at a time per output folder (an advisory lock on `out_dir/.lock`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    with open(out_dir / ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_outputs(
+    out_dir: Path,
+    writers: dict[str, Callable[[Path], None]],
+    staged: dict[str, Callable[[Path], None]] | None = None,
+    apply: Apply | None = None,
+) -> list[Path]:
+    """Call each writer on a staging path, then move every file into `out_dir`.
+
+    `staged` files are written into the stage but not published; `apply(stage)` runs after the
+    stage is committed and before the renames (and again by `recover` if the run dies).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recover(out_dir, apply)
+    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=out_dir))
     try:
-        for name, write in writers.items():
+        for name, write in {**(staged or {}), **writers}.items():
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             write(stage / name)
-        final = []
-        for name in writers:
-            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / name, out_dir / name)
-            final.append(out_dir / name)
-        return final
-    finally:
+        marker = stage / f"{COMMITTED}.tmp"
+        marker.write_text(json.dumps(list(writers)), encoding="utf-8")
+        _fsync_tree(stage)
+        os.replace(marker, stage / COMMITTED)
+    except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return _publish(out_dir, stage, apply)
+
+
+def recover(out_dir: Path, apply: Apply | None = None) -> list[Path]:
+    """Finish the stages a killed run committed; delete the ones it had not."""
+    published: list[Path] = []
+    for stage in sorted(out_dir.glob(f"{STAGE_PREFIX}*")):
+        if (stage / COMMITTED).is_file():
+            published += _publish(out_dir, stage, apply)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+    return published
+
+
+def _publish(out_dir: Path, stage: Path, apply: Apply | None) -> list[Path]:
+    names = json.loads((stage / COMMITTED).read_text(encoding="utf-8"))
+    if apply is not None:
+        apply(stage)
+    final = []
+    for name in names:
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        if (stage / name).exists():  # absent when an earlier, killed publish moved it
+            os.replace(stage / name, out_dir / name)
+        final.append(out_dir / name)
+    shutil.rmtree(stage, ignore_errors=True)
+    return final
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
 
 
 def csv_writer(frame: pd.DataFrame) -> Callable[[Path], None]:

@@ -1,6 +1,7 @@
 """`report.html`: one self-contained page a CSM can act on, with every data value escaped.
 
-A section per CSM, the accounts in rank order with their band and readiness, and per account
+The triggers that fired this week come first, each with why the score moved; then a section
+per CSM, the accounts in rank order with their band and readiness, and per account
 the drivers of its score as a bar chart, the reasons, the motion and the talking points.
 """
 
@@ -42,6 +43,7 @@ def render_report(
     drivers: pd.DataFrame,
     excluded: pd.DataFrame,
     meta: dict[str, Any],
+    triggers: pd.DataFrame | None = None,
 ) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
@@ -84,4 +86,19 @@ def render_report(
         band_counts=scores["band"].value_counts().to_dict(),
         not_ready=int((scores["readiness"] != "ready").sum()) if len(scores) else 0,
         meta=meta,
+        triggers=[
+            {
+                "rank": int(t["rank"]),
+                "account_id": _text(t["account_id"]),
+                "account_name": _text(t["account_name"]),
+                "csm_owner": _text(t["csm_owner"]) or UNASSIGNED,
+                "score": float(t["score"]),
+                "trigger": _text(t["trigger"]),
+                "why": _text(t["why"]),
+                "rules": _text(t["rules"]),
+            }
+            for t in (triggers.to_dict("records") if triggers is not None else [])
+        ],
+        show_triggers=triggers is not None,
+        previous_run=meta.get("previous_run", ""),
     )

@@ -1,0 +1,174 @@
+"""Score history: every weekly run's scores, reason-family impacts and numeric features.
+
+One DuckDB file under the output root, `history.duckdb`, keyed by (as_of, model_version,
+account_id). A run stages its rows as Parquet; `apply_stage` replaces that week and model in one
+transaction, so re-running a week replaces it and a run killed mid-write leaves the file as it
+was. Readers only ever look at runs dated strictly before the as-of date they serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from expansion_scorer.data.loading import sql_str
+
+HISTORY_FILE = "history.duckdb"
+TABLES = {
+    "scores": """as_of DATE, model_version VARCHAR, account_id VARCHAR, account_name VARCHAR,
+        csm_owner VARCHAR, rank INTEGER, score DOUBLE, band VARCHAR, on_list BOOLEAN,
+        fired BOOLEAN, trigger VARCHAR""",
+    "drivers": "as_of DATE, model_version VARCHAR, account_id VARCHAR, family VARCHAR,"
+    " points DOUBLE",
+    "features": "as_of DATE, model_version VARCHAR, account_id VARCHAR, feature VARCHAR,"
+    " value DOUBLE",
+}
+STAGED = {name: f"history/{name}.parquet" for name in TABLES}
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path), read_only=read_only)
+    if not read_only:
+        for name, columns in TABLES.items():
+            con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+    return con
+
+
+def apply_stage(history: Path) -> Callable[[Path], None]:
+    """Replace the staged week and model in `history`, every table in one transaction."""
+
+    def apply(stage: Path) -> None:
+        if not all((stage / rel).is_file() for rel in STAGED.values()):
+            return
+        con = _connect(history, read_only=False)
+        try:
+            keys = con.execute(
+                "SELECT DISTINCT as_of, model_version FROM read_parquet(?)",
+                [str(stage / STAGED["scores"])],
+            ).fetchall()
+            con.execute("BEGIN TRANSACTION")
+            for name, rel in STAGED.items():
+                for as_of, version in keys:
+                    con.execute(
+                        f"DELETE FROM {name} WHERE as_of = ? AND model_version = ?",
+                        [as_of, version],
+                    )
+                columns = ", ".join(c.split()[0] for c in TABLES[name].split(","))
+                con.execute(
+                    f"INSERT INTO {name} SELECT {columns} FROM read_parquet(?)", [str(stage / rel)]
+                )
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+    return apply
+
+
+@dataclass(frozen=True)
+class Past:
+    """What the history holds before an as-of date, for triggers and cooldowns."""
+
+    as_of: date | None
+    """The latest earlier run, or None on the first run."""
+    scores: pd.DataFrame
+    drivers: pd.DataFrame
+    """Wide: account_id, then points per family."""
+    features: pd.DataFrame
+    """Wide: account_id, then each stored numeric feature."""
+    last_fired: pd.DataFrame
+    """account_id, fired_on, fired_score: the latest trigger within the cooldown."""
+
+
+EMPTY_SCORES = pd.DataFrame(columns=["account_id", "score", "band", "on_list"])
+
+
+def read_past(history: Path, as_of: date, model_version: str, cooldown_weeks: int) -> Past:
+    empty = Past(None, EMPTY_SCORES, pd.DataFrame(columns=["account_id"]),
+                 pd.DataFrame(columns=["account_id"]),
+                 pd.DataFrame(columns=["account_id", "fired_on", "fired_score"]))  # fmt: skip
+    if not history.is_file():
+        return empty
+    con = _connect(history, read_only=True)
+    try:
+        row = con.execute(
+            f"""SELECT as_of, model_version FROM (SELECT DISTINCT as_of, model_version
+            FROM scores WHERE as_of < ?) ORDER BY as_of DESC,
+            (model_version = {sql_str(model_version)}) DESC, model_version DESC LIMIT 1""",
+            [as_of],
+        ).fetchone()
+        if row is None:
+            return empty
+        prev, version = row
+        key = [prev, version]
+        scores = con.execute(
+            "SELECT account_id, score, band, on_list FROM scores"
+            " WHERE as_of = ? AND model_version = ? ORDER BY account_id",
+            key,
+        ).df()
+        drivers = _wide(con, "drivers", "family", "points", key)
+        features = _wide(con, "features", "feature", "value", key)
+        since = as_of - timedelta(weeks=cooldown_weeks)
+        fired = con.execute(
+            """SELECT account_id, arg_max(as_of, as_of) AS fired_on,
+                      arg_max(score, as_of) AS fired_score
+            FROM scores WHERE fired AND as_of < ? AND as_of >= ?
+            GROUP BY account_id ORDER BY account_id""",
+            [as_of, since],
+        ).df()
+    finally:
+        con.close()
+    return Past(prev, scores, drivers, features, fired)
+
+
+def _wide(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, value: str, where: list[object]
+) -> pd.DataFrame:
+    long = con.execute(
+        f"SELECT account_id, {key}, {value} FROM {table} WHERE as_of = ? AND model_version = ?",
+        where,
+    ).df()
+    if long.empty:
+        return pd.DataFrame(columns=["account_id"])
+    return long.pivot(index="account_id", columns=key, values=value).reset_index()
+
+
+def read_runs(history: Path) -> pd.DataFrame:
+    """Every run's scores: as_of, model_version, account_id, rank, score, on_list."""
+    if not history.is_file():
+        return pd.DataFrame(
+            columns=["as_of", "model_version", "account_id", "rank", "score", "on_list"]
+        )
+    con = _connect(history, read_only=True)
+    try:
+        return con.execute(
+            "SELECT as_of, model_version, account_id, rank, score, on_list FROM scores"
+            " ORDER BY as_of, model_version, rank"
+        ).df()
+    finally:
+        con.close()
+
+
+def read_features(history: Path, as_of: date, model_version: str) -> pd.DataFrame:
+    """The numeric features of one run, wide."""
+    con = _connect(history, read_only=True)
+    try:
+        return _wide(con, "features", "feature", "value", [as_of, model_version])
+    finally:
+        con.close()
+
+
+def long_frame(
+    wide: pd.DataFrame, as_of: date, model_version: str, key: str, value: str
+) -> pd.DataFrame:
+    """A wide (account_id, columns...) frame as history rows."""
+    long = wide.melt(id_vars="account_id", var_name=key, value_name=value)
+    long.insert(0, "model_version", model_version)
+    long.insert(0, "as_of", pd.Timestamp(as_of).date())
+    long[value] = pd.to_numeric(long[value], errors="coerce").astype("float64")
+    return long.sort_values(["account_id", key], kind="stable").reset_index(drop=True)

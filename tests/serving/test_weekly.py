@@ -1,0 +1,233 @@
+"""The weekly run: history, triggers with reasons, a manifest, byte-identical re-runs, kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from expansion_scorer.config import load_feature_set
+from tests.helpers import run_cli
+
+WEEK_1, WEEK_2 = "2024-09-01", "2024-09-08"
+
+
+def _score(data: Path, out: Path, as_of: str, capsys: pytest.CaptureFixture[str]) -> str:
+    code, stdout, err = run_cli(
+        ["score", str(data), "--as-of", as_of, "--out", str(out), "--per-csm"], capsys
+    )
+    assert code == 0, err
+    return stdout
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    """Every published output (not the history, the lock or a stage), by relative path."""
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+        and p.name not in {"history.duckdb", ".lock"}
+        and not p.relative_to(out).parts[0].startswith(".staging-")
+    }
+
+
+def _history(out: Path) -> pd.DataFrame:
+    con = duckdb.connect(str(out / "history.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT * FROM scores ORDER BY as_of, model_version, account_id").df()
+    finally:
+        con.close()
+
+
+def _deterministic(manifest: bytes) -> dict[str, object]:
+    body = json.loads(manifest)
+    del body["run"]
+    return body
+
+
+@pytest.fixture
+def two_weeks(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    out = tmp_path / "weekly"
+    _score(world_dir, out, WEEK_1, capsys)
+    stdout = _score(world_dir, out, WEEK_2, capsys)
+    assert f"since {WEEK_1}" in stdout
+    return out
+
+
+def test_second_week_fires_triggers_that_say_why_the_score_moved(two_weeks: Path) -> None:
+    history = _history(two_weeks)
+    week_2 = pd.read_csv(two_weeks / "triggers.csv")
+    scores = pd.read_parquet(two_weeks / "scores.parquet")
+
+    assert sorted(history["as_of"].astype(str).unique()) == [WEEK_1, WEEK_2]
+    assert len(week_2) > 0
+    moved = week_2[week_2["previous_score"].notna()]
+    assert len(moved) > 0
+    # "score up 0.06 (44% → 50%): seats +4 pts, momentum +2 pts, ..."
+    assert moved["why"].str.match(r"score (up|down) \d\.\d\d \(\d+% → \d+%\)").all()
+    assert moved["why"].str.contains(r"[+-]\d+ pts").any()
+    for r in moved.to_dict("records"):
+        assert abs(r["change"] - (r["score"] - r["previous_score"])) < 1e-6
+    assert set(week_2["account_id"]) <= set(scores["account_id"])
+    # the cooldown: an account that fired in week 1 fires again only if its score jumped
+    fired_1 = history[(history["as_of"].astype(str) == WEEK_1) & history["fired"]]
+    again = week_2.merge(fired_1[["account_id", "score"]], on="account_id", suffixes=("", "_1"))
+    assert (again["score"] - again["score_1"] >= 0.10 - 1e-9).all()
+    html = (two_weeks / "report.html").read_text(encoding="utf-8")
+    assert f"Act this week: {len(week_2)} trigger" in html
+    assert str(moved["why"].iloc[0]).split(":")[0] in html
+
+
+def test_manifest_accounts_for_every_account_and_every_input(
+    two_weeks: Path, world_dir: Path
+) -> None:
+    manifest = json.loads((two_weeks / "manifest.json").read_text(encoding="utf-8"))
+    scores = pd.read_parquet(two_weeks / "scores.parquet")
+    excluded = pd.read_csv(two_weeks / "excluded.csv")
+    accounts = pd.read_parquet(world_dir / "accounts.parquet")
+    existing = (pd.to_datetime(accounts["created_at"]) < pd.Timestamp(WEEK_2)).sum()
+
+    counts = manifest["accounts"]
+    assert counts["existing_before_as_of"] == existing == len(scores) + len(excluded)
+    assert counts["eligible"] == counts["scored"] == len(scores)
+    assert sum(counts["excluded_by_reason"].values()) == len(excluded)
+    assert manifest["as_of"] == WEEK_2
+    assert manifest["model"]["version"] == "expansion-propensity v1"
+    usage = manifest["inputs"]["usage_events"]
+    assert usage["rows"] == len(pd.read_parquet(world_dir / "usage_events.parquet"))
+    assert 0 < usage["rows_before_as_of"] < usage["rows"]
+    assert len(usage["sha256"]) == 64
+    assert manifest["run"]["seconds"]["features_score_explain"] > 0
+    assert str(world_dir) not in (two_weeks / "manifest.json").read_text(encoding="utf-8")
+
+
+def test_rerunning_a_week_replaces_it_and_is_byte_identical(
+    two_weeks: Path, world_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, history_before = _files(two_weeks), _history(two_weeks)
+
+    _score(world_dir, two_weeks, WEEK_2, capsys)
+
+    after = _files(two_weeks)
+    assert after.keys() == before.keys()
+    for name in before:
+        if name == "manifest.json":
+            assert _deterministic(after[name]) == _deterministic(before[name])
+        else:
+            assert after[name] == before[name], name
+    pd.testing.assert_frame_equal(_history(two_weeks), history_before)
+
+
+KILLER = """
+import os, signal, sys
+import expansion_scorer.serving.history as history
+import expansion_scorer.serving.output as output
+from expansion_scorer.cli import main
+
+point, real_replace, real_connect = sys.argv[1], os.replace, history._connect
+published = []
+
+def replace(src, dst):
+    if point == "staging" and str(dst).endswith("COMMITTED"):
+        os.kill(os.getpid(), signal.SIGKILL)  # the stage is written but not committed
+    real_replace(src, dst)
+    if point == "publishing" and ".staging-" in str(src) and "COMMITTED" not in str(dst):
+        published.append(dst)
+        if len(published) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # two outputs renamed, the rest not
+
+class Dying:
+    def __init__(self, con):
+        self.con = con
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+    def execute(self, sql, *args):
+        if sql.startswith("INSERT INTO features"):
+            os.kill(os.getpid(), signal.SIGKILL)  # inside the history transaction
+        return self.con.execute(sql, *args)
+
+def connect(path, read_only):
+    con = real_connect(path, read_only)
+    return con if read_only or point != "history" else Dying(con)
+
+output.os.replace = replace
+history._connect = connect
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("point", ["staging", "history", "publishing"])
+def test_a_run_killed_while_writing_leaves_readable_outputs_and_the_next_run_completes(
+    point: str,
+    world_dir: Path,
+    champion: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "weekly"
+    _score(world_dir, out, WEEK_1, capsys)
+    week_1, history_1 = _files(out), _history(out)
+    clean = tmp_path / "clean"
+    _score(world_dir, clean, WEEK_1, capsys)
+    _score(world_dir, clean, WEEK_2, capsys)
+
+    args = ["score", str(world_dir), "--as-of", WEEK_2, "--out", str(out), "--per-csm"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, point, *args],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert killed.returncode == -9, killed.stderr
+    if point in ("staging", "history"):  # nothing was published: week 1 is intact
+        assert _files(out) == week_1
+        pd.testing.assert_frame_equal(_history(out), history_1)
+    for path in out.glob("*.parquet"):
+        pd.read_parquet(path)  # every published file is whole, old or new
+    for path in out.glob("*.csv"):
+        pd.read_csv(path)
+    _score(world_dir, out, WEEK_2, capsys)
+    assert not list(out.glob(".staging-*"))
+    assert _files(out).keys() == _files(clean).keys()
+    for name, data in _files(clean).items():
+        if name != "manifest.json":
+            assert _files(out)[name] == data, name
+    assert sorted(_history(out)["as_of"].astype(str).unique()) == [WEEK_1, WEEK_2]
+    pd.testing.assert_frame_equal(_history(out), _history(clean))
+
+
+def test_a_model_that_does_not_match_the_features_stops_the_run_and_writes_nothing(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = load_feature_set().model_dump()
+    spec["features"] = [f for f in spec["features"] if f["name"] != "employee_count"]
+    for f in spec["features"]:
+        if f["name"] == "days_to_renewal":
+            f["kind"] = "categorical"
+    edited = tmp_path / "features.yaml"
+    edited.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    out = tmp_path / "out"
+
+    code, _, err = run_cli(
+        ["score", str(world_dir), "--as-of", WEEK_1, "--out", str(out), "--features",
+         str(edited)],
+        capsys,
+    )  # fmt: skip
+
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "missing employee_count" in err and "mistyped days_to_renewal" in err
+    assert not out.exists() or not any(out.iterdir())
+    shutil.rmtree(out, ignore_errors=True)
