@@ -1,0 +1,67 @@
+"""Metrics, calibration and the gate's rule on numbers small enough to check by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from expansion_scorer.config import GateConfig
+from expansion_scorer.training.calibration import Calibrator
+from expansion_scorer.training.metrics import at_k, evaluate, expected_calibration_error
+from expansion_scorer.training.registry import decide
+
+
+def test_lift_at_k_shares_tied_scores_fairly() -> None:
+    # Given one list of 10 accounts: a yes/no rule flags 4, of which 2 expand, and 1 more expands
+    y = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0, 0])
+    rule = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=float)
+    dates = np.zeros(10)
+
+    # When CSMs can call 2 of them
+    lift, recall = at_k(y, rule, dates, k=2)
+
+    # Then the 2 calls land on flagged accounts at random: 1 expansion expected, not 0 or 2
+    assert recall == pytest.approx(1 / 3)
+    assert lift == pytest.approx((1 / 2) / (3 / 10))
+
+
+def test_lift_at_k_is_per_list_date() -> None:
+    y = np.array([1, 0, 0, 1, 0, 0])
+    p = np.array([0.9, 0.1, 0.2, 0.2, 0.9, 0.1])
+    dates = np.array([1, 1, 1, 2, 2, 2])
+
+    lift, recall = at_k(y, p, dates, k=1)
+    assert lift == pytest.approx((1 / 2) / (2 / 6))
+
+    assert recall == pytest.approx(1 / 2)  # the top of date 1 expands, the top of date 2 not
+
+
+def test_calibration_error_and_calibrators() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.01, 0.6, 20_000)
+    y = (rng.random(len(true)) < true).astype(int)
+    logit = np.log(true / (1 - true))
+    overconfident = 1 / (1 + np.exp(-(2.0 * logit + 0.8)))  # too sure, and too high
+
+    assert expected_calibration_error(y, true) < 0.01
+    assert expected_calibration_error(y, overconfident) > 0.08
+    for method in ("platt", "isotonic"):
+        cal = Calibrator(method).fit(overconfident[:10_000], y[:10_000])  # type: ignore[arg-type]
+        fixed = cal.transform(overconfident[10_000:])
+        assert expected_calibration_error(y[10_000:], fixed) < 0.02, method
+        order = np.argsort(overconfident[10_000:])
+        assert np.all(np.diff(fixed[order]) >= 0), "calibration keeps the ranking"
+    metrics = evaluate(y, true, np.zeros(len(y)), k=100)
+    assert metrics["brier"] < evaluate(y, overconfident, np.zeros(len(y)), k=100)["brier"]
+
+
+def test_gate_rule_needs_more_lift_and_no_worse_calibration() -> None:
+    gate = GateConfig(lift_margin=0.1, ece_tolerance=0.01)
+    champion = {"lift_at_capacity": 2.0, "ece": 0.03}
+
+    assert decide({"lift_at_capacity": 2.2, "ece": 0.035}, champion, gate, False).promote
+    assert not decide({"lift_at_capacity": 2.05, "ece": 0.01}, champion, gate, False).promote
+    worse = decide({"lift_at_capacity": 2.5, "ece": 0.06}, champion, gate, False)
+    assert not worse.promote and "calibration worse" in worse.reason
+    forced = decide({"lift_at_capacity": 1.0, "ece": 0.2}, champion, gate, True)
+    assert forced.promote and forced.forced and forced.reason.startswith("forced")
