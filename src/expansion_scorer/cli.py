@@ -184,10 +184,9 @@ def _print_training(result: object) -> None:
         f" (gap {gap:+.3f}): {verdict}"
     )
     if result.bayes_auc is not None:
-        print(
-            f"Bayes-limit ROC AUC on the same test snapshots: {result.bayes_auc:.3f};"
-            f" the model reaches {result.share_of_bayes:.0%} of the gap above 0.5"
-        )
+        share = result.share_of_bayes
+        reach = f"; the model reaches {share:.0%} of the gap above 0.5" if share is not None else ""
+        print(f"Bayes-limit ROC AUC on the same test snapshots: {result.bayes_auc:.3f}{reach}")
     print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")
     if result.decision is not None:
         _print_decision(result.decision)
