@@ -121,6 +121,9 @@ class LabelConfig(_Strict):
     min_expansion_arr: float = Field(default=0.0, ge=0)
     min_expansion_pct: float = Field(default=0.0, ge=0)
     """Expansion ARR in the window as a fraction of the ARR the day before the window."""
+    min_growth: float = Field(default=0.2, ge=0)
+    """Usage-based pricing (a `revenue` table): revenue in [T, T+h) must reach (1 + min_growth)
+    x revenue in [T-h, T)."""
 
     @model_validator(mode="after")
     def _product_needs_cross_sell(self) -> LabelConfig:
@@ -188,6 +191,9 @@ class MonitorConfig(_Strict):
     bins: int = Field(default=10, ge=2, le=50)
     lift_ratio_retrain: float = Field(default=0.7, gt=0, le=1)
     """Retrain when realised lift at capacity falls below this share of the backtest's."""
+    skip_families: list[str] = Field(default_factory=lambda: ["calendar"])
+    """Feature families left out of drift: a week holds one month, so the calendar always
+    'drifts' from a year of training months."""
 
 
 class ServingConfig(_Strict):

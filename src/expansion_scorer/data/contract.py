@@ -45,6 +45,9 @@ class TableSpec:
         return next(c for c in self.columns if c.name == name)
 
 
+REVENUE_SOURCES = ("subscriptions", "revenue")
+"""Exactly one of these holds the money: contracts (ARR) or billed revenue (usage-based)."""
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -78,8 +81,19 @@ TABLES: dict[str, TableSpec] = {
                 Column("seats", "number", minimum=0),
                 Column("end_date", "date"),
             ),
-            mandatory=True,
+            mandatory=False,  # subscriptions or revenue: see REVENUE_SOURCES
             dated_by="start_date",
+        ),
+        TableSpec(
+            "revenue",
+            required=(
+                Column("account_id", "str"),
+                Column("date", "date"),
+                Column("amount", "money"),
+            ),
+            optional=(),
+            mandatory=False,
+            dated_by="date",
         ),
         TableSpec(
             "usage_events",

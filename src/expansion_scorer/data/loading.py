@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from expansion_scorer.data.contract import SQL_TYPES, TABLES, TableSpec
+from expansion_scorer.data.contract import REVENUE_SOURCES, SQL_TYPES, TABLES, TableSpec
 from expansion_scorer.errors import ContractError
 
 
@@ -26,6 +26,16 @@ class World:
 
     def has(self, table: str) -> bool:
         return table in self.files
+
+    @property
+    def consumption(self) -> bool:
+        """Money comes from billed revenue (usage-based pricing), not from contracts."""
+        return "revenue" in self.files
+
+
+def is_consumption(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT consumption FROM world_info").fetchone()
+    return bool(row and row[0])
 
 
 def sql_str(value: str) -> str:
@@ -51,6 +61,16 @@ def locate_tables(data_dir: Path) -> dict[str, Path]:
                 f"{spec.name}: missing; expected {spec.name}.parquet or {spec.name}.csv"
                 f" in {data_dir}"
             )
+    money = [name for name in REVENUE_SOURCES if name in found]
+    if not money:
+        raise ContractError(
+            f"subscriptions: missing; expected subscriptions.parquet or subscriptions.csv"
+            f" in {data_dir} (or revenue.parquet/.csv for usage-based pricing)"
+        )
+    if len(money) == 2:
+        raise ContractError(
+            f"{data_dir}: both subscriptions and revenue are present; keep one source of money"
+        )
     return found
 
 
@@ -97,6 +117,10 @@ def open_world(data_dir: Path, cutoff: date | None = None, threads: int | None =
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"CREATE TEMP TABLE world_info AS SELECT {'revenue' in files} AS consumption")
+    for name, spec in TABLES.items():
+        if name not in files:  # an absent optional table reads as empty, with its columns
+            con.execute(f"CREATE VIEW {name} AS SELECT {typed_select(spec, [], None)} WHERE false")
     for name, path in files.items():
         spec = TABLES[name]
         present = file_columns(con, path)

@@ -129,17 +129,16 @@ def validate(world: World) -> ValidationReport:
             f" {_show(dup[0])} appears {dup[1]} times; account_id must be unique"
         )
     known = "CAST(account_id AS VARCHAR) IN (SELECT CAST(account_id AS VARCHAR) FROM raw_accounts)"
-    orphan_subs = con.execute(
-        f"SELECT count(*) FROM raw_subscriptions WHERE NOT ({known})"
-    ).fetchone()
-    if orphan_subs and orphan_subs[0]:
+    money = "revenue" if world.consumption else "subscriptions"
+    orphans = con.execute(f"SELECT count(*) FROM raw_{money} WHERE NOT ({known})").fetchone()
+    if orphans and orphans[0]:
         _fail(
             world,
-            TABLES["subscriptions"],
+            TABLES[money],
             "account_id",
             f"NOT ({known})",
-            f"account not in accounts ({orphan_subs[0]} such rows)",
-            "add the account to accounts or remove its subscriptions",
+            f"account not in accounts ({orphans[0]} such rows)",
+            f"add the account to accounts or remove its {money} rows",
         )
     warnings = []
     for name in ("usage_events", "support_tickets", "nps_responses"):

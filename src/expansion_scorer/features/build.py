@@ -152,10 +152,28 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         FROM entities e JOIN expansions x ON x.account_id = e.account_id AND x.day < e.as_of
         GROUP BY e.account_id, e.as_of
     ),
+    billed AS (
+        SELECT e.account_id, e.as_of,
+            coalesce(sum(r.amount) FILTER (WHERE r.date >= e.as_of - 90), 0) AS revenue_90d,
+            sum(r.amount) FILTER (WHERE r.date >= e.as_of - 180 AND r.date < e.as_of - 90)
+                AS revenue_prev_90d,
+            count(DISTINCT r.date) FILTER (WHERE r.date >= e.as_of - 90) AS billing_days_90d,
+            count(DISTINCT r.date) AS billing_days_365d,
+            max(r.date) AS last_billing
+        FROM entities e JOIN revenue r ON r.account_id = e.account_id
+         AND r.date >= e.as_of - 365 AND r.date < e.as_of
+        GROUP BY e.account_id, e.as_of
+    ),
     tickets AS ({tickets}),
     nps AS ({nps})
     SELECT e.account_id, e.as_of,
-        n.arr_now, n.arr_90d_ago, n.seats, n.seats_90d_ago, n.products_owned, n.plan,
+        -- contracts give ARR; with usage-based pricing (a revenue table) it is the run-rate
+        coalesce(n.arr_now, b.revenue_90d * 365.0 / 90, 0) AS arr_now,
+        coalesce(n.arr_90d_ago, b.revenue_prev_90d * 365.0 / 90) AS arr_90d_ago,
+        n.seats, n.seats_90d_ago, n.products_owned, n.plan,
+        coalesce(b.billing_days_90d, 0) AS billing_days_90d,
+        coalesce(b.billing_days_365d, 0) AS billing_days_365d,
+        e.as_of - b.last_billing AS days_since_billing,
         coalesce(u.active_users_28d, 0) AS active_users_28d,
         coalesce(u.active_users_prev_28d, 0) AS active_users_prev_28d,
         coalesce(u.active_users_28d_90d_ago, 0) AS active_users_28d_90d_ago,
@@ -186,6 +204,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     LEFT JOIN fit f ON f.account_id = e.account_id AND f.as_of = e.as_of
     LEFT JOIN limits l ON l.account_id = e.account_id AND l.as_of = e.as_of
     LEFT JOIN past_expansions p ON p.account_id = e.account_id AND p.as_of = e.as_of
+    LEFT JOIN billed b ON b.account_id = e.account_id AND b.as_of = e.as_of
     LEFT JOIN tickets t ON t.account_id = e.account_id AND t.as_of = e.as_of
     LEFT JOIN nps ON nps.account_id = e.account_id AND nps.as_of = e.as_of
     """

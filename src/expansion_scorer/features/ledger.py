@@ -24,6 +24,8 @@ MOTIONS = ("any", *EXPANSION_KINDS)
 
 
 def plan_rank_values(features: FeatureSet) -> str:
+    if not features.plan_order:
+        return "(SELECT NULL::VARCHAR AS plan, NULL::INTEGER AS rank WHERE false) AS r"
     rows = ", ".join(f"({sql_str(p)}, {i})" for i, p in enumerate(features.plan_order))
     return f"(VALUES {rows}) AS r(plan, rank)"
 

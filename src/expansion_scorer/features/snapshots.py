@@ -2,6 +2,10 @@
 
 Eligible at T: created before T, with ARR > 0 on T-1. The label for (account, T) is 1 when the
 ledger holds an expansion dated in [T, T + horizon).
+
+With a `revenue` table instead of `subscriptions` (usage-based pricing), ARR is the run-rate:
+revenue billed in the `RUN_RATE_DAYS` days to T-1, annualised; and an account expands when its
+revenue in [T, T + h) reaches (1 + min_growth) x its revenue in [T - h, T).
 """
 
 from __future__ import annotations
@@ -12,14 +16,25 @@ import duckdb
 import pandas as pd
 
 from expansion_scorer.config import LabelConfig
-from expansion_scorer.data.loading import sql_str
+from expansion_scorer.data.loading import is_consumption, sql_str
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 
-ARR_ON = """(
+RUN_RATE_DAYS = 90
+
+_CONTRACT_ARR = """(
     SELECT coalesce(sum(s.arr), 0) FROM subscriptions s
     WHERE s.account_id = a.account_id AND s.start_date <= {day}
       AND (s.end_date IS NULL OR s.end_date > {day})
 )"""
+_RUN_RATE = f"""(
+    SELECT coalesce(sum(r.amount), 0) * 365.0 / {RUN_RATE_DAYS} FROM revenue r
+    WHERE r.account_id = a.account_id AND r.date <= {{day}} AND r.date > {{day}} - {RUN_RATE_DAYS}
+)"""
+
+
+def arr_on(con: duckdb.DuckDBPyConnection, day: str) -> str:
+    """SQL for the ARR of account `a` on `day`: contracts, or the billed run-rate."""
+    return (_RUN_RATE if is_consumption(con) else _CONTRACT_ARR).format(day=day)
 
 
 def as_dates(frame: pd.DataFrame, column: str = "as_of") -> pd.DataFrame:
@@ -52,10 +67,12 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
     """
     row = con.execute(
         """
-        SELECT greatest((SELECT min(start_date) FROM subscriptions),
+        SELECT greatest(coalesce((SELECT min(start_date) FROM subscriptions),
+                                 (SELECT min(date) FROM revenue)),
                         (SELECT min(CAST(timestamp AS DATE)) FROM usage_events)),
                greatest((SELECT max(CAST(timestamp AS DATE)) FROM usage_events),
-                        (SELECT max(start_date) FROM subscriptions)) + 1
+                        (SELECT max(start_date) FROM subscriptions),
+                        (SELECT max(date) FROM revenue)) + 1
         """
     ).fetchone()
     assert row is not None and row[0] is not None
@@ -82,7 +99,7 @@ def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE entities AS
         SELECT account_id, as_of, arr_before FROM (
-            SELECT a.account_id, d.as_of, {ARR_ON.format(day="d.as_of - 1")} AS arr_before
+            SELECT a.account_id, d.as_of, {arr_on(con, "d.as_of - 1")} AS arr_before
             FROM accounts a JOIN snapshot_dates d ON a.created_at < d.as_of
         )
         WHERE arr_before > 0
@@ -100,6 +117,8 @@ def labels(
     the window must reach both the absolute amount and the fraction of the ARR on as_of - 1.
     """
     label = label or LabelConfig()
+    if is_consumption(con):
+        return _consumption_labels(con, horizon_days, label)
     kinds = EXPANSION_KINDS if label.motion == "any" else (label.motion,)
     kind_list = ", ".join(f"'{k}'" for k in kinds)
     product = f" AND m.product = {sql_str(label.product)}" if label.product else ""
@@ -125,6 +144,34 @@ def labels(
     return as_dates(frame[["account_id", "as_of", "label", "expansion_arr"]])
 
 
+def _consumption_labels(
+    con: duckdb.DuckDBPyConnection, horizon_days: int, label: LabelConfig
+) -> pd.DataFrame:
+    """Revenue in [T, T + h) at least (1 + min_growth) x revenue in [T - h, T)."""
+    h = int(horizon_days)
+    frame = con.execute(
+        f"""
+        SELECT e.account_id, e.as_of,
+            coalesce(sum(r.amount) FILTER (WHERE r.date >= e.as_of), 0) AS after,
+            coalesce(sum(r.amount) FILTER (WHERE r.date < e.as_of), 0) AS before
+        FROM entities e LEFT JOIN revenue r ON r.account_id = e.account_id
+         AND r.date >= e.as_of - {h} AND r.date < e.as_of + {h}
+        GROUP BY e.account_id, e.as_of
+        ORDER BY e.as_of, e.account_id
+        """
+    ).df()
+    after = frame["after"].astype("float64")
+    before = frame["before"].astype("float64")
+    growth = (after - before) * 365.0 / h  # annualised, like ARR
+    frame["label"] = (
+        (before > 0)
+        & (after >= (1 + label.min_growth) * before)
+        & (growth >= label.min_expansion_arr)
+    ).astype("int32")
+    frame["expansion_arr"] = growth.where(frame["label"] == 1, 0.0)
+    return as_dates(frame[["account_id", "as_of", "label", "expansion_arr"]])
+
+
 def account_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     """Every account with whether it can be scored as of `as_of`, and why not when it cannot."""
     return con.execute(
@@ -132,11 +179,14 @@ def account_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
         SELECT a.account_id, a.account_name, a.csm_owner,
             CASE
               WHEN a.created_at >= DATE '{as_of}' THEN 'created on or after the as-of date'
-              WHEN {ARR_ON.format(day=f"DATE '{as_of}' - 1")} > 0 THEN NULL
+              WHEN {arr_on(con, f"DATE '{as_of}' - 1")} > 0 THEN NULL
               WHEN EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = a.account_id
                            AND s.start_date < DATE '{as_of}')
                 THEN 'no ARR on the day before the as-of date (churned or paused)'
-              ELSE 'no subscription yet'
+              WHEN EXISTS (SELECT 1 FROM revenue r WHERE r.account_id = a.account_id
+                           AND r.date < DATE '{as_of}')
+                THEN 'no revenue in the {RUN_RATE_DAYS} days before the as-of date'
+              ELSE 'no subscription or revenue yet'
             END AS excluded_reason
         FROM accounts a
         ORDER BY a.account_id
