@@ -1,4 +1,4 @@
-"""`expansion`: generate, validate, train, score and demo. User errors are one line, exit 2."""
+"""`expansion`: generate, validate, train, score, monitor, demo. User errors: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--per-csm", action="store_true", help="also write per_csm/<csm>.csv, each CSM's capacity"
     )
+
+    mon = sub.add_parser(
+        "monitor", help="drift since training and outcomes of past lists; whether to retrain"
+    )
+    mon.add_argument("data_dir", type=Path)
+    mon.add_argument("--out", type=Path, required=True, help="the output root `score` writes to")
+    mon.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
+    mon.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
 
     met = sub.add_parser("metrics", help="NRR and GRR per month and trailing 12 months")
     met.add_argument("data_dir", type=Path)
@@ -243,6 +251,40 @@ def _score(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
+def _monitor(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_feature_set, load_serving_config
+    from expansion_scorer.serving.job import monitor_job
+
+    serving = load_serving_config(args.config)
+    result = monitor_job(args.data_dir, args.out, load_feature_set(args.features), serving)
+    cfg = serving.monitor
+    print(
+        f"drift of the run of {result.as_of} ({result.model_version}) against its training"
+        f" months, PSI (warn at {cfg.psi_warn}, retrain at {cfg.psi_retrain}):"
+    )
+    for r in result.drift.head(8).itertuples():
+        print(f"  {r.column:<28} {r.psi:7.3f}  {r.status}")
+    flagged = int((result.drift["status"] != "ok").sum())
+    print(f"  ... {len(result.drift)} columns, {flagged} at or above {cfg.psi_warn}")
+    if result.outcomes.empty:
+        print("outcomes: no run has reached the end of its horizon in the data yet")
+    else:
+        print(f"outcomes of matured runs (the backtest promised lift {result.promised_lift:.2f}):")
+        for r in result.outcomes.itertuples():
+            print(
+                f"  {r.as_of}: top {r.top_k} precision {r.precision_at_k:.1%} lift"
+                f" {r.lift_at_k:.2f}; CSM lists ({r.on_lists}) precision"
+                f" {r.precision_on_lists:.1%} lift {r.lift_on_lists:.2f};"
+                f" base rate {r.base_rate:.1%}"
+            )
+    if result.retrain:
+        print("RETRAIN recommended: " + "; ".join(result.why))
+    else:
+        print("no retraining needed: drift and outcomes are within their thresholds")
+    for path in result.files:
+        print(f"  {path}")
+
+
 def _metrics(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set
     from expansion_scorer.features.job import metrics_job
@@ -310,6 +352,7 @@ COMMANDS = {
     "score": _score,
     "metrics": _metrics,
     "demo": _demo,
+    "monitor": _monitor,
 }
 
 

@@ -84,7 +84,13 @@ def reasons(
     columns = list(contrib.values.columns)
     fam_names = list(points.columns)
     members = [
-        np.array([columns.index(f.name) for f in feature_set.features if f.family == fam])
+        np.array(
+            [
+                columns.index(f.name)
+                for f in feature_set.features
+                if f.family == fam and f.name in columns  # defined but not in this model: skip
+            ]
+        )
         for fam in fam_names
     ]
     records = _records(frame)

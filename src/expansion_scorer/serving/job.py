@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import unicodedata
@@ -34,9 +35,22 @@ from expansion_scorer.serving.history import (
     STAGED,
     apply_stage,
     long_frame,
+    read_features,
     read_past,
+    read_runs,
 )
 from expansion_scorer.serving.manifest import input_summary, render_manifest
+from expansion_scorer.serving.monitor import (
+    SCORE,
+    drift_table,
+    drift_warning,
+    dumps,
+    load_reference,
+    matured_outcomes,
+    model_record,
+    recommendation,
+    reference,
+)
 from expansion_scorer.serving.output import (
     csv_writer,
     locked,
@@ -297,6 +311,13 @@ def score_job(
         body = _manifest_body(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
         )
+        drift, warnings = _weekly_drift(
+            world, out_dir, model, version, feature_set, serving, scored
+        )
+        if drift.get("reference_file"):
+            writers[str(drift["reference_file"])] = text_writer(str(drift.pop("reference")))
+        body["drift"] = drift
+        lap("drift")
         lap("render")
         run = {"started_at": started.isoformat(timespec="seconds"), "seconds": dict(seconds)}
         writers["manifest.json"] = text_writer(render_manifest(body, run))
@@ -310,7 +331,115 @@ def score_job(
         model_version=version,
         triggers=len(triggers),
         previous_run=past.as_of,
+        warnings=warnings,
     )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "model"
+
+
+def _weekly_drift(
+    world: World,
+    out_dir: Path,
+    model: PropensityModel,
+    version: str,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    scored: Scored,
+) -> tuple[dict[str, object], list[str]]:
+    """PSI of this run against the model's training months (cached per model under
+    `reference/`), for the manifest, and a warning line when something drifted."""
+    record = model_record(version)
+    if record is None or scored.features.empty:
+        return {"checked": False, "why": "no training window recorded for this model"}, []
+    cfg = serving.monitor
+    usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
+    name = f"reference/{_slug(version)}.json"
+    ref = load_reference(out_dir / name, usable, cfg)
+    if ref is None:
+        ref = reference(world, model, feature_set, record.fit_dates, cfg)
+    if not ref["columns"]:
+        return {"checked": False, "why": "the model's training months are after the as-of date"}, []
+    current = scored.features.assign(**{SCORE: scored.scores["score"].to_numpy()})
+    table = drift_table(ref, current, cfg)
+    warning = drift_warning(table, cfg)
+    return {
+        "checked": True,
+        "reference_months": ref["dates"],
+        "reference_file": name,
+        "reference": dumps(ref),
+        "psi": {r.column: r.psi for r in table.itertuples()},
+        "warning": warning or "",
+    }, [warning] if warning else []
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    as_of: date
+    model_version: str
+    drift: pd.DataFrame
+    outcomes: pd.DataFrame
+    promised_lift: float
+    retrain: bool
+    why: list[str]
+    files: list[Path]
+
+
+def monitor_job(
+    data_dir: Path, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
+) -> MonitorResult:
+    """Drift of the latest run against training, and outcomes of the runs that have matured."""
+    out_root = Path(out_root)
+    history = out_root / HISTORY_FILE
+    if not history.is_file():
+        raise UserError(
+            f"{out_root}: no {HISTORY_FILE}; run `expansion score DATA --as-of DATE --out"
+            f" {out_root}` first"
+        )
+    with locked(out_root):
+        recover(out_root, apply_stage(history))
+        runs = read_runs(history)
+    world = open_world(data_dir)
+    validate(world)
+    latest = runs.sort_values(["as_of", "model_version"]).iloc[-1]
+    as_of = pd.Timestamp(latest["as_of"]).date()
+    version = str(latest["model_version"])
+    record = model_record(version)
+    if record is None:
+        raise UserError(f"model {version}: not a registered version with a training record")
+    name, _, number = version.rpartition(" v")
+    model, _ = load_model(f"models:/{name}/{number}")
+    cfg = serving.monitor
+    ref = reference(world, model, feature_set, record.fit_dates, cfg)
+    current = read_features(history, as_of, version)
+    week = runs[
+        (pd.to_datetime(runs["as_of"]).dt.date == as_of) & (runs["model_version"] == version)
+    ]
+    current = current.merge(week[["account_id", "score"]], on="account_id", how="right")
+    drift = drift_table(ref, current, cfg)
+    outcomes = matured_outcomes(world, runs, feature_set, model.horizon_days, record.capacity_k)
+    retrain, why = recommendation(drift, outcomes, record, cfg)
+    summary = {
+        "latest_run": str(as_of),
+        "model": version,
+        "reference_months": ref["dates"],
+        "promised_lift_at_capacity": record.promised_lift,
+        "promised_precision_at_capacity": record.promised_precision,
+        "capacity_k": record.capacity_k,
+        "matured_runs": len(outcomes),
+        "retrain": retrain,
+        "why": why,
+    }
+    files = write_outputs(
+        out_root / "monitor",
+        {
+            "drift.csv": csv_writer(drift),
+            "outcomes.csv": csv_writer(outcomes),
+            "monitor.json": text_writer(json.dumps(summary, indent=2, default=str) + "\n"),
+        },
+    )
+    return MonitorResult(as_of, version, drift, outcomes, record.promised_lift, retrain, why, files)
 
 
 def _history_rows(
