@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-BAR_WIDTH = 160  # pixels for the largest impact on the chart
+BAR_WIDTH = 110  # pixels for the largest impact on the chart, either side of the axis
 UNASSIGNED = "Unassigned"
 
 
