@@ -95,53 +95,19 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         SELECT DISTINCT s.account_id, s.as_of, s.product FROM subs s
         WHERE {open_on.format(d="s.as_of - 1")}
     ),
-    daily AS (
-        SELECT u.account_id, CAST(u.timestamp AS DATE) AS day, u.user_id, u.event,
-               sum(u.quantity) AS q
-        FROM usage_events u
-        WHERE u.account_id IN (SELECT account_id FROM entities)
-          AND u.timestamp >= (SELECT min(as_of) FROM entities) - {WINDOW_DAYS}
-          AND u.timestamp < (SELECT max(as_of) FROM entities)
-        GROUP BY ALL
-    ),
-    usage_window AS (
-        SELECT e.account_id, e.as_of, d.day, d.user_id, d.event, d.q
-        FROM entities e JOIN daily d ON d.account_id = e.account_id
-         AND d.day >= e.as_of - {WINDOW_DAYS} AND d.day < e.as_of
-    ),
-    usage AS (
-        SELECT account_id, as_of,
-            count(DISTINCT user_id) FILTER (WHERE day >= as_of - 28) AS active_users_28d,
-            count(DISTINCT user_id) FILTER (WHERE day >= as_of - 56 AND day < as_of - 28)
-                AS active_users_prev_28d,
-            count(DISTINCT user_id) FILTER (WHERE day >= as_of - 118 AND day < as_of - 90)
-                AS active_users_28d_90d_ago,
-            coalesce(sum(q) FILTER (WHERE day >= as_of - 28), 0) AS events_28d,
-            coalesce(sum(q) FILTER (WHERE day >= as_of - 56 AND day < as_of - 28), 0)
-                AS events_prev_28d,
-            coalesce(sum(q) FILTER (WHERE day >= as_of - 28 AND event = 'invite_user'), 0)
-                AS invites_28d
-        FROM usage_window GROUP BY ALL
-    ),
-    event_28d AS (
-        SELECT account_id, as_of, event,
-               coalesce(sum(q) FILTER (WHERE day >= as_of - 28), 0) AS q,
-               coalesce(sum(q) FILTER (WHERE day < as_of - 28), 0) AS q_prev
-        FROM usage_window WHERE day >= as_of - 56 GROUP BY ALL
-    ),
     fit AS (
         SELECT x.account_id, x.as_of, sum(x.q) AS unowned_fit_events_28d,
                first(fit.product ORDER BY x.q DESC, x.event) AS top_unowned_fit,
                first(x.event ORDER BY x.q DESC, x.event) AS top_unowned_fit_event,
                sum(x.q_prev) AS unowned_fit_events_prev_28d
-        FROM event_28d x JOIN {_affinity_values(features)} ON fit.event = x.event
+        FROM event_agg x JOIN {_affinity_values(features)} ON fit.event = x.event
         WHERE NOT EXISTS (SELECT 1 FROM owned o WHERE o.account_id = x.account_id
                           AND o.as_of = x.as_of AND o.product = fit.product)
         GROUP BY ALL
     ),
     limits AS (
         SELECT x.account_id, x.as_of, max(x.q * 30.0 / 28 / lim.monthly) AS plan_limit_use
-        FROM event_28d x JOIN sub_now n USING (account_id, as_of)
+        FROM event_agg x JOIN sub_now n USING (account_id, as_of)
         JOIN {_limit_values(features)} ON lim.plan = n.plan AND lim.event = x.event
         GROUP BY ALL
     ),
@@ -200,7 +166,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     FROM entities e
     JOIN accounts a ON a.account_id = e.account_id
     LEFT JOIN sub_now n ON n.account_id = e.account_id AND n.as_of = e.as_of
-    LEFT JOIN usage u ON u.account_id = e.account_id AND u.as_of = e.as_of
+    LEFT JOIN usage_agg u ON u.account_id = e.account_id AND u.as_of = e.as_of
     LEFT JOIN fit f ON f.account_id = e.account_id AND f.as_of = e.as_of
     LEFT JOIN limits l ON l.account_id = e.account_id AND l.as_of = e.as_of
     LEFT JOIN past_expansions p ON p.account_id = e.account_id AND p.as_of = e.as_of
@@ -208,6 +174,138 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     LEFT JOIN tickets t ON t.account_id = e.account_id AND t.as_of = e.as_of
     LEFT JOIN nps ON nps.account_id = e.account_id AND nps.as_of = e.as_of
     """
+
+
+def _boundaries(name: str, offsets: tuple[int, ...]) -> str:
+    """Temp table of (account_id, as_of, k, b = as_of - k): the window edges to look up."""
+    values = ", ".join(f"({k})" for k in offsets)
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT e.account_id, e.as_of, o.k,"
+        f" e.as_of - o.k AS b FROM entities e CROSS JOIN (VALUES {values}) AS o(k)"
+    )
+
+
+def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
+    """Temp tables `usage_agg` and `event_agg`: windowed usage per entity, without a range join.
+
+    A window [a, b) of an additive measure is cum(b) - cum(a), where cum(x) is the running
+    total of the last day strictly before x (an ASOF join); a user was active in [a, b) when
+    their last active day before b is on or after a. Every lookup is strictly before its edge,
+    and every edge is at or before as_of. Cost grows with rows plus entities x users, not with
+    rows x snapshots.
+    """
+    span = f"""
+        u.account_id IN (SELECT account_id FROM entities)
+        AND u.timestamp >= (SELECT min(as_of) FROM entities) - {WINDOW_DAYS}
+        AND u.timestamp < (SELECT max(as_of) FROM entities)
+    """
+    tracked = sorted(
+        {*features.affinity, *(e for lim in features.plan_limits.values() for e in lim)}
+    )
+    tracked_sql = ", ".join(sql_str(e) for e in tracked) or "NULL"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE usage_days AS
+        SELECT u.account_id, CAST(u.timestamp AS DATE) AS day, u.user_id, u.event,
+               sum(u.quantity) AS q
+        FROM usage_events u WHERE {span}
+        GROUP BY ALL
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE usage_cum AS
+        SELECT account_id, day,
+            sum(q) OVER w AS cq, sum(inv) OVER w AS cinv
+        FROM (
+            SELECT account_id, day, sum(q) AS q,
+                   coalesce(sum(q) FILTER (WHERE event = 'invite_user'), 0) AS inv
+            FROM usage_days GROUP BY ALL
+        )
+        WINDOW w AS (PARTITION BY account_id ORDER BY day ROWS UNBOUNDED PRECEDING)
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE event_cum AS
+        SELECT account_id, event, day, sum(q) OVER w AS cq
+        FROM (SELECT account_id, event, day, sum(q) AS q FROM usage_days
+              WHERE event IN ({tracked_sql}) GROUP BY ALL)
+        WINDOW w AS (PARTITION BY account_id, event ORDER BY day ROWS UNBOUNDED PRECEDING)
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE user_days AS
+        SELECT DISTINCT account_id, user_id, day FROM usage_days WHERE user_id IS NOT NULL
+        """
+    )
+    con.execute(_boundaries("usage_edges", (0, 28, 56)))
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE usage_sums AS
+        SELECT g.account_id, g.as_of, g.k, coalesce(c.cq, 0) AS cq, coalesce(c.cinv, 0) AS cinv
+        FROM usage_edges g ASOF LEFT JOIN usage_cum c
+          ON c.account_id = g.account_id AND g.b > c.day
+        """
+    )
+    con.execute(_boundaries("user_edges", (0, 28, 90)))
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE user_last AS
+        WITH pairs AS (
+            SELECT g.account_id, g.as_of, g.k, g.b, x.user_id
+            FROM user_edges g
+            JOIN (SELECT DISTINCT account_id, user_id FROM user_days) x USING (account_id)
+        )
+        SELECT p.account_id, p.as_of, p.k, p.b, d.day AS last_day
+        FROM pairs p ASOF JOIN user_days d
+          ON d.account_id = p.account_id AND d.user_id = p.user_id AND p.b > d.day
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE usage_agg AS
+        WITH sums AS (
+            SELECT account_id, as_of,
+                max(cq) FILTER (WHERE k = 0) - max(cq) FILTER (WHERE k = 28) AS events_28d,
+                max(cq) FILTER (WHERE k = 28) - max(cq) FILTER (WHERE k = 56) AS events_prev_28d,
+                max(cinv) FILTER (WHERE k = 0) - max(cinv) FILTER (WHERE k = 28) AS invites_28d
+            FROM usage_sums GROUP BY account_id, as_of
+        ),
+        users AS (
+            SELECT account_id, as_of,
+                count(*) FILTER (WHERE k = 0 AND last_day >= b - 28) AS active_users_28d,
+                count(*) FILTER (WHERE k = 28 AND last_day >= b - 28) AS active_users_prev_28d,
+                count(*) FILTER (WHERE k = 90 AND last_day >= b - 28) AS active_users_28d_90d_ago
+            FROM user_last GROUP BY account_id, as_of
+        )
+        SELECT s.account_id, s.as_of, s.events_28d, s.events_prev_28d, s.invites_28d,
+               coalesce(u.active_users_28d, 0) AS active_users_28d,
+               coalesce(u.active_users_prev_28d, 0) AS active_users_prev_28d,
+               coalesce(u.active_users_28d_90d_ago, 0) AS active_users_28d_90d_ago
+        FROM sums s LEFT JOIN users u USING (account_id, as_of)
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE event_agg AS
+        WITH edges AS (
+            SELECT g.account_id, g.as_of, g.k, g.b, t.event
+            FROM usage_edges g CROSS JOIN (SELECT unnest([{tracked_sql}]) AS event) t
+        ),
+        looked AS (
+            SELECT g.account_id, g.as_of, g.k, g.event, coalesce(c.cq, 0) AS cq
+            FROM edges g ASOF LEFT JOIN event_cum c
+              ON c.account_id = g.account_id AND c.event = g.event AND g.b > c.day
+        )
+        SELECT account_id, as_of, event,
+            max(cq) FILTER (WHERE k = 0) - max(cq) FILTER (WHERE k = 28) AS q,
+            max(cq) FILTER (WHERE k = 28) - max(cq) FILTER (WHERE k = 56) AS q_prev
+        FROM looked GROUP BY ALL
+        HAVING max(cq) FILTER (WHERE k = 0) - max(cq) FILTER (WHERE k = 56) > 0
+        """
+    )
 
 
 def build_features(
@@ -218,6 +316,7 @@ def build_features(
         f'CAST(({f.sql}) AS {"VARCHAR" if f.kind == "categorical" else "DOUBLE"}) AS "{f.name}"'
         for f in features.features
     )
+    prepare_usage(con, features)
     base = f"({base_sql(features, has_tickets, has_nps)})"
     for f in features.features:
         try:
