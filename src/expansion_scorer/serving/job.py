@@ -173,19 +173,73 @@ def score_frame(
     if frame.empty:
         return Scored(pd.DataFrame(columns=columns), pd.DataFrame(), excluded, frame)
 
+    scores, drivers, order = score_features(
+        frame, model, feature_set, serving, model_version, as_of
+    )
+    return Scored(scores, drivers, excluded, frame.iloc[order].reset_index(drop=True))
+
+
+CHUNK_ROWS = 100_000
+"""Accounts scored and explained at a time: bounds the SHAP matrix and the model matrix."""
+
+
+def _score_chunk(
+    frame: pd.DataFrame,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    explain: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     p = model.predict_proba(frame)
-    contrib = contributions(model, frame)
-    points = family_points(contrib, feature_set, p, _delivered_base(model, contrib.base_logit))
-    scores = pd.concat(
-        [
-            frame[["account_id", "account_name", "csm_owner"]],
+    if explain:
+        contrib = contributions(model, frame)
+        base = _delivered_base(model, contrib.base_logit)
+        points = family_points(contrib, feature_set, p, base)
+        said = [
             reasons(frame, contrib, points, feature_set, serving.reasons),
             motions(frame, points, serving),
-            readiness(frame, serving),
-        ],
+        ]
+    else:
+        points = pd.DataFrame(index=frame.index)
+        blank = {f"reason_{k + 1}": "" for k in range(serving.reasons)}
+        said = [
+            pd.DataFrame(
+                {**blank, "reason_against": "", "motion_key": "", "motion": "",
+                 "talking_points": [[] for _ in range(len(frame))]},
+                index=frame.index,
+            )
+        ]  # fmt: skip
+    scores = pd.concat(
+        [frame[["account_id", "account_name", "csm_owner"]], *said, readiness(frame, serving)],
         axis=1,
     )
     scores["score"] = p
+    return scores, points
+
+
+def score_features(
+    frame: pd.DataFrame,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    model_version: str,
+    as_of: date,
+    explain: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Score (and explain) a feature frame chunk by chunk, then rank it.
+
+    Returns the ranked scores, the family impacts in the same order (empty without
+    explanations) and the rank order as row positions of `frame`.
+    """
+    pieces = [
+        _score_chunk(frame.iloc[i : i + chunk_rows], model, feature_set, serving, explain)
+        for i in range(0, len(frame), chunk_rows)
+    ]
+    scores = pd.concat([s for s, _ in pieces])
+    points = pd.concat([p for _, p in pieces])
+    del pieces
+    p = scores["score"].to_numpy()
     scores["band"] = [band_of(v, serving.bands) for v in p]
     scores["model_version"] = model_version
     scores["as_of"] = as_of
@@ -194,16 +248,17 @@ def score_frame(
     }
     scores["_band"] = scores["band"].map(band_order).fillna(len(band_order))
     scores["_ready"] = (scores["readiness"] != "ready").astype(int)
+    scores = scores.reset_index(drop=True)
     order = scores.sort_values(
         ["_band", "_ready", "score", "account_id"],
         ascending=[True, True, False, True],
         kind="stable",
-    ).index
-    scores = scores.loc[order].reset_index(drop=True)
+    ).index.to_numpy()
+    scores = scores.iloc[order].reset_index(drop=True)
     scores["rank"] = np.arange(1, len(scores) + 1)
-    drivers = points.loc[order].reset_index(drop=True).round(2)
+    drivers = points.reset_index(drop=True).iloc[order].reset_index(drop=True).round(2)
     drivers.insert(0, "account_id", scores["account_id"])
-    return Scored(scores, drivers, excluded, frame.loc[order].reset_index(drop=True))
+    return scores, drivers, order
 
 
 def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
@@ -348,14 +403,14 @@ def _weekly_drift(
     serving: ServingConfig,
     scored: Scored,
 ) -> tuple[dict[str, object], list[str]]:
-    """PSI of this run against the model's training months (cached per model under
-    `reference/`), for the manifest, and a warning line when something drifted."""
+    """PSI of this run against the model's training months (cached per model as
+    `reference-<model>.json`), for the manifest, and a warning line when something drifted."""
     record = model_record(version)
     if record is None or scored.features.empty:
         return {"checked": False, "why": "no training window recorded for this model"}, []
     cfg = serving.monitor
     usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
-    name = f"reference/{_slug(version)}.json"
+    name = f"reference-{_slug(version)}.json"
     ref = load_reference(out_dir / name, usable, cfg)
     if ref is None:
         ref = reference(world, model, feature_set, record.fit_dates, cfg)
