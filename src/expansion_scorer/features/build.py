@@ -203,24 +203,17 @@ def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
         {*features.affinity, *(e for lim in features.plan_limits.values() for e in lim)}
     )
     tracked_sql = ", ".join(sql_str(e) for e in tracked) or "NULL"
+    # Three narrow aggregates straight from the events, instead of one wide one: the
+    # (account, user, day) set is the only large one, and it carries no event or quantity.
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE usage_days AS
-        SELECT u.account_id, CAST(u.timestamp AS DATE) AS day, u.user_id, u.event,
-               sum(u.quantity) AS q
-        FROM usage_events u WHERE {span}
-        GROUP BY ALL
-        """
-    )
-    con.execute(
-        """
         CREATE OR REPLACE TEMP TABLE usage_cum AS
-        SELECT account_id, day,
-            sum(q) OVER w AS cq, sum(inv) OVER w AS cinv
+        SELECT account_id, day, sum(q) OVER w AS cq, sum(inv) OVER w AS cinv
         FROM (
-            SELECT account_id, day, sum(q) AS q,
-                   coalesce(sum(q) FILTER (WHERE event = 'invite_user'), 0) AS inv
-            FROM usage_days GROUP BY ALL
+            SELECT u.account_id, CAST(u.timestamp AS DATE) AS day, sum(u.quantity) AS q,
+                   coalesce(sum(u.quantity) FILTER (WHERE u.event = 'invite_user'), 0) AS inv
+            FROM usage_events u WHERE {span}
+            GROUP BY ALL
         )
         WINDOW w AS (PARTITION BY account_id ORDER BY day ROWS UNBOUNDED PRECEDING)
         """
@@ -229,15 +222,19 @@ def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE event_cum AS
         SELECT account_id, event, day, sum(q) OVER w AS cq
-        FROM (SELECT account_id, event, day, sum(q) AS q FROM usage_days
-              WHERE event IN ({tracked_sql}) GROUP BY ALL)
+        FROM (
+            SELECT u.account_id, u.event, CAST(u.timestamp AS DATE) AS day, sum(u.quantity) AS q
+            FROM usage_events u WHERE {span} AND u.event IN ({tracked_sql})
+            GROUP BY ALL
+        )
         WINDOW w AS (PARTITION BY account_id, event ORDER BY day ROWS UNBOUNDED PRECEDING)
         """
     )
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE user_days AS
-        SELECT DISTINCT account_id, user_id, day FROM usage_days WHERE user_id IS NOT NULL
+        SELECT DISTINCT u.account_id, u.user_id, CAST(u.timestamp AS DATE) AS day
+        FROM usage_events u WHERE {span} AND u.user_id IS NOT NULL
         """
     )
     con.execute(_boundaries("usage_edges", (0, 28, 56)))

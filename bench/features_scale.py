@@ -1,0 +1,77 @@
+"""Benchmark: the whole point-in-time training set at scale, 52 weekly snapshots, on 2 cores.
+
+Generates (once, cached under bench/out/) a world in the data contract, then times building the
+training set exactly as `expansion train` does (eligibility, the movement ledger, every feature
+and the labels) for 52 weekly snapshot dates, with DuckDB limited to the given memory and
+spilling to disk beyond it. Reports wall time, rows per second and the process's peak memory.
+
+    .venv/bin/python bench/features_scale.py [--accounts 12000] [--months 24] [--memory 5GB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+
+from expansion_scorer.config import load_feature_set, load_training_config
+from expansion_scorer.data.loading import open_world
+from expansion_scorer.data.synthetic import generate_world
+from expansion_scorer.features.build import build_features
+from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.snapshots import build_entities, data_span, labels
+
+OUT = Path(__file__).parent / "out" / "features_scale"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=12_000)
+    parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--snapshots", type=int, default=52)
+    parser.add_argument("--memory", default="5GB", help="DuckDB memory limit; it spills beyond")
+    args = parser.parse_args()
+
+    world_dir = OUT / f"world-{args.accounts}-{args.months}"
+    if not (world_dir / "truth.parquet").exists():
+        started = time.perf_counter()
+        counts = generate_world(world_dir, n_accounts=args.accounts, seed=1, months=args.months)
+        took = time.perf_counter() - started
+        rate = counts["usage_events"] / took / 1e6
+        print(f"generated {counts['usage_events']:,} usage events in {took:.1f} s ({rate:.2f} M/s)")
+    events = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{world_dir / 'usage_events.parquet'}')"
+    ).fetchall()[0][0]
+
+    started = time.perf_counter()
+    world = open_world(world_dir)
+    spill = OUT / "spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    world.con.execute(f"SET memory_limit = '{args.memory}'")
+    world.con.execute(f"SET temp_directory = '{spill}'")
+    _, end = data_span(world.con)
+    horizon = load_training_config().horizon_days
+    last = end - timedelta(days=horizon)
+    last -= timedelta(days=last.weekday())  # Mondays
+    dates = [last - timedelta(weeks=i) for i in range(args.snapshots)][::-1]
+    build_entities(world.con, dates)
+    build_expansions(world.con, load_feature_set())
+    frame = build_features(world.con, load_feature_set(), True, True)
+    y = labels(world.con, horizon, load_training_config().label)
+    frame = frame.merge(y, on=["account_id", "as_of"], validate="one_to_one")
+    took = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # KiB -> GiB
+
+    print(f"{events:,} usage events, {args.accounts:,} accounts, {len(dates)} weekly snapshots"
+          f" {dates[0]}..{dates[-1]}")  # fmt: skip
+    print(f"training set: {len(frame):,} rows x {frame.shape[1] - 4} features in {took:.1f} s"
+          f" ({events / took / 1e6:.2f} M events/s); peak memory {peak:.2f} GiB"
+          f" (DuckDB limit {args.memory})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
