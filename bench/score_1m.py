@@ -1,0 +1,129 @@
+"""Benchmark: score (and explain) 1,000,000 accounts as of one date on 2 cores, in chunks.
+
+Trains a champion on a generated world through the CLI (once; kept under bench/out/score_1m),
+then draws a 1,000,000-account feature frame from that world's snapshots (bootstrap rows under
+new account ids, names and CSMs, so values are realistic) and writes it to Parquet. Each mode
+then runs in a fresh process, so its peak memory is its own: it reads the frame, loads the
+model and runs `score_features` (predict, and with explanations TreeSHAP, family points,
+reasons, motion and talking points; readiness and ranking in both), chunk by chunk.
+Feature computation is not part of this step.
+
+    .venv/bin/python bench/score_1m.py [--accounts 1000000] [--chunk-rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+OUT = Path(__file__).parent / "out" / "score_1m"
+MODEL = "models:/expansion-propensity@champion"
+AS_OF = date(2025, 6, 1)
+
+
+def prepare(accounts: int, world_accounts: int) -> Path:
+    from expansion_scorer.config import load_feature_set, load_training_config
+    from expansion_scorer.data.loading import open_world
+    from expansion_scorer.data.synthetic import generate_world
+    from expansion_scorer.jobs import training_frame
+
+    world = OUT / "world"
+    if not (world / "truth.parquet").exists():
+        generate_world(world, n_accounts=world_accounts, seed=5, months=30)
+    if not (OUT / "mlruns" / "mlflow.db").exists():
+        (OUT / "mlruns").mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "expansion_scorer", "train", str(world)], check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    path = OUT / f"frame-{accounts}.parquet"
+    if not path.exists():
+        snapshots = training_frame(
+            open_world(world), load_feature_set(), load_training_config(), None
+        )
+        names = pd.read_parquet(world / "accounts.parquet")
+        rng = np.random.default_rng(0)
+        frame = snapshots.iloc[rng.integers(0, len(snapshots), accounts)].reset_index(drop=True)
+        frame["account_id"] = [f"B{i:07d}" for i in range(accounts)]
+        picked = names.iloc[rng.integers(0, len(names), accounts)]
+        frame["account_name"] = picked["account_name"].to_numpy()
+        frame["csm_owner"] = picked["csm_owner"].to_numpy()
+        frame.drop(columns=["label", "expansion_arr"], errors="ignore").to_parquet(path)
+    return path
+
+
+def measure(path: Path, explain: bool, chunk_rows: int) -> dict[str, float]:
+    from expansion_scorer.config import load_feature_set, load_serving_config
+    from expansion_scorer.serving.job import load_model, score_features
+
+    started = time.perf_counter()
+    frame = pd.read_parquet(path)
+    model, version = load_model(MODEL)
+    loaded = time.perf_counter()
+    scores, _drivers, _ = score_features(
+        frame, model, load_feature_set(), load_serving_config(), version, AS_OF,
+        explain=explain, chunk_rows=chunk_rows,
+    )  # fmt: skip
+    done = time.perf_counter()
+    assert len(scores) == len(frame)
+    return {
+        "accounts": len(frame),
+        "load_seconds": loaded - started,
+        "score_seconds": done - loaded,
+        "accounts_per_second": len(frame) / (done - loaded),
+        "peak_rss_gb": peak_rss_gb(),
+    }
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory. Not ru_maxrss: Linux carries that across exec, so a
+    child would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--world-accounts", type=int, default=2_000)
+    parser.add_argument("--chunk-rows", type=int, default=100_000)
+    parser.add_argument("--measure", choices=["explain", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--frame", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{OUT / 'mlruns' / 'mlflow.db'}"
+    if args.measure:
+        result = measure(args.frame, args.measure == "explain", args.chunk_rows)
+        print(json.dumps(result))
+        return
+
+    path = prepare(args.accounts, args.world_accounts)
+    print(f"{args.accounts:,} accounts, chunks of {args.chunk_rows:,}, {os.cpu_count()} cores")
+    for mode in ("plain", "explain"):
+        child = subprocess.run(
+            [sys.executable, __file__, "--measure", mode, "--frame", str(path),
+             "--chunk-rows", str(args.chunk_rows)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        r = json.loads(child.stdout.strip().splitlines()[-1])
+        label = "score and explain" if mode == "explain" else "score only (no explanations)"
+        print(
+            f"  {label:<30} {r['score_seconds']:8.1f} s  {r['accounts_per_second']:9,.0f}"
+            f" accounts/s  peak memory {r['peak_rss_gb']:.2f} GB"
+            f"  (reading the frame and the model: {r['load_seconds']:.1f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
