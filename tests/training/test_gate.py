@@ -31,7 +31,7 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
     world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     features = load_feature_set()
-    good = small_config()
+    good = small_config(gate=small_config().gate.model_copy(update={"folds": 1}))
     # A stump: one split of one tree, the weakest model LightGBM can make.
     weak = good.model_copy(
         update={"lightgbm": good.lightgbm.model_copy(update={"n_estimators": 1, "num_leaves": 2})}

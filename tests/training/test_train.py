@@ -20,6 +20,7 @@ SMALL = """
 test_months: 4
 backtest: {folds: 2, calibration_months: 2}
 capacity: {accounts_per_csm_per_week: 4, csms: 5}
+lightgbm: {learning_rate: 0.1, n_estimators: 300}
 """
 
 
@@ -32,6 +33,10 @@ def small_config(**update: object) -> TrainingConfig:
             ),
             "capacity": load_training_config().capacity.model_copy(
                 update={"accounts_per_csm_per_week": 4}
+            ),
+            # A faster learning rate: fewer boosting rounds keep the suite within its budget.
+            "lightgbm": load_training_config().lightgbm.model_copy(
+                update={"learning_rate": 0.1, "n_estimators": 300}
             ),
         }
     )
