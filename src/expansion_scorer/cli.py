@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--out", type=Path, default=Path("metrics-out"))
     met.add_argument("--features", type=Path, help="feature definitions YAML (plan order)")
 
+    retail = sub.add_parser(
+        "online-retail",
+        help="recipe: map the UCI Online Retail invoices into the contract, train, compare, score",
+    )
+    retail.add_argument(
+        "--source", type=Path, default=Path("../shared/data/online-retail/online_retail.parquet")
+    )
+    retail.add_argument("--out", type=Path, default=Path("online-retail-out"))
+
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     demo.add_argument("--accounts", type=_positive, default=1000)
@@ -306,6 +315,21 @@ def _metrics(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
+def _online_retail(args: argparse.Namespace) -> None:
+    from expansion_scorer.recipes import online_retail_job
+
+    result = online_retail_job(args.source, args.out)
+    print(
+        ", ".join(f"{name} {n:,}" for name, n in result.counts.items()) + f" in {args.out / 'data'}"
+    )
+    _print_training(result.training)
+    print("model against a recency/frequency/monetary logistic regression, same folds and rows:")
+    print(result.comparison.to_string(index=False))
+    print(f"scored as of {result.as_of}:")
+    for path in result.files:
+        print(f"  {path}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from expansion_scorer.config import (
         load_feature_set,
@@ -351,6 +375,7 @@ COMMANDS = {
     "promote": _promote,
     "score": _score,
     "metrics": _metrics,
+    "online-retail": _online_retail,
     "demo": _demo,
     "monitor": _monitor,
 }

@@ -194,9 +194,6 @@ class MonitorConfig(_Strict):
     skip_families: list[str] = Field(default_factory=lambda: ["calendar"])
     """Feature families left out of drift: a week holds one month, so the calendar always
     'drifts' from a year of training months."""
-    skip_families: list[str] = Field(default_factory=lambda: ["calendar"])
-    """Feature families left out of drift: a week holds one month, so the calendar always
-    'drifts' from a year of training months."""
 
 
 class ServingConfig(_Strict):

@@ -73,7 +73,7 @@ def training_frame(
     features = build_features(
         world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
     )
-    y = labels(world.con, cfg.horizon_days)
+    y = labels(world.con, cfg.horizon_days, cfg.label)
     return features.merge(y, on=["account_id", "as_of"], how="inner", validate="one_to_one")
 
 
