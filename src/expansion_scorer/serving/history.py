@@ -29,6 +29,10 @@ TABLES = {
     " value DOUBLE",
 }
 STAGED = {name: f"history/{name}.parquet" for name in TABLES}
+"""Staged as written by the run: `scores` as rows, `drivers` and `features` wide (one column
+per family or feature), unpivoted by DuckDB on the way in, which keeps a million-account week
+out of a pandas melt."""
+WIDE = {"drivers": ("family", "points"), "features": ("feature", "value")}
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -59,9 +63,17 @@ def apply_stage(history: Path) -> Callable[[Path], None]:
                         [as_of, version],
                     )
                 columns = ", ".join(c.split()[0] for c in TABLES[name].split(","))
-                con.execute(
-                    f"INSERT INTO {name} SELECT {columns} FROM read_parquet(?)", [str(stage / rel)]
-                )
+                source = f"read_parquet({sql_str(str(stage / rel))})"
+                if name in WIDE:
+                    names = con.execute(f"SELECT * FROM {source} LIMIT 0").fetchdf().columns
+                    if len(names) <= 3:  # nothing scored: keys only
+                        continue
+                    key, value = WIDE[name]
+                    source = (
+                        f"{source} UNPIVOT INCLUDE NULLS ({value} FOR {key} IN"
+                        " (COLUMNS(* EXCLUDE (as_of, model_version, account_id))))"
+                    )
+                con.execute(f"INSERT INTO {name} SELECT {columns} FROM {source}")
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
@@ -129,13 +141,16 @@ def read_past(history: Path, as_of: date, model_version: str, cooldown_weeks: in
 def _wide(
     con: duckdb.DuckDBPyConnection, table: str, key: str, value: str, where: list[object]
 ) -> pd.DataFrame:
-    long = con.execute(
-        f"SELECT account_id, {key}, {value} FROM {table} WHERE as_of = ? AND model_version = ?",
-        where,
-    ).df()
-    if long.empty:
+    """One run's rows of a long table as account_id plus one column per key, pivoted by DuckDB."""
+    as_of, version = where
+    rows = f"{table} WHERE as_of = DATE '{as_of}' AND model_version = {sql_str(str(version))}"
+    found = con.execute(f"SELECT count(*) FROM {rows}").fetchone()
+    if not found or not found[0]:
         return pd.DataFrame(columns=["account_id"])
-    return long.pivot(index="account_id", columns=key, values=value).reset_index()
+    return con.execute(
+        f"PIVOT (SELECT account_id, {key}, {value} FROM {rows}) ON {key}"
+        f" USING first({value}) GROUP BY account_id ORDER BY account_id"
+    ).df()
 
 
 def read_runs(history: Path) -> pd.DataFrame:
@@ -163,12 +178,13 @@ def read_features(history: Path, as_of: date, model_version: str) -> pd.DataFram
         con.close()
 
 
-def long_frame(
-    wide: pd.DataFrame, as_of: date, model_version: str, key: str, value: str
-) -> pd.DataFrame:
-    """A wide (account_id, columns...) frame as history rows."""
-    long = wide.melt(id_vars="account_id", var_name=key, value_name=value)
-    long.insert(0, "model_version", model_version)
-    long.insert(0, "as_of", pd.Timestamp(as_of).date())
-    long[value] = pd.to_numeric(long[value], errors="coerce").astype("float64")
-    return long.sort_values(["account_id", key], kind="stable").reset_index(drop=True)
+def keyed(wide: pd.DataFrame, as_of: date, model_version: str) -> pd.DataFrame:
+    """A wide (account_id, columns...) frame with the history keys, values as float64."""
+    if "account_id" not in wide.columns:  # nothing scored
+        wide = pd.DataFrame({"account_id": pd.Series(dtype="str")})
+    values = wide.drop(columns="account_id").apply(pd.to_numeric, errors="coerce")
+    out = values.astype("float64")
+    out.insert(0, "account_id", wide["account_id"].to_numpy())
+    out.insert(0, "model_version", model_version)
+    out.insert(0, "as_of", pd.Timestamp(as_of).date())
+    return out

@@ -34,7 +34,7 @@ from expansion_scorer.serving.history import (
     HISTORY_FILE,
     STAGED,
     apply_stage,
-    long_frame,
+    keyed,
     read_features,
     read_past,
     read_runs,
@@ -514,12 +514,8 @@ def _history_rows(
     features = scored.features[["account_id", *numeric]]
     return {
         STAGED["scores"]: parquet_writer(rows),
-        STAGED["drivers"]: parquet_writer(
-            long_frame(scored.drivers, as_of, version, "family", "points")
-        ),
-        STAGED["features"]: parquet_writer(
-            long_frame(features, as_of, version, "feature", "value")
-        ),
+        STAGED["drivers"]: parquet_writer(keyed(scored.drivers, as_of, version)),
+        STAGED["features"]: parquet_writer(keyed(features, as_of, version)),
     }
 
 
