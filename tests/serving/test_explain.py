@@ -112,7 +112,7 @@ def test_readiness_names_every_reason_to_wait_in_the_accounts_numbers() -> None:
     [
         ("seats", "Add seats", "48 people used the product in the last 28 days on 50 seats"),
         ("plan", "Upgrade plan", "92% of what the team plan includes"),
-        ("whitespace", "Cross-sell Analytics", "reports exported 310 times in 28 days"),
+        ("whitespace", "Cross-sell Analytics", "310 reports exported in 28 days"),
     ],
 )
 def test_motion_follows_the_strongest_families(family: str, motion: str, phrase: str) -> None:
