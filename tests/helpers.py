@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -105,4 +106,21 @@ def rewrite_future(src: Path, dst: Path, as_of: str, mode: str) -> Path:
                 future[col] = (pd.to_datetime(future[col]) + shift).astype(frame[col].dtype)
             past = pd.concat([past, future], ignore_index=True)
         past.to_parquet(dst / f"{name}.parquet", index=False)
+    return dst
+
+
+HOSTILE_NAMES = (
+    "<script>alert(1)</script>",
+    '=HYPERLINK("http://x","y")',
+    "<img src=x onerror=alert(2)>",
+)
+
+
+def with_hostile_names(src: Path, dst: Path) -> Path:
+    """A copy of a world whose first accounts are named to inject script or spreadsheet formulas."""
+    shutil.copytree(src, dst)
+    accounts = pd.read_parquet(dst / "accounts.parquet")
+    for i, name in enumerate(HOSTILE_NAMES):
+        accounts.loc[i, "account_name"] = name
+    accounts.to_parquet(dst / "accounts.parquet", index=False)
     return dst

@@ -7,10 +7,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, with_hostile_names
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -42,13 +41,7 @@ def browser() -> Iterator[object]:
 def report(
     world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> Path:
-    data = tmp_path / "data"
-    shutil.copytree(world_dir, data)
-    accounts = pd.read_parquet(data / "accounts.parquet")
-    accounts.loc[0, "account_name"] = "<script>alert(1)</script>"
-    accounts.loc[1, "account_name"] = '=HYPERLINK("http://x","y")'
-    accounts.loc[2, "account_name"] = "<img src=x onerror=alert(2)>"
-    accounts.to_parquet(data / "accounts.parquet", index=False)
+    data = with_hostile_names(world_dir, tmp_path / "data")
     code, _, err = run_cli(
         ["score", str(data), "--as-of", "2024-09-01", "--out", str(tmp_path / "out")], capsys
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import rewrite_future, run_cli
+from tests.helpers import rewrite_future, run_cli, with_hostile_names
 
 AS_OF = "2024-09-01"
 
@@ -74,12 +73,7 @@ def test_scores_as_of_t_do_not_depend_on_data_dated_after_t(
 def test_names_cannot_inject_script_or_formulas(
     world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = tmp_path / "data"
-    shutil.copytree(world_dir, data)
-    accounts = pd.read_parquet(data / "accounts.parquet")
-    accounts.loc[0, "account_name"] = "<script>alert(1)</script>"
-    accounts.loc[1, "account_name"] = '=HYPERLINK("http://x","y")'
-    accounts.to_parquet(data / "accounts.parquet", index=False)
+    data = with_hostile_names(world_dir, tmp_path / "data")
 
     _score(data, tmp_path / "out", capsys)
 
