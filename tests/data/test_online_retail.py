@@ -136,3 +136,13 @@ def test_recipe_on_real_customers_beats_rfm(
     assert "RFM logistic regression" in out
     scores = pd.read_csv(tmp_path / "r" / "scores" / "scores.csv")
     assert len(scores) > 100 and scores["reason_1"].head(20).notna().all()
+
+
+def test_metrics_on_billed_revenue_says_what_it_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(
+        ["metrics", str(_billed(tmp_path)), "--out", str(tmp_path / "m")], capsys
+    )
+    assert code == 2 and "NRR is computed from subscriptions" in err
+    assert not (tmp_path / "m").exists()

@@ -30,6 +30,11 @@ def metrics_job(
         raise UserError(f"--by {by}: not a grouping column; use one of {', '.join(GROUPABLE)}")
     world = open_world(data_dir)
     validate(world)
+    if world.consumption:
+        raise UserError(
+            f"{data_dir}: NRR is computed from subscriptions (contract ARR), and this directory"
+            " has a revenue table instead; export subscriptions to measure NRR"
+        )
     row = world.con.execute("SELECT min(start_date) FROM subscriptions").fetchone()
     assert row is not None and row[0] is not None  # validation: subscriptions is not empty
     first = row[0]
