@@ -84,6 +84,20 @@ def require_both_outcomes(part: pd.DataFrame, what: str, fix: str) -> None:
     raise UserError(f"{what} ({span}, {len(part)} snapshots) holds {outcome}; {fix}")
 
 
+def train_early_stopped(
+    params: LightGBMParams, train_set: lgb.Dataset, valid_set: lgb.Dataset, cfg: TrainingConfig
+) -> lgb.Booster:
+    """LightGBM up to `params.n_estimators` rounds, stopped early on `valid_set`'s log loss."""
+    return lgb.train(
+        lgb_params(params, cfg.seed),
+        train_set,
+        num_boost_round=params.n_estimators,
+        valid_sets=[valid_set],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(cfg.tuning.early_stopping_rounds, verbose=False)],
+    )
+
+
 def fit_booster(
     fit: pd.DataFrame,
     valid: pd.DataFrame,
@@ -102,14 +116,7 @@ def fit_booster(
         reference=train_set,
         params=DATASET_PARAMS,
     )
-    booster = lgb.train(
-        lgb_params(params, cfg.seed),
-        train_set,
-        num_boost_round=params.n_estimators,
-        valid_sets=[valid_set],
-        valid_names=["valid"],
-        callbacks=[lgb.early_stopping(cfg.tuning.early_stopping_rounds, verbose=False)],
-    )
+    booster = train_early_stopped(params, train_set, valid_set, cfg)
     best = booster.best_iteration or booster.current_iteration()
     # A booster holding only the kept trees: SHAP and predict then agree without arguments.
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))

@@ -16,7 +16,13 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.training.model import prepare
-from expansion_scorer.training.train import DATASET_PARAMS, Layout, lgb_params, rows_of, schema
+from expansion_scorer.training.train import (
+    DATASET_PARAMS,
+    Layout,
+    rows_of,
+    schema,
+    train_early_stopped,
+)
 
 
 def _datasets(
@@ -66,14 +72,7 @@ def tune(
         params = _suggest(trial, cfg.lightgbm)
         losses = []
         for train_set, valid_set in data:
-            booster = lgb.train(
-                lgb_params(params, cfg.seed),
-                train_set,
-                num_boost_round=params.n_estimators,
-                valid_sets=[valid_set],
-                valid_names=["valid"],
-                callbacks=[lgb.early_stopping(cfg.tuning.early_stopping_rounds, verbose=False)],
-            )
+            booster = train_early_stopped(params, train_set, valid_set, cfg)
             losses.append(booster.best_score["valid"]["binary_logloss"])
         return float(np.mean(losses))
 
