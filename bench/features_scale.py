@@ -5,7 +5,7 @@ training set exactly as `expansion train` does (eligibility, the movement ledger
 and the labels) for 52 weekly snapshot dates, with DuckDB limited to the given memory and
 spilling to disk beyond it. Reports wall time, rows per second and the process's peak memory.
 
-    .venv/bin/python bench/features_scale.py [--accounts 12000] [--months 24] [--memory 5GB]
+    .venv/bin/python bench/features_scale.py [--accounts 12000] [--months 24] [--activity 1]
 """
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=12_000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--snapshots", type=int, default=52)
+    parser.add_argument("--activity", type=float, default=1.0, help="thin the usage log")
     parser.add_argument("--memory", default="5GB", help="DuckDB memory limit; it spills beyond")
     args = parser.parse_args()
 
-    world_dir = OUT / f"world-{args.accounts}-{args.months}"
+    world_dir = OUT / f"world-{args.accounts}-{args.months}-{args.activity}"
     if not (world_dir / "truth.parquet").exists():
         started = time.perf_counter()
-        counts = generate_world(world_dir, n_accounts=args.accounts, seed=1, months=args.months)
+        counts = generate_world(
+            world_dir, n_accounts=args.accounts, seed=1, months=args.months, activity=args.activity
+        )
         took = time.perf_counter() - started
         rate = counts["usage_events"] / took / 1e6
         print(f"generated {counts['usage_events']:,} usage events in {took:.1f} s ({rate:.2f} M/s)")

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--months", type=_positive, default=30)
     gen.add_argument("--start", type=_date, default=date(2023, 1, 1))
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--activity", type=float, default=1.0, help="(0, 1]: thin the usage log for big worlds"
+    )
 
     val = sub.add_parser("validate", help="check a data directory against the contract")
     val.add_argument("data_dir", type=Path)
@@ -120,8 +123,15 @@ def _generate(args: argparse.Namespace) -> None:
     from expansion_scorer.data.synthetic import generate_world
 
     started = time.perf_counter()
+    if not 0 < args.activity <= 1:
+        raise UserError(f"--activity {args.activity}: use a number above 0 and at most 1")
     counts = generate_world(
-        args.out, n_accounts=args.accounts, seed=args.seed, start=args.start, months=args.months
+        args.out,
+        n_accounts=args.accounts,
+        seed=args.seed,
+        start=args.start,
+        months=args.months,
+        activity=args.activity,
     )
     took = time.perf_counter() - started
     summary = ", ".join(f"{name} {n:,}" for name, n in counts.items())

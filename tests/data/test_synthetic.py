@@ -415,3 +415,15 @@ def test_report_exports_point_to_analytics_purchases(large):
 def test_start_must_be_a_month_start(tmp_path):
     with pytest.raises(ValueError, match="first day of a month"):
         generate_world(tmp_path, n_accounts=5, start=date(2023, 1, 15), months=2)
+
+
+def test_activity_thins_usage_and_changes_nothing_else(tmp_path: Path) -> None:
+    counts = {}
+    for activity in (1.0, 0.3):
+        out = tmp_path / str(activity)
+        counts[activity] = generate_world(out, n_accounts=60, seed=4, months=6, activity=activity)
+    full, thin = tmp_path / "1.0", tmp_path / "0.3"
+    for name in ("accounts", "subscriptions", "support_tickets", "nps_responses", "truth"):
+        assert (full / f"{name}.parquet").read_bytes() == (thin / f"{name}.parquet").read_bytes()
+    ratio = counts[0.3]["usage_events"] / counts[1.0]["usage_events"]
+    assert 0.2 < ratio < 0.4

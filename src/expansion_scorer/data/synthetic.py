@@ -597,7 +597,12 @@ def _ragged(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _usage_month(
-    rng: np.random.Generator, m_start: int, ent: State, ids: pa.Array, salt: int
+    rng: np.random.Generator,
+    m_start: int,
+    ent: State,
+    ids: pa.Array,
+    salt: int,
+    activity: float = 1.0,
 ) -> pa.Table:
     """One row per (user, active day, event) of the month for the given entities, vectorised.
 
@@ -609,7 +614,7 @@ def _usage_month(
     cand_user, offset = _ragged((ent["hi"] - ent["lo"])[user_ent])
     day = ent["lo"][user_ent][cand_user] + offset
     weekday = np.asarray(WEEKDAY)[(m_start + day + 3) % 7]  # day 0 was a Thursday
-    on = rng.random(len(day)) < p_user[cand_user] * weekday
+    on = rng.random(len(day)) < p_user[cand_user] * weekday * activity
     ud_user, ud_day = cand_user[on], day[on]
     ud_ent = user_ent[ud_user]
     prob = ent["prob"][ud_ent]
@@ -799,19 +804,25 @@ def generate_world(
     seed: int = 0,
     start: date = date(2023, 1, 1),
     months: int = 30,
+    activity: float = 1.0,
 ) -> dict[str, int]:
     """Write the contract tables and truth.parquet of a simulated world; return row counts.
 
-    The same arguments give byte-identical files.
+    The same arguments give byte-identical files. `activity` (0 to 1] thins how often users show
+    up in the usage log, for large worlds of a given event volume; it changes no contract,
+    ticket, NPS or truth row, since usage only reports the latent state.
     """
     if start.day != 1:
         raise ValueError(f"start {start} must be the first day of a month")
+    if not 0 < activity <= 1:
+        raise ValueError(f"activity ({activity}) must be in (0, 1]")
     if n_accounts < 1 or months < 1:
         raise ValueError(f"n_accounts ({n_accounts}) and months ({months}) must be at least 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     truth_rng = np.random.default_rng([seed, 0x7472757468])  # its own stream: "truth"
+    usage_rng = np.random.default_rng([seed, 0x7573616765])  # and usage its own: "usage"
     ms, cal0 = _month_starts(start, months)
     acc = _draw_accounts(rng, n_accounts, ms)
     st = _initial_state(acc, rng)
@@ -855,8 +866,8 @@ def generate_world(
                 f_ent["hi"] = f_ent["days"] = np.full(len(f_pick), days)
                 table = pa.concat_tables(
                     [
-                        _usage_month(rng, m_start, ent, ids, salt),
-                        _usage_month(rng, m_start, f_ent, free_ids, salt),
+                        _usage_month(usage_rng, m_start, ent, ids, salt, activity),
+                        _usage_month(usage_rng, m_start, f_ent, free_ids, salt, activity),
                     ]
                 )
                 if pending is not None:
