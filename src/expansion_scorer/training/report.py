@@ -141,14 +141,11 @@ def shap_summary(
     model: PropensityModel, frame: pd.DataFrame, path: Path, seed: int, top: int = 20
 ) -> Path:
     """Each feature's SHAP values on a sample, coloured by the feature's value (a beeswarm)."""
-    import shap
+    from expansion_scorer.serving.explain import contributions
 
     sample = frame.sample(min(len(frame), 2000), random_state=seed)
     matrix = model.matrix(sample)
-    values = shap.TreeExplainer(model.booster).shap_values(matrix)
-    if isinstance(values, list):  # older shap: one array per class
-        values = values[-1]
-    values = np.asarray(values)
+    values = contributions(model, sample).values.to_numpy()
     order = np.argsort(np.abs(values).mean(axis=0))[-top:]
     rng = np.random.default_rng(seed)
     fig = Figure(figsize=(8, 0.35 * len(order) + 1.5))

@@ -84,6 +84,25 @@ def require_both_outcomes(part: pd.DataFrame, what: str, fix: str) -> None:
     raise UserError(f"{what} ({span}, {len(part)} snapshots) holds {outcome}; {fix}")
 
 
+def datasets(
+    fit: pd.DataFrame, valid: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]]
+) -> tuple[lgb.Dataset, lgb.Dataset]:
+    """Binned training and validation sets (validation on the training bins), ready to reuse."""
+    train_set = lgb.Dataset(
+        prepare(fit, numeric, categories),
+        label=fit["label"].to_numpy(),
+        params=DATASET_PARAMS,
+        free_raw_data=False,
+    ).construct()
+    valid_set = lgb.Dataset(
+        prepare(valid, numeric, categories),
+        label=valid["label"].to_numpy(),
+        reference=train_set,
+        params=DATASET_PARAMS,
+    ).construct()
+    return train_set, valid_set
+
+
 def train_early_stopped(
     params: LightGBMParams, train_set: lgb.Dataset, valid_set: lgb.Dataset, cfg: TrainingConfig
 ) -> lgb.Booster:
@@ -107,15 +126,7 @@ def fit_booster(
     cfg: TrainingConfig,
 ) -> lgb.Booster:
     """LightGBM on `fit`, stopped early on `valid`, cut to its best iteration."""
-    train_set = lgb.Dataset(
-        prepare(fit, numeric, categories), label=fit["label"].to_numpy(), params=DATASET_PARAMS
-    )
-    valid_set = lgb.Dataset(
-        prepare(valid, numeric, categories),
-        label=valid["label"].to_numpy(),
-        reference=train_set,
-        params=DATASET_PARAMS,
-    )
+    train_set, valid_set = datasets(fit, valid, numeric, categories)
     booster = train_early_stopped(params, train_set, valid_set, cfg)
     best = booster.best_iteration or booster.current_iteration()
     # A booster holding only the kept trees: SHAP and predict then agree without arguments.

@@ -15,10 +15,9 @@ import optuna
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
-from expansion_scorer.training.model import prepare
 from expansion_scorer.training.train import (
-    DATASET_PARAMS,
     Layout,
+    datasets,
     rows_of,
     schema,
     train_early_stopped,
@@ -33,18 +32,7 @@ def _datasets(
     for fold in folds:
         fit, valid = rows_of(frame, fold.fit_dates), rows_of(frame, fold.calib_dates)
         numeric, categories = schema(feature_set, pd.concat([fit, valid]))
-        train_set = lgb.Dataset(
-            prepare(fit, numeric, categories),
-            label=fit["label"].to_numpy(),
-            params=DATASET_PARAMS,
-            free_raw_data=False,
-        ).construct()
-        valid_set = lgb.Dataset(
-            prepare(valid, numeric, categories),
-            label=valid["label"].to_numpy(),
-            reference=train_set,
-            params=DATASET_PARAMS,
-        ).construct()
+        train_set, valid_set = datasets(fit, valid, numeric, categories)
         out.append((train_set, valid_set))
     return out
 
