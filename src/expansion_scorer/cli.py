@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a data directory against the contract")
     val.add_argument("data_dir", type=Path)
+    val.add_argument(
+        "--features", type=Path, help="feature definitions whose event catalogue to check against"
+    )
 
     tr = sub.add_parser(
         "train", help="backtest against baselines, log to MLflow, register the model"
@@ -139,10 +142,12 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_feature_set
     from expansion_scorer.data.loading import open_world
     from expansion_scorer.data.validation import validate
 
-    report = validate(open_world(args.data_dir))
+    catalogue = load_feature_set(args.features).events
+    report = validate(open_world(args.data_dir), catalogue)
     for name, n in report.row_counts.items():
         print(f"{name}: {n:,} rows")
     for warning in report.warnings:

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from expansion_scorer.errors import UserError
 
@@ -22,15 +29,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class UsageWindow(_Strict):
+    """An aggregate of usage events dated in [as_of - offset - days, as_of - offset)."""
+
+    days: int = Field(gt=0)
+    offset: int = Field(default=0, ge=0)
+    """How far before as_of the window ends: 90 reads the same window a quarter ago."""
+    measure: Literal["sum", "count", "users", "events", "days", "user_days"] = "sum"
+    """sum of quantity, count of rows, distinct users, distinct event names, distinct days with
+    any use, distinct (user, day) pairs."""
+    event: list[str] | None = None
+    """Only these events count; absent, every event does."""
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
 class FeatureDef(_Strict):
-    """One model input: a SQL expression over the per-(account, as_of) base aggregates."""
+    """One model input: a SQL expression over the per-(account, as_of) base aggregates.
+
+    A feature with a `window` is that usage aggregate, available to every `sql` under the
+    feature's name; its own `sql` may transform it and defaults to the name.
+    """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     family: str
     description: str
     kind: Literal["numeric", "categorical"] = "numeric"
-    sql: str
+    window: UsageWindow | None = None
+    sql: str = ""
     reason: str | None = None
+
+    @model_validator(mode="after")
+    def _sql_or_window(self) -> FeatureDef:
+        if not self.sql and self.window is None:
+            raise ValueError("needs sql, or a window")
+        if not self.sql:
+            object.__setattr__(self, "sql", self.name)
+        return self
 
 
 class FeatureSet(_Strict):
@@ -39,6 +77,11 @@ class FeatureSet(_Strict):
     """Event name -> the product whose need that event signals."""
     plan_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Plan -> event -> monthly quantity included in the plan."""
+    events: list[str] = Field(default_factory=list)
+    """The event catalogue. Events outside it are counted by `expansion validate`; its size is
+    the base column `catalogue_size`, for shares of the catalogue used."""
+    windows: dict[str, UsageWindow] = Field(default_factory=dict)
+    """Usage aggregates that are not model inputs themselves, read by features' `sql`."""
     features: list[FeatureDef]
 
     @model_validator(mode="after")
@@ -47,7 +90,16 @@ class FeatureSet(_Strict):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"feature names must be unique; repeated: {', '.join(duplicated)}")
+        clash = sorted(set(self.windows) & {f.name for f in self.features if f.window})
+        if clash:
+            raise ValueError(f"a window and a windowed feature share a name: {', '.join(clash)}")
         return self
+
+    @property
+    def usage_windows(self) -> dict[str, UsageWindow]:
+        """Every usage aggregate to compute, by the base column it becomes."""
+        own = {f.name: f.window for f in self.features if f.window is not None}
+        return {**self.windows, **own}
 
 
 class LightGBMParams(_Strict):
@@ -256,12 +308,31 @@ def _parse(model: type[M], raw: object, where: str) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise UserError(f"config {where}: {loc}: {first['msg']}") from None
+        parts = [str(p) for p in first["loc"]]
+        # name the feature, not its position: "features.7.window.days" -> "feature x: window.days"
+        if (
+            len(parts) >= 2
+            and parts[0] == "features"
+            and parts[1].isdigit()
+            and isinstance(raw, dict)
+        ):
+            entries = raw.get("features") or []
+            entry = entries[int(parts[1])] if int(parts[1]) < len(entries) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            parts = [f"feature {name or '#' + str(int(parts[1]) + 1)}", *parts[2:]]
+        loc = ".".join(parts) or "(top level)"
+        msg = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"config {where}: {loc}: {msg}") from None
 
 
 def load_feature_set(path: Path | None = None) -> FeatureSet:
-    return _parse(FeatureSet, _read_yaml(path, "features.yaml"), str(path or "features.yaml"))
+    """Parse the definitions, then check every feature's SQL binds against the base columns."""
+    from expansion_scorer.features.build import check_definitions
+
+    where = str(path or "features.yaml")
+    features = _parse(FeatureSet, _read_yaml(path, "features.yaml"), where)
+    check_definitions(features, where)
+    return features
 
 
 def load_training_config(path: Path | None = None) -> TrainingConfig:

@@ -32,9 +32,13 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
 ) -> None:
     features = load_feature_set()
     good = small_config(gate=small_config().gate.model_copy(update={"folds": 1}))
-    # A stump: one split of one tree, the weakest model LightGBM can make.
+    # A model that may not split at all (no leaf can hold enough rows): it knows nothing.
     weak = good.model_copy(
-        update={"lightgbm": good.lightgbm.model_copy(update={"n_estimators": 1, "num_leaves": 2})}
+        update={
+            "lightgbm": good.lightgbm.model_copy(
+                update={"n_estimators": 1, "num_leaves": 2, "min_child_samples": 1_000_000}
+            )
+        }
     )
 
     # Given a weak first model, which becomes the champion

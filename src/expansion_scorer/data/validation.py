@@ -111,7 +111,9 @@ def _check_table(world: World, spec: TableSpec) -> int:
     return int(row[0])
 
 
-def validate(world: World) -> ValidationReport:
+def validate(world: World, catalogue: list[str] | None = None) -> ValidationReport:
+    """Errors stop with one line; warnings (orphan rows, future rows, and usage events outside
+    the `catalogue` of the feature definitions) are counted and returned."""
     counts: dict[str, int] = {}
     for name in TABLES:
         if world.has(name):
@@ -152,6 +154,8 @@ def validate(world: World) -> ValidationReport:
                 f"{world.files[name].name}: {found[0]} rows of {found[1]} accounts not in accounts"
                 " (free workspaces?) are left out"
             )
+    if catalogue and world.has("usage_events"):
+        warnings.extend(_unknown_events(world, catalogue))
     warnings.extend(_future_rows(world))
     world.warnings.extend(warnings)
     return ValidationReport(row_counts=counts, warnings=warnings)
@@ -179,3 +183,24 @@ def _future_rows(world: World) -> list[str]:
                 f" ({newest[0]:%Y-%m-%d}); check the export's cut-off"
             )
     return found
+
+
+def _unknown_events(world: World, catalogue: list[str]) -> list[str]:
+    """Events outside the catalogue are counted, not rejected: they still count in windows
+    over every event, and no window can ask for them by name."""
+    listed = ", ".join("'" + e.replace("'", "''") + "'" for e in catalogue)
+    rows = world.con.execute(
+        f"""
+        SELECT CAST(event AS VARCHAR) AS event, count(*) AS n FROM raw_usage_events
+        WHERE CAST(event AS VARCHAR) NOT IN ({listed}) OR event IS NULL
+        GROUP BY ALL ORDER BY n DESC, event
+        """
+    ).fetchall()
+    if not rows:
+        return []
+    total = sum(n for _, n in rows)
+    named = ", ".join(f"{e} {n:,}" for e, n in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    return [
+        f"{world.files['usage_events'].name}: {total:,} rows with {len(rows)} events outside the"
+        f" catalogue ({named}); add them to `events` in the feature definitions to use them"
+    ]

@@ -16,8 +16,6 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import plan_rank_values
 from expansion_scorer.features.snapshots import as_dates
 
-WINDOW_DAYS = 120  # the longest look-back of any usage aggregate
-
 
 def _affinity_values(features: FeatureSet) -> str:
     if not features.affinity:
@@ -66,15 +64,18 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     nps = (
         """
         SELECT e.account_id, e.as_of,
-               first(n.score ORDER BY n.responded_at DESC, n.score) AS nps_last
+               first(n.score ORDER BY n.responded_at DESC, n.score) AS nps_last,
+               -- the response before the latest, for its change
+               list(n.score ORDER BY n.responded_at DESC, n.score)[2] AS nps_prev
         FROM entities e JOIN nps_responses n ON n.account_id = e.account_id
          AND n.responded_at < e.as_of
         GROUP BY ALL
         """
         if has_nps
-        else "SELECT NULL::VARCHAR AS account_id, NULL::DATE AS as_of, NULL::DOUBLE AS nps_last"
-        " WHERE false"
+        else "SELECT NULL::VARCHAR AS account_id, NULL::DATE AS as_of, NULL::DOUBLE AS nps_last,"
+        " NULL::DOUBLE AS nps_prev WHERE false"
     )
+    windowed = "".join(f'coalesce(u."{name}", 0) AS "{name}", ' for name in features.usage_windows)
     return f"""
     WITH subs AS ({subs}),
     sub_now AS (
@@ -83,6 +84,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
             sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 91")}) AS arr_90d_ago,
             coalesce(sum(s.seats) FILTER (WHERE {open_on.format(d="s.as_of - 1")}), 0) AS seats,
             sum(s.seats) FILTER (WHERE {open_on.format(d="s.as_of - 91")}) AS seats_90d_ago,
+            sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 366")}) AS arr_365d_ago,
             count(DISTINCT s.product) FILTER (WHERE {open_on.format(d="s.as_of - 1")})
                 AS products_owned,
             max(r.rank) FILTER (WHERE {open_on.format(d="s.as_of - 1")}) AS plan_rank,
@@ -118,6 +120,12 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         FROM entities e JOIN expansions x ON x.account_id = e.account_id AND x.day < e.as_of
         GROUP BY e.account_id, e.as_of
     ),
+    contractions AS (
+        SELECT e.account_id, e.as_of, count(DISTINCT m.day) AS contractions_365d
+        FROM entities e JOIN movements m ON m.account_id = e.account_id
+         AND m.kind = 'contraction' AND m.day >= e.as_of - 365 AND m.day < e.as_of
+        GROUP BY e.account_id, e.as_of
+    ),
     billed AS (
         SELECT e.account_id, e.as_of,
             coalesce(sum(r.amount) FILTER (WHERE r.date >= e.as_of - 90), 0) AS revenue_90d,
@@ -136,16 +144,13 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         -- contracts give ARR; with usage-based pricing (a revenue table) it is the run-rate
         coalesce(n.arr_now, b.revenue_90d * 365.0 / 90, 0) AS arr_now,
         coalesce(n.arr_90d_ago, b.revenue_prev_90d * 365.0 / 90) AS arr_90d_ago,
+        n.arr_365d_ago,
         n.seats, n.seats_90d_ago, n.products_owned, n.plan,
         coalesce(b.billing_days_90d, 0) AS billing_days_90d,
         coalesce(b.billing_days_365d, 0) AS billing_days_365d,
         e.as_of - b.last_billing AS days_since_billing,
-        coalesce(u.active_users_28d, 0) AS active_users_28d,
-        coalesce(u.active_users_prev_28d, 0) AS active_users_prev_28d,
-        coalesce(u.active_users_28d_90d_ago, 0) AS active_users_28d_90d_ago,
-        coalesce(u.events_28d, 0) AS events_28d,
-        coalesce(u.events_prev_28d, 0) AS events_prev_28d,
-        coalesce(u.invites_28d, 0) AS invites_28d,
+        {windowed}
+        {len(features.events)} AS catalogue_size,
         coalesce(f.unowned_fit_events_28d, 0) AS unowned_fit_events_28d,
         f.top_unowned_fit, f.top_unowned_fit_event,
         coalesce(f.unowned_fit_events_prev_28d, 0) AS unowned_fit_events_prev_28d,
@@ -157,11 +162,12 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
             ELSE n.first_start + to_years(year(e.as_of) - year(n.first_start) + 1)
         END) AS days_to_renewal,
         coalesce(p.expansions_365d, 0) AS expansions_365d,
+        coalesce(c.contractions_365d, 0) AS contractions_365d,
         e.as_of - p.last_expansion AS days_since_expansion,
         coalesce(t.tickets_90d, 0) AS tickets_90d,
         coalesce(t.urgent_tickets_90d, 0) AS urgent_tickets_90d,
         coalesce(t.urgent_tickets_30d, 0) AS urgent_tickets_30d,
-        nps.nps_last,
+        nps.nps_last, nps.nps_prev,
         a.employee_count, a.industry, a.segment, a.country
     FROM entities e
     JOIN accounts a ON a.account_id = e.account_id
@@ -170,13 +176,14 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     LEFT JOIN fit f ON f.account_id = e.account_id AND f.as_of = e.as_of
     LEFT JOIN limits l ON l.account_id = e.account_id AND l.as_of = e.as_of
     LEFT JOIN past_expansions p ON p.account_id = e.account_id AND p.as_of = e.as_of
+    LEFT JOIN contractions c ON c.account_id = e.account_id AND c.as_of = e.as_of
     LEFT JOIN billed b ON b.account_id = e.account_id AND b.as_of = e.as_of
     LEFT JOIN tickets t ON t.account_id = e.account_id AND t.as_of = e.as_of
     LEFT JOIN nps ON nps.account_id = e.account_id AND nps.as_of = e.as_of
     """
 
 
-def _boundaries(name: str, offsets: tuple[int, ...]) -> str:
+def _boundaries(name: str, offsets: list[int]) -> str:
     """Temp table of (account_id, as_of, k, b = as_of - k): the window edges to look up."""
     values = ", ".join(f"({k})" for k in offsets)
     return (
@@ -185,39 +192,182 @@ def _boundaries(name: str, offsets: tuple[int, ...]) -> str:
     )
 
 
-def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
-    """Temp tables `usage_agg` and `event_agg`: windowed usage per entity, without a range join.
+def _only(events: list[str] | None) -> str:
+    """The predicate a window's event filter puts on `usage_events u`."""
+    if events is None:
+        return "true"
+    return f"u.event IN ({', '.join(sql_str(e) for e in events)})"
 
-    A window [a, b) of an additive measure is cum(b) - cum(a), where cum(x) is the running
-    total of the last day strictly before x (an ASOF join); a user was active in [a, b) when
-    their last active day before b is on or after a. Every lookup is strictly before its edge,
-    and every edge is at or before as_of. Cost grows with rows plus entities x users, not with
-    rows x snapshots.
-    """
-    span = f"""
-        u.account_id IN (SELECT account_id FROM entities)
-        AND u.timestamp >= (SELECT min(as_of) FROM entities) - {WINDOW_DAYS}
-        AND u.timestamp < (SELECT max(as_of) FROM entities)
-    """
-    tracked = sorted(
-        {*features.affinity, *(e for lim in features.plan_limits.values() for e in lim)}
+
+ADDITIVE = {
+    # measure -> its per-(account, day) value; a window's total is a difference of running sums
+    "sum": "coalesce(sum(u.quantity) FILTER (WHERE {f}), 0)",
+    "count": "count(*) FILTER (WHERE {f})",
+    "days": "CAST(count(*) FILTER (WHERE {f}) > 0 AS INTEGER)",
+    "user_days": "count(DISTINCT u.user_id) FILTER (WHERE {f})",
+}
+DISTINCT_KEY = {"users": "u.user_id", "events": "u.event"}
+FIT_OFFSETS = (0, 28, 56)  # the affinity and plan-limit aggregates: 28 days and the 28 before
+
+
+def window_span(features: FeatureSet) -> int:
+    """The longest look-back of any usage aggregate, in days."""
+    spans = [w.offset + w.days for w in features.usage_windows.values()]
+    return max([max(FIT_OFFSETS), *spans])
+
+
+def _additive_windows(con: duckdb.DuckDBPyConnection, span: str, windows: dict) -> list[str]:
+    """Running sums per (account, day) for every additive window, looked up at its two edges."""
+    columns: dict[tuple[str, tuple[str, ...] | None], str] = {}
+    for w in windows.values():
+        key = (w.measure, tuple(w.event) if w.event else None)
+        columns.setdefault(key, f"m{len(columns)}")
+    daily = ", ".join(
+        f"{ADDITIVE[measure].format(f=_only(list(ev) if ev else None))} AS {col}"
+        for (measure, ev), col in columns.items()
     )
-    tracked_sql = ", ".join(sql_str(e) for e in tracked) or "NULL"
-    # Three narrow aggregates straight from the events, instead of one wide one: the
-    # (account, user, day) set is the only large one, and it carries no event or quantity.
+    running = ", ".join(f"sum({col}) OVER w AS {col}" for col in columns.values())
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE usage_cum AS
-        SELECT account_id, day, sum(q) OVER w AS cq, sum(inv) OVER w AS cinv
+        SELECT account_id, day, {running or "0 AS m"}
         FROM (
-            SELECT u.account_id, CAST(u.timestamp AS DATE) AS day, sum(u.quantity) AS q,
-                   coalesce(sum(u.quantity) FILTER (WHERE u.event = 'invite_user'), 0) AS inv
+            SELECT u.account_id, CAST(u.timestamp AS DATE) AS day{", " + daily if daily else ""}
             FROM usage_events u WHERE {span}
             GROUP BY ALL
         )
         WINDOW w AS (PARTITION BY account_id ORDER BY day ROWS UNBOUNDED PRECEDING)
         """
     )
+    looked = ", ".join(f"coalesce(c.{col}, 0) AS {col}" for col in columns.values())
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE usage_sums AS
+        SELECT g.account_id, g.as_of, g.k{", " + looked if looked else ""}
+        FROM usage_edges g ASOF LEFT JOIN usage_cum c
+          ON c.account_id = g.account_id AND g.b > c.day
+        """
+    )
+    out = []
+    for name, w in windows.items():
+        col = columns[(w.measure, tuple(w.event) if w.event else None)]
+        out.append(
+            f"max({col}) FILTER (WHERE k = {w.offset})"
+            f' - max({col}) FILTER (WHERE k = {w.offset + w.days}) AS "{name}"'
+        )
+    return out
+
+
+def _distinct_windows(con: duckdb.DuckDBPyConnection, span: str, windows: dict) -> list[str]:
+    """Distinct users or events in each window, without pairing every key with every entity.
+
+    A key (a user, say) seen on day x is in the window [b - d, b) of every edge b in (x, x + d].
+    Over a key's days, those intervals merge into islands (s, e + d] wherever consecutive days
+    are at most d apart, so the keys in the window ending at b number #{s < b} - #{e + d < b}:
+    two running counts per account, each looked up strictly before b.
+    """
+    groups: dict[tuple[str, tuple[str, ...] | None, int], list[str]] = {}
+    for name, w in windows.items():
+        groups.setdefault((w.measure, tuple(w.event) if w.event else None, w.days), []).append(name)
+    key_sets: dict[tuple[str, tuple[str, ...] | None], str] = {}
+    out = []
+    for g, ((measure, ev, days), names) in enumerate(groups.items()):
+        keys = key_sets.get((measure, ev))
+        if keys is None:
+            keys = key_sets[(measure, ev)] = f"key_days_{len(key_sets)}"
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE {keys} AS
+                SELECT DISTINCT u.account_id, {DISTINCT_KEY[measure]} AS key,
+                       CAST(u.timestamp AS DATE) AS day
+                FROM usage_events u
+                WHERE {span} AND {_only(list(ev) if ev else None)}
+                  AND {DISTINCT_KEY[measure]} IS NOT NULL
+                """
+            )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE islands_{g} AS
+            WITH gaps AS (
+                SELECT account_id, day,
+                    day - lag(day) OVER w AS gap_before,
+                    lead(day) OVER w - day AS gap_after
+                FROM {keys}
+                WINDOW w AS (PARTITION BY account_id, key ORDER BY day)
+            ),
+            marks AS (
+                SELECT account_id, day, 1 AS starts, 0 AS ends FROM gaps
+                WHERE gap_before IS NULL OR gap_before > {days}
+                UNION ALL
+                SELECT account_id, day + {days}, 0, 1 FROM gaps
+                WHERE gap_after IS NULL OR gap_after > {days}
+            )
+            SELECT account_id, day, sum(sum(starts)) OVER w AS cs, sum(sum(ends)) OVER w AS ce
+            FROM marks GROUP BY account_id, day
+            WINDOW w AS (PARTITION BY account_id ORDER BY day ROWS UNBOUNDED PRECEDING)
+            """
+        )
+        offsets = sorted({windows[n].offset for n in names})
+        con.execute(_boundaries(f"island_edges_{g}", offsets))
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE island_counts_{g} AS
+            SELECT g.account_id, g.as_of, g.k, coalesce(c.cs - c.ce, 0) AS n
+            FROM island_edges_{g} g ASOF LEFT JOIN islands_{g} c
+              ON c.account_id = g.account_id AND g.b > c.day
+            """
+        )
+        picks = ", ".join(
+            f'max(n) FILTER (WHERE k = {windows[name].offset}) AS "{name}"' for name in names
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE island_agg_{g} AS
+            SELECT account_id, as_of, {picks} FROM island_counts_{g} GROUP BY ALL
+            """
+        )
+        out.append(f"island_agg_{g}")
+    return out
+
+
+def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
+    """Temp tables `usage_agg` (every usage window) and `event_agg`, without a range join.
+
+    A window [a, b) of an additive measure is cum(b) - cum(a), where cum(x) is the running
+    total of the last day strictly before x (an ASOF join); distinct counts use the islands of
+    `_distinct_windows`. Every lookup is strictly before its edge, and every edge is at or before
+    as_of. Cost grows with rows plus entities x edges, not with rows x snapshots.
+    """
+    span = f"""
+        u.account_id IN (SELECT account_id FROM entities)
+        AND u.timestamp >= (SELECT min(as_of) FROM entities) - {window_span(features)}
+        AND u.timestamp < (SELECT max(as_of) FROM entities)
+    """
+    windows = features.usage_windows
+    additive = {n: w for n, w in windows.items() if w.measure in ADDITIVE}
+    distinct = {n: w for n, w in windows.items() if w.measure in DISTINCT_KEY}
+    edges = sorted(
+        {*FIT_OFFSETS, *(k for w in additive.values() for k in (w.offset, w.offset + w.days))}
+    )
+    con.execute(_boundaries("usage_edges", edges))
+    sums = _additive_windows(con, span, additive)
+    tables = _distinct_windows(con, span, distinct)
+    joins = "".join(f" LEFT JOIN {t} USING (account_id, as_of)" for t in tables)
+    picked = [f'"{n}"' for n in distinct]
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE usage_agg AS
+        WITH sums AS (
+            SELECT account_id, as_of{"".join(", " + x for x in sums)}
+            FROM usage_sums GROUP BY account_id, as_of
+        )
+        SELECT s.*{"".join(", " + x for x in picked)} FROM sums s{joins}
+        """
+    )
+    tracked = sorted(
+        {*features.affinity, *(e for lim in features.plan_limits.values() for e in lim)}
+    )
+    tracked_sql = ", ".join(sql_str(e) for e in tracked) or "NULL"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE event_cum AS
@@ -232,64 +382,11 @@ def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE user_days AS
-        SELECT DISTINCT u.account_id, u.user_id, CAST(u.timestamp AS DATE) AS day
-        FROM usage_events u WHERE {span} AND u.user_id IS NOT NULL
-        """
-    )
-    con.execute(_boundaries("usage_edges", (0, 28, 56)))
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE usage_sums AS
-        SELECT g.account_id, g.as_of, g.k, coalesce(c.cq, 0) AS cq, coalesce(c.cinv, 0) AS cinv
-        FROM usage_edges g ASOF LEFT JOIN usage_cum c
-          ON c.account_id = g.account_id AND g.b > c.day
-        """
-    )
-    con.execute(_boundaries("user_edges", (0, 28, 90)))
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE user_last AS
-        WITH pairs AS (
-            SELECT g.account_id, g.as_of, g.k, g.b, x.user_id
-            FROM user_edges g
-            JOIN (SELECT DISTINCT account_id, user_id FROM user_days) x USING (account_id)
-        )
-        SELECT p.account_id, p.as_of, p.k, p.b, d.day AS last_day
-        FROM pairs p ASOF JOIN user_days d
-          ON d.account_id = p.account_id AND d.user_id = p.user_id AND p.b > d.day
-        """
-    )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE usage_agg AS
-        WITH sums AS (
-            SELECT account_id, as_of,
-                max(cq) FILTER (WHERE k = 0) - max(cq) FILTER (WHERE k = 28) AS events_28d,
-                max(cq) FILTER (WHERE k = 28) - max(cq) FILTER (WHERE k = 56) AS events_prev_28d,
-                max(cinv) FILTER (WHERE k = 0) - max(cinv) FILTER (WHERE k = 28) AS invites_28d
-            FROM usage_sums GROUP BY account_id, as_of
-        ),
-        users AS (
-            SELECT account_id, as_of,
-                count(*) FILTER (WHERE k = 0 AND last_day >= b - 28) AS active_users_28d,
-                count(*) FILTER (WHERE k = 28 AND last_day >= b - 28) AS active_users_prev_28d,
-                count(*) FILTER (WHERE k = 90 AND last_day >= b - 28) AS active_users_28d_90d_ago
-            FROM user_last GROUP BY account_id, as_of
-        )
-        SELECT s.account_id, s.as_of, s.events_28d, s.events_prev_28d, s.invites_28d,
-               coalesce(u.active_users_28d, 0) AS active_users_28d,
-               coalesce(u.active_users_prev_28d, 0) AS active_users_prev_28d,
-               coalesce(u.active_users_28d_90d_ago, 0) AS active_users_28d_90d_ago
-        FROM sums s LEFT JOIN users u USING (account_id, as_of)
-        """
-    )
-    con.execute(
-        f"""
         CREATE OR REPLACE TEMP TABLE event_agg AS
         WITH edges AS (
             SELECT g.account_id, g.as_of, g.k, g.b, t.event
             FROM usage_edges g CROSS JOIN (SELECT unnest([{tracked_sql}]) AS event) t
+            WHERE g.k IN {FIT_OFFSETS}
         ),
         looked AS (
             SELECT g.account_id, g.as_of, g.k, g.event, coalesce(c.cq, 0) AS cq
@@ -303,6 +400,50 @@ def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
         HAVING max(cq) FILTER (WHERE k = 0) - max(cq) FILTER (WHERE k = 56) > 0
         """
     )
+
+
+def check_definitions(features: FeatureSet, where: str) -> None:
+    """Bind every feature's SQL against empty contract tables: an unknown column or table, or
+    an event outside the catalogue, fails here, at load, naming the definition."""
+    from expansion_scorer.data.contract import TABLES
+    from expansion_scorer.data.loading import typed_select
+    from expansion_scorer.features.ledger import build_expansions
+    from expansion_scorer.features.snapshots import build_entities
+
+    key = features.model_dump_json()
+    if key in _CHECKED:
+        return
+    if features.events:
+        for name, window in features.usage_windows.items():
+            unknown = sorted(set(window.event or ()) - set(features.events))
+            if unknown:
+                raise UserError(
+                    f"config {where}: window {name} counts events outside the catalogue"
+                    f" ({', '.join(unknown)}); add them to `events` or fix the name"
+                )
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TEMP TABLE world_info AS SELECT false AS consumption")
+        for name, spec in TABLES.items():
+            con.execute(f"CREATE VIEW {name} AS SELECT {typed_select(spec, [], None)} WHERE false")
+        build_entities(con, [])
+        build_expansions(con, features)
+        prepare_usage(con, features)
+        base = f"({base_sql(features, True, True)})"
+        for f in features.features:
+            try:
+                con.execute(f"SELECT {f.sql} FROM {base} LIMIT 0")
+            except duckdb.Error as exc:
+                first = str(exc).splitlines()[0]
+                raise UserError(
+                    f"config {where}: feature {f.name}: its sql does not run ({first}); fix it"
+                ) from None
+    finally:
+        con.close()
+    _CHECKED.add(key)
+
+
+_CHECKED: set[str] = set()  # definitions already bound, so loading them again costs nothing
 
 
 def build_features(

@@ -94,7 +94,8 @@ def training_dates(
 def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
     """Temp table `entities(account_id, as_of)` of the accounts eligible at each date."""
     con.execute("CREATE OR REPLACE TEMP TABLE snapshot_dates (as_of DATE)")
-    con.executemany("INSERT INTO snapshot_dates VALUES (?)", [(d,) for d in dates])
+    if dates:
+        con.executemany("INSERT INTO snapshot_dates VALUES (?)", [(d,) for d in dates])
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE entities AS

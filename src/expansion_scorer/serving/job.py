@@ -323,7 +323,7 @@ def score_job(
 
     out_dir = Path(out_dir)
     world = open_world(data_dir, cutoff=as_of)
-    validate(world)
+    validate(world, feature_set.events)
     inputs = input_summary(world)
     lap("read_and_validate")
     model, version = load_model(model_uri)
