@@ -255,6 +255,8 @@ class ServingConfig(_Strict):
         default_factory=lambda: {"hot": 0.5, "warm": 0.25, "watch": 0.0}
     )
     """Band name -> lowest score in the band, checked from the highest threshold down."""
+    rank_by: Literal["score", "expected_arr"] = "score"
+    """Order within a band: by score, or by expected expansion ARR (score x predicted size)."""
     motions: dict[str, MotionDef] = Field(default_factory=dict)
     readiness: list[ReadinessRule] = Field(default_factory=list)
     triggers: TriggerConfig = TriggerConfig()

@@ -79,7 +79,7 @@ def test_every_window_measure_matches_a_plain_recount(world_dir: Path) -> None:
 
 
 def _definitions(tmp_path: Path, change: dict[str, object]) -> Path:
-    raw = yaml.safe_load(Path("features/features.yaml").read_text())
+    raw = yaml.safe_load((Path(__file__).parents[2] / "features" / "features.yaml").read_text())
     target = next(f for f in raw["features"] if f["name"] == "seat_utilisation")
     target.update(change)
     path = tmp_path / "features.yaml"
@@ -116,7 +116,7 @@ def test_a_bad_definition_fails_at_load_naming_it(
 
 def test_a_new_windowed_feature_needs_no_code(world_dir: Path, tmp_path: Path) -> None:
     # Given one added definition: exports by people in the last 14 days, a week ago
-    raw = yaml.safe_load(Path("features/features.yaml").read_text())
+    raw = yaml.safe_load((Path(__file__).parents[2] / "features" / "features.yaml").read_text())
     raw["features"].append(
         {
             "name": "exporters_14d_last_week",

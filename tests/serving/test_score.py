@@ -54,6 +54,31 @@ def test_scores_rank_and_explain_every_eligible_account(
     assert csv["account_id"].tolist() == scores["account_id"].tolist()
 
 
+def test_ranking_can_use_expected_expansion_arr(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a serving config that ranks by expected expansion ARR
+    config = tmp_path / "serving.yaml"
+    config.write_text((Path(__file__).parents[2] / "serving" / "default.yaml").read_text().replace(
+        "rank_by: score ", "rank_by: expected_arr "
+    ))  # fmt: skip
+
+    _score(world_dir, tmp_path / "by_score", capsys)
+    _score(world_dir, tmp_path / "by_arr", capsys, "--config", str(config))
+
+    by_score = pd.read_parquet(tmp_path / "by_score" / "scores.parquet")
+    by_arr = pd.read_parquet(tmp_path / "by_arr" / "scores.parquet")
+    # the same scores and expected ARR, written beside the score
+    merged = by_score.merge(by_arr, on="account_id", suffixes=("", "_arr"))
+    assert len(merged) == len(by_score) == len(by_arr)
+    assert (merged["score"] == merged["score_arr"]).all()
+    assert (by_arr["expected_expansion_arr"] > 0).all()
+    # within a band and readiness, ordered by expected ARR instead of score
+    for _, group in by_arr.groupby(["band", "readiness"], sort=False):
+        assert group["expected_expansion_arr"].is_monotonic_decreasing
+    assert by_arr["account_id"].tolist() != by_score["account_id"].tolist()
+
+
 def test_scores_as_of_t_do_not_depend_on_data_dated_after_t(
     world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -110,7 +110,8 @@ class Scored:
 
 def score_columns(serving: ServingConfig) -> list[str]:
     return [
-        "rank", "account_id", "account_name", "csm_owner", "score", "band", "readiness",
+        "rank", "account_id", "account_name", "csm_owner", "score", "expected_expansion_arr",
+        "band", "readiness",
         "readiness_reason", "motion", *[f"reason_{i + 1}" for i in range(serving.reasons)],
         "reason_against", "talking_points", "model_version", "as_of",
     ]  # fmt: skip
@@ -214,6 +215,8 @@ def _score_chunk(
         axis=1,
     )
     scores["score"] = p
+    # score x the size model's ARR given an expansion; empty when the model has no size model
+    scores["expected_expansion_arr"] = p * model.expected_size(frame)
     return scores, points
 
 
@@ -249,10 +252,14 @@ def score_features(
     scores["_band"] = scores["band"].map(band_order).fillna(len(band_order))
     scores["_ready"] = (scores["readiness"] != "ready").astype(int)
     scores = scores.reset_index(drop=True)
+    # Within a band, ready accounts first, then by score, or by expected expansion ARR when the
+    # serving config asks (accounts without a size estimate go after those with one).
+    worth = ["expected_expansion_arr"] if serving.rank_by == "expected_arr" else []
     order = scores.sort_values(
-        ["_band", "_ready", "score", "account_id"],
-        ascending=[True, True, False, True],
+        ["_band", "_ready", *worth, "score", "account_id"],
+        ascending=[True, True, *[False] * len(worth), False, True],
         kind="stable",
+        na_position="last",
     ).index.to_numpy()
     scores = scores.iloc[order].reset_index(drop=True)
     scores["rank"] = np.arange(1, len(scores) + 1)
