@@ -321,7 +321,8 @@ def _parse(model: type[M], raw: object, where: str) -> M:
             entries = raw.get("features") or []
             entry = entries[int(parts[1])] if int(parts[1]) < len(entries) else None
             name = entry.get("name") if isinstance(entry, dict) else None
-            parts = [f"feature {name or '#' + str(int(parts[1]) + 1)}", *parts[2:]]
+            feature = f"feature {name or '#' + str(int(parts[1]) + 1)}"
+            parts = [f"{feature}: {'.'.join(parts[2:])}" if parts[2:] else feature]
         loc = ".".join(parts) or "(top level)"
         msg = first["msg"].removeprefix("Value error, ")
         raise UserError(f"config {where}: {loc}: {msg}") from None

@@ -87,6 +87,8 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
             sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 366")}) AS arr_365d_ago,
             count(DISTINCT s.product) FILTER (WHERE {open_on.format(d="s.as_of - 1")})
                 AS products_owned,
+            list_sort(list(DISTINCT s.product) FILTER (WHERE {open_on.format(d="s.as_of - 1")}))
+                AS owned_products,
             max(r.rank) FILTER (WHERE {open_on.format(d="s.as_of - 1")}) AS plan_rank,
             arg_max(s.plan, r.rank) FILTER (WHERE {open_on.format(d="s.as_of - 1")}) AS plan,
             min(s.start_date) AS first_start
@@ -145,7 +147,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         coalesce(n.arr_now, b.revenue_90d * 365.0 / 90, 0) AS arr_now,
         coalesce(n.arr_90d_ago, b.revenue_prev_90d * 365.0 / 90) AS arr_90d_ago,
         n.arr_365d_ago,
-        n.seats, n.seats_90d_ago, n.products_owned, n.plan,
+        n.seats, n.seats_90d_ago, n.products_owned, n.owned_products, n.plan,
         coalesce(b.billing_days_90d, 0) AS billing_days_90d,
         coalesce(b.billing_days_365d, 0) AS billing_days_365d,
         e.as_of - b.last_billing AS days_since_billing,
