@@ -123,6 +123,9 @@ class BacktestConfig(_Strict):
     calibration: Literal["isotonic", "platt"] = "platt"
     random_split_alarm: float = Field(default=0.05, ge=0)
     """A random-split AUC this far above the time-split AUC is reported as leakage or drift."""
+    random_split_rows: int = Field(default=300_000, ge=1_000)
+    """The random-split check fits on a sample of accounts holding about this many snapshots:
+    an alarm needs an AUC, not the best model, and a full-size fit would double the cost."""
 
 
 class CapacityConfig(_Strict):

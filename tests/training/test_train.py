@@ -200,3 +200,22 @@ def test_a_fold_without_an_expansion_stops_with_its_dates(
     assert len(err.strip().splitlines()) == 1
     assert "fold 2" in err and "no expansion" in err and "2024-10-01" in err
     assert not configure().search_registered_models()
+
+
+def test_the_random_split_check_fits_on_a_sample_of_whole_accounts(world_dir: Path) -> None:
+    from expansion_scorer.training.backtest import random_split_auc
+
+    cfg = small_config()
+    frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
+    dates = sorted(frame["as_of"].unique())
+    sampled = cfg.model_copy(
+        update={"backtest": cfg.backtest.model_copy(update={"random_split_rows": len(frame) // 2})}
+    )
+
+    full = random_split_auc(frame, dates, load_feature_set(), cfg, cfg.lightgbm)
+    half = random_split_auc(frame, dates, load_feature_set(), sampled, sampled.lightgbm)
+
+    assert len(frame) < cfg.backtest.random_split_rows  # the default leaves small data whole
+    assert 0.5 < half < 1 and 0.5 < full < 1
+    assert half != full  # fitted and tested on other rows
+    assert half == random_split_auc(frame, dates, load_feature_set(), sampled, sampled.lightgbm)

@@ -222,6 +222,11 @@ def random_split_auc(
     accounts = rows["account_id"].unique()
     draw = np.random.default_rng(cfg.seed).random(len(accounts))
     part = rows["account_id"].map(dict(zip(accounts, draw, strict=True))).to_numpy()
+    keep = cfg.backtest.random_split_rows / len(rows)
+    if keep < 1:  # a sample of whole accounts, drawn apart from the split itself
+        sample = np.random.default_rng(cfg.seed + 1).random(len(accounts)) < keep
+        kept = rows["account_id"].map(dict(zip(accounts, sample, strict=True))).to_numpy()
+        rows, part = rows[kept].reset_index(drop=True), part[kept]
     train, valid, test = rows[part < 0.7], rows[(part >= 0.7) & (part < 0.8)], rows[part >= 0.8]
     fix = "use a longer window"
     for name, part_rows in (("train", train), ("validation", valid), ("test", test)):
