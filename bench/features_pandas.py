@@ -11,6 +11,11 @@ checks that both sides agree on every one of those columns before it reports the
 
 from __future__ import annotations
 
+import os
+
+# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import statistics
 import time

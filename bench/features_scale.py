@@ -10,6 +10,11 @@ spilling to disk beyond it. Reports wall time, rows per second and the process's
 
 from __future__ import annotations
 
+import os
+
+# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import resource
 import time

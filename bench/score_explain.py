@@ -12,8 +12,12 @@ model. Feature computation is not part of this step (see the feature benchmarks)
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 import statistics
 import subprocess
 import sys

@@ -11,8 +11,12 @@ probabilities on the same test snapshots; the margins over each baseline; lift a
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 import tempfile
 import time
 from pathlib import Path

@@ -12,6 +12,11 @@ final fit. Prints wall time per step and the peak resident memory.
 
 from __future__ import annotations
 
+import os
+
+# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import resource
 import time

@@ -8,7 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from expansion_scorer.cli import share_cores_politely
 from tests.helpers import TINY
+
+share_cores_politely()  # before any test module loads LightGBM
 
 
 @pytest.fixture
