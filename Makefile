@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 $(BIN)/expansion: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,spark]'
 	touch $@
 
 .PHONY: install browser demo test lint bench

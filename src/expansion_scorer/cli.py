@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--per-csm", action="store_true", help="also write per_csm/<csm>.csv, each CSM's capacity"
     )
+    sc.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="where features and scores are computed (spark: the active or a local session)",
+    )
 
     mon = sub.add_parser(
         "monitor", help="drift since training and outcomes of past lists; whether to retrain"
@@ -260,6 +266,7 @@ def _score(args: argparse.Namespace) -> None:
         load_serving_config(args.config),
         model_uri=args.model or DEFAULT_MODEL,
         csm_files=args.per_csm,
+        engine=args.engine,
     )
     print(
         f"scored {result.scored:,} accounts as of {args.as_of} with {result.model_version}"
@@ -401,6 +408,8 @@ def _quiet_libraries() -> None:
     for name in ("mlflow", "alembic", "shap"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(mlflow|shap)\b")
+    # pyspark warns about pandas 3 on every session; the engine's parity test is the check
+    warnings.filterwarnings("ignore", message=r"PySpark does not yet fully support pandas")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
 

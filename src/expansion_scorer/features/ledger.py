@@ -35,11 +35,10 @@ BEFORE = "s.start_date < c.day AND coalesce(s.end_date >= c.day, true)"
 AFTER = "s.start_date <= c.day AND coalesce(s.end_date > c.day, true)"
 
 
-def build_movements(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
-    """Temp table `movements(account_id, day, product, kind, arr_delta)` from `subscriptions`."""
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE movements AS
+def movements_sql(features: FeatureSet) -> str:
+    """The query of `movements(account_id, day, product, kind, arr_delta)` over `subscriptions`,
+    in DuckDB's dialect; the Spark engine transpiles this same text."""
+    return f"""
         WITH subs AS (
             SELECT s.account_id, s.product, s.arr, s.start_date, s.end_date,
                    coalesce(s.seats, 0) AS seats, r.rank AS plan_rank
@@ -94,7 +93,11 @@ def build_movements(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> Non
         WHERE arr_delta <> 0
         ORDER BY account_id, day, product
         """
-    )
+
+
+def build_movements(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
+    """Temp table `movements(account_id, day, product, kind, arr_delta)` from `subscriptions`."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE movements AS {movements_sql(features)}")
 
 
 def build_expansions(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:

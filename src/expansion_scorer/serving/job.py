@@ -159,23 +159,45 @@ def score_frame(
     """Scores, reasons, motion and readiness for every eligible account; the rest with why not."""
     serving.check_against(feature_set)
     status = account_status(world.con, as_of)
-    excluded = status[status["excluded_reason"].notna()].reset_index(drop=True)
-    eligible = status[status["excluded_reason"].isna()]
     build_entities(world.con, [as_of])
     build_expansions(world.con, feature_set)
     frame = build_features(
         world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
     )
+    return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version)
+
+
+PRESCORED = "__score"
+"""A feature-frame column holding scores computed elsewhere (the Spark engine's UDF)."""
+
+
+def finish_scoring(
+    status: pd.DataFrame,
+    frame: pd.DataFrame,
+    as_of: date,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    model_version: str,
+) -> Scored:
+    """From the status of every account and the eligible ones' features to the ranked list.
+
+    Whichever engine made `frame`, scoring and explaining from here on is the same code; a
+    `PRESCORED` column, when present, is the score instead of the model's predict on the driver.
+    """
+    excluded = status[status["excluded_reason"].notna()].reset_index(drop=True)
+    eligible = status[status["excluded_reason"].isna()]
     frame = frame.merge(eligible[["account_id", "account_name", "csm_owner"]], on="account_id")
     if len(frame) != len(eligible):  # pragma: no cover - an invariant of the SQL
         raise AssertionError("eligible accounts and feature rows disagree")
+    given = frame.pop(PRESCORED).to_numpy(dtype="float64") if PRESCORED in frame else None
     columns = score_columns(serving)
     check_schema(model, frame, model_version)
     if frame.empty:
         return Scored(pd.DataFrame(columns=columns), pd.DataFrame(), excluded, frame)
 
     scores, drivers, order = score_features(
-        frame, model, feature_set, serving, model_version, as_of
+        frame, model, feature_set, serving, model_version, as_of, given=given
     )
     return Scored(scores, drivers, excluded, frame.iloc[order].reset_index(drop=True))
 
@@ -190,8 +212,9 @@ def _score_chunk(
     feature_set: FeatureSet,
     serving: ServingConfig,
     explain: bool,
+    given: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    p = model.predict_proba(frame)
+    p = model.predict_proba(frame) if given is None else given
     if explain:
         contrib = contributions(model, frame)
         base = _delivered_base(model, contrib.base_logit)
@@ -229,14 +252,23 @@ def score_features(
     as_of: date,
     explain: bool = True,
     chunk_rows: int = CHUNK_ROWS,
+    given: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Score (and explain) a feature frame chunk by chunk, then rank it.
 
     Returns the ranked scores, the family impacts in the same order (empty without
-    explanations) and the rank order as row positions of `frame`.
+    explanations) and the rank order as row positions of `frame`. `given` holds scores already
+    computed for the rows of `frame` (by Spark); without it the model scores them here.
     """
     pieces = [
-        _score_chunk(frame.iloc[i : i + chunk_rows], model, feature_set, serving, explain)
+        _score_chunk(
+            frame.iloc[i : i + chunk_rows],
+            model,
+            feature_set,
+            serving,
+            explain,
+            None if given is None else given[i : i + chunk_rows],
+        )
         for i in range(0, len(frame), chunk_rows)
     ]
     scores = pd.concat([s for s, _ in pieces])
@@ -316,8 +348,13 @@ def score_job(
     serving: ServingConfig,
     model_uri: str = DEFAULT_MODEL,
     csm_files: bool = False,
+    engine: str = "duckdb",
 ) -> ScoreResult:
-    """The weekly run: score, explain, trigger, and publish outputs and history together."""
+    """The weekly run: score, explain, trigger, and publish outputs and history together.
+
+    With `engine="spark"` Spark computes eligibility, features and scores (`serving.spark`);
+    validation, explanations, drift and the outputs are the same code either way.
+    """
     started = datetime.now(UTC)
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -335,7 +372,12 @@ def score_job(
     lap("read_and_validate")
     model, version = load_model(model_uri)
     lap("load_model")
-    scored = score_frame(world, as_of, model, feature_set, serving, version)
+    if engine == "spark":
+        from expansion_scorer.serving.spark import score_frame_spark
+
+        scored = score_frame_spark(data_dir, as_of, model, model_uri, feature_set, serving, version)
+    else:
+        scored = score_frame(world, as_of, model, feature_set, serving, version)
     lap("features_score_explain")
     history = out_dir / HISTORY_FILE
     with locked(out_dir):
@@ -373,6 +415,7 @@ def score_job(
         body = _manifest_body(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
         )
+        body["engine"] = engine
         drift, warnings = _weekly_drift(
             world, out_dir, model, version, feature_set, serving, scored
         )

@@ -1,0 +1,83 @@
+"""`expansion score --engine spark`: features in Spark SQL, scores through `spark_udf`.
+
+Spark reads the tables, decides who is eligible, computes every feature and applies the
+registered pyfunc model to each partition with `mlflow.pyfunc.spark_udf`. Only the finished
+feature rows and their scores come back to the driver, where the explanations, the ranking and
+the outputs are made by the same code as the DuckDB path.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.errors import UserError
+from expansion_scorer.features import spark as engine
+from expansion_scorer.serving.job import PRESCORED, Scored, finish_scoring
+from expansion_scorer.training.model import PropensityModel
+
+UDF_RESULT = "score double, expected_expansion_arr double"
+
+
+def pinned_uri(uri: str, version: str) -> str:
+    """`models:/name@alias` as the version already loaded, so the UDF scores the same model
+    even if the alias moves during the run."""
+    if uri.startswith("models:/") and "@" in uri and " v" in version:
+        name, number = version.rsplit(" v", 1)
+        return f"models:/{name}/{number}"
+    return uri
+
+
+def spark_features(
+    data_dir: Path, as_of: date, feature_set: FeatureSet
+) -> tuple[engine.SparkWorld, pd.DataFrame]:
+    """Eligibility of every account as of the date, and the Spark world the features read."""
+    world = engine.read_world(engine.spark_session(), data_dir, cutoff=as_of)
+    status = engine.account_status(world, as_of)
+    engine.build_entities(world, [as_of])
+    engine.build_expansions(world, feature_set)
+    return world, status
+
+
+def score_spark(
+    world: engine.SparkWorld, feature_set: FeatureSet, model: PropensityModel, model_uri: str
+) -> pd.DataFrame:
+    """The feature frame in the DuckDB path's order, with the UDF's score as `PRESCORED`."""
+    import mlflow.pyfunc
+    from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
+
+    features = engine.build_features(world, feature_set)
+    missing = [c for c in model.feature_names if c not in features.columns]
+    if missing:  # check_schema words it for the user; nothing to score
+        return engine.to_pandas(features)
+    predict = mlflow.pyfunc.spark_udf(
+        world.spark, model_uri, result_type=UDF_RESULT, env_manager="local"
+    )
+    scored = features.withColumn(
+        PRESCORED, predict(F.struct(*[F.col(c) for c in model.feature_names])).getField("score")
+    )
+    try:
+        return engine.to_pandas(scored)
+    except PySparkException as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise UserError(f"Spark could not compute the features or scores ({first})") from None
+
+
+def score_frame_spark(
+    data_dir: Path,
+    as_of: date,
+    model: PropensityModel,
+    model_uri: str,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    model_version: str,
+) -> Scored:
+    """`serving.job.score_frame` with Spark computing eligibility, features and scores."""
+    serving.check_against(feature_set)
+    world, status = spark_features(data_dir, as_of, feature_set)
+    frame = score_spark(world, feature_set, model, pinned_uri(model_uri, model_version))
+    return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version)
