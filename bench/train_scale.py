@@ -7,7 +7,7 @@ label and an expansion ARR, and the three features the baselines read. It runs w
 stopping, calibrator, size model, logistic baseline, rules), the random-split check and the
 final fit. Prints wall time per step and the peak resident memory.
 
-    .venv/bin/python bench/train_scale.py [--rows 1000000] [--features 100]
+    .venv/bin/python bench/train_scale.py [--rows 1000000] [--features 100] [--config PATH]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import resource
 import time
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,10 +73,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, help="a training config (default: the built-in)")
     args = parser.parse_args()
 
     frame, feature_set = draw_frame(args.rows, args.features, args.seed)
-    cfg = load_training_config()
+    cfg = load_training_config(args.config)
     print(f"frame: {len(frame):,} rows x {args.features} features; peak {peak_gb():.2f} GB")
 
     started = time.perf_counter()

@@ -61,7 +61,7 @@ def logistic(feature_set: FeatureSet, seed: int) -> Pipeline:
                 make_pipeline(
                     SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
                     FunctionTransformer(_signed_log),
-                    StandardScaler(),
+                    StandardScaler(copy=False),  # scales the transformer's fresh array in place
                 ),
                 numeric,
             ),
@@ -79,12 +79,16 @@ def logistic(feature_set: FeatureSet, seed: int) -> Pipeline:
 
 
 def logistic_frame(frame: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
-    """The features as the pipeline expects them: numbers as floats, categories as text."""
+    """The features as the pipeline expects them: numbers as floats, categories as text.
+
+    Single precision: a million rows of a hundred features and their missing-value indicators
+    then fit in half the memory, and a logistic regression loses nothing it can use.
+    """
     out = {}
     for f in feature_set.features:
         column = frame[f.name]
         if f.kind == "numeric":
-            out[f.name] = pd.to_numeric(column, errors="coerce").astype("float64")
+            out[f.name] = pd.to_numeric(column, errors="coerce").astype("float32")
         else:
             out[f.name] = column.astype("object").where(column.notna(), None)
     return pd.DataFrame(out, index=frame.index)
