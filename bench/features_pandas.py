@@ -11,10 +11,9 @@ checks that both sides agree on every one of those columns before it reports the
 
 from __future__ import annotations
 
-import os
+from expansion_scorer.cli import share_cores_politely
 
-# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+share_cores_politely()  # before LightGBM loads: idle OpenMP threads sleep
 
 import argparse
 import statistics

@@ -10,10 +10,9 @@ spilling to disk beyond it. Reports wall time, rows per second and the process's
 
 from __future__ import annotations
 
-import os
+from expansion_scorer.cli import share_cores_politely
 
-# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+share_cores_politely()  # before LightGBM loads: idle OpenMP threads sleep
 
 import argparse
 import resource

@@ -13,13 +13,13 @@ Feature computation is not part of this step.
 
 from __future__ import annotations
 
-import os
+from expansion_scorer.cli import share_cores_politely
 
-# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+share_cores_politely()  # before LightGBM loads: idle OpenMP threads sleep
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys

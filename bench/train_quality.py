@@ -11,12 +11,12 @@ probabilities on the same test snapshots; the margins over each baseline; lift a
 
 from __future__ import annotations
 
-import os
+from expansion_scorer.cli import share_cores_politely
 
-# Before LightGBM loads: idle OpenMP threads sleep (see cli.share_cores_politely).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+share_cores_politely()  # before LightGBM loads: idle OpenMP threads sleep
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path

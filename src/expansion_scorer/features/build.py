@@ -404,6 +404,20 @@ def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
     )
 
 
+def _bind_each(
+    con: duckdb.DuckDBPyConnection, features: FeatureSet, base: str, where: str = ""
+) -> None:
+    """Plan every feature's SQL over `base` without running it; the first that fails stops."""
+    for f in features.features:
+        try:
+            con.execute(f"SELECT {f.sql} FROM {base} LIMIT 0")
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(
+                f"{where}feature {f.name}: its sql does not run ({first}); fix it"
+            ) from None
+
+
 def check_definitions(features: FeatureSet, where: str) -> None:
     """Bind every feature's SQL against empty contract tables: an unknown column or table, or
     an event outside the catalogue, fails here, at load, naming the definition."""
@@ -431,15 +445,7 @@ def check_definitions(features: FeatureSet, where: str) -> None:
         build_entities(con, [])
         build_expansions(con, features)
         prepare_usage(con, features)
-        base = f"({base_sql(features, True, True)})"
-        for f in features.features:
-            try:
-                con.execute(f"SELECT {f.sql} FROM {base} LIMIT 0")
-            except duckdb.Error as exc:
-                first = str(exc).splitlines()[0]
-                raise UserError(
-                    f"config {where}: feature {f.name}: its sql does not run ({first}); fix it"
-                ) from None
+        _bind_each(con, features, f"({base_sql(features, True, True)})", f"config {where}: ")
     finally:
         con.close()
     _CHECKED.add(key)
@@ -458,12 +464,7 @@ def build_features(
     )
     prepare_usage(con, features)
     base = f"({base_sql(features, has_tickets, has_nps)})"
-    for f in features.features:
-        try:
-            con.execute(f"SELECT {f.sql} FROM {base} LIMIT 0")
-        except duckdb.Error as exc:
-            first = str(exc).splitlines()[0]
-            raise UserError(f"feature {f.name}: its sql does not run ({first}); fix it") from None
+    _bind_each(con, features, base)
     frame = con.execute(
         f"SELECT account_id, as_of, {exprs} FROM {base} ORDER BY as_of, account_id"
     ).df()
