@@ -48,6 +48,16 @@ def _window(events: pd.DataFrame, t: pd.Timestamp, w: UsageWindow) -> pd.Series:
     seen = events[(events["day"] >= end - pd.Timedelta(days=w.days)) & (events["day"] < end)]
     if w.event is not None:
         seen = seen[seen["event"].isin(w.event)]
+    if w.stat == "slope":  # a straight line through the daily values, per week
+        if w.measure == "user_days":
+            seen = seen.drop_duplicates(["account_id", "user_id", "day"])
+        daily = seen.groupby(["account_id", "day"])["quantity" if w.measure == "sum" else "day"]
+        value = daily.sum() if w.measure == "sum" else daily.size()
+        if w.measure == "days":
+            value = value.clip(upper=1)
+        x = (value.index.get_level_values("day") - end).days + (w.days + 1) / 2
+        centred = (value * x).groupby(level="account_id").sum()
+        return 7 * centred / (w.days * (w.days**2 - 1) / 12)
     by = seen.groupby("account_id")
     if w.measure == "sum":
         return by["quantity"].sum()
@@ -184,6 +194,8 @@ def pandas_side(world_dir: Path, dates: list[date], movements: pd.DataFrame) -> 
         f["key_feature_adoption_28d"] = _ratio(b["key_feature_users_28d"], b["active_users_28d"])
         f["active_days_per_user_28d"] = _ratio(b["user_days_28d"], b["active_users_28d"])
         f["events_change_28d"] = _ratio(b["events_28d"], b["events_prev_28d"], 1)
+        f["active_users_trend_13w"] = _ratio(b["daily_users_slope_13w"], b["user_days_13w"] / 91)
+        f["events_trend_13w"] = _ratio(b["events_slope_13w"], b["events_13w"] / 91)
         f["invites_28d"] = b["invites_28d"]
         f["invites_per_seat_28d"] = _ratio(b["invites_28d"], b["seats"])
         f["active_users_change_90d"] = _ratio(

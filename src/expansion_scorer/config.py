@@ -40,11 +40,27 @@ class UsageWindow(_Strict):
     any use, distinct (user, day) pairs."""
     event: list[str] | None = None
     """Only these events count; absent, every event does."""
+    stat: Literal["total", "slope"] = "total"
+    """total: the measure over the whole window. slope: the least-squares slope of the measure's
+    daily value (days without use count as 0) across the window, per week; for the measures that
+    add up over days (sum, count, days, user_days)."""
 
     @field_validator("event", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _slope_needs_daily_values(self) -> UsageWindow:
+        if self.stat == "slope":
+            if self.measure in ("users", "events"):
+                raise ValueError(
+                    f"stat slope needs a measure with a daily value (sum, count, days or"
+                    f" user_days), not {self.measure}"
+                )
+            if self.days < 2:
+                raise ValueError("stat slope needs days of 2 or more")
+        return self
 
 
 class FeatureDef(_Strict):

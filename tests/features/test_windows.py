@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -29,6 +30,10 @@ WINDOWS = {
     "events_14": UsageWindow(measure="events", days=14),
     "days_30_off_30": UsageWindow(measure="days", days=30, offset=30),
     "user_days_28": UsageWindow(measure="user_days", days=28),
+    "dau_slope_91": UsageWindow(measure="user_days", days=91, stat="slope"),
+    "q_slope_28_off_7": UsageWindow(days=28, offset=7, stat="slope"),
+    "n_share_slope_35": UsageWindow(measure="count", days=35, event="share", stat="slope"),
+    "days_slope_14": UsageWindow(measure="days", days=14, stat="slope"),
 }
 AS_OF = [date(2023, 9, 4), date(2024, 2, 29), date(2024, 7, 1)]
 
@@ -45,14 +50,21 @@ def _recount(events: pd.DataFrame, entities: pd.DataFrame) -> pd.DataFrame:
             seen = mine[(mine["day"] >= end - pd.Timedelta(days=w.days)) & (mine["day"] < end)]
             if w.event is not None:
                 seen = seen[seen["event"].isin(w.event)]
-            row[name] = {
+            measure = {
                 "sum": lambda s: s["quantity"].sum(),
                 "count": len,
                 "users": lambda s: s["user_id"].nunique(),
                 "events": lambda s: s["event"].nunique(),
                 "days": lambda s: s["day"].nunique(),
                 "user_days": lambda s: len(s[["user_id", "day"]].drop_duplicates()),
-            }[w.measure](seen)
+            }[w.measure]
+            if w.stat == "total":
+                row[name] = measure(seen)
+                continue
+            # a straight line fitted to the daily values, zero on days without use, per week
+            days = pd.date_range(end - pd.Timedelta(days=w.days), periods=w.days)
+            daily = [measure(seen[seen["day"] == d]) for d in days]
+            row[name] = 7 * np.polyfit(np.arange(w.days), np.asarray(daily, float), 1)[0]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -73,7 +85,11 @@ def test_every_window_measure_matches_a_plain_recount(world_dir: Path) -> None:
     # Then they equal the recount, and the windows are not trivially empty
     expected = _recount(events, sample)
     got = sample.merge(ours, on=["account_id", "as_of"], how="left")
-    for name in WINDOWS:
+    for name, w in WINDOWS.items():
+        if w.stat == "slope":
+            assert np.allclose(got[name], expected[name], rtol=1e-9, atol=1e-12), name
+            assert (expected[name] > 0).any() and (expected[name] < 0).any(), name
+            continue
         assert got[name].astype(float).tolist() == expected[name].astype(float).tolist(), name
         assert expected[name].astype(float).sum() > 0, name
 
@@ -96,6 +112,7 @@ def _definitions(tmp_path: Path, change: dict[str, object]) -> Path:
         ({"window": {"days": 28, "offset": -1}}, "window.offset"),
         ({"window": {"days": 28, "event": "exprot_report"}}, "exprot_report"),
         ({"window": {"days": 28, "measure": "median"}}, "window.measure"),
+        ({"window": {"days": 28, "measure": "users", "stat": "slope"}}, "stat slope needs"),
     ],
 )
 def test_a_bad_definition_fails_at_load_naming_it(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from expansion_scorer.config import FeatureSet
+from expansion_scorer.config import FeatureSet, UsageWindow
 from expansion_scorer.data.loading import sql_str
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import plan_rank_values
@@ -210,6 +210,7 @@ ADDITIVE = {
 }
 DISTINCT_KEY = {"users": "u.user_id", "events": "u.event"}
 FIT_OFFSETS = (0, 28, 56)  # the affinity and plan-limit aggregates: 28 days and the 28 before
+ORIGIN = "DATE '2000-01-01'"  # day numbers for slopes count from here
 
 
 def window_span(features: FeatureSet) -> int:
@@ -218,17 +219,34 @@ def window_span(features: FeatureSet) -> int:
     return max([max(FIT_OFFSETS), *spans])
 
 
+def slope_scale(days: int) -> tuple[int, int]:
+    """Weekly least-squares slope over a window of `days` daily values v_d, d in [b - days, b):
+    (2 * sum(v_d * (d - b)) + (days + 1) * sum(v_d)) * num / den. The bracket is an exact
+    integer (twice the centred first moment), so both engines agree to the last bit."""
+    return 42, days * (days * days - 1)  # 7 days x 12 / (2 x days(days^2 - 1))
+
+
 def _additive_windows(con: duckdb.DuckDBPyConnection, span: str, windows: dict) -> list[str]:
-    """Running sums per (account, day) for every additive window, looked up at its two edges."""
+    """Running sums per (account, day) for every additive window, looked up at its two edges.
+
+    A slope window also keeps the running first moment sum(v_d * d), d in days since ORIGIN,
+    so its centred moment is a difference of two lookups as well.
+    """
     columns: dict[tuple[str, tuple[str, ...] | None], str] = {}
+    moments: set[str] = set()
     for w in windows.values():
         key = (w.measure, tuple(w.event) if w.event else None)
         columns.setdefault(key, f"m{len(columns)}")
+        if w.stat == "slope":
+            moments.add(columns[key])
     daily = ", ".join(
         f"{ADDITIVE[measure].format(f=_only(list(ev) if ev else None))} AS {col}"
         for (measure, ev), col in columns.items()
     )
-    running = ", ".join(f"sum({col}) OVER w AS {col}" for col in columns.values())
+    running = ", ".join(
+        [f"sum({col}) OVER w AS {col}" for col in columns.values()]
+        + [f"sum({col} * (day - {ORIGIN})) OVER w AS {col}_t" for col in sorted(moments)]
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE usage_cum AS
@@ -241,7 +259,10 @@ def _additive_windows(con: duckdb.DuckDBPyConnection, span: str, windows: dict) 
         WINDOW w AS (PARTITION BY account_id ORDER BY day ROWS UNBOUNDED PRECEDING)
         """
     )
-    looked = ", ".join(f"coalesce(c.{col}, 0) AS {col}" for col in columns.values())
+    looked = ", ".join(
+        [f"coalesce(c.{col}, 0) AS {col}" for col in columns.values()]
+        + [f"coalesce(c.{col}_t, 0) AS {col}_t" for col in sorted(moments)]
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE usage_sums AS
@@ -250,13 +271,24 @@ def _additive_windows(con: duckdb.DuckDBPyConnection, span: str, windows: dict) 
           ON c.account_id = g.account_id AND g.b > c.day
         """
     )
+
+    def within(col: str, w: UsageWindow) -> str:
+        return (
+            f"(max({col}) FILTER (WHERE k = {w.offset})"
+            f" - max({col}) FILTER (WHERE k = {w.offset + w.days}))"
+        )
+
     out = []
     for name, w in windows.items():
         col = columns[(w.measure, tuple(w.event) if w.event else None)]
-        out.append(
-            f"max({col}) FILTER (WHERE k = {w.offset})"
-            f' - max({col}) FILTER (WHERE k = {w.offset + w.days}) AS "{name}"'
-        )
+        if w.stat == "total":
+            out.append(f'{within(col, w)} AS "{name}"')
+            continue
+        num, den = slope_scale(w.days)
+        end = f"(as_of - {ORIGIN} - {w.offset})"  # the window's end b, in days since ORIGIN
+        centred = f"2 * ({within(col + '_t', w)} - {end} * {within(col, w)})"
+        total = f"{w.days + 1} * {within(col, w)}"
+        out.append(f'CAST({centred} + {total} AS DOUBLE) * {num} / {den} AS "{name}"')
     return out
 
 

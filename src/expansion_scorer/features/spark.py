@@ -24,7 +24,7 @@ from expansion_scorer.config import FeatureSet, UsageWindow
 from expansion_scorer.data.contract import TABLES, Kind, TableSpec
 from expansion_scorer.data.loading import locate_tables, sql_str
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import window_span
+from expansion_scorer.features.build import slope_scale, window_span
 from expansion_scorer.features.ledger import EXPANSION_KINDS, movements_sql
 from expansion_scorer.features.snapshots import RUN_RATE_DAYS, as_dates
 
@@ -288,6 +288,44 @@ def _window_sql(name: str, w: UsageWindow) -> str:
     return f"CAST({value} AS DOUBLE) AS `{name}`"
 
 
+def _slope_sql(windows: dict[str, UsageWindow], span: int) -> str:
+    """CTEs `slope_daily` (each slope window's daily value per account and day) and `slopes`
+    (the weekly least-squares slope of each over its window), as `features.build` defines it."""
+    if not windows:
+        return ""
+    daily = []
+    for name, w in windows.items():
+        keep = "true" if w.event is None else f"event IN ({', '.join(sql_str(x) for x in w.event)})"
+        daily.append(
+            {
+                "sum": f"sum(CASE WHEN {keep} THEN q ELSE 0 END)",
+                "count": f"sum(CASE WHEN {keep} THEN n ELSE 0 END)",
+                "days": f"max(CASE WHEN {keep} THEN 1 ELSE 0 END)",
+                "user_days": f"count(DISTINCT CASE WHEN {keep} THEN user_id END)",
+            }[w.measure]
+            + f" AS `{name}`"
+        )
+    slopes = []
+    for name, w in windows.items():
+        num, den = slope_scale(w.days)
+        inside = f"x.day >= e.as_of - {w.offset + w.days} AND x.day < e.as_of - {w.offset}"
+        weight = f"(2 * (datediff(x.day, e.as_of) + {w.offset}) + {w.days + 1})"
+        slopes.append(
+            f"CAST(coalesce(sum(CASE WHEN {inside} THEN x.`{name}` * {weight} END), 0)"
+            f" AS DOUBLE) * {num} / {den} AS `{name}`"
+        )
+    return f"""
+    slope_daily AS (
+        SELECT account_id, day, {", ".join(daily)} FROM usage GROUP BY account_id, day
+    ),
+    slopes AS (
+        SELECT e.account_id, e.as_of, {", ".join(slopes)}
+        FROM entities e JOIN slope_daily x ON x.account_id = e.account_id
+         AND x.day >= e.as_of - {span} AND x.day < e.as_of
+        GROUP BY e.account_id, e.as_of
+    ),"""
+
+
 def base_sql(features: FeatureSet) -> str:
     """Spark SQL of `features.build.base_sql`'s columns, same names, types and semantics.
 
@@ -315,7 +353,9 @@ def base_sql(features: FeatureSet) -> str:
         ("plan", "event", "monthly"),
         ("STRING", "STRING", "DECIMAL(18, 1)"),
     )
-    windowed = [_window_sql(name, w) for name, w in features.usage_windows.items()]
+    totals = {n: w for n, w in features.usage_windows.items() if w.stat == "total"}
+    slopes = {n: w for n, w in features.usage_windows.items() if w.stat == "slope"}
+    windowed = [_window_sql(name, w) for name, w in totals.items()]
     anniversary = "add_months(n.first_start, 12 * (year(e.as_of) - year(n.first_start) + {k}))"
     return f"""
     WITH windows AS (
@@ -323,7 +363,7 @@ def base_sql(features: FeatureSet) -> str:
         FROM entities e JOIN usage d ON d.account_id = e.account_id
          AND d.day >= e.as_of - {window_span(features)} AND d.day < e.as_of
         GROUP BY e.account_id, e.as_of
-    ),
+    ),{_slope_sql(slopes, window_span(features))}
     event_daily AS (
         SELECT account_id, event, day, sum(q) AS q
         FROM usage WHERE event IN ({tracked_sql})
@@ -440,7 +480,8 @@ def base_sql(features: FeatureSet) -> str:
         coalesce(b.billing_days_90d, 0) AS billing_days_90d,
         coalesce(b.billing_days_365d, 0) AS billing_days_365d,
         datediff(e.as_of, b.last_billing) AS days_since_billing,
-        {"".join(f"coalesce(u.`{name}`, 0) AS `{name}`, " for name in features.usage_windows)}
+        {"".join(f"coalesce(u.`{name}`, 0) AS `{name}`, " for name in totals)}
+        {"".join(f"coalesce(sl.`{name}`, 0D) AS `{name}`, " for name in slopes)}
         {len(features.events)} AS catalogue_size,
         coalesce(f.unowned_fit_events_28d, 0D) AS unowned_fit_events_28d,
         f.top_unowned_fit, f.top_unowned_fit_event,
@@ -463,6 +504,7 @@ def base_sql(features: FeatureSet) -> str:
     JOIN accounts a ON a.account_id = e.account_id
     LEFT JOIN sub_now n ON n.account_id = e.account_id AND n.as_of = e.as_of
     LEFT JOIN windows u ON u.account_id = e.account_id AND u.as_of = e.as_of
+    {"LEFT JOIN slopes sl ON sl.account_id = e.account_id AND sl.as_of = e.as_of" if slopes else ""}
     LEFT JOIN contractions c ON c.account_id = e.account_id AND c.as_of = e.as_of
     LEFT JOIN fit f ON f.account_id = e.account_id AND f.as_of = e.as_of
     LEFT JOIN limits l ON l.account_id = e.account_id AND l.as_of = e.as_of
