@@ -222,6 +222,10 @@ class TrainingConfig(_Strict):
     gate: GateConfig = GateConfig()
     size_model: bool = True
     """Also fit the size of an expansion given that it happens (expected ARR = score x size)."""
+    season_feature: str | None = "month_of_year"
+    """The booster starts from each value's base log-odds in its training rows (an offset), so
+    early stopping and calibration on a few months of one season keep the seasons apart; the
+    offset is part of the feature's explanation. null: no offset."""
 
 
 class MotionDef(_Strict):

@@ -65,3 +65,29 @@ def test_gate_rule_needs_more_lift_and_no_worse_calibration() -> None:
     assert not worse.promote and "calibration worse" in worse.reason
     forced = decide({"lift_at_capacity": 1.0, "ece": 0.2}, champion, gate, True)
     assert forced.promote and forced.forced and forced.reason.startswith("forced")
+
+
+def test_platt_with_a_fixed_offset_rescales_only_the_rest() -> None:
+    # Given scores whose log-odds are a season offset plus an overconfident remainder
+    rng = np.random.default_rng(1)
+    season = rng.choice([-0.6, 0.0, 0.45], 40_000)
+    rest = rng.normal(0.0, 1.0, len(season))
+    y = (rng.random(len(season)) < 1 / (1 + np.exp(-(0.5 * rest - 1.2 + season)))).astype(int)
+    raw = 1 / (1 + np.exp(-(rest + season)))
+
+    # When Platt scaling is told which part is the offset
+    cal = Calibrator("platt").fit(raw[:20_000], y[:20_000], season[:20_000])
+
+    # Then it finds the remainder's slope and intercept and leaves the offset whole
+    assert cal.x_[0] == pytest.approx(0.5, abs=0.05)
+    assert cal.y_[0] == pytest.approx(-1.2, abs=0.05)
+    fixed = cal.transform(raw[20_000:], season[20_000:])
+    assert expected_calibration_error(y[20_000:], fixed) < 0.015
+    for value in (-0.6, 0.0, 0.45):  # each season's level, not only the average
+        mine = season[20_000:] == value
+        assert abs(fixed[mine].mean() - y[20_000:][mine].mean()) < 0.015
+    # and without the offset it is plain Platt scaling
+    plain = Calibrator("platt").fit(raw[:20_000], y[:20_000])
+    same = Calibrator("platt").fit(raw[:20_000], y[:20_000], np.zeros(20_000))
+    assert same.x_[0] == pytest.approx(plain.x_[0], abs=1e-4)
+    assert same.y_[0] == pytest.approx(plain.y_[0], abs=1e-4)

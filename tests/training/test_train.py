@@ -219,3 +219,53 @@ def test_the_random_split_check_fits_on_a_sample_of_whole_accounts(world_dir: Pa
     assert 0.5 < half < 1 and 0.5 < full < 1
     assert half != full  # fitted and tested on other rows
     assert half == random_split_auc(frame, dates, load_feature_set(), sampled, sampled.lightgbm)
+
+
+def test_the_season_offset_sets_each_months_start_and_is_explained_by_its_feature(
+    world_dir: Path,
+) -> None:
+    from expansion_scorer.serving.explain import contributions
+    from expansion_scorer.training.backtest import final_layout
+    from expansion_scorer.training.train import fit
+
+    cfg = small_config()
+    frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
+    model = fit(frame, final_layout(sorted(frame["as_of"].unique()), cfg), load_feature_set(), cfg)
+
+    # The offset is each month's smoothed label log-odds against the whole training window
+    assert model.offset is not None and model.offset.feature == "month_of_year"
+    fit_rows = frame[
+        frame["as_of"].isin(final_layout(sorted(frame["as_of"].unique()), cfg).fit_dates)
+    ]
+    busiest = fit_rows.groupby("month_of_year")["label"].mean().idxmax()
+    quietest = fit_rows.groupby("month_of_year")["label"].mean().idxmin()
+    assert model.offset.shifts[float(busiest)] > 0 > model.offset.shifts[float(quietest)]
+    assert model.offset.of(frame.assign(month_of_year=13)).tolist() == [0.0] * len(frame)
+
+    # Scores include it, and SHAP values with the base still add up to the score's log-odds
+    rows = frame.head(40)
+    margin = model.booster.predict(model.matrix(rows), raw_score=True)
+    raw = model.raw_proba(rows)
+    assert np.allclose(np.log(raw / (1 - raw)), margin + model.offset.of(rows))
+    contrib = contributions(model, rows)
+    total = contrib.base_logit + contrib.values.sum(axis=1).to_numpy()
+    assert np.allclose(total, np.log(raw / (1 - raw)), atol=1e-6)
+
+    # Without it, the booster alone makes the score
+    plain = fit(frame, final_layout(sorted(frame["as_of"].unique()), cfg), load_feature_set(),
+                cfg.model_copy(update={"season_feature": None}))  # fmt: skip
+    assert plain.offset is None
+    assert np.allclose(plain.raw_proba(rows), plain.booster.predict(plain.matrix(rows)))
+
+
+def test_a_season_feature_that_is_not_a_numeric_feature_stops_before_any_work(
+    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = mlflow_store / "training.yaml"
+    config.write_text("season_feature: industry\n")
+
+    code, _, err = run_cli(["train", str(world_dir), "--config", str(config)], capsys)
+
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "season_feature" in err and "industry" in err
+    assert not configure().search_registered_models()

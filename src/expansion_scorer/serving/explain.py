@@ -49,11 +49,14 @@ def contributions(model: PropensityModel, frame: pd.DataFrame) -> Contributions:
     values = np.asarray(values)
     if values.ndim == 3:
         values = values[..., -1]
-    base = np.ravel(explainer.expected_value)[-1]
-    return Contributions(
-        values=pd.DataFrame(values, columns=model.feature_names, index=frame.index),
-        base_logit=float(base),
-    )
+    base = float(np.ravel(explainer.expected_value)[-1])
+    table = pd.DataFrame(values, columns=model.feature_names, index=frame.index)
+    offset = getattr(model, "offset", None)
+    if offset is not None:  # the offset speaks through its feature, around its training mean
+        base += offset.mean
+        if offset.feature in table.columns:
+            table[offset.feature] += model.shift(frame) - offset.mean
+    return Contributions(values=table, base_logit=base)
 
 
 def family_points(

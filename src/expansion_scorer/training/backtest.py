@@ -24,6 +24,7 @@ from expansion_scorer.training.train import (
     Layout,
     fit,
     fit_booster,
+    offset_for,
     require_both_outcomes,
     rows_of,
     schema,
@@ -232,6 +233,7 @@ def random_split_auc(
     for name, part_rows in (("train", train), ("validation", valid), ("test", test)):
         require_both_outcomes(part_rows, f"random split: the {name} rows", fix)
     numeric, categories = schema(feature_set, rows)
-    booster = fit_booster(train, valid, numeric, categories, params, cfg)
-    model = PropensityModel(booster, numeric, categories, cfg.horizon_days)
+    offset = offset_for(train, cfg)
+    booster = fit_booster(train, valid, numeric, categories, params, cfg, offset)
+    model = PropensityModel(booster, numeric, categories, cfg.horizon_days, offset=offset)
     return float(roc_auc_score(test["label"].to_numpy(), model.raw_proba(test)))

@@ -27,7 +27,10 @@ class Calibrator:
     def __init__(self, method: Literal["isotonic", "platt"] = "isotonic") -> None:
         self.method = method
 
-    def fit(self, raw: np.ndarray, y: np.ndarray) -> Calibrator:
+    def fit(self, raw: np.ndarray, y: np.ndarray, shift: np.ndarray | None = None) -> Calibrator:
+        """`shift`: the part of logit(raw) that is a fixed offset (the seasons); Platt scaling
+        rescales the rest and adds it back unscaled, so a calibration window drawn from one
+        season does not shrink or move the others. Isotonic ignores it."""
         raw = np.asarray(raw, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         if self.method == "isotonic":
@@ -35,19 +38,40 @@ class Calibrator:
             iso.fit(raw, y)
             self.x_ = np.asarray(iso.X_thresholds_, dtype=np.float64)
             self.y_ = np.asarray(iso.y_thresholds_, dtype=np.float64)
-        else:
+        elif shift is None:
             lr = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw)[:, None], y)
             self.x_ = np.array([float(lr.coef_[0, 0])])
             self.y_ = np.array([float(lr.intercept_[0])])
+        else:
+            self.x_, self.y_ = _platt_with_offset(_logit(raw) - shift, np.asarray(shift), y)
         return self
 
-    def transform(self, raw: np.ndarray) -> np.ndarray:
+    def transform(self, raw: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
         if self.method == "isotonic":
             # Within a flat isotonic step the booster's order is kept: a CSM list ranks by
             # this score, and ties would throw away what the booster knows.
             p = np.interp(raw, self.x_, self.y_) + TIE_BREAK * raw
         else:
-            p = 1.0 / (1.0 + np.exp(-(self.x_[0] * _logit(raw) + self.y_[0])))
+            fixed = 0.0 if shift is None else np.asarray(shift, dtype=np.float64)
+            z = _logit(raw) - fixed
+            p = 1.0 / (1.0 + np.exp(-(self.x_[0] * z + self.y_[0] + fixed)))
         # Isotonic steps can hit exactly 0 or 1; a probability a CSM reads never should.
         return np.clip(p, EPS, 1 - EPS)
+
+
+def _platt_with_offset(
+    z: np.ndarray, offset: np.ndarray, y: np.ndarray, steps: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression of y on z with a fixed offset, by Newton's method: (slope, intercept)."""
+    design = np.column_stack([z, np.ones_like(z)])
+    beta = np.array([1.0, 0.0])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(design @ beta + offset)))
+        w = np.maximum(p * (1 - p), 1e-12)
+        hessian = design.T @ (design * w[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, design.T @ (y - p))
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return np.array([beta[0]]), np.array([beta[1]])

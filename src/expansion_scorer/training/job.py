@@ -154,6 +154,16 @@ def _span(dates: tuple[date, ...] | list[date]) -> str:
     return f"{min(dates)}..{max(dates)}"
 
 
+def check_season_feature(cfg: TrainingConfig, feature_set: FeatureSet) -> None:
+    """The offset reads a numeric feature by name; a wrong name stops before any work."""
+    numeric = {f.name for f in feature_set.features if f.kind == "numeric"}
+    if cfg.season_feature is not None and cfg.season_feature not in numeric:
+        raise UserError(
+            f"training config: season_feature names {cfg.season_feature!r}, which is not a"
+            " numeric feature; name one (month_of_year) or set it to null"
+        )
+
+
 def train_job(
     data_dir: Path,
     cfg: TrainingConfig,
@@ -164,6 +174,7 @@ def train_job(
 ) -> TrainResult:
     """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate."""
     baselines.check_features(cfg.baselines, feature_set)
+    check_season_feature(cfg, feature_set)
     world = load_world(data_dir, cutoff=until)
     frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
     dates = sorted(frame["as_of"].unique())

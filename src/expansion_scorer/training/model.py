@@ -9,6 +9,7 @@ given that it happens.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -46,6 +47,32 @@ def prepare(
     return pd.DataFrame(out, index=frame.index)[[*numeric, *categories]]
 
 
+@dataclass(frozen=True)
+class Offset:
+    """A fixed log-odds shift per value of one feature, added to the booster's margin."""
+
+    feature: str
+    shifts: dict[float, float]
+    """Value -> shift; values not seen in training get no shift."""
+    mean: float
+    """The average shift over the training rows: the explanation's base rate includes it."""
+
+    def of(self, frame: pd.DataFrame) -> np.ndarray:
+        values = pd.to_numeric(frame[self.feature], errors="coerce")
+        return values.map(self.shifts).fillna(0.0).to_numpy(dtype="float64")
+
+
+def season_offset(rows: pd.DataFrame, feature: str, prior_rows: float = 50.0) -> Offset:
+    """Per value of `feature`, the log-odds of its label rate against the overall rate, each
+    rate pulled towards the overall one as if `prior_rows` more rows had it."""
+    base = float(rows["label"].mean())
+    grouped = rows.groupby(pd.to_numeric(rows[feature], errors="coerce"))["label"]
+    rate = (grouped.sum() + prior_rows * base) / (grouped.size() + prior_rows)
+    shift = np.log(rate / (1 - rate)) - np.log(base / (1 - base))
+    offset = Offset(feature, {float(k): float(v) for k, v in shift.items()}, 0.0)
+    return Offset(feature, offset.shifts, float(offset.of(rows).mean()))
+
+
 class PropensityModel(PythonModel):
     """Probability of expansion within the horizon, and the ARR it would bring."""
 
@@ -57,6 +84,7 @@ class PropensityModel(PythonModel):
         horizon_days: int,
         calibrator: Calibrator | None = None,
         size_booster: lgb.Booster | None = None,
+        offset: Offset | None = None,
     ) -> None:
         self.booster = booster
         self.numeric = numeric
@@ -64,6 +92,7 @@ class PropensityModel(PythonModel):
         self.horizon_days = horizon_days
         self.calibrator = calibrator
         self.size_booster = size_booster
+        self.offset = offset
 
     @property
     def feature_names(self) -> list[str]:
@@ -72,14 +101,23 @@ class PropensityModel(PythonModel):
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         return prepare(frame, self.numeric, self.categories)
 
+    def shift(self, frame: pd.DataFrame) -> np.ndarray:
+        """The offset's log-odds per row (zeros without one; models saved before it had none)."""
+        offset = getattr(self, "offset", None)
+        return np.zeros(len(frame)) if offset is None else offset.of(frame)
+
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """The booster's own probability, before calibration (what SHAP explains)."""
-        return np.asarray(self.booster.predict(self.matrix(frame)), dtype="float64")
+        """The booster's probability with its offset, before calibration (what SHAP explains)."""
+        margin = self.booster.predict(self.matrix(frame), raw_score=True) + self.shift(frame)
+        return 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype="float64")))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """The delivered score: the calibrated probability of expansion within the horizon."""
         raw = self.raw_proba(frame)
-        return raw if self.calibrator is None else self.calibrator.transform(raw)
+        if self.calibrator is None:
+            return raw
+        shift = None if getattr(self, "offset", None) is None else self.shift(frame)
+        return self.calibrator.transform(raw, shift)
 
     def expected_size(self, frame: pd.DataFrame) -> np.ndarray:
         """Predicted expansion ARR given that the account expands."""

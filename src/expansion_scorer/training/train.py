@@ -13,13 +13,12 @@ from datetime import date
 from typing import Any
 
 import lightgbm as lgb
-import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.training.calibration import Calibrator
-from expansion_scorer.training.model import PropensityModel, prepare
+from expansion_scorer.training.model import Offset, PropensityModel, prepare, season_offset
 
 SIZE_ROUNDS = 200
 DATASET_PARAMS = {"feature_pre_filter": False, "verbosity": -1}
@@ -84,19 +83,33 @@ def require_both_outcomes(part: pd.DataFrame, what: str, fix: str) -> None:
     raise UserError(f"{what} ({span}, {len(part)} snapshots) holds {outcome}; {fix}")
 
 
+def offset_for(fit: pd.DataFrame, cfg: TrainingConfig) -> Offset | None:
+    """The seasonal offset of `cfg.season_feature`, learnt from the booster's training rows."""
+    if cfg.season_feature is None or cfg.season_feature not in fit.columns:
+        return None
+    return season_offset(fit, cfg.season_feature)
+
+
 def datasets(
-    fit: pd.DataFrame, valid: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]]
+    fit: pd.DataFrame,
+    valid: pd.DataFrame,
+    numeric: list[str],
+    categories: dict[str, list[str]],
+    offset: Offset | None = None,
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
-    """Binned training and validation sets (validation on the training bins), ready to reuse."""
+    """Binned training and validation sets (validation on the training bins), ready to reuse;
+    with an offset, both start from it (LightGBM's init_score)."""
     train_set = lgb.Dataset(
         prepare(fit, numeric, categories),
         label=fit["label"].to_numpy(),
+        init_score=None if offset is None else offset.of(fit),
         params=DATASET_PARAMS,
         free_raw_data=False,
     ).construct()
     valid_set = lgb.Dataset(
         prepare(valid, numeric, categories),
         label=valid["label"].to_numpy(),
+        init_score=None if offset is None else offset.of(valid),
         reference=train_set,
         params=DATASET_PARAMS,
     ).construct()
@@ -124,9 +137,10 @@ def fit_booster(
     categories: dict[str, list[str]],
     params: LightGBMParams,
     cfg: TrainingConfig,
+    offset: Offset | None = None,
 ) -> lgb.Booster:
     """LightGBM on `fit`, stopped early on `valid`, cut to its best iteration."""
-    train_set, valid_set = datasets(fit, valid, numeric, categories)
+    train_set, valid_set = datasets(fit, valid, numeric, categories, offset)
     booster = train_early_stopped(params, train_set, valid_set, cfg)
     best = booster.best_iteration or booster.current_iteration()
     # A booster holding only the kept trees: SHAP and predict then agree without arguments.
@@ -164,19 +178,24 @@ def fit(
     require_both_outcomes(fit_rows, f"{layout.name}: the training snapshots", fix)
     require_both_outcomes(calib_rows, f"{layout.name}: the calibration snapshots", fix)
     numeric, categories = schema(feature_set, pd.concat([fit_rows, calib_rows]))
-    booster = fit_booster(fit_rows, calib_rows, numeric, categories, params or cfg.lightgbm, cfg)
-    raw = np.asarray(booster.predict(prepare(calib_rows, numeric, categories)), dtype="float64")
-    calibrator = Calibrator(cfg.backtest.calibration).fit(raw, calib_rows["label"].to_numpy())
+    offset = offset_for(fit_rows, cfg)
+    booster = fit_booster(
+        fit_rows, calib_rows, numeric, categories, params or cfg.lightgbm, cfg, offset
+    )
     size = (
         fit_size(pd.concat([fit_rows, calib_rows]), numeric, categories, cfg)
         if cfg.size_model and "expansion_arr" in frame.columns
         else None
     )
-    return PropensityModel(
+    model = PropensityModel(
         booster=booster,
         numeric=numeric,
         categories=categories,
         horizon_days=cfg.horizon_days,
-        calibrator=calibrator,
         size_booster=size,
+        offset=offset,
     )
+    raw, y = model.raw_proba(calib_rows), calib_rows["label"].to_numpy()
+    shift = None if offset is None else model.shift(calib_rows)
+    model.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, shift)
+    return model

@@ -18,6 +18,7 @@ from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.training.train import (
     Layout,
     datasets,
+    offset_for,
     rows_of,
     schema,
     train_early_stopped,
@@ -25,14 +26,15 @@ from expansion_scorer.training.train import (
 
 
 def _datasets(
-    frame: pd.DataFrame, folds: Sequence[Layout], feature_set: FeatureSet
+    frame: pd.DataFrame, folds: Sequence[Layout], feature_set: FeatureSet, cfg: TrainingConfig
 ) -> list[tuple[lgb.Dataset, lgb.Dataset]]:
     """Binned once per fold and reused by every trial."""
     out = []
     for fold in folds:
         fit, valid = rows_of(frame, fold.fit_dates), rows_of(frame, fold.calib_dates)
         numeric, categories = schema(feature_set, pd.concat([fit, valid]))
-        train_set, valid_set = datasets(fit, valid, numeric, categories)
+        offset = offset_for(fit, cfg)
+        train_set, valid_set = datasets(fit, valid, numeric, categories, offset)
         out.append((train_set, valid_set))
     return out
 
@@ -54,7 +56,7 @@ def tune(
     frame: pd.DataFrame, folds: Sequence[Layout], feature_set: FeatureSet, cfg: TrainingConfig
 ) -> tuple[LightGBMParams, optuna.Study]:
     """The best parameters found in `cfg.tuning.trials` trials (the configured ones first)."""
-    data = _datasets(frame, folds, feature_set)
+    data = _datasets(frame, folds, feature_set, cfg)
 
     def objective(trial: optuna.Trial) -> float:
         params = _suggest(trial, cfg.lightgbm)
