@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--snapshots", type=int, default=52)
     parser.add_argument("--activity", type=float, default=1.0, help="thin the usage log")
-    parser.add_argument("--memory", default="4GB", help="DuckDB memory limit; it spills beyond")
+    parser.add_argument("--memory", default="3GB", help="DuckDB memory limit; it spills beyond")
     args = parser.parse_args()
 
     world_dir = OUT / f"world-{args.accounts}-{args.months}-{args.activity}"

@@ -6,7 +6,7 @@ throw-away SQLite MLflow store, and prints the pooled test-fold figures the READ
 probabilities on the same test snapshots; the margins over each baseline; lift at capacity.
 
     .venv/bin/python bench/train_quality.py [--accounts 3000] [--months 30] [--seed 0]
-        [--trials 0]
+        [--trials 0] [--ceiling]
 """
 
 from __future__ import annotations
@@ -21,8 +21,46 @@ import tempfile
 import time
 from pathlib import Path
 
-from expansion_scorer.config import load_feature_set, load_training_config
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from expansion_scorer.config import TrainingConfig, load_feature_set, load_training_config
 from expansion_scorer.data.synthetic import generate_world
+
+
+def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
+    from expansion_scorer.jobs import training_frame
+    from expansion_scorer.training.job import load_world, with_truth
+
+    frame = training_frame(load_world(data, None), load_feature_set(), cfg, None)
+    return with_truth(data, frame, cfg.horizon_days)
+
+
+def _feature_ceiling(frame: pd.DataFrame, cfg: TrainingConfig) -> float:
+    """Pooled test ROC AUC of LightGBM regressed on the true log-odds instead of the 0/1 label.
+
+    Fitted per fold on the rows the model sees (its training and calibration months), it shows
+    how much of the Bayes limit the features can express at all when labels carry no noise.
+    """
+    from expansion_scorer.training.backtest import TRUTH_COLUMN, plan_folds
+    from expansion_scorer.training.train import lgb_params, prepare, schema
+
+    features = load_feature_set()
+    truth = frame[TRUTH_COLUMN].clip(1e-6, 1 - 1e-6)
+    target = np.log(truth / (1 - truth)).to_numpy()
+    scores, labels = [], []
+    for fold in plan_folds(sorted(frame["as_of"].unique()), cfg):
+        seen = frame["as_of"].isin({*fold.fit_dates, *fold.calib_dates}).to_numpy()
+        test = frame["as_of"].isin(set(fold.test_dates)).to_numpy()
+        numeric, categories = schema(features, frame[seen])
+        params = {**lgb_params(cfg.lightgbm, cfg.seed), "objective": "regression"}
+        data = lgb.Dataset(prepare(frame[seen], numeric, categories), label=target[seen])
+        booster = lgb.train(params, data, num_boost_round=600)
+        scores.append(booster.predict(prepare(frame[test], numeric, categories)))
+        labels.append(frame["label"].to_numpy()[test])
+    return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
 
 
 def main() -> None:
@@ -31,6 +69,11 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=0)
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also fit the features to the simulator's true log-odds: how far they can reach",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,6 +96,7 @@ def main() -> None:
         started = time.perf_counter()
         result = train_job(data, cfg, load_feature_set())
         took = time.perf_counter() - started
+        ceiling = _feature_ceiling(_frame_with_truth(data, cfg), cfg) if args.ceiling else None
 
     m = result.metrics
     print(result.table)
@@ -61,6 +105,11 @@ def main() -> None:
     print(f"training took {took:.0f}s ({result.rows:,} snapshots)")
     print(f"pooled test ROC AUC {m['roc_auc']:.3f}, Bayes-limit {result.bayes_auc:.3f}")
     print(f"share of the Bayes gap: {result.share_of_bayes:.3f}")
+    if ceiling is not None and result.bayes_auc is not None:
+        print(
+            f"feature ceiling (LightGBM fitted to the true log-odds, same folds): ROC AUC"
+            f" {ceiling:.3f}, share {(ceiling - 0.5) / (result.bayes_auc - 0.5):.3f}"
+        )
     print(
         f"lift at capacity (k={cfg.capacity.k}) {m['lift_at_capacity']:.2f},"
         f" recall {m['recall_at_capacity']:.1%}; top-decile lift {m['lift_top_decile']:.2f}"

@@ -133,3 +133,18 @@ def test_rows_dated_after_the_newest_usage_are_a_warning(
         "warning: support_tickets.csv: 1 rows dated after the newest usage event (2024-04-01)"
         in stdout
     )
+
+
+def test_duckdb_memory_limit_comes_from_the_environment(
+    world_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expansion_scorer.data.loading import open_world
+
+    monkeypatch.setenv("EXPANSION_DUCKDB_MEMORY", "1GB")
+    limit = open_world(world_dir).con.execute("SELECT current_setting('memory_limit')")
+    assert limit.fetchall()[0][0] in ("953.6 MiB", "1.0 GB", "1000.0 MB")
+
+    monkeypatch.setenv("EXPANSION_DUCKDB_MEMORY", "lots")
+    code, _, err = run_cli(["validate", str(world_dir)], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "EXPANSION_DUCKDB_MEMORY" in err

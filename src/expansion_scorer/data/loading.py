@@ -7,6 +7,7 @@ the point-in-time rule holds by construction for scoring and for `train --train-
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from expansion_scorer.data.contract import REVENUE_SOURCES, SQL_TYPES, TABLES, TableSpec
-from expansion_scorer.errors import ContractError
+from expansion_scorer.errors import ContractError, UserError
 
 
 @dataclass
@@ -111,12 +112,29 @@ def typed_select(spec: TableSpec, present: list[str], cutoff: date | None) -> st
     return ", ".join(exprs)
 
 
+def _limit_memory(con: duckdb.DuckDBPyConnection) -> None:
+    """EXPANSION_DUCKDB_MEMORY (such as 3GB) caps DuckDB's buffers; it spills beyond them to
+    EXPANSION_DUCKDB_TEMP, or to DuckDB's own default temporary directory."""
+    limit = os.environ.get("EXPANSION_DUCKDB_MEMORY")
+    if limit:
+        try:
+            con.execute(f"SET memory_limit = {sql_str(limit)}")
+        except duckdb.Error:
+            raise UserError(
+                f"EXPANSION_DUCKDB_MEMORY={limit!r} is not a memory size; use one like 3GB"
+            ) from None
+    spill = os.environ.get("EXPANSION_DUCKDB_TEMP")
+    if spill:
+        con.execute(f"SET temp_directory = {sql_str(spill)}")
+
+
 def open_world(data_dir: Path, cutoff: date | None = None, threads: int | None = None) -> World:
     """Views `<table>` (typed, cut off) and `raw_<table>` (as written) for every table found."""
     files = locate_tables(Path(data_dir))
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    _limit_memory(con)
     con.execute(f"CREATE TEMP TABLE world_info AS SELECT {'revenue' in files} AS consumption")
     for name, spec in TABLES.items():
         if name not in files:  # an absent optional table reads as empty, with its columns
