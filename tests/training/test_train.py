@@ -81,11 +81,17 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     )
     assert len(folds) == 2 and all("logistic_roc_auc" in f.data.metrics for f in folds)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
-    for name in ("gain_lift.png", "calibration.png", "shap_summary.png", "importance.png"):
+    for name in (
+        "gain_lift.png", "calibration.png", "shap_summary.png", "importance.png",
+        "season_offset.json",
+    ):  # fmt: skip
         assert f"report/{name}" in artifacts
+    offset = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/report/season_offset.json")
+    assert offset["feature"] == "month_of_year" and len(offset["shifts"]) == 12
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
     for heading in ("Intended use", "Data window", "Backtest", "Limitations", "logistic"):
         assert heading in card
+    assert "season_offset.json" in card
     assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/training.yaml") == SMALL
 
     # And the pyfunc loads by alias and serves the calibrated score and the expected ARR

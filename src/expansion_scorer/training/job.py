@@ -259,6 +259,15 @@ def train_job(
         if config_text is not None:
             mlflow.log_text(config_text, "config/training.yaml")
         mlflow.log_text(table + "\n\n" + "\n".join(margin_lines) + "\n", "report/folds.txt")
+        if final.offset is not None:  # the log-odds each month starts from, for the record
+            mlflow.log_dict(
+                {
+                    "feature": final.offset.feature,
+                    "shifts": {str(k): v for k, v in sorted(final.offset.shifts.items())},
+                    "mean": final.offset.mean,
+                },
+                "report/season_offset.json",
+            )
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             report.gains_chart(bt, out / "gain_lift.png", k)
@@ -296,6 +305,7 @@ def train_job(
                 random_auc=random_auc,
                 alias=alias,
                 commit=commit,
+                season_feature=None if final.offset is None else final.offset.feature,
             ),
             "model_card.md",
         )

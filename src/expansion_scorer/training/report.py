@@ -178,6 +178,7 @@ def model_card(
     random_auc: float | None,
     alias: str,
     commit: str,
+    season_feature: str | None = None,
 ) -> str:
     pooled = bt.pooled
     scorers = [s for s in (MODEL, UNCALIBRATED, *baselines.NAMES, TRUTH_COLUMN) if s in pooled]
@@ -202,6 +203,12 @@ def model_card(
         if random_auc is not None
         else ""
     )
+    season_line = (
+        f" The booster starts from each `{season_feature}` value's base log-odds in its"
+        " training snapshots (`report/season_offset.json`), which calibration leaves unscaled."
+        if season_feature
+        else ""
+    )
     return f"""# Model card: {name} v{version}
 
 Run `{run_id}`, commit `{commit}`, alias at registration: `{alias}`.
@@ -224,7 +231,7 @@ only rows dated strictly before each snapshot date.
 Rolling origin, {len(bt.folds)} folds (test months: {folds}); each fold is trained only on
 snapshots whose label window closes before the fold starts, and calibrated on the latest of
 those months. Metrics pooled over the test folds; lift and recall at capacity are per
-snapshot date with k = {k}.
+snapshot date with k = {k}.{season_line}
 
 {chr(10).join(table)}
 
