@@ -278,6 +278,9 @@ class ServingConfig(_Strict):
         default_factory=lambda: {"hot": 0.5, "warm": 0.25, "watch": 0.0}
     )
     """Band name -> lowest score in the band, checked from the highest threshold down."""
+    report_rows: int = Field(default=250, ge=1)
+    """report.html shows each CSM's first this many accounts, and this many of those not
+    scored; every account is in scores.csv and excluded.csv whatever the limit."""
     rank_by: Literal["score", "expected_arr"] = "score"
     """Order within a band: by score, or by expected expansion ARR (score x predicted size)."""
     motions: dict[str, MotionDef] = Field(default_factory=dict)

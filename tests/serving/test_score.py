@@ -79,6 +79,40 @@ def test_ranking_can_use_expected_expansion_arr(
     assert by_arr["account_id"].tolist() != by_score["account_id"].tolist()
 
 
+def test_the_report_shows_each_csms_first_accounts_and_says_where_the_rest_are(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a serving config whose report shows 3 accounts a CSM
+    config = tmp_path / "serving.yaml"
+    config.write_text((Path(__file__).parents[2] / "serving" / "default.yaml").read_text().replace(
+        "report_rows: 250 ", "report_rows: 3 "
+    ))  # fmt: skip
+
+    _score(world_dir, tmp_path / "out", capsys, "--config", str(config))
+
+    scores = pd.read_csv(tmp_path / "out" / "scores.csv")
+    excluded = pd.read_csv(tmp_path / "out" / "excluded.csv")
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    sections = html.split('<section class="csm"')[1:]
+    owners = scores["csm_owner"].fillna("Unassigned").value_counts()
+    assert len(sections) == len(owners) and (owners > 3).any()
+    for section in sections:
+        owner = section.split('data-csm="', 1)[1].split('"', 1)[0]
+        total = int(owners[owner])
+        shown = section.count('<tr class="account"')
+        # the CSM's best-ranked accounts, the whole count in the heading, the rest named
+        assert shown == min(3, total)
+        assert f"({total} accounts;" in section
+        assert (f"The first 3 of {total} accounts by rank" in section) == (total > 3)
+        mine = scores[scores["csm_owner"].fillna("Unassigned") == owner]
+        for account in mine["account_id"].head(3):
+            assert f'data-account="{account}"' in section
+    assert len(excluded) > 3
+    assert f"The first 3 of {len(excluded)} accounts not scored" in html
+    assert f"{len(excluded)} not scored" in html
+    assert len(scores) > 3 * len(owners)  # the CSV still holds every scored account
+
+
 def test_scores_as_of_t_do_not_depend_on_data_dated_after_t(
     world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

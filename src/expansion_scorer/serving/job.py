@@ -405,7 +405,14 @@ def score_job(
             "excluded.csv": csv_writer(scored.excluded),
             "triggers.csv": csv_writer(triggers),
             "report.html": text_writer(
-                render_report(scored.scores, scored.drivers, scored.excluded, meta, triggers)
+                render_report(
+                    scored.scores,
+                    scored.drivers,
+                    scored.excluded,
+                    meta,
+                    triggers,
+                    serving.report_rows,
+                )
             ),
         }
         if csm_files:

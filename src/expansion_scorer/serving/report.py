@@ -44,7 +44,10 @@ def render_report(
     excluded: pd.DataFrame,
     meta: dict[str, Any],
     triggers: pd.DataFrame | None = None,
+    limit: int | None = None,
 ) -> str:
+    """The page; with `limit`, each CSM's section and the not-scored list stop after that many
+    rows and say how many more the CSV files hold."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
         resources.files("expansion_scorer")
@@ -77,11 +80,20 @@ def render_report(
                 ),
             }
         )
-    ordered = sorted(sections.items(), key=lambda kv: (kv[0] == UNASSIGNED, kv[0].lower()))
+    ordered = [
+        (owner, sorted(rows, key=lambda r: r["rank"])[:limit], len(rows))
+        for owner, rows in sorted(
+            sections.items(), key=lambda kv: (kv[0] == UNASSIGNED, kv[0].lower())
+        )
+    ]
+    not_scored = excluded[["account_id", "account_name", "excluded_reason"]]
     return template.render(
         sections=ordered,
         scored=len(scores),
-        excluded=excluded[["account_id", "account_name", "excluded_reason"]].to_dict("records"),
+        excluded=not_scored.head(limit if limit is not None else len(not_scored)).to_dict(
+            "records"
+        ),
+        excluded_total=len(not_scored),
         bands=sorted(meta["bands"].items(), key=lambda kv: -kv[1]),
         band_counts=scores["band"].value_counts().to_dict(),
         not_ready=int((scores["readiness"] != "ready").sum()) if len(scores) else 0,
