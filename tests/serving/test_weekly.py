@@ -83,6 +83,12 @@ def test_second_week_fires_triggers_that_say_why_the_score_moved(two_weeks: Path
     fired_1 = history[(history["as_of"].astype(str) == WEEK_1) & history["fired"]]
     again = week_2.merge(fired_1[["account_id", "score"]], on="account_id", suffixes=("", "_1"))
     assert (again["score"] - again["score_1"] >= 0.10 - 1e-9).all()
+    # the first week is the baseline: its hot accounts did not "enter" anything, only rules fire
+    week_1 = history[history["as_of"].astype(str) == WEEK_1]
+    assert (week_1["band"] == "hot").sum() > 0
+    for kinds in week_1.loc[week_1["fired"], "trigger"]:
+        assert all(kind.startswith("rule ") for kind in kinds.split("; ")), kinds
+    assert week_2["trigger"].str.contains("entered|rise").any()
     html = (two_weeks / "report.html").read_text(encoding="utf-8")
     assert f"Act this week: {len(week_2)} trigger" in html
     assert str(moved["why"].iloc[0]).split(":")[0] in html

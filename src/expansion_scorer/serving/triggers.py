@@ -1,7 +1,8 @@
 """Which accounts a CSM should act on this week, and why their score moved.
 
 An account fires when it enters the top band or its CSM's capacity list, when its score rises
-by `score_rise` since the previous run, or while a trigger rule holds. The `why` of a trigger is
+by `score_rise` since the previous run, or while a trigger rule holds. The first run has no
+previous one, so it is the baseline: only rules fire. The `why` of a trigger is
 the change of each reason family's impact on the score since the previous run, in points, with
 the feature of the leading family that moved most. A fired account stays quiet for
 `cooldown_weeks` unless its score rises by `score_rise` again above where it fired.
@@ -97,10 +98,16 @@ def find_triggers(
     score = scores["score"].to_numpy(dtype="float64")
     change = score - prev_score
 
+    # The first run is the baseline: with no earlier run nothing has entered anything (every
+    # top-band account would fire), so only rules fire. Later, a new account can enter.
+    baseline = past.as_of is None
     entered_band = (scores["band"] == cfg.top_band).to_numpy() & (
         first | (prev_band != cfg.top_band).to_numpy()
     )
     entered_list = scores["on_list"].to_numpy(dtype=bool) & ~prev_list
+    if baseline:
+        entered_band[:] = False
+        entered_list[:] = False
     rise = np.nan_to_num(change, nan=0.0) >= cfg.score_rise - 1e-12
 
     features = frame.set_index("account_id").loc[ids]
