@@ -20,6 +20,15 @@ def _score(data: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: st
     return stdout
 
 
+def _serving_config(tmp_path: Path, old: str, new: str) -> Path:
+    """The shipped serving config with one setting changed, written under tmp_path."""
+    default = (Path(__file__).parents[2] / "serving" / "default.yaml").read_text()
+    assert old in default
+    config = tmp_path / "serving.yaml"
+    config.write_text(default.replace(old, new))
+    return config
+
+
 def test_scores_rank_and_explain_every_eligible_account(
     world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -58,10 +67,7 @@ def test_ranking_can_use_expected_expansion_arr(
     world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a serving config that ranks by expected expansion ARR
-    config = tmp_path / "serving.yaml"
-    config.write_text((Path(__file__).parents[2] / "serving" / "default.yaml").read_text().replace(
-        "rank_by: score ", "rank_by: expected_arr "
-    ))  # fmt: skip
+    config = _serving_config(tmp_path, "rank_by: score ", "rank_by: expected_arr ")
 
     _score(world_dir, tmp_path / "by_score", capsys)
     _score(world_dir, tmp_path / "by_arr", capsys, "--config", str(config))
@@ -83,10 +89,7 @@ def test_the_report_shows_each_csms_first_accounts_and_says_where_the_rest_are(
     world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a serving config whose report shows 3 accounts a CSM
-    config = tmp_path / "serving.yaml"
-    config.write_text((Path(__file__).parents[2] / "serving" / "default.yaml").read_text().replace(
-        "report_rows: 250 ", "report_rows: 3 "
-    ))  # fmt: skip
+    config = _serving_config(tmp_path, "report_rows: 250 ", "report_rows: 3 ")
 
     _score(world_dir, tmp_path / "out", capsys, "--config", str(config))
 

@@ -194,11 +194,11 @@ def _boundaries(name: str, offsets: list[int]) -> str:
     )
 
 
-def _only(events: list[str] | None) -> str:
-    """The predicate a window's event filter puts on `usage_events u`."""
+def event_filter(events: list[str] | None, column: str = "u.event") -> str:
+    """The predicate a window's event filter puts on its event column (both engines)."""
     if events is None:
         return "true"
-    return f"u.event IN ({', '.join(sql_str(e) for e in events)})"
+    return f"{column} IN ({', '.join(sql_str(e) for e in events)})"
 
 
 ADDITIVE = {
@@ -240,7 +240,7 @@ def _additive_windows(con: duckdb.DuckDBPyConnection, span: str, windows: dict) 
         if w.stat == "slope":
             moments.add(columns[key])
     daily = ", ".join(
-        f"{ADDITIVE[measure].format(f=_only(list(ev) if ev else None))} AS {col}"
+        f"{ADDITIVE[measure].format(f=event_filter(list(ev) if ev else None))} AS {col}"
         for (measure, ev), col in columns.items()
     )
     running = ", ".join(
@@ -315,7 +315,7 @@ def _distinct_windows(con: duckdb.DuckDBPyConnection, span: str, windows: dict) 
                 SELECT DISTINCT u.account_id, {DISTINCT_KEY[measure]} AS key,
                        CAST(u.timestamp AS DATE) AS day
                 FROM usage_events u
-                WHERE {span} AND {_only(list(ev) if ev else None)}
+                WHERE {span} AND {event_filter(list(ev) if ev else None)}
                   AND {DISTINCT_KEY[measure]} IS NOT NULL
                 """
             )

@@ -24,7 +24,7 @@ from expansion_scorer.config import FeatureSet, UsageWindow
 from expansion_scorer.data.contract import TABLES, Kind, TableSpec
 from expansion_scorer.data.loading import locate_tables, sql_str
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import slope_scale, window_span
+from expansion_scorer.features.build import event_filter, slope_scale, window_span
 from expansion_scorer.features.ledger import EXPANSION_KINDS, movements_sql
 from expansion_scorer.features.snapshots import RUN_RATE_DAYS, as_dates
 
@@ -275,7 +275,7 @@ def _window_sql(name: str, w: UsageWindow) -> str:
     """One usage window as a conditional aggregate over the entity's joined usage days."""
     inside = f"d.day >= e.as_of - {w.offset + w.days} AND d.day < e.as_of - {w.offset}"
     if w.event is not None:
-        inside += f" AND d.event IN ({', '.join(sql_str(x) for x in w.event)})"
+        inside += f" AND {event_filter(w.event, 'd.event')}"
     value = {
         "sum": f"sum(CASE WHEN {inside} THEN d.q END)",
         "count": f"sum(CASE WHEN {inside} THEN d.n END)",
@@ -295,7 +295,7 @@ def _slope_sql(windows: dict[str, UsageWindow], span: int) -> str:
         return ""
     daily = []
     for name, w in windows.items():
-        keep = "true" if w.event is None else f"event IN ({', '.join(sql_str(x) for x in w.event)})"
+        keep = event_filter(w.event, "event")
         daily.append(
             {
                 "sum": f"sum(CASE WHEN {keep} THEN q ELSE 0 END)",

@@ -164,7 +164,7 @@ def run_fold(
     scores = test[[c for c in keep if c in test.columns]].reset_index(drop=True)
     scores[MODEL] = model.predict_proba(test)
     scores[UNCALIBRATED] = model.raw_proba(test)
-    scores["expected_arr"] = model.expected_expansion_arr(test)
+    scores["expected_arr"] = scores[MODEL] * model.expected_size(test)  # the score, once
     scorers = [MODEL, UNCALIBRATED]
     if with_baselines:
         past = rows_of(frame, [*layout.fit_dates, *layout.calib_dates])

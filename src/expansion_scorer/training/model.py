@@ -101,23 +101,24 @@ class PropensityModel(PythonModel):
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         return prepare(frame, self.numeric, self.categories)
 
-    def shift(self, frame: pd.DataFrame) -> np.ndarray:
-        """The offset's log-odds per row (zeros without one; models saved before it had none)."""
+    def shift(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The offset's log-odds per row; None without one (models saved before it had none)."""
         offset = getattr(self, "offset", None)
-        return np.zeros(len(frame)) if offset is None else offset.of(frame)
+        return None if offset is None else offset.of(frame)
+
+    def _raw(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
+        margin = np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), "float64")
+        return 1.0 / (1.0 + np.exp(-(margin if shift is None else margin + shift)))
 
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """The booster's probability with its offset, before calibration (what SHAP explains)."""
-        margin = self.booster.predict(self.matrix(frame), raw_score=True) + self.shift(frame)
-        return 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype="float64")))
+        return self._raw(frame, self.shift(frame))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """The delivered score: the calibrated probability of expansion within the horizon."""
-        raw = self.raw_proba(frame)
-        if self.calibrator is None:
-            return raw
-        shift = None if getattr(self, "offset", None) is None else self.shift(frame)
-        return self.calibrator.transform(raw, shift)
+        shift = self.shift(frame)
+        raw = self._raw(frame, shift)
+        return raw if self.calibrator is None else self.calibrator.transform(raw, shift)
 
     def expected_size(self, frame: pd.DataFrame) -> np.ndarray:
         """Predicted expansion ARR given that the account expands."""
@@ -132,9 +133,7 @@ class PropensityModel(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
+        score = self.predict_proba(model_input)  # once: the expected ARR reuses it
         return pd.DataFrame(
-            {
-                "score": self.predict_proba(model_input),
-                "expected_expansion_arr": self.expected_expansion_arr(model_input),
-            }
+            {"score": score, "expected_expansion_arr": score * self.expected_size(model_input)}
         )

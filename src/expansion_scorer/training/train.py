@@ -196,6 +196,5 @@ def fit(
         offset=offset,
     )
     raw, y = model.raw_proba(calib_rows), calib_rows["label"].to_numpy()
-    shift = None if offset is None else model.shift(calib_rows)
-    model.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, shift)
+    model.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, model.shift(calib_rows))
     return model
