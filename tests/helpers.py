@@ -112,15 +112,34 @@ def rewrite_future(src: Path, dst: Path, as_of: str, mode: str) -> Path:
 HOSTILE_NAMES = (
     "<script>alert(1)</script>",
     '=HYPERLINK("http://x","y")',
-    "<img src=x onerror=alert(2)>",
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    '"><img src=x onerror=alert(2)>',
+    "\t=1+1",
+    "\r=1+1",
+    "\n=1+1",
+    "</td></tr><tr><td>",
+    "a, b; c\r\nd",
 )
 
 
-def with_hostile_names(src: Path, dst: Path) -> Path:
-    """A copy of a world whose first accounts are named to inject script or spreadsheet formulas."""
+def with_hostile_names(src: Path, dst: Path, every: bool = False) -> Path:
+    """A copy of a world whose first accounts are named to inject script or spreadsheet formulas.
+
+    With `every`, every account, CSM and segment name is hostile (cycling through the list).
+    """
     shutil.copytree(src, dst)
     accounts = pd.read_parquet(dst / "accounts.parquet")
-    for i, name in enumerate(HOSTILE_NAMES):
-        accounts.loc[i, "account_name"] = name
+    if every:
+        n = len(HOSTILE_NAMES)
+        accounts["account_name"] = [HOSTILE_NAMES[i % n] for i in range(len(accounts))]
+        for column, shift in (("csm_owner", 0), ("segment", 3)):
+            values = accounts[column].dropna().unique()
+            renamed = {v: f"{HOSTILE_NAMES[(i + shift) % n]} {i}" for i, v in enumerate(values)}
+            accounts[column] = accounts[column].map(renamed)
+    else:  # the oldest accounts, which every as-of date in the tests has
+        oldest = accounts.sort_values(["created_at", "account_id"]).index[: len(HOSTILE_NAMES)]
+        accounts.loc[oldest, "account_name"] = list(HOSTILE_NAMES)
     accounts.to_parquet(dst / "accounts.parquet", index=False)
     return dst

@@ -23,6 +23,8 @@ from pydantic import (
 from expansion_scorer.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
+ROW_COLUMNS = ("account_id", "account_name", "csm_owner", "as_of")
+"""Besides the features, what every scored row holds for a template to read."""
 
 
 class _Strict(BaseModel):
@@ -76,7 +78,12 @@ class FeatureDef(_Strict):
     kind: Literal["numeric", "categorical"] = "numeric"
     window: UsageWindow | None = None
     sql: str = ""
-    reason: str | None = None
+    reason: str | Literal[False] | None = None
+    """The sentence a CSM reads when this feature speaks for its family, over the scored row's
+    features; `false`: the feature is context (it moves the score, never a reason)."""
+    missing: str | None = None
+    """What the reason says when the feature's own value is missing; default
+    '<description>: not on record'."""
 
     @model_validator(mode="after")
     def _sql_or_window(self) -> FeatureDef:
@@ -98,6 +105,9 @@ class FeatureSet(_Strict):
     the base column `catalogue_size`, for shares of the catalogue used."""
     windows: dict[str, UsageWindow] = Field(default_factory=dict)
     """Usage aggregates that are not model inputs themselves, read by features' `sql`."""
+    context: list[str] = Field(default_factory=lambda: ["calendar"])
+    """Families that move the score and its points but are never told to a CSM (no reason, no
+    motion, no trigger's why): what nobody can act on, such as the time of year."""
     features: list[FeatureDef]
 
     @model_validator(mode="after")
@@ -110,6 +120,39 @@ class FeatureSet(_Strict):
         if clash:
             raise ValueError(f"a window and a windowed feature share a name: {', '.join(clash)}")
         return self
+
+    @model_validator(mode="after")
+    def _templates_read_the_scored_row(self) -> FeatureSet:
+        from expansion_scorer.serving.text import check_template
+
+        columns = self.row_columns
+        for f in self.features:
+            for key, source in (("reason", f.reason), ("missing", f.missing)):
+                if isinstance(source, str):
+                    problem = check_template(source, columns, f"feature {f.name}: {key}")
+                    if problem:
+                        raise ValueError(problem)
+        return self
+
+    @property
+    def row_columns(self) -> set[str]:
+        """What a template can read: the scored row's identity and every feature."""
+        return {*ROW_COLUMNS, *(f.name for f in self.features)}
+
+    @property
+    def context_families(self) -> set[str]:
+        """The families never told to a CSM: those listed in `context`, and any family whose
+        every feature says `reason: false`."""
+        silent = {
+            fam
+            for fam in {f.family for f in self.features}
+            if all(f.reason is False for f in self.features if f.family == fam)
+        }
+        return set(self.context) | silent
+
+    def speaks(self, feature: FeatureDef) -> bool:
+        """Whether a feature may become a reason a CSM reads."""
+        return feature.reason is not False and feature.family not in self.context_families
 
     @property
     def usage_windows(self) -> dict[str, UsageWindow]:
@@ -290,8 +333,11 @@ class ServingConfig(_Strict):
 
     def check_against(self, features: FeatureSet) -> None:
         """Families and features named here must exist in the feature definitions."""
+        from expansion_scorer.serving.text import check_template
+
         families = {f.family for f in features.features}
         names = {f.name for f in features.features}
+        context = features.context_families
         for key, motion in self.motions.items():
             unknown = sorted(set(motion.families) - families)
             if unknown:
@@ -299,6 +345,26 @@ class ServingConfig(_Strict):
                     f"serving config: motion {key} names unknown families {', '.join(unknown)};"
                     f" known: {', '.join(sorted(families))}"
                 )
+            told = sorted(set(motion.families) & context)
+            if told:
+                raise UserError(
+                    f"serving config: motion {key} names context families {', '.join(told)},"
+                    " which are never told to a CSM; drop them from the motion"
+                )
+        templates = [
+            *((f"motion {k}: label", m.label) for k, m in self.motions.items()),
+            *(
+                (f"motion {k}: talking point {i + 1}", t)
+                for k, m in self.motions.items()
+                for i, t in enumerate(m.talking_points)
+            ),
+            *((f"readiness rule {r.name}: says", r.says) for r in self.readiness),
+            *((f"trigger rule {r.name}: says", r.says) for r in self.triggers.rules),
+        ]
+        for where, source in templates:
+            problem = check_template(source, features.row_columns, where)
+            if problem:
+                raise UserError(f"serving config: {problem}")
         for kind, rules in (("readiness", self.readiness), ("trigger", self.triggers.rules)):
             for rule in rules:
                 if rule.feature not in names:
@@ -351,6 +417,8 @@ def _parse(model: type[M], raw: object, where: str) -> M:
             parts = [f"{feature}: {'.'.join(parts[2:])}" if parts[2:] else feature]
         loc = ".".join(parts) or "(top level)"
         msg = first["msg"].removeprefix("Value error, ")
+        if not parts and msg.startswith("feature "):  # a cross-feature check names its feature
+            raise UserError(f"config {where}: {msg}") from None
         raise UserError(f"config {where}: {loc}: {msg}") from None
 
 

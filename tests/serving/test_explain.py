@@ -47,12 +47,12 @@ def test_reasons_are_the_strongest_families_with_their_signed_impact(scored: Pat
     assert len(top) > 0
     for r in top.to_dict("records"):
         impacts = [
-            float(r[c].rsplit("(", 1)[1].split(" pts")[0]) for c in ("reason_1", "reason_2",
+            float(r[c].rsplit("(", 1)[1].split(" pt")[0]) for c in ("reason_1", "reason_2",
             "reason_3") if r[c]
         ]  # fmt: skip
         assert impacts and impacts == sorted(impacts, reverse=True) and impacts[-1] > 0
         if r["reason_against"]:
-            assert float(r["reason_against"].rsplit("(", 1)[1].split(" pts")[0]) < 0
+            assert float(r["reason_against"].rsplit("(", 1)[1].split(" pt")[0]) < 0
         assert r["motion"]
     # reasons speak in the account's numbers, e.g. "48 of 50 seats in use (96%)"
     assert scores["reason_1"].str.contains(r"\d+ of \d+ seats in use \(\d+%\)").any()

@@ -65,7 +65,8 @@ def test_report_sorts_filters_opens_and_runs_nothing_from_the_data(
 
     # the injected names are shown as text, never run
     assert page.get_by_text("<script>alert(1)</script>").count() >= 1
-    assert page.get_by_text("<img src=x onerror=alert(2)>").count() >= 1
+    assert page.get_by_text('"><img src=x onerror=alert(2)>').count() >= 1
+    assert page.get_by_text("</td></tr><tr><td>").count() >= 1
     assert page.get_by_text('=HYPERLINK("http://x","y")').count() >= 1
 
     # sorting: the first section's score column, ascending then descending
@@ -102,6 +103,21 @@ def test_report_sorts_filters_opens_and_runs_nothing_from_the_data(
     for heading in ("What moved the score", "Why now", "Offer:", "Readiness:"):
         assert heading in text
     assert details.locator("svg.drivers rect").count() >= 1
+
+    # each CSM's section opens on the accounts to act on this week, as cards, before the book
+    section = page.locator("section.csm").first
+    cards = section.locator("article.card")
+    assert 1 <= cards.count() <= 20
+    card = cards.first
+    assert card.is_visible()
+    card_text = card.inner_text()
+    for part in ("%", "Offer:", "Readiness:", "Why now"):
+        assert part in card_text, card_text
+    assert "rule " in card.locator("p.fired").inner_text()
+    book = section.locator("table.scores")
+    assert card.bounding_box()["y"] < book.bounding_box()["y"]  # type: ignore[index]
+    section.screenshot(path=str(tmp_path / "csm.png"))
+    assert (tmp_path / "csm.png").stat().st_size > 10_000
 
     page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
     assert (tmp_path / "report.png").stat().st_size > 10_000

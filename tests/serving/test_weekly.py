@@ -71,18 +71,19 @@ def test_second_week_fires_triggers_that_say_why_the_score_moved(two_weeks: Path
 
     assert sorted(history["as_of"].astype(str).unique()) == [WEEK_1, WEEK_2]
     assert len(week_2) > 0
-    moved = week_2[week_2["previous_score"].notna()]
+    moved = week_2[week_2["previous_score_pct"].notna()]
     assert len(moved) > 0
     # "score up 0.06 (44% → 50%): seats +4 pts, momentum +2 pts, ..."
     assert moved["why"].str.match(r"score (up|down) \d\.\d\d \(\d+% → \d+%\)").all()
     assert moved["why"].str.contains(r"[+-]\d+ pts").any()
-    for r in moved.to_dict("records"):
-        assert abs(r["change"] - (r["score"] - r["previous_score"])) < 1e-6
+    for r in moved.to_dict("records"):  # percentages and points, to one decimal
+        assert abs(r["change_pts"] - (r["score_pct"] - r["previous_score_pct"])) <= 0.1 + 1e-9
     assert set(week_2["account_id"]) <= set(scores["account_id"])
     # the cooldown: an account that fired in week 1 fires again only if its score jumped
     fired_1 = history[(history["as_of"].astype(str) == WEEK_1) & history["fired"]]
-    again = week_2.merge(fired_1[["account_id", "score"]], on="account_id", suffixes=("", "_1"))
-    assert (again["score"] - again["score_1"] >= 0.10 - 1e-9).all()
+    fired_1 = fired_1[["account_id", "score"]].rename(columns={"score": "score_1"})
+    again = week_2.merge(fired_1, on="account_id")
+    assert (again["score_pct"] / 100 - again["score_1"] >= 0.10 - 0.0005 - 1e-9).all()
     # the first week is the baseline: its hot accounts did not "enter" anything, only rules fire
     week_1 = history[history["as_of"].astype(str) == WEEK_1]
     assert (week_1["band"] == "hot").sum() > 0
@@ -90,8 +91,54 @@ def test_second_week_fires_triggers_that_say_why_the_score_moved(two_weeks: Path
         assert all(kind.startswith("rule ") for kind in kinds.split("; ")), kinds
     assert week_2["trigger"].str.contains("entered|rise").any()
     html = (two_weeks / "report.html").read_text(encoding="utf-8")
-    assert f"Act this week: {len(week_2)} trigger" in html
+    acting = int(week_2["act_this_week"].sum())
+    assert f"Act this week: {acting} account" in html
     assert str(moved["why"].iloc[0]).split(":")[0] in html
+
+
+def test_act_this_week_holds_at_most_each_csms_capacity_and_the_strongest_triggers(
+    two_weeks: Path,
+) -> None:
+    # Given the second week's triggers, with a capacity of 20 accounts a CSM
+    week_2 = pd.read_csv(two_weeks / "triggers.csv")
+    capacity = 20
+
+    # Then every fired account is listed once, and each CSM acts on at most their capacity
+    assert week_2["account_id"].is_unique
+    owners = week_2["csm_owner"].fillna("Unassigned")
+    acting = week_2[week_2["act_this_week"]]
+    assert acting.groupby(owners[week_2["act_this_week"]]).size().max() <= capacity
+    assert len(acting) <= capacity * owners.nunique()
+    # and a CSM with more fired than capacity acts on the strongest: a rule before a rank entry
+    for _, mine in week_2.groupby(owners):
+        if len(mine) <= capacity:
+            assert mine["act_this_week"].all()
+            continue
+        assert mine["act_this_week"].sum() == capacity
+        rule = mine["trigger"].str.contains("rule ")
+        entry_only = ~rule & ~mine["trigger"].str.contains("rise")
+        if rule.sum() >= capacity:
+            assert not mine.loc[entry_only, "act_this_week"].any()
+
+
+def test_the_first_weeks_act_this_week_fits_the_capacity(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "first"
+    _score(world_dir, out, WEEK_1, capsys)
+    fired = pd.read_csv(out / "triggers.csv")
+    scores = pd.read_csv(out / "scores.csv")
+    owners = scores["csm_owner"].fillna("Unassigned").nunique()
+
+    assert len(fired) > 0
+    assert fired["act_this_week"].sum() <= 20 * owners
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count('<article class="card"') == fired["act_this_week"].sum()
+    history = _history(out)
+    # the cooldown starts only for the accounts a CSM was told to act on
+    assert set(history.loc[history["fired"], "account_id"]) == set(
+        fired.loc[fired["act_this_week"], "account_id"]
+    )
 
 
 def test_manifest_accounts_for_every_account_and_every_input(

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import shap
 
-from expansion_scorer.config import FeatureSet, ServingConfig
-from expansion_scorer.serving.text import render
+from expansion_scorer.config import FeatureDef, FeatureSet, ServingConfig
+from expansion_scorer.serving.text import fill, is_missing, render
 from expansion_scorer.training.model import PropensityModel
 
 OPERATORS = {
@@ -55,7 +55,7 @@ def contributions(model: PropensityModel, frame: pd.DataFrame) -> Contributions:
     if offset is not None:  # the offset speaks through its feature, around its training mean
         base += offset.mean
         if offset.feature in table.columns:
-            table[offset.feature] += model.shift(frame) - offset.mean
+            table[offset.feature] += offset.of(frame) - offset.mean
     return Contributions(values=table, base_logit=base)
 
 
@@ -72,6 +72,28 @@ def family_points(
     return sums.mul(scale, axis=0)
 
 
+def speak(feature: FeatureDef, row: dict[str, Any], strict: bool = False) -> str:
+    """The feature's sentence in the account's numbers; its `missing` sentence when the
+    account has no value for it. `strict` raises where `render` would fall back to the
+    description (the shipped sentences are tested never to)."""
+    if is_missing(row.get(feature.name)):
+        said = f"{feature.description}: not on record"
+        if feature.missing is None:
+            return said
+        return fill(feature.missing, row) if strict else render(feature.missing, said, row)
+    if not isinstance(feature.reason, str):
+        return feature.description
+    if strict:
+        return fill(feature.reason, row)
+    return render(feature.reason, feature.description, row)
+
+
+def points_text(points: float) -> str:
+    """'+12 pts', '+1 pt', '-3 pts'."""
+    whole = f"{points:+.0f}"
+    return f"{whole} pt" if whole in ("+1", "-1") else f"{whole} pts"
+
+
 def reasons(
     frame: pd.DataFrame,
     contrib: Contributions,
@@ -81,23 +103,28 @@ def reasons(
 ) -> pd.DataFrame:
     """`reason_1..top`: the strongest positive families; `reason_against`: the strongest negative.
 
-    Each family speaks through its feature that pushes hardest in the family's direction.
+    Each family speaks through its feature that pushes hardest in the family's direction, among
+    those that may speak; context families (the calendar) are never a reason.
     """
     defs = {f.name: f for f in feature_set.features}
     columns = list(contrib.values.columns)
-    fam_names = list(points.columns)
+    context = feature_set.context_families
+    fam_names = [f for f in points.columns if f not in context]
     members = [
         np.array(
             [
                 columns.index(f.name)
                 for f in feature_set.features
-                if f.family == fam and f.name in columns  # defined but not in this model: skip
+                # defined but not in this model, or context: skip
+                if f.family == fam and f.name in columns and feature_set.speaks(f)
             ]
         )
         for fam in fam_names
     ]
+    keep = [j for j, idx in enumerate(members) if len(idx)]
+    fam_names, members = [fam_names[j] for j in keep], [members[j] for j in keep]
     records = _records(frame)
-    fam_values = points.to_numpy()
+    fam_values = points[fam_names].to_numpy()
     shap_values = contrib.values.to_numpy()
     out: dict[str, list[str]] = {f"reason_{k + 1}": [] for k in range(top)}
     against: list[str] = []
@@ -107,13 +134,14 @@ def reasons(
         def sentence(j: int, sign: float, i: int = i, row: dict = row) -> str:
             idx = members[j]
             d = defs[columns[idx[np.argmax(sign * shap_values[i, idx])]]]
-            return f"{render(d.reason, d.description, row)} ({fam_values[i, j]:+.0f} pts)"
+            return f"{speak(d, row)} ({points_text(fam_values[i, j])})"
 
         positive = [j for j in order[:top] if fam_values[i, j] >= 0.5]
         for k in range(top):
             out[f"reason_{k + 1}"].append(sentence(positive[k], 1.0) if k < len(positive) else "")
-        worst = int(order[-1])
-        against.append(sentence(worst, -1.0) if fam_values[i, worst] <= -0.5 else "")
+        worst = int(order[-1]) if len(order) else -1
+        told = worst >= 0 and fam_values[i, worst] <= -0.5
+        against.append(sentence(worst, -1.0) if told else "")
     return pd.DataFrame({**out, "reason_against": against}, index=frame.index)
 
 
@@ -147,7 +175,7 @@ def motions(frame: pd.DataFrame, points: pd.DataFrame, serving: ServingConfig) -
         key = keys[best[i]]
         motion = serving.motions[key]
         chosen.append(key)
-        labels.append(render(motion.label, key.replace("_", " ").capitalize(), row))
+        labels.append(render(motion.label, key.replace("_", "-").capitalize(), row))
         talking.append([t for t in (render(s, "", row) for s in motion.talking_points) if t])
     return pd.DataFrame(
         {"motion_key": chosen, "motion": labels, "talking_points": talking}, index=frame.index

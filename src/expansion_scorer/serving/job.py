@@ -307,6 +307,25 @@ def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
     return out
 
 
+def for_people(table: pd.DataFrame) -> pd.DataFrame:
+    """A table as a CSM reads it in a spreadsheet: scores as percentages with one decimal
+    (`score_pct`), changes in points (`change_pts`), money in whole units. The Parquet files
+    and the history keep full precision."""
+    out = table.copy()
+    for col in ("score", "previous_score"):
+        if col in out:
+            out[col] = (pd.to_numeric(out[col]) * 100).round(1)
+    if "change" in out:
+        out["change"] = (pd.to_numeric(out["change"]) * 100).round(1)
+    if "expected_expansion_arr" in out:
+        out["expected_expansion_arr"] = pd.to_numeric(out["expected_expansion_arr"]).round(0)
+        out["expected_expansion_arr"] = out["expected_expansion_arr"].astype("Int64")
+    return out.rename(
+        columns={"score": "score_pct", "previous_score": "previous_score_pct",
+                 "change": "change_pts"}
+    )  # fmt: skip
+
+
 def on_capacity_list(scores: pd.DataFrame, capacity: int) -> pd.Series:
     """Whether each account (in rank order) is among its CSM's top `capacity`."""
     owners = scores["csm_owner"].fillna(UNASSIGNED).astype(str)
@@ -366,6 +385,7 @@ def score_job(
         clock = now
 
     out_dir = Path(out_dir)
+    serving.check_against(feature_set)  # before any data is read
     world = open_world(data_dir, cutoff=as_of)
     validate(world, feature_set.events)
     inputs = input_summary(world)
@@ -386,7 +406,14 @@ def score_job(
         ranked = scored.scores.copy()
         ranked["on_list"] = on_capacity_list(ranked, serving.accounts_per_csm).to_numpy()
         triggers, state = find_triggers(
-            ranked, scored.drivers, scored.features, past, serving.triggers, feature_set, as_of
+            ranked,
+            scored.drivers,
+            scored.features,
+            past,
+            serving.triggers,
+            feature_set,
+            as_of,
+            serving.accounts_per_csm,
         )
         lap("triggers")
         table = flat(scored.scores, serving)
@@ -399,11 +426,11 @@ def score_job(
             "previous_run": str(past.as_of) if past.as_of else "",
         }
         writers: dict[str, Callable[[Path], None]] = {
-            "scores.csv": csv_writer(table),
+            "scores.csv": csv_writer(for_people(table)),
             "scores.parquet": parquet_writer(table),
             "drivers.parquet": parquet_writer(scored.drivers),
             "excluded.csv": csv_writer(scored.excluded),
-            "triggers.csv": csv_writer(triggers),
+            "triggers.csv": csv_writer(for_people(triggers)),
             "report.html": text_writer(
                 render_report(
                     scored.scores,
@@ -412,12 +439,13 @@ def score_job(
                     meta,
                     triggers,
                     serving.report_rows,
+                    frozenset(feature_set.context_families),
                 )
             ),
         }
         if csm_files:
             for name, rows in per_csm(table, serving.accounts_per_csm).items():
-                writers[f"per_csm/{name}"] = csv_writer(rows)
+                writers[f"per_csm/{name}"] = csv_writer(for_people(rows))
         staged = _history_rows(ranked, state, scored, model, as_of, version)
         body = _manifest_body(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past

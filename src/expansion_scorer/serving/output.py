@@ -8,6 +8,7 @@ stage again and renames what is left, so the folder never stays half old, half n
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -20,21 +21,59 @@ from pathlib import Path
 import pandas as pd
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+LEADING_BLANKS = " \t\r\n\u00a0\ufeff"
+"""Characters a spreadsheet may skip before it reads a formula: a cell is judged without them."""
 COMMITTED = "COMMITTED"
 STAGE_PREFIX = ".staging-"
 Apply = Callable[[Path], None]
 """Work a stage carries besides its files (a history update): must be safe to run twice."""
 
 
+def neutral_text(value: str) -> str:
+    """A text cell a spreadsheet cannot run: a leading apostrophe before any formula start (OWASP).
+
+    The cell is judged after leading blanks and line breaks, so `"\\n=1+1"` is caught too.
+    """
+    if value.startswith(FORMULA_PREFIXES) or value.lstrip(LEADING_BLANKS).startswith(
+        FORMULA_PREFIXES
+    ):
+        return "'" + value
+    return value
+
+
+def _cell(value: object) -> object:
+    """The cell as the CSV holds it: text made final (lists joined, then neutralised), numbers as
+    they are, missing values empty."""
+    if isinstance(value, list | tuple):
+        value = " | ".join(str(v) for v in value)
+    if isinstance(value, str):
+        return neutral_text(value)
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return ""
+    return value
+
+
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells a spreadsheet would run as formulas get a leading apostrophe (OWASP)."""
+    """Every text cell of `frame` as `write_csv` writes it; numbers stay numbers."""
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
-            )
+            out[col] = out[col].map(_cell)
     return out
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """The one CSV writer: RFC 4180 (CRLF rows; any field holding a comma, a quote, CR or LF is
+    quoted), UTF-8, every text cell neutralised as its last step.
+
+    Quoting every field that holds a line break is what stops row forging: a name holding a bare
+    CR would otherwise end the row in spreadsheets and start a new one with a live formula.
+    """
+    safe = neutralise_formulas(frame)
+    safe.columns = [neutral_text(str(c)) for c in safe.columns]
+    safe.to_csv(
+        path, index=False, encoding="utf-8", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL
+    )
 
 
 @contextmanager
@@ -110,8 +149,7 @@ def _fsync_tree(root: Path) -> None:
 
 
 def csv_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
-    safe = neutralise_formulas(frame)
-    return lambda path: safe.to_csv(path, index=False, encoding="utf-8")
+    return lambda path: write_csv(frame, path)
 
 
 def parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:

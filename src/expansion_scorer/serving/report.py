@@ -1,8 +1,10 @@
 """`report.html`: one self-contained page a CSM can act on, with every data value escaped.
 
-The triggers that fired this week come first, each with why the score moved; then a section
-per CSM, the accounts in rank order with their band and readiness, and per account
-the drivers of its score as a bar chart, the reasons, the motion and the talking points.
+It opens on each reader's own work: a section per CSM starts with the accounts to act on this
+week as cards (score, what fired and why, motion, reasons, the reason against, readiness and
+talking points), then those that also fired beyond the CSM's capacity, then the whole book in
+rank order, each account with the drivers of its score as a bar chart. Context families (the
+calendar) move the score but are not drawn: nobody can act on them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ BAR_WIDTH = 110  # pixels for the largest impact on the chart, either side of th
 UNASSIGNED = "Unassigned"
 
 
-def _chart(drivers: dict[str, float]) -> list[dict[str, Any]]:
+def _chart(drivers: dict[str, float], context: frozenset[str]) -> list[dict[str, Any]]:
     """Bars for the families that moved the score by half a point or more, largest first."""
     items = sorted(
-        ((k, v) for k, v in drivers.items() if abs(v) >= 0.5), key=lambda kv: -abs(kv[1])
+        ((k, v) for k, v in drivers.items() if abs(v) >= 0.5 and k not in context),
+        key=lambda kv: -abs(kv[1]),
     )[:8]
     scale = max((abs(v) for _, v in items), default=1.0) or 1.0
     return [
@@ -45,9 +48,10 @@ def render_report(
     meta: dict[str, Any],
     triggers: pd.DataFrame | None = None,
     limit: int | None = None,
+    context: frozenset[str] = frozenset(),
 ) -> str:
-    """The page; with `limit`, each CSM's section and the not-scored list stop after that many
-    rows and say how many more the CSV files hold."""
+    """The page; with `limit`, each CSM's book, their "also fired" list and the not-scored list
+    stop after that many rows and say how many more the CSV files hold."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
         resources.files("expansion_scorer")
@@ -76,16 +80,43 @@ def render_report(
                 "against": _text(r["reason_against"]),
                 "talking_points": list(r["talking_points"]),
                 "chart": _chart(
-                    {str(k): float(v) for k, v in by_account.get(r["account_id"], {}).items()}
+                    {str(k): float(v) for k, v in by_account.get(r["account_id"], {}).items()},
+                    context,
                 ),
             }
         )
-    ordered = [
-        (owner, sorted(rows, key=lambda r: r["rank"])[:limit], len(rows))
-        for owner, rows in sorted(
-            sections.items(), key=lambda kv: (kv[0] == UNASSIGNED, kv[0].lower())
-        )
+    account = {r["account_id"]: r for rows in sections.values() for r in rows}
+    fired: list[dict[str, Any]] = [
+        {
+            "rank": int(t["rank"]),
+            "account_id": _text(t["account_id"]),
+            "account_name": _text(t["account_name"]),
+            "csm_owner": _text(t["csm_owner"]) or UNASSIGNED,
+            "score": float(t["score"]),
+            "act": bool(t["act_this_week"]),
+            "trigger": _text(t["trigger"]),
+            "why": _text(t["why"]),
+            "rules": _text(t["rules"]),
+        }
+        for t in (triggers.to_dict("records") if triggers is not None else [])
     ]
+    ordered = []
+    for owner, rows in sorted(
+        sections.items(), key=lambda kv: (kv[0] == UNASSIGNED, kv[0].lower())
+    ):
+        mine = sorted((t for t in fired if t["csm_owner"] == owner), key=lambda t: t["rank"])
+        cards = [{**account[t["account_id"]], **t} for t in mine if t["act"]]
+        also = [t for t in mine if not t["act"]]
+        ordered.append(
+            {
+                "owner": owner,
+                "rows": sorted(rows, key=lambda r: r["rank"])[:limit],
+                "total": len(rows),
+                "cards": cards,
+                "also": also[:limit],
+                "also_total": len(also),
+            }
+        )
     not_scored = excluded[["account_id", "account_name", "excluded_reason"]]
     return template.render(
         sections=ordered,
@@ -98,19 +129,8 @@ def render_report(
         band_counts=scores["band"].value_counts().to_dict(),
         not_ready=int((scores["readiness"] != "ready").sum()) if len(scores) else 0,
         meta=meta,
-        triggers=[
-            {
-                "rank": int(t["rank"]),
-                "account_id": _text(t["account_id"]),
-                "account_name": _text(t["account_name"]),
-                "csm_owner": _text(t["csm_owner"]) or UNASSIGNED,
-                "score": float(t["score"]),
-                "trigger": _text(t["trigger"]),
-                "why": _text(t["why"]),
-                "rules": _text(t["rules"]),
-            }
-            for t in (triggers.to_dict("records") if triggers is not None else [])
-        ],
+        acting=sum(1 for t in fired if t["act"]),
+        also_fired=sum(1 for t in fired if not t["act"]),
         show_triggers=triggers is not None,
         previous_run=meta.get("previous_run", ""),
     )

@@ -1,7 +1,10 @@
 """Sentences from templates: Jinja over an account's features, with number filters.
 
 Templates come from the YAML files a data scientist edits, so they run sandboxed. A template
-that touches a missing value raises, and the caller falls back to plain text.
+that touches a missing value (a number filter on NaN, or a bare `{{ x }}` of a missing category)
+raises `MissingValue`; `render` then falls back to plain text, `fill` lets it propagate.
+Templates are parsed once and checked against the columns they will get (`check_template`),
+so a typo or a value the scored row does not hold stops at load, not at render.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+import pandas as pd
+from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 
@@ -56,6 +60,29 @@ def times(value: Any) -> str:
     )
 
 
+def plural(value: Any, singular: str, many: str | None = None) -> str:
+    """'1 seat', '12 seats'; with `many`, '1 person', '2 people'."""
+    number = _number(value)
+    word = singular if abs(number) == 1 else (many if many is not None else singular + "s")
+    return f"{num(number)} {word}"
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, NaT or pandas' NA: no value to speak of."""
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array is a value
+        return False
+
+
+def _finalize(value: Any) -> Any:
+    if is_missing(value):
+        raise MissingValue("missing")
+    return value
+
+
 def humanize(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         raise MissingValue("none")
@@ -71,8 +98,10 @@ def _is_number(value: Any) -> bool:
 
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-    env.filters.update(num=num, pct=pct, change=change, money=money, times=times, humanize=humanize)
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+    env.filters.update(
+        num=num, pct=pct, change=change, money=money, times=times, humanize=humanize, plural=plural
+    )
     env.tests["number"] = _is_number
     return env
 
@@ -82,12 +111,42 @@ def compile_template(source: str) -> Any:
     return environment().from_string(source)
 
 
+def names_in(source: str) -> set[str]:
+    """The variables a template reads; a syntax error raises `TemplateError`."""
+    return set(meta.find_undeclared_variables(environment().parse(source)))
+
+
+def check_template(source: str, columns: set[str], where: str) -> str | None:
+    """Why the template cannot be rendered from rows holding `columns`, or None when it can."""
+    try:
+        unknown = sorted(names_in(source) - columns)
+    except TemplateError as exc:
+        return f"{where}: template does not parse ({exc}); fix its Jinja syntax"
+    if unknown:
+        return (
+            f"{where}: template reads {', '.join(unknown)}, which the scored row does not hold;"
+            " use feature names (a window is a column only through a feature)"
+        )
+    return None
+
+
+def fill(source: str, values: dict[str, Any]) -> str:
+    """The template filled from `values`, on one line; raises `MissingValue` when a value it
+    needs is missing."""
+    try:
+        text = compile_template(source).render(values)
+    except (TemplateError, TypeError, ValueError) as exc:
+        if isinstance(exc, MissingValue):
+            raise
+        raise MissingValue(str(exc)) from exc
+    return " ".join(text.split())
+
+
 def render(source: str | None, fallback: str, values: dict[str, Any]) -> str:
     """The template filled from `values`, or `fallback` when a value it needs is missing."""
     if not source:
         return fallback
     try:
-        text = compile_template(source).render(values)
-    except (MissingValue, TemplateError, TypeError, ValueError):
+        return fill(source, values)
+    except MissingValue:
         return fallback
-    return " ".join(text.split())

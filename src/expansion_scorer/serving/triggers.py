@@ -18,12 +18,29 @@ import pandas as pd
 from expansion_scorer.config import FeatureSet, TriggerConfig
 from expansion_scorer.serving.explain import OPERATORS, _records
 from expansion_scorer.serving.history import Past
+from expansion_scorer.serving.report import UNASSIGNED
 from expansion_scorer.serving.text import render
 
 TRIGGER_COLUMNS = [
-    "as_of", "rank", "account_id", "account_name", "csm_owner", "score", "previous_score",
-    "change", "trigger", "why", "rules", "model_version",
+    "as_of", "rank", "account_id", "account_name", "csm_owner", "act_this_week", "score",
+    "previous_score", "change", "trigger", "why", "rules", "model_version",
 ]  # fmt: skip
+
+
+def act_this_week(
+    owners: pd.Series, tier: np.ndarray, change: np.ndarray, rank: np.ndarray, capacity: int
+) -> np.ndarray:
+    """Which fired accounts each CSM is told to act on: at most `capacity` a CSM, strongest first.
+
+    Strength is the kind of trigger (`tier`, lower is stronger: a rule, a rise, then entering
+    the top band or the capacity list), then the size of the rise, then the rank.
+    """
+    order = np.lexsort((rank, -np.nan_to_num(change, nan=0.0), tier))
+    who = owners.fillna(UNASSIGNED).astype(str).to_numpy()[order]
+    place = pd.Series(who).groupby(who, sort=False).cumcount().to_numpy()
+    act = np.zeros(len(order), dtype=bool)
+    act[order] = place < capacity
+    return act
 
 
 def _value(v: float) -> str:
@@ -39,6 +56,8 @@ def _feature_move(
     best, best_size = "", 0.0
     for f in feature_set.features:
         if f.family != family or f.kind != "numeric" or f.name not in before:
+            continue
+        if not feature_set.speaks(f):
             continue
         a, b = float(before.get(f.name, np.nan)), float(now.get(f.name, np.nan))
         if not (np.isfinite(a) and np.isfinite(b)) or a == b:
@@ -83,8 +102,10 @@ def find_triggers(
     cfg: TriggerConfig,
     feature_set: FeatureSet,
     as_of: date,
+    capacity: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The fired triggers with why, and per scored account `fired` and `trigger` (the kinds).
+    """The fired triggers with why and `act_this_week` (at most `capacity` a CSM), and per
+    scored account `fired` (told to act this week: its cooldown starts) and `trigger` (the kinds).
 
     `scores` holds account_id, account_name, csm_owner, rank, score, band, on_list and
     model_version; `drivers` the points per family; `frame` the features, one row per account.
@@ -100,14 +121,13 @@ def find_triggers(
 
     # The first run is the baseline: with no earlier run nothing has entered anything (every
     # top-band account would fire), so only rules fire. Later, a new account can enter.
-    baseline = past.as_of is None
-    entered_band = (scores["band"] == cfg.top_band).to_numpy() & (
-        first | (prev_band != cfg.top_band).to_numpy()
+    has_past = past.as_of is not None
+    entered_band = (
+        has_past
+        & (scores["band"] == cfg.top_band).to_numpy()
+        & (first | (prev_band != cfg.top_band).to_numpy())
     )
-    entered_list = scores["on_list"].to_numpy(dtype=bool) & ~prev_list
-    if baseline:
-        entered_band[:] = False
-        entered_list[:] = False
+    entered_list = has_past & scores["on_list"].to_numpy(dtype=bool) & ~prev_list
     rise = np.nan_to_num(change, nan=0.0) >= cfg.score_rise - 1e-12
 
     features = frame.set_index("account_id").loc[ids]
@@ -138,8 +158,20 @@ def find_triggers(
         kinds.append("; ".join(k))
     candidate = np.array([bool(k) for k in kinds])
     fired = candidate & (~in_cooldown | jumped)
+    has_rule = np.array([bool(h) for h in rule_hits])
+    tier = np.select([has_rule, rise, entered_band], [0, 1, 2], default=3)
+    act = np.zeros(len(scores), dtype=bool)
+    act[fired] = act_this_week(
+        scores.loc[fired, "csm_owner"],
+        tier[fired],
+        change[fired],
+        scores.loc[fired, "rank"].to_numpy(),
+        capacity,
+    )
 
-    now_points = drivers.set_index("account_id")
+    context = feature_set.context_families
+    told = [c for c in drivers.columns if c != "account_id" and c not in context]
+    now_points = drivers.set_index("account_id")[told]
     before_points = past.drivers.set_index("account_id").reindex(columns=now_points.columns)
     before_features = past.features.set_index("account_id")
     why: list[str] = []
@@ -161,11 +193,14 @@ def find_triggers(
 
     out = scores.loc[fired, ["rank", "account_id", "account_name", "csm_owner", "score"]].copy()
     out.insert(0, "as_of", as_of)
+    out.insert(5, "act_this_week", act[fired])
     out["previous_score"] = prev_score[fired]
     out["change"] = np.round(change[fired], 6)
     out["trigger"] = [kinds[i] for i in np.flatnonzero(fired)]
     out["why"] = why
     out["rules"] = ["; ".join(rule_says[i]) for i in np.flatnonzero(fired)]
     out["model_version"] = scores.loc[fired, "model_version"]
-    state = pd.DataFrame({"account_id": ids, "fired": fired, "trigger": kinds})
+    # The cooldown starts when a CSM is told to act: an account that only "also fired" may
+    # come back next week.
+    state = pd.DataFrame({"account_id": ids, "fired": act, "trigger": kinds})
     return out[TRIGGER_COLUMNS].reset_index(drop=True), state
