@@ -210,3 +210,28 @@ def test_a_history_below_the_minimum_stops_with_one_line_and_registers_nothing(
     ]
     assert "Traceback" not in err and out == ""
     assert not configure().search_registered_models()
+
+
+def test_a_short_history_is_gated_on_the_same_shrunk_backtest(
+    world_dir: Path, mlflow_store: Path
+) -> None:
+    # Given a champion trained on the world's first year
+    from expansion_scorer.config import load_feature_set
+    from expansion_scorer.jobs import train_job
+
+    raw = load_training_config().model_dump()
+    cfg = TrainingConfig.model_validate(
+        {**raw, "lightgbm": {**raw["lightgbm"], "learning_rate": 0.1, "n_estimators": 300}}
+    )
+    until = date(2024, 1, 1)
+    train_job(world_dir, cfg, load_feature_set(), until=until)
+
+    # When a second model is trained on it and sent to the gate
+    second = train_job(world_dir, cfg, load_feature_set(), until=until, promote=True)
+
+    # Then the gate compares both on the shrunk backtest's one test month
+    assert second.shrink and second.decision is not None
+    client = configure()
+    champion = client.get_model_version_by_alias("expansion-propensity", "champion")
+    gate = client.get_run(champion.tags["last_gate_run"])
+    assert gate.data.params["gate_test_dates"] == "2023-10-01..2023-10-01"
