@@ -193,6 +193,8 @@ def _print_training(result: object) -> None:
     m = result.metrics
     bt = result.backtest
     final = result.final
+    if result.shrink:
+        print(result.shrink)
     print(
         f"snapshots: {result.rows:,} rows; {len(bt.folds)} rolling test folds, final model"
         f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]} and calibrated on"

@@ -173,12 +173,36 @@ class LightGBMParams(_Strict):
     reg_lambda: float = 1.0
 
 
+class BacktestMinimum(_Strict):
+    """The smallest backtest training shrinks to when the history cannot hold the configured one.
+
+    One fold of one test month is the default floor: at a 90-day horizon a year of month starts
+    holds a training month, an embargo, a calibration month, an embargo and one test month, and
+    no more. The embargo (one horizon) is never shortened.
+    """
+
+    folds: int = Field(default=1, ge=1)
+    test_months: int = Field(default=1, ge=1)
+    calibration_months: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _a_month_per_fold(self) -> BacktestMinimum:
+        if self.test_months < self.folds:
+            raise ValueError(
+                f"test_months ({self.test_months}) must be at least folds ({self.folds})"
+            )
+        return self
+
+
 class BacktestConfig(_Strict):
     """Rolling-origin folds over the latest `test_months`, each fitted only on its past."""
 
     folds: int = Field(default=3, ge=1)
     calibration_months: int = Field(default=3, ge=1)
     """Snapshot months before each fold's embargo that fit early stopping and the calibrator."""
+    minimum: BacktestMinimum | None = BacktestMinimum()
+    """A history too short for folds, test_months and calibration_months shrinks them (folds
+    first, then test months, then calibration months) down to this; null: refuse instead."""
     calibration: Literal["isotonic", "platt"] = "platt"
     random_split_alarm: float = Field(default=0.05, ge=0)
     """A random-split AUC this far above the time-split AUC is reported as leakage or drift."""

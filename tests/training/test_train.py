@@ -57,6 +57,7 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     assert code == 0, err
     for text in ("fold", "pooled", "rule", "logistic", "expanded", "lift@20", "Bayes-limit"):
         assert text in out, text
+    assert "shrunk" not in out, "a history long enough keeps the configured backtest"
     assert out.count("model beats") + out.count("model does NOT beat") == 3
     assert "random-split ROC AUC" in out and "calibration: Brier" in out
 
@@ -74,6 +75,8 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
         assert key in metrics, key
     assert metrics["test_roc_auc"] > 0.6
     assert run.data.params["horizon_days"] == "90"
+    assert run.data.params["backtest_shrunk"] == "false" and "backtest_shrink" not in run.data.tags
+    assert (run.data.params["test_months"], run.data.params["calibration_months"]) == ("4", "2")
     assert run.data.tags["mlflow.source.git.commit"]
     assert run.inputs.dataset_inputs, "the training set is logged with mlflow.log_input"
     folds = client.search_runs(
@@ -91,6 +94,7 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
     for heading in ("Intended use", "Data window", "Backtest", "Limitations", "logistic"):
         assert heading in card
+    assert "Shrunk" not in card and "shrunk" not in card
     assert "season_offset.json" in card
     assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/training.yaml") == SMALL
 
@@ -169,10 +173,15 @@ def test_window_too_short_for_horizon_stops_with_dates(
     assert not configure().search_registered_models()
 
 
-def test_window_too_short_for_the_folds_names_the_fold_and_the_fix(
+def test_without_a_minimum_a_window_too_short_for_the_folds_names_the_fold_and_the_fix(
     world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run_cli(["train", str(world_dir), "--train-until", "2024-01-01"], capsys)
+    config = mlflow_store / "no_shrink.yaml"
+    config.write_text("backtest: {minimum: null}\n")
+
+    code, _, err = run_cli(
+        ["train", str(world_dir), "--train-until", "2024-01-01", "--config", str(config)], capsys
+    )
 
     assert code == 2
     assert len(err.strip().splitlines()) == 1

@@ -45,53 +45,217 @@ def _before(dates: Sequence[date], start: date, horizon_days: int) -> list[date]
     return [d for d in dates if d + timedelta(days=horizon_days) <= start]
 
 
-def _layout(index: int, usable: list[date], cfg: TrainingConfig, test: Sequence[date]) -> Layout:
-    c = cfg.backtest.calibration_months
-    what = f"fold {index} (test {_span(test)})" if index else "the final fit"
-    remedy = (
-        "use more history (a later --train-until), fewer backtest.folds or test_months,"
-        " fewer backtest.calibration_months or a shorter horizon"
+REMEDY = (
+    "use more history (a later --train-until), fewer backtest.folds or test_months,"
+    " fewer backtest.calibration_months or a shorter horizon"
+)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How many folds, test months and calibration months a backtest has."""
+
+    folds: int
+    test_months: int
+    calibration_months: int
+
+    def __str__(self) -> str:
+        return (
+            f"{_count(self.folds, 'fold')} over {_count(self.test_months, 'test month')}"
+            f" with {_count(self.calibration_months, 'calibration month')}"
+        )
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def shape_of(cfg: TrainingConfig) -> Shape:
+    return Shape(cfg.backtest.folds, cfg.test_months, cfg.backtest.calibration_months)
+
+
+def with_shape(cfg: TrainingConfig, shape: Shape) -> TrainingConfig:
+    """cfg with another backtest shape, through validation."""
+    return TrainingConfig.model_validate(
+        {
+            **cfg.model_dump(),
+            "test_months": shape.test_months,
+            "backtest": {
+                **cfg.backtest.model_dump(),
+                "folds": shape.folds,
+                "calibration_months": shape.calibration_months,
+            },
+        }
     )
+
+
+def _layout(
+    index: int, usable: list[date], horizon_days: int, c: int, test: Sequence[date]
+) -> Layout | str:
+    """The fold's layout, or why the snapshot months before it cannot hold one."""
+    what = f"fold {index} (test {_span(test)})" if index else "the final fit"
     if len(usable) < c:
-        raise UserError(
+        return (
             f"{what} has {len(usable)} snapshot months ({_span(usable)}) whose"
-            f" {cfg.horizon_days}-day labels close before it, {c} are needed to calibrate; {remedy}"
+            f" {horizon_days}-day labels close before it, {c} are needed to calibrate"
         )
     calib = usable[-c:]
-    fit_dates = _before(usable, calib[0], cfg.horizon_days)
+    fit_dates = _before(usable, calib[0], horizon_days)
     if not fit_dates:
-        raise UserError(
+        return (
             f"{what} has no snapshot month to train on: its calibration months {_span(calib)}"
-            f" start {cfg.horizon_days} days after the first snapshot {usable[0]}; {remedy}"
+            f" start {horizon_days} days after the first snapshot {usable[0]}"
         )
     return Layout(index, tuple(fit_dates), tuple(calib), tuple(test))
 
 
-def plan_folds(dates: Sequence[date], cfg: TrainingConfig) -> list[Layout]:
-    """The K test folds over the latest `test_months` snapshot months, oldest first."""
-    dates = sorted(set(dates))
+def _plan(dates: list[date], horizon_days: int, shape: Shape) -> tuple[list[Layout], Layout] | str:
+    """The test folds and the final fit's layout of one shape, or why the dates cannot hold it."""
+    months = shape.test_months
+    if len(dates) <= months:
+        return (
+            f"only {len(dates)} snapshot months ({_span(dates)}) fit the data with a"
+            f" {horizon_days}-day horizon and {months} test months are asked for"
+        )
+    blocks = np.array_split(np.array(dates[-months:], dtype=object), shape.folds)
+    folds = []
+    for i, block in enumerate(blocks):
+        usable = _before(dates, block[0], horizon_days)
+        fold = _layout(i + 1, usable, horizon_days, shape.calibration_months, list(block))
+        if isinstance(fold, str):
+            return fold
+        folds.append(fold)
+    final = _layout(0, dates, horizon_days, shape.calibration_months, ())
+    return final if isinstance(final, str) else (folds, final)
+
+
+def _check_shape(cfg: TrainingConfig) -> None:
     k, months = cfg.backtest.folds, cfg.test_months
     if months < k:
         raise UserError(
             f"training config: test_months ({months}) must be at least backtest.folds ({k});"
             " raise test_months or lower folds"
         )
-    if len(dates) <= months:
-        raise UserError(
-            f"only {len(dates)} snapshot months ({_span(dates)}) fit the data with a"
-            f" {cfg.horizon_days}-day horizon and {months} test months are asked for; use more"
-            " history, a shorter horizon or fewer test_months"
-        )
-    blocks = np.array_split(np.array(dates[-months:], dtype=object), k)
-    return [
-        _layout(i + 1, _before(dates, block[0], cfg.horizon_days), cfg, list(block))
-        for i, block in enumerate(blocks)
-    ]
+
+
+def plan_folds(dates: Sequence[date], cfg: TrainingConfig) -> list[Layout]:
+    """The K test folds over the latest `test_months` snapshot months, oldest first."""
+    _check_shape(cfg)
+    planned = _plan(sorted(set(dates)), cfg.horizon_days, shape_of(cfg))
+    if isinstance(planned, str):
+        raise UserError(f"{planned}; {REMEDY}")
+    return planned[0]
 
 
 def final_layout(dates: Sequence[date], cfg: TrainingConfig) -> Layout:
     """The delivered model's layout: calibrated on the latest months, every label closed."""
-    return _layout(0, sorted(set(dates)), cfg, ())
+    final = _layout(0, sorted(set(dates)), cfg.horizon_days, cfg.backtest.calibration_months, ())
+    if isinstance(final, str):
+        raise UserError(f"{final}; {REMEDY}")
+    return final
+
+
+def shrink_steps(configured: Shape, minimum: Shape) -> list[Shape]:
+    """Ever smaller backtests, in the order they are tried: the oldest fold goes first (the
+    later folds stay as configured), then test months, then calibration months, down to the
+    minimum (each part of it capped at the configured value, so nothing ever grows)."""
+    floor = Shape(
+        min(configured.folds, minimum.folds),
+        min(configured.test_months, minimum.test_months),
+        min(configured.calibration_months, minimum.calibration_months),
+    )
+    blocks = [len(b) for b in np.array_split(np.arange(configured.test_months), configured.folds)]
+    steps, folds, months = [], configured.folds, configured.test_months
+    while folds > floor.folds and months - blocks[-folds] >= floor.test_months:
+        months -= blocks[-folds]
+        folds -= 1
+        steps.append(Shape(folds, months, configured.calibration_months))
+    while months > floor.test_months:
+        months -= 1
+        steps.append(Shape(folds, months, configured.calibration_months))
+    for c in range(configured.calibration_months - 1, floor.calibration_months - 1, -1):
+        steps.append(Shape(folds, months, c))
+    return steps
+
+
+def months_needed(shape: Shape, horizon_days: int, first: date) -> int:
+    """How many consecutive month starts from `first` a backtest of this shape needs."""
+    dates = [first]
+    while isinstance(_plan(dates, horizon_days, shape), str):
+        y, m = divmod(dates[-1].month, 12)
+        dates.append(date(dates[-1].year + y, m + 1, 1))
+    return len(dates)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The backtest that runs: the configured one, or the largest smaller one the history holds."""
+
+    cfg: TrainingConfig
+    """The training config with the backtest that runs (the configured one when not shrunk)."""
+    folds: list[Layout]
+    final: Layout
+    configured: Shape
+    shape: Shape
+    change: str = ""
+    """What was shrunk, from what to what, and why; empty when the backtest runs as configured."""
+
+    @property
+    def shrunk(self) -> bool:
+        return self.shape != self.configured
+
+    @property
+    def message(self) -> str:
+        """The line training prints; empty when the backtest runs as configured."""
+        return f"backtest shrunk to fit the history: {self.change}" if self.change else ""
+
+
+def _changes(configured: Shape, shape: Shape, horizon_days: int) -> str:
+    """'backtest.folds 3 -> 1, ... (backtest.calibration_months 3, the 90-day embargo kept)'."""
+    parts = {
+        "backtest.folds": (configured.folds, shape.folds),
+        "test_months": (configured.test_months, shape.test_months),
+        "backtest.calibration_months": (configured.calibration_months, shape.calibration_months),
+    }
+    changed = [f"{name} {a} -> {b}" for name, (a, b) in parts.items() if a != b]
+    kept = [f"{name} {a}" for name, (a, b) in parts.items() if a == b]
+    return f"{', '.join(changed)} ({', '.join([*kept, f'the {horizon_days}-day embargo'])} kept)"
+
+
+def plan_backtest(dates: Sequence[date], cfg: TrainingConfig) -> Plan:
+    """The configured backtest when the snapshot months hold it; otherwise the first of
+    `shrink_steps` they hold, with a message saying so; below the minimum, a one-line error."""
+    _check_shape(cfg)
+    dates = sorted(set(dates))
+    if not dates:
+        raise UserError("no snapshot month to backtest on; use more history or a shorter horizon")
+    h, configured = cfg.horizon_days, shape_of(cfg)
+    planned = _plan(dates, h, configured)
+    if not isinstance(planned, str):
+        return Plan(cfg, planned[0], planned[1], configured, configured)
+    if cfg.backtest.minimum is None:
+        raise UserError(f"{planned}; {REMEDY}")
+    least = cfg.backtest.minimum
+    minimum = Shape(least.folds, least.test_months, least.calibration_months)
+    found = f"{_count(len(dates), 'snapshot month')} ({_span(dates)}) with {h}-day labels closed"
+    steps = shrink_steps(configured, minimum)
+    for shape in steps:
+        shrunk = _plan(dates, h, shape)
+        if not isinstance(shrunk, str):
+            change = (
+                f"{_changes(configured, shape, h)};"
+                f" the configured {configured} needs"
+                f" {months_needed(configured, h, dates[0])} snapshot months and the data has"
+                f" {found}"
+            )
+            return Plan(with_shape(cfg, shape), shrunk[0], shrunk[1], configured, shape, change)
+    smallest = steps[-1] if steps else configured
+    raise UserError(
+        f"the history is too short for the smallest backtest: the data has {found}, and"
+        f" {smallest} and a {h}-day embargo before calibration and before the test needs"
+        f" {months_needed(smallest, h, dates[0])} (backtest.minimum); use more history"
+        " (a later --train-until) or a shorter horizon"
+    )
 
 
 def check_folds(frame: pd.DataFrame, folds: Sequence[Layout]) -> None:

@@ -33,10 +33,10 @@ from expansion_scorer.training.backtest import (
     TRUTH_COLUMN,
     UNCALIBRATED,
     Backtest,
+    Plan,
     backtest,
     check_folds,
-    final_layout,
-    plan_folds,
+    plan_backtest,
     random_split_auc,
 )
 from expansion_scorer.training.registry import (
@@ -109,6 +109,8 @@ class TrainResult:
     """The random-split AUC exceeds the time-split AUC by more than the configured gap."""
     decision: Decision | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    shrink: str = ""
+    """What the backtest was shrunk from and to, and why; empty when it ran as configured."""
 
     @property
     def share_of_bayes(self) -> float | None:
@@ -154,6 +156,19 @@ def _span(dates: tuple[date, ...] | list[date]) -> str:
     return f"{min(dates)}..{max(dates)}"
 
 
+def _shrink_params(plan: Plan) -> dict[str, str]:
+    """Whether the backtest was shrunk and, if it was, the one it was configured as."""
+    if not plan.shrunk:
+        return {"backtest_shrunk": "false"}
+    c = plan.configured
+    return {
+        "backtest_shrunk": "true",
+        "configured_folds": str(c.folds),
+        "configured_test_months": str(c.test_months),
+        "configured_calibration_months": str(c.calibration_months),
+    }
+
+
 def check_season_feature(cfg: TrainingConfig, feature_set: FeatureSet) -> None:
     """The offset reads a numeric feature by name; a wrong name stops before any work."""
     numeric = {f.name for f in feature_set.features if f.kind == "numeric"}
@@ -178,8 +193,9 @@ def train_job(
     world = load_world(data_dir, cutoff=until)
     frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
     dates = sorted(frame["as_of"].unique())
-    folds = plan_folds(dates, cfg)
-    final_fit = final_layout(dates, cfg)
+    plan = plan_backtest(dates, cfg)
+    configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
+    folds, final_fit = plan.folds, plan.final
     check_folds(frame, [*folds, final_fit])
 
     params, study = cfg.lightgbm, None
@@ -202,7 +218,10 @@ def train_job(
     client = configure()
     exp = experiment_id(client, cfg.experiment)
     commit = _git_commit()
-    with mlflow.start_run(experiment_id=exp, tags={"mlflow.source.git.commit": commit}) as run:
+    tags = {"mlflow.source.git.commit": commit}
+    if plan.shrunk:
+        tags["backtest_shrink"] = plan.message
+    with mlflow.start_run(experiment_id=exp, tags=tags) as run:
         mlflow.log_params(
             {
                 "horizon_days": cfg.horizon_days,
@@ -214,6 +233,9 @@ def train_job(
                 "snapshot_rows": len(frame),
                 "features": len(final.feature_names),
                 "folds": len(folds),
+                "test_months": cfg.test_months,
+                "calibration_months": cfg.backtest.calibration_months,
+                **_shrink_params(plan),
                 "capacity_k": k,
                 "calibration": cfg.backtest.calibration,
                 "tuning_trials": cfg.tuning.trials,
@@ -254,7 +276,7 @@ def train_job(
             context="training",
         )
         mlflow.log_dict(feature_set.model_dump(), "config/features.json")
-        mlflow.log_dict(cfg.model_dump(), "config/training.json")
+        mlflow.log_dict(configured.model_dump(), "config/training.json")
         mlflow.log_dict(resolved.model_dump(), "config/training_resolved.json")
         if config_text is not None:
             mlflow.log_text(config_text, "config/training.yaml")
@@ -306,6 +328,7 @@ def train_job(
                 alias=alias,
                 commit=commit,
                 season_feature=None if final.offset is None else final.offset.feature,
+                shrink=plan.change,
             ),
             "model_card.md",
         )
@@ -324,9 +347,10 @@ def train_job(
         margins=margin_lines,
         params=params,
         leakage_alarm=random_auc - bt.pooled[MODEL]["roc_auc"] > cfg.backtest.random_split_alarm,
+        shrink=plan.message,
     )
     if promote and alias == CHALLENGER:
-        result.decision = promote_job(data_dir, cfg, until=until).decision
+        result.decision = promote_job(data_dir, configured, until=until).decision
     return result
 
 
@@ -402,7 +426,8 @@ def promote_job(
         if key not in frames:
             frames[key] = training_frame(world, features, recipe, until)
         frame = frames[key]
-        folds = plan_folds(sorted(frame["as_of"].unique()), cfg)[-cfg.gate.folds :]
+        # the same shrink as training on this history, so a short one can be gated too
+        folds = plan_backtest(sorted(frame["as_of"].unique()), cfg).folds[-cfg.gate.folds :]
         test_dates = [d for f in folds for d in f.test_dates]
         bt = backtest(frame, folds, features, recipe, recipe.lightgbm, with_baselines=False)
         metrics[role] = bt.pooled[MODEL]

@@ -179,6 +179,7 @@ def model_card(
     alias: str,
     commit: str,
     season_feature: str | None = None,
+    shrink: str = "",
 ) -> str:
     pooled = bt.pooled
     scorers = [s for s in (MODEL, UNCALIBRATED, *baselines.NAMES, TRUTH_COLUMN) if s in pooled]
@@ -209,6 +210,19 @@ def model_card(
         if season_feature
         else ""
     )
+    shrink_line = (
+        "\n\n**Shrunk backtest.** The history is too short for the configured backtest, so"
+        f" training ran a smaller one: {shrink}."
+        " Fewer and shorter test folds make the figures below noisier than a full backtest's."
+        if shrink
+        else ""
+    )
+    shrink_limit = (
+        "\n- The backtest was shrunk to fit a short history (above): retrain with the configured"
+        " backtest once the data holds it."
+        if shrink
+        else ""
+    )
     return f"""# Model card: {name} v{version}
 
 Run `{run_id}`, commit `{commit}`, alias at registration: `{alias}`.
@@ -231,7 +245,7 @@ only rows dated strictly before each snapshot date.
 Rolling origin, {len(bt.folds)} folds (test months: {folds}); each fold is trained only on
 snapshots whose label window closes before the fold starts, and calibrated on the latest of
 those months. Metrics pooled over the test folds; lift and recall at capacity are per
-snapshot date with k = {k}.{season_line}
+snapshot date with k = {k}.{season_line}{shrink_line}
 
 {chr(10).join(table)}
 
@@ -246,5 +260,5 @@ snapshot date with k = {k}.{season_line}
 - The calibrator is fitted on the latest months before each test fold; a sudden shift in the
   expansion rate shows up as calibration error until the next retraining.
 - The size model learns from expansions that happened; it says nothing about accounts unlike
-  any that expanded.
+  any that expanded.{shrink_limit}
 """
