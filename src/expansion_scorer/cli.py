@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
     mon.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
 
+    mea = sub.add_parser(
+        "measure", help="the program's measured lift: listed against held-out accounts"
+    )
+    mea.add_argument("data_dir", type=Path)
+    mea.add_argument(
+        "--out", type=Path, required=True, help="the output root `score` writes to weekly"
+    )
+    mea.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
+    mea.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+
     met = sub.add_parser("metrics", help="NRR and GRR per month and trailing 12 months")
     met.add_argument("data_dir", type=Path)
     met.add_argument(
@@ -284,6 +294,50 @@ def _score(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
+def _measure(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_feature_set, load_serving_config
+    from expansion_scorer.serving.measure import measure_job
+
+    serving = load_serving_config(args.config)
+    result = measure_job(args.data_dir, args.out, load_feature_set(args.features), serving)
+    s = result.summary
+    p = s["pooled"]
+    print(
+        f"{s['cohorts_matured']} cohorts matured by {s['data_end']}"
+        f" ({s['cohorts_pending']} still inside their horizon)"
+    )
+    if p["note"]:
+        print(f"pooled: {p['note']}")
+    else:
+        print(
+            f"pooled: {p['n_listed']:,} listed expanded {p['rate_listed']:.1%},"
+            f" {p['n_holdout']:,} held out {p['rate_holdout']:.1%}: effect"
+            f" {100 * p['effect']:+.1f} pts (95% {100 * p['effect_low']:+.1f} to"
+            f" {100 * p['effect_high']:+.1f})"
+        )
+        low, high = s["incremental_expansion_arr_interval"]
+        print(
+            f"incremental expansion ARR {s['incremental_expansion_arr']:,.0f}"
+            f" (95% {low:,.0f} to {high:,.0f})"
+            + (f"; NRR {s['nrr_points']:+.2f} pts" if s["nrr_points"] is not None else "")
+        )
+    c = s["compliance"]
+    if c["touches"]:
+        print(
+            f"touched within {c['window_days']} days: listed {c['listed_touched']:.0%},"
+            f" held out {c['holdout_touched']:.0%}"
+            + (
+                f"; effect of a touch on compliers {100 * c['complier_effect']:+.1f} pts"
+                f" (95% {100 * c['complier_effect_low']:+.1f} to"
+                f" {100 * c['complier_effect_high']:+.1f})"
+                if "complier_effect" in c
+                else ""
+            )
+        )
+    for path in result.files:
+        print(f"  {path}")
+
+
 def _monitor(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set, load_serving_config
     from expansion_scorer.serving.job import monitor_job
@@ -402,6 +456,7 @@ COMMANDS = {
     "online-retail": _online_retail,
     "demo": _demo,
     "monitor": _monitor,
+    "measure": _measure,
 }
 
 

@@ -338,6 +338,25 @@ class MonitorConfig(_Strict):
     'drifts' from a year of training months."""
 
 
+class HoldoutConfig(_Strict):
+    """A randomized control group for the expansion program (`expansion measure` reads it).
+
+    Among the accounts that would be on a CSM's capacity list, or that fired a trigger, a
+    reproducible share is held out for the period: scored and kept in the history, but on no
+    list, trigger or report a CSM sees.
+    """
+
+    fraction: float = Field(default=0.1, ge=0, le=0.5)
+    """The share held out; 0 turns the holdout off."""
+    period: Literal["quarter", "month"] = "quarter"
+    """An account keeps its arm for the period; the next period draws again."""
+    salt: str = Field(default="expansion-holdout", min_length=1)
+    """Part of the draw: another salt draws another control group."""
+    backfill: bool = True
+    """Fill the places held-out accounts free with the CSM's next accounts (arm `backfill`,
+    outside the comparison); false: the CSM's list is shorter instead."""
+
+
 class ServingConfig(_Strict):
     reasons: int = Field(default=3, ge=1, le=10)
     accounts_per_csm: int = Field(default=20, ge=1)
@@ -354,6 +373,7 @@ class ServingConfig(_Strict):
     readiness: list[ReadinessRule] = Field(default_factory=list)
     triggers: TriggerConfig = TriggerConfig()
     monitor: MonitorConfig = MonitorConfig()
+    holdout: HoldoutConfig = HoldoutConfig()
 
     def check_against(self, features: FeatureSet) -> None:
         """Families and features named here must exist in the feature definitions."""

@@ -124,5 +124,17 @@ TABLES: dict[str, TableSpec] = {
             mandatory=False,
             dated_by="responded_at",
         ),
+        TableSpec(
+            "touches",  # what CSMs did, as a CRM activity export gives it; never a feature
+            required=(Column("account_id", "str"), Column("touched_at", "timestamp")),
+            optional=(
+                Column("csm", "str"),
+                Column("motion", "str"),
+                Column("channel", "str"),
+                Column("outcome", "str"),
+            ),
+            mandatory=False,
+            dated_by="touched_at",
+        ),
     )
 }

@@ -142,6 +142,8 @@ def validate(world: World, catalogue: list[str] | None = None) -> ValidationRepo
             f"account not in accounts ({orphans[0]} such rows)",
             f"add the account to accounts or remove its {money} rows",
         )
+    if world.has("touches"):
+        _check_touches(world, known)
     warnings = []
     for name in ("usage_events", "support_tickets", "nps_responses"):
         if not world.has(name):
@@ -161,6 +163,38 @@ def validate(world: World, catalogue: list[str] | None = None) -> ValidationRepo
     return ValidationReport(row_counts=counts, warnings=warnings)
 
 
+def _check_touches(world: World, known: str) -> None:
+    """A touch must be of a known account and dated inside the data: `expansion measure` reads
+    touches as what happened, so a wrong one is an error, not a warning."""
+    spec = TABLES["touches"]
+    orphans = world.con.execute(f"SELECT count(*) FROM raw_touches WHERE NOT ({known})").fetchone()
+    if orphans and orphans[0]:
+        _fail(
+            world,
+            spec,
+            "account_id",
+            f"NOT ({known})",
+            f"account not in accounts ({orphans[0]} such rows)",
+            "export touches of the accounts in accounts only",
+        )
+    newest = world.con.execute(
+        "SELECT max(TRY_CAST(timestamp AS TIMESTAMP)) FROM raw_usage_events"
+    ).fetchone()
+    if newest and newest[0] is not None:
+        late = f"{_cast(spec.column('touched_at'))} > TIMESTAMP '{newest[0]}' + INTERVAL 1 DAY"
+        row = world.con.execute(f"SELECT count(*) FROM raw_touches WHERE {late}").fetchone()
+        if row and row[0]:
+            _fail(
+                world,
+                spec,
+                "touched_at",
+                late,
+                f"touch dated after the newest usage event ({newest[0]:%Y-%m-%d};"
+                f" {row[0]} such rows)",
+                "export touches with the same cut-off as the other tables",
+            )
+
+
 def _future_rows(world: World) -> list[str]:
     """Rows dated after the newest usage event, the export's own clock: a sign of a bad cut-off."""
     newest = world.con.execute(
@@ -171,7 +205,7 @@ def _future_rows(world: World) -> list[str]:
     horizon = f"TIMESTAMP '{newest[0]}' + INTERVAL 1 DAY"
     found = []
     for name, spec in TABLES.items():
-        if name == "usage_events" or not world.has(name):
+        if name in ("usage_events", "touches") or not world.has(name):
             continue
         col = spec.column(spec.dated_by)
         row = world.con.execute(

@@ -1,9 +1,12 @@
-"""Score history: every weekly run's scores, reason-family impacts and numeric features.
+"""Score history: every weekly run's scores, reason-family impacts and numeric features, and the
+holdout's assignments.
 
 One DuckDB file under the output root, `history.duckdb`, keyed by (as_of, model_version,
 account_id). A run stages its rows as Parquet; `apply_stage` replaces that week and model in one
 transaction, so re-running a week replaces it and a run killed mid-write leaves the file as it
-was. Readers only ever look at runs dated strictly before the as-of date they serve.
+was. Readers only ever look at runs dated strictly before the as-of date they serve. The
+`assignments` table is append-only, keyed by (period, account_id): an arm, once recorded, is
+never replaced, whichever week is re-run.
 """
 
 from __future__ import annotations
@@ -22,11 +25,16 @@ HISTORY_FILE = "history.duckdb"
 TABLES = {
     "scores": """as_of DATE, model_version VARCHAR, account_id VARCHAR, account_name VARCHAR,
         csm_owner VARCHAR, rank INTEGER, score DOUBLE, band VARCHAR, on_list BOOLEAN,
-        fired BOOLEAN, trigger VARCHAR""",
+        fired BOOLEAN, trigger VARCHAR, arm VARCHAR""",
     "drivers": "as_of DATE, model_version VARCHAR, account_id VARCHAR, family VARCHAR,"
     " points DOUBLE",
     "features": "as_of DATE, model_version VARCHAR, account_id VARCHAR, feature VARCHAR,"
     " value DOUBLE",
+}
+APPEND_ONLY = {
+    "assignments": """period VARCHAR, account_id VARCHAR, arm VARCHAR, assigned_on DATE,
+        draw DOUBLE, csm_owner VARCHAR, rank INTEGER, score DOUBLE, band VARCHAR,
+        motion VARCHAR, model_version VARCHAR, horizon_days INTEGER""",
 }
 STAGED = {name: f"history/{name}.parquet" for name in TABLES}
 """Staged as written by the run: `scores` as rows, `drivers` and `features` wide (one column
@@ -38,9 +46,15 @@ WIDE = {"drivers": ("family", "points"), "features": ("feature", "value")}
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(path), read_only=read_only)
     if not read_only:
-        for name, columns in TABLES.items():
+        for name, columns in {**TABLES, **APPEND_ONLY}.items():
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+        # histories written before the holdout have no arm: their weeks had none
+        con.execute("ALTER TABLE scores ADD COLUMN IF NOT EXISTS arm VARCHAR")
     return con
+
+
+def _columns(spec: str) -> str:
+    return ", ".join(c.split()[0] for c in spec.split(","))
 
 
 def apply_stage(history: Path) -> Callable[[Path], None]:
@@ -62,7 +76,7 @@ def apply_stage(history: Path) -> Callable[[Path], None]:
                         f"DELETE FROM {name} WHERE as_of = ? AND model_version = ?",
                         [as_of, version],
                     )
-                columns = ", ".join(c.split()[0] for c in TABLES[name].split(","))
+                columns = _columns(TABLES[name])
                 source = f"read_parquet({sql_str(str(stage / rel))})"
                 if name in WIDE:
                     names = con.execute(f"SELECT * FROM {source} LIMIT 0").fetchdf().columns
@@ -74,6 +88,17 @@ def apply_stage(history: Path) -> Callable[[Path], None]:
                         " (COLUMNS(* EXCLUDE (as_of, model_version, account_id))))"
                     )
                 con.execute(f"INSERT INTO {name} SELECT {columns} FROM {source}")
+            for name, spec in APPEND_ONLY.items():
+                staged = stage / f"history/{name}.parquet"
+                if not staged.is_file():
+                    continue
+                columns = _columns(spec)
+                con.execute(
+                    f"""INSERT INTO {name} SELECT {columns} FROM read_parquet(?) s
+                    WHERE NOT EXISTS (SELECT 1 FROM {name} t
+                                      WHERE t.period = s.period AND t.account_id = s.account_id)""",
+                    [str(staged)],
+                )
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
@@ -188,3 +213,35 @@ def keyed(wide: pd.DataFrame, as_of: date, model_version: str) -> pd.DataFrame:
     out.insert(0, "model_version", model_version)
     out.insert(0, "as_of", pd.Timestamp(as_of).date())
     return out
+
+
+ASSIGNMENTS_STAGED = "history/assignments.parquet"
+
+
+def read_assignments(
+    history: Path, period: str | None = None, through: date | None = None
+) -> pd.DataFrame:
+    """Recorded arms: of one period (assigned on or before `through` when given), or all."""
+    columns = [c.split()[0] for c in APPEND_ONLY["assignments"].split(",")]
+    if not history.is_file():
+        return pd.DataFrame(columns=columns)
+    con = _connect(history, read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+        if "assignments" not in tables:
+            return pd.DataFrame(columns=columns)
+        where: list[str] = ["true"]
+        args: list[object] = []
+        if period is not None:
+            where.append("period = ?")
+            args.append(period)
+        if through is not None:
+            where.append("assigned_on <= ?")
+            args.append(through)
+        return con.execute(
+            f"SELECT * FROM assignments WHERE {' AND '.join(where)}"
+            " ORDER BY assigned_on, period, account_id",
+            args,
+        ).df()
+    finally:
+        con.close()

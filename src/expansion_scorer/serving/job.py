@@ -31,14 +31,17 @@ from expansion_scorer.serving.explain import (
     reasons,
 )
 from expansion_scorer.serving.history import (
+    ASSIGNMENTS_STAGED,
     HISTORY_FILE,
     STAGED,
     apply_stage,
     keyed,
+    read_assignments,
     read_features,
     read_past,
     read_runs,
 )
+from expansion_scorer.serving.holdout import HOLDOUT, assign_arms, period_of
 from expansion_scorer.serving.manifest import input_summary, render_manifest
 from expansion_scorer.serving.monitor import (
     SCORE,
@@ -332,11 +335,18 @@ def on_capacity_list(scores: pd.DataFrame, capacity: int) -> pd.Series:
     return owners.groupby(owners, sort=False).cumcount() < capacity
 
 
-def per_csm(scores: pd.DataFrame, capacity: int) -> dict[str, pd.DataFrame]:
-    """Each CSM's list: their top `capacity` accounts in rank order; file names are slugs."""
+def per_csm(
+    scores: pd.DataFrame, capacity: int, every: pd.Series | None = None
+) -> dict[str, pd.DataFrame]:
+    """Each CSM's list: their top `capacity` accounts in rank order; file names are slugs.
+
+    `every` names the CSMs who get a file even with nothing listed this week (all of their
+    accounts held out), so that last week's list is replaced, not left in place.
+    """
     owners = scores["csm_owner"].fillna(UNASSIGNED).astype(str)
+    named = owners if every is None else every.fillna(UNASSIGNED).astype(str)
     lists: dict[str, pd.DataFrame] = {}
-    for owner in sorted(owners.unique()):
+    for owner in sorted(set(named) | set(owners)):
         ascii_name = unicodedata.normalize("NFKD", owner).encode("ascii", "ignore").decode()
         slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-") or "csm"
         name, n = f"{slug}.csv", 2
@@ -405,18 +415,47 @@ def score_job(
         past = read_past(history, as_of, version, serving.triggers.cooldown_weeks)
         ranked = scored.scores.copy()
         ranked["on_list"] = on_capacity_list(ranked, serving.accounts_per_csm).to_numpy()
-        triggers, state = find_triggers(
+
+        def fire(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+            return find_triggers(
+                rows,
+                scored.drivers,
+                scored.features,
+                past,
+                serving.triggers,
+                feature_set,
+                as_of,
+                serving.accounts_per_csm,
+            )
+
+        # The holdout draws among this week's candidates (capacity lists and triggers), then
+        # the triggers a CSM sees are found again without the held-out accounts.
+        candidates, _ = fire(ranked)
+        period = period_of(as_of, serving.holdout.period)
+        recorded = read_assignments(history, period, through=as_of)
+        arms = assign_arms(
             ranked,
-            scored.drivers,
-            scored.features,
-            past,
-            serving.triggers,
-            feature_set,
+            ranked["account_id"].isin(candidates["account_id"]).to_numpy(),
+            recorded,
             as_of,
+            serving.holdout,
             serving.accounts_per_csm,
+            model.horizon_days,
+        )
+        held = arms.arm == HOLDOUT
+        ranked["on_list"] = arms.on_list
+        ranked["arm"] = arms.arm
+        triggers, shown_state = fire(ranked[~held].reset_index(drop=True))
+        state = (
+            ranked[["account_id"]]
+            .merge(shown_state, on="account_id", how="left")
+            .fillna({"fired": False, "trigger": ""})
+            .astype({"fired": bool})
         )
         lap("triggers")
         table = flat(scored.scores, serving)
+        table.insert(list(table.columns).index("band") + 1, "arm", arms.arm)
+        shown = scored.scores[~held].reset_index(drop=True)
         meta = {
             "as_of": str(as_of),
             "model": version,
@@ -424,6 +463,8 @@ def score_job(
             "capacity": serving.accounts_per_csm,
             "bands": serving.bands,
             "previous_run": str(past.as_of) if past.as_of else "",
+            "held_out": int(held.sum()),
+            "holdout_period": period if serving.holdout.fraction > 0 else "",
         }
         writers: dict[str, Callable[[Path], None]] = {
             "scores.csv": csv_writer(for_people(table)),
@@ -433,8 +474,8 @@ def score_job(
             "triggers.csv": csv_writer(for_people(triggers)),
             "report.html": text_writer(
                 render_report(
-                    scored.scores,
-                    scored.drivers,
+                    shown,
+                    scored.drivers[~held].reset_index(drop=True),
                     scored.excluded,
                     meta,
                     triggers,
@@ -444,13 +485,24 @@ def score_job(
             ),
         }
         if csm_files:
-            for name, rows in per_csm(table, serving.accounts_per_csm).items():
+            lists = table[arms.on_list].drop(columns="arm")
+            every = table["csm_owner"]
+            for name, rows in per_csm(lists, serving.accounts_per_csm, every).items():
                 writers[f"per_csm/{name}"] = csv_writer(for_people(rows))
         staged = _history_rows(ranked, state, scored, model, as_of, version)
+        staged[ASSIGNMENTS_STAGED] = parquet_writer(arms.new)
         body = _manifest_body(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
         )
         body["engine"] = engine
+        body["holdout"] = {
+            **serving.holdout.model_dump(mode="json"),
+            "period": period,
+            "arms": {str(k): int(v) for k, v in pd.Series(arms.arm).value_counts().items()},
+            # counted the same on a re-run of the week, which finds them recorded
+            "assigned_this_week": len(arms.new)
+            + int((pd.to_datetime(recorded["assigned_on"]).dt.date == as_of).sum()),
+        }
         drift, warnings = _weekly_drift(
             world, out_dir, model, version, feature_set, serving, scored
         )
@@ -590,11 +642,15 @@ def _history_rows(
     as_of: date,
     version: str,
 ) -> dict[str, Callable[[Path], None]]:
-    rows = ranked[["account_id", "account_name", "csm_owner", "rank", "score", "band", "on_list"]]
+    rows = ranked[
+        ["account_id", "account_name", "csm_owner", "rank", "score", "band", "on_list", "arm"]
+    ]
     rows = rows.assign(fired=state["fired"].to_numpy(), trigger=state["trigger"].to_numpy())
     rows.insert(0, "model_version", version)
     rows.insert(0, "as_of", as_of)
     rows = rows.astype({"rank": "int32", "score": "float64", "on_list": bool, "fired": bool})
+    rows = rows[["as_of", "model_version", "account_id", "account_name", "csm_owner", "rank",
+                 "score", "band", "on_list", "fired", "trigger", "arm"]]  # fmt: skip
     numeric = [c for c in model.numeric if c in scored.features.columns]
     features = scored.features[["account_id", *numeric]]
     return {

@@ -1,0 +1,305 @@
+"""`expansion measure`: does working the list cause expansion that would not have happened anyway?
+
+The weekly run holds out a random share of the accounts a CSM would work (`serving.holdout`).
+Once an assignment's horizon has closed in the data, its outcome is read from the ARR ledger:
+whether the account expanded within the horizon from the day it was drawn, and by how much.
+The intent-to-treat effect is the listed accounts' expansion rate (and ARR) minus the held-out
+accounts', per cohort (the week an assignment was drawn) and pooled. An account sits in one
+cohort a period but in several periods, so pooled intervals come from a bootstrap over accounts
+(every row of a drawn account goes with it), not over rows. Where the data has a `touches`
+table, compliance is the share of listed accounts touched within a week of being listed, and the
+effect of a touch on those who comply is the intent-to-treat effect divided by the difference in
+touch rates between the arms (a Wald, or complier average, estimate): touches outside the list
+are not randomized, so only this ratio, not a comparison of touched and untouched accounts, is
+causal.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.data.loading import open_world
+from expansion_scorer.data.validation import validate
+from expansion_scorer.errors import UserError
+from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.snapshots import build_entities, data_span, labels
+from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
+from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
+from expansion_scorer.serving.output import bytes_writer, csv_writer, text_writer, write_outputs
+
+MIN_PER_ARM = 20
+"""Fewer accounts than this in either arm: the group is reported as too small to say."""
+BOOTSTRAP = 1000
+TOUCH_DAYS = 7
+"""A listed account complies when it is touched within this many days of being listed."""
+PROGRAM_COLUMNS = [
+    "scope", "group", "n_listed", "n_holdout", "rate_listed", "rate_holdout", "effect",
+    "effect_low", "effect_high", "arr_listed", "arr_holdout", "arr_effect", "arr_effect_low",
+    "arr_effect_high", "note",
+]  # fmt: skip
+
+
+def outcomes(
+    data_dir: Path, feature_set: FeatureSet, assignments: pd.DataFrame
+) -> tuple[pd.DataFrame, date, float]:
+    """The matured assignments with `expanded` and `expansion_arr` within their horizon, the end
+    of the data, and the ARR of the book on the first matured cohort's date."""
+    world = open_world(data_dir)
+    validate(world, feature_set.events)
+    _, end = data_span(world.con)
+    rows = assignments.copy()
+    rows["assigned_on"] = pd.to_datetime(rows["assigned_on"]).dt.date
+    closes = pd.to_datetime(rows["assigned_on"]) + pd.to_timedelta(rows["horizon_days"], unit="D")
+    matured = rows[(closes <= pd.Timestamp(end)).to_numpy()].reset_index(drop=True)
+    if matured.empty:
+        return matured.assign(expanded=pd.Series(dtype="int32")), end, 0.0
+    build_entities(world.con, sorted(set(matured["assigned_on"])))
+    build_expansions(world.con, feature_set)
+    found = []
+    for horizon in sorted(set(matured["horizon_days"].astype(int))):
+        part = matured[matured["horizon_days"].astype(int) == horizon]
+        y = labels(world.con, horizon)
+        found.append(
+            part.merge(
+                y.rename(columns={"as_of": "assigned_on", "label": "expanded"}),
+                on=["account_id", "assigned_on"],
+                how="left",
+            )
+        )
+    measured = pd.concat(found, ignore_index=True)
+    first = min(matured["assigned_on"])
+    book = world.con.execute(
+        "SELECT coalesce(sum(arr_before), 0) FROM entities WHERE as_of = ?", [first]
+    ).fetchone()
+    # an assigned account that is no longer eligible on its own date (a corrected export)
+    # has no outcome: it counts as not expanded rather than silently leaving its arm
+    measured["expanded"] = measured["expanded"].fillna(0).astype("int32")
+    measured["expansion_arr"] = measured["expansion_arr"].fillna(0.0).astype("float64")
+    if world.has("touches"):
+        touched = world.con.execute(
+            f"""SELECT DISTINCT e.account_id, e.as_of FROM entities e JOIN touches t
+            ON t.account_id = e.account_id AND CAST(t.touched_at AS DATE) >= e.as_of
+            AND CAST(t.touched_at AS DATE) < e.as_of + {TOUCH_DAYS}"""
+        ).df()
+        touched["as_of"] = pd.to_datetime(touched["as_of"]).dt.date
+        keys = set(zip(touched["account_id"], touched["as_of"], strict=True))
+        measured["touched"] = [
+            (a, d) in keys
+            for a, d in zip(measured["account_id"], measured["assigned_on"], strict=True)
+        ]
+    return measured, end, float(book[0]) if book else 0.0
+
+
+def _per_account(rows: pd.DataFrame, accounts: pd.Index, arm: str, column: str) -> np.ndarray:
+    """Per account (in `accounts` order), the count and the sum of `column` in one arm."""
+    part = rows[rows["arm"] == arm]
+    codes = accounts.get_indexer(pd.Index(part["account_id"]))
+    n = np.bincount(codes, minlength=len(accounts)).astype("float64")
+    total = np.bincount(codes, weights=part[column].to_numpy("float64"), minlength=len(accounts))
+    return np.vstack([n, total])
+
+
+def bootstrap_effects(
+    rows: pd.DataFrame, columns: list[str], seed: int = 0, reps: int = BOOTSTRAP
+) -> dict[str, tuple[float, float, float]]:
+    """Listed minus holdout mean of each column, with a 95% interval from a bootstrap that
+    resamples accounts (Poisson weights), so that an account's rows move together."""
+    accounts = pd.Index(rows["account_id"].unique())
+    sums = {c: (_per_account(rows, accounts, LISTED, c), _per_account(rows, accounts, HOLDOUT, c))
+            for c in columns}  # fmt: skip
+    rng = np.random.default_rng(seed)
+    draws = {c: [] for c in columns}  # type: dict[str, list[np.ndarray]]
+    for start in range(0, reps, 100):
+        w = rng.poisson(1.0, size=(min(100, reps - start), len(accounts))).astype("float64")
+        for c, (listed, held) in sums.items():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                effect = (w @ listed[1]) / (w @ listed[0]) - (w @ held[1]) / (w @ held[0])
+            draws[c].append(effect)
+    out = {}
+    for c, (listed, held) in sums.items():
+        point = listed[1].sum() / listed[0].sum() - held[1].sum() / held[0].sum()
+        spread = np.concatenate(draws[c])
+        spread = spread[np.isfinite(spread)]
+        low, high = np.quantile(spread, [0.025, 0.975]) if len(spread) else (np.nan, np.nan)
+        out[c] = (float(point), float(low), float(high))
+    return out
+
+
+def _row(scope: str, group: str, rows: pd.DataFrame, seed: int) -> dict[str, Any]:
+    listed, held = rows[rows["arm"] == LISTED], rows[rows["arm"] == HOLDOUT]
+    row: dict[str, Any] = {"scope": scope, "group": group, "n_listed": len(listed),
+                           "n_holdout": len(held)}  # fmt: skip
+    if len(listed) < MIN_PER_ARM or len(held) < MIN_PER_ARM:
+        row["note"] = (
+            f"too few to say: {len(listed)} listed, {len(held)} held out"
+            f" (needs {MIN_PER_ARM} in each)"
+        )
+        return row
+    effects = bootstrap_effects(rows, ["expanded", "expansion_arr"], seed)
+    rate, arr = effects["expanded"], effects["expansion_arr"]
+    row.update(
+        rate_listed=float(listed["expanded"].mean()),
+        rate_holdout=float(held["expanded"].mean()),
+        effect=rate[0], effect_low=rate[1], effect_high=rate[2],
+        arr_listed=float(listed["expansion_arr"].mean()),
+        arr_holdout=float(held["expansion_arr"].mean()),
+        arr_effect=arr[0], arr_effect_low=arr[1], arr_effect_high=arr[2],
+        note="",
+    )  # fmt: skip
+    return row
+
+
+def program_table(measured: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Pooled, per cohort, and per band, motion and CSM where both arms are large enough."""
+    rows = measured[measured["arm"].isin(COMPARED)]
+    out = [_row("pooled", "all", rows, seed)]
+    for cohort, part in rows.groupby("assigned_on", sort=True):
+        out.append(_row("cohort", str(cohort), part, seed))
+    for scope in ("band", "motion", "csm_owner"):
+        for key, part in rows.groupby(rows[scope].fillna("(none)").astype(str), sort=True):
+            out.append(_row(scope, str(key), part, seed))
+    return pd.DataFrame(out).reindex(columns=PROGRAM_COLUMNS)
+
+
+def compliance(measured: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """Touch rates per arm and the effect of a touch on compliers (ITT / difference in rates)."""
+    if "touched" not in measured:
+        return {"touches": False}
+    rows = measured[measured["arm"].isin(COMPARED)].assign(
+        touched=lambda f: f["touched"].astype("float64")
+    )
+    listed, held = rows[rows["arm"] == LISTED], rows[rows["arm"] == HOLDOUT]
+    out: dict[str, Any] = {
+        "touches": True,
+        "window_days": TOUCH_DAYS,
+        "listed_touched": float(listed["touched"].mean()) if len(listed) else None,
+        "holdout_touched": float(held["touched"].mean()) if len(held) else None,
+        "note": "touches outside the list are not randomized; only the complier estimate is causal",
+    }
+    if len(listed) < MIN_PER_ARM or len(held) < MIN_PER_ARM:
+        return out
+    accounts = pd.Index(rows["account_id"].unique())
+    parts = {c: (_per_account(rows, accounts, LISTED, c), _per_account(rows, accounts, HOLDOUT, c))
+             for c in ("expanded", "touched")}  # fmt: skip
+
+    def ratio(w: np.ndarray | None) -> np.ndarray:
+        def diff(c: str) -> np.ndarray:
+            (ln, ls), (hn, hs) = parts[c][0], parts[c][1]
+            if w is None:
+                return np.array([ls.sum() / ln.sum() - hs.sum() / hn.sum()])
+            return (w @ ls) / (w @ ln) - (w @ hs) / (w @ hn)
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return diff("expanded") / diff("touched")
+
+    rng = np.random.default_rng(seed)
+    spread = np.concatenate([
+        ratio(rng.poisson(1.0, size=(100, len(accounts))).astype("float64"))
+        for _ in range(BOOTSTRAP // 100)
+    ])  # fmt: skip
+    spread = spread[np.isfinite(spread)]
+    point = float(ratio(None)[0])
+    low, high = np.quantile(spread, [0.025, 0.975]) if len(spread) else (np.nan, np.nan)
+    out.update(complier_effect=point, complier_effect_low=float(low),
+               complier_effect_high=float(high))  # fmt: skip
+    return out
+
+
+def program_chart(table: pd.DataFrame) -> bytes:
+    """PNG: the expansion rate of listed and held-out accounts per cohort, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cohorts = table[(table["scope"] == "cohort") & table["effect"].notna()]
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
+    x = np.arange(len(cohorts))
+    for arm, shift, colour in ((LISTED, -0.15, "#1f7a4d"), (HOLDOUT, 0.15, "#5b6472")):
+        rate = cohorts[f"rate_{arm}"].to_numpy("float64")
+        n = cohorts[f"n_{arm}"].to_numpy("float64")
+        half = 1.96 * np.sqrt(rate * (1 - rate) / np.maximum(n, 1))
+        ax.errorbar(x + shift, rate, yerr=half, fmt="o", color=colour, capsize=3, label=arm)
+    ax.set_xticks(x, cohorts["group"].tolist(), rotation=45, ha="right")
+    ax.set_ylabel("expanded within the horizon")
+    ax.set_title("Listed against held-out accounts, by the week they were drawn (95% intervals)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    files: list[Path]
+
+
+def measure_job(
+    data_dir: Path, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
+) -> MeasureResult:
+    """Measure the program from the weekly history under `out_root`; write `measure/`."""
+    history = Path(out_root) / HISTORY_FILE
+    if not history.is_file():
+        raise UserError(
+            f"{out_root}: no weekly history ({HISTORY_FILE}); run `expansion score` into this"
+            " folder every week with a holdout first"
+        )
+    assigned = read_assignments(history)
+    randomized = assigned[assigned["arm"].isin(COMPARED)]
+    if randomized.empty or not (randomized["arm"] == HOLDOUT).any():
+        raise UserError(
+            f"{history}: no account has been held out yet; score weekly with"
+            " holdout.fraction above 0 (serving config) to build a control group"
+        )
+    measured, end, book_arr = outcomes(data_dir, feature_set, randomized)
+    if measured.empty:
+        first = min(pd.to_datetime(randomized["assigned_on"]).dt.date)
+        raise UserError(
+            f"{history}: no assignment's horizon has closed in the data yet (the data ends"
+            f" {end}, the first cohort was drawn {first}); measure again later"
+        )
+    table = program_table(measured)
+    pooled = table.iloc[0]
+    n_listed = int(pooled["n_listed"])
+    incremental = [float(pooled[c]) * n_listed for c in ("arr_effect", "arr_effect_low",
+                                                          "arr_effect_high")]  # fmt: skip
+    summary: dict[str, Any] = {
+        "data_end": str(end),
+        "cohorts_matured": int((table["scope"] == "cohort").sum()),
+        "cohorts_pending": int(randomized["assigned_on"].nunique())
+        - int((table["scope"] == "cohort").sum()),
+        "holdout": serving.holdout.model_dump(mode="json"),
+        "pooled": {k: (None if pd.isna(v) else v) for k, v in pooled.to_dict().items()},
+        "incremental_expansion_arr": incremental[0] if pooled["note"] == "" else None,
+        "incremental_expansion_arr_interval": incremental[1:] if pooled["note"] == "" else None,
+        "book_arr_at_start": book_arr,
+        "nrr_points": (100 * incremental[0] / book_arr)
+        if book_arr and pooled["note"] == ""
+        else None,
+        "nrr_points_interval": [100 * v / book_arr for v in incremental[1:]]
+        if book_arr and pooled["note"] == ""
+        else None,
+        "compliance": compliance(measured),
+        "interval": f"95%, bootstrap over accounts ({BOOTSTRAP} resamples)",
+    }
+    writers = {
+        "program.csv": csv_writer(table),
+        "program.json": text_writer(json.dumps(summary, indent=2, default=str) + "\n"),
+        "program.png": bytes_writer(program_chart(table)),
+    }
+    files = write_outputs(Path(out_root) / "measure", writers)
+    return MeasureResult(table=table, summary=summary, files=files)

@@ -1,0 +1,168 @@
+"""The expansion program, measured: a holdout drawn in the weekly run, touches, and the lift.
+
+Two simulated quarters: the scorer runs with a holdout, CSMs touch what they were shown (with
+less than full compliance), the world responds with a known, heterogeneous effect, and
+`expansion measure` must find it, with an interval that covers the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from expansion_scorer.config import load_feature_set
+from expansion_scorer.serving.holdout import draws, period_of
+from expansion_scorer.serving.simulation import respond
+from tests.helpers import run_cli
+
+WEEKS = ["2024-04-01", "2024-05-06", "2024-07-01", "2024-08-05"]  # two quarters, two runs each
+
+
+def _config(tmp_path: Path, holdout: str) -> Path:
+    text = (Path(__file__).parents[2] / "serving" / "default.yaml").read_text(encoding="utf-8")
+    config = tmp_path / "serving.yaml"
+    config.write_text(text + f"\nholdout: {holdout}\n", encoding="utf-8")
+    return config
+
+
+def _score(
+    data: Path, out: Path, as_of: str, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(
+        ["score", str(data), "--as-of", as_of, "--out", str(out), "--per-csm", "--config",
+         str(config)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+
+
+def _assignments(out: Path) -> pd.DataFrame:
+    con = duckdb.connect(str(out / "history.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT * FROM assignments ORDER BY period, account_id").df()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def program(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, Path, Path]:
+    config = _config(tmp_path, "{fraction: 0.5, salt: test}")
+    out = tmp_path / "weekly"
+    for week in WEEKS:
+        _score(world_dir, out, week, config, capsys)
+    return out, config, tmp_path
+
+
+def test_the_holdout_is_drawn_once_a_period_and_never_shown_to_a_csm(
+    program: tuple[Path, Path, Path], world_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _, tmp_path = program
+    assigned = _assignments(out)
+
+    # one arm per account and period, listed and held out drawn by the salted hash
+    assert not assigned.duplicated(["period", "account_id"]).any()
+    assert set(assigned["period"]) == {"2024Q2", "2024Q3"}
+    assert set(assigned["arm"]) == {"listed", "holdout", "backfill"}
+    drawn = assigned[assigned["arm"] != "backfill"]
+    for period, part in drawn.groupby("period"):
+        u = draws(part["account_id"], "test", str(period))
+        assert ((u < 0.5) == (part["arm"] == "holdout")).all()
+    # the last week's held-out accounts are in scores (arm holdout) but on nothing a CSM reads
+    scores = pd.read_csv(out / "scores.csv")
+    held = set(scores.loc[scores["arm"] == "holdout", "account_id"])
+    recorded = set(assigned.loc[(assigned["period"] == "2024Q3") & (assigned["arm"] == "holdout"),
+                                "account_id"])  # fmt: skip
+    assert held and held <= recorded
+    assert not held & set(pd.read_csv(out / "triggers.csv")["account_id"])
+    for path in (out / "per_csm").glob("*.csv"):
+        assert not held & set(pd.read_csv(path)["account_id"])
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert not [a for a in held if a in html]
+    assert f"{len(held)} held out as this period" in html
+    assert set(scores["arm"]) <= {"listed", "holdout", "backfill", "none"}
+
+    # a re-run of an earlier week never re-draws or rewrites an assignment
+    before = _assignments(out)
+    _score(world_dir, out, WEEKS[1], _config(tmp_path, "{fraction: 0.5, salt: other}"), capsys)
+    after = _assignments(out)
+    pd.testing.assert_frame_equal(before, after)
+    assert period_of(pd.Timestamp(WEEKS[2]).date(), "quarter") == "2024Q3"
+
+
+def test_measure_finds_the_programs_effect_within_its_interval(
+    program: tuple[Path, Path, Path], world_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _, tmp_path = program
+    # Given the world's response to the program: touches, and the expansions they cause
+    data = tmp_path / "responded"
+    truth = respond(world_dir, out, data, load_feature_set(), compliance=0.8, effect=0.6, seed=3)
+    true_effect = truth["effect"].mean()
+    assert true_effect > 0.1
+
+    # When the program is measured
+    code, stdout, err = run_cli(["measure", str(data), "--out", str(out)], capsys)
+
+    # Then the pooled intent-to-treat effect's interval covers the truth and excludes zero
+    assert code == 0, err
+    summary = json.loads((out / "measure" / "program.json").read_text(encoding="utf-8"))
+    pooled = summary["pooled"]
+    assert pooled["effect_low"] <= true_effect <= pooled["effect_high"], (pooled, true_effect)
+    assert pooled["effect_low"] > 0
+    assert summary["cohorts_matured"] == 4
+    assert summary["incremental_expansion_arr"] > 0 and summary["nrr_points"] > 0
+    # touches: the listed accounts comply at about the simulated rate, the held-out never
+    touched = summary["compliance"]
+    assert 0.6 <= touched["listed_touched"] <= 0.95 and touched["holdout_touched"] == 0
+    assert touched["complier_effect_low"] <= touched["complier_effect"] <= touched[
+        "complier_effect_high"]  # fmt: skip
+    table = pd.read_csv(out / "measure" / "program.csv")
+    assert set(table["scope"]) >= {"pooled", "cohort", "band", "motion", "csm_owner"}
+    small = table[table["note"].fillna("").str.startswith("too few")]
+    assert small["effect"].isna().all()  # a group too small to say is said, not a number
+    assert (out / "measure" / "program.png").stat().st_size > 10_000
+    assert "effect" in stdout
+
+
+def test_measure_without_a_history_or_a_holdout_is_one_line(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["measure", str(world_dir), "--out", str(tmp_path / "none")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no weekly history" in err
+
+    config = _config(tmp_path, "{fraction: 0}")
+    _score(world_dir, tmp_path / "off", WEEKS[0], config, capsys)
+    assert _assignments(tmp_path / "off").empty
+    code, _, err = run_cli(["measure", str(world_dir), "--out", str(tmp_path / "off")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no account has been held" in err
+
+    bad = _config(tmp_path, "{fraction: 0.7}")
+    code, _, err = run_cli(
+        ["score", str(world_dir), "--as-of", WEEKS[0], "--out", str(tmp_path / "bad"),
+         "--config", str(bad)],
+        capsys,
+    )  # fmt: skip
+    assert code == 2 and "holdout.fraction" in err and not (tmp_path / "bad").exists()
+
+
+def test_a_touch_of_an_unknown_account_or_from_the_future_is_one_line(
+    world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    for case, row in {
+        "unknown": {"account_id": "NOPE", "touched_at": pd.Timestamp("2024-03-01")},
+        "future": {"account_id": "A000001", "touched_at": pd.Timestamp("2031-01-01")},
+    }.items():
+        data = tmp_path / case
+        shutil.copytree(world_dir, data)
+        pd.DataFrame([row]).to_parquet(data / "touches.parquet", index=False)
+        code, _, err = run_cli(["validate", str(data)], capsys)
+        assert code == 2, err
+        assert len(err.strip().splitlines()) == 1 and "touches.parquet" in err
+        assert ("not in accounts" if case == "unknown" else "after the newest") in err
