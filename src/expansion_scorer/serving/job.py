@@ -23,6 +23,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import account_status, build_entities
+from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.explain import (
     contributions,
     family_points,
@@ -423,6 +424,7 @@ def score_job(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
         )
         body["engine"] = engine
+        body["explainer"] = treeshap.method_for(model.booster)  # the TreeSHAP method used
         drift, warnings = _weekly_drift(
             world, out_dir, model, version, feature_set, serving, scored
         )
