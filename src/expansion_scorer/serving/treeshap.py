@@ -171,11 +171,11 @@ def _compile(booster: lgb.Booster) -> _Compiled:
     dump = booster.dump_model()
     if int(dump.get("num_tree_per_iteration", 1)) != 1:
         raise _Unsupported("multi-output booster")
+    if dump.get("average_output"):
+        raise _Unsupported("averaged trees (random forest mode)")
     trees = _Trees()
     tree_node_start, tree_vertex_start = [0], [0]
     for tree in dump["tree_info"]:
-        if tree.get("is_linear"):
-            raise _Unsupported("linear trees")
         trees.walk(tree["tree_structure"], [], -1, False)
         tree_node_start.append(len(trees.nodes))
         tree_vertex_start.append(len(trees.vertices))
@@ -254,6 +254,8 @@ class _Trees:
             vertex["bit"] = len(features) if vertex["new"] else features.index(feature)
         self.vertices.append(vertex)
         if "leaf_value" in node:
+            if "leaf_coeff" in node:
+                raise _Unsupported("linear trees")
             fractions = dict.fromkeys((f for f, _ in path), 1.0)
             for f, fraction in path:
                 fractions[f] *= fraction
