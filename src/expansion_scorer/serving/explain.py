@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import shap
 
 from expansion_scorer.config import FeatureDef, FeatureSet, ServingConfig
+from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.text import fill, is_missing, render
 from expansion_scorer.training.model import PropensityModel
 
@@ -41,15 +41,11 @@ class Contributions:
     base_logit: float
 
 
-def contributions(model: PropensityModel, frame: pd.DataFrame) -> Contributions:
-    explainer = shap.TreeExplainer(model.booster)
-    values = explainer.shap_values(model.matrix(frame))
-    if isinstance(values, list):  # older shap returns one array per class
-        values = values[-1]
-    values = np.asarray(values)
-    if values.ndim == 3:
-        values = values[..., -1]
-    base = float(np.ravel(explainer.expected_value)[-1])
+def contributions(
+    model: PropensityModel, frame: pd.DataFrame, method: str | None = None
+) -> Contributions:
+    """Exact TreeSHAP by the fastest method exact for the booster (`treeshap.method_for`)."""
+    values, base = treeshap.shap_values(model.booster, model.matrix(frame), method)
     table = pd.DataFrame(values, columns=model.feature_names, index=frame.index)
     offset = getattr(model, "offset", None)
     if offset is not None:  # the offset speaks through its feature, around its training mean

@@ -23,6 +23,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import account_status, build_entities
+from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.explain import (
     contributions,
     family_points,
@@ -503,6 +504,7 @@ def score_job(
             "assigned_this_week": len(arms.new)
             + int((pd.to_datetime(recorded["assigned_on"]).dt.date == as_of).sum()),
         }
+        body["explainer"] = treeshap.method_for(model.booster)  # the TreeSHAP method used
         drift, warnings = _weekly_drift(
             world, out_dir, model, version, feature_set, serving, scored
         )
