@@ -127,6 +127,11 @@ def test_measure_finds_the_programs_effect_within_its_interval(
     assert small["effect"].isna().all()  # a group too small to say is said, not a number
     assert (out / "measure" / "program.png").stat().st_size > 10_000
     assert "effect" in stdout
+    # and the next weekly report says whether the program is working
+    _score(data, out, WEEKS[-1], tmp_path / "serving.yaml", capsys)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Is the program working?" in html
+    assert f"{100 * pooled['effect']:+.1f} points" in html
 
 
 def test_measure_without_a_history_or_a_holdout_is_one_line(

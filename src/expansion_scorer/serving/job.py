@@ -465,6 +465,7 @@ def score_job(
             "bands": serving.bands,
             "previous_run": str(past.as_of) if past.as_of else "",
             "held_out": int(held.sum()),
+            "program": _measured(out_dir),
             "holdout_period": period if serving.holdout.fraction > 0 else "",
         }
         writers: dict[str, Callable[[Path], None]] = {
@@ -527,6 +528,17 @@ def score_job(
         previous_run=past.as_of,
         warnings=warnings,
     )
+
+
+def _measured(out_dir: Path) -> dict[str, object]:
+    """The latest `expansion measure` summary under the output root, for the report; empty
+    when the program has not been measured."""
+    path = out_dir / "measure" / "program.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) and "pooled" in summary else {}
 
 
 def _slug(text: str) -> str:
