@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,34 @@ def test_per_csm_slugs_are_safe_and_distinct() -> None:
     )
     names = sorted(per_csm(scores, 5))
     assert names == ["chloe-dubois-2.csv", "chloe-dubois.csv", "etc.csv", "unassigned.csv"]
+
+
+def test_family_points_add_up_to_the_score_minus_the_calibrated_base_rate(
+    scored: Path, world_dir: Path, champion: Path
+) -> None:
+    # Given the champion and the scores it gave, with their family points
+    from expansion_scorer.data.loading import open_world
+    from expansion_scorer.features.build import build_features
+    from expansion_scorer.features.ledger import build_expansions
+    from expansion_scorer.features.snapshots import build_entities
+    from expansion_scorer.serving.explain import contributions
+    from expansion_scorer.serving.job import load_model
+
+    model, _ = load_model("models:/expansion-propensity@champion")
+    scores = pd.read_parquet(scored / "scores.parquet")
+    drivers = pd.read_parquet(scored / "drivers.parquet")
+    world = open_world(world_dir, cutoff=date.fromisoformat(AS_OF))
+    build_entities(world.con, [date.fromisoformat(AS_OF)])
+    build_expansions(world.con, load_feature_set())
+    frame = build_features(world.con, load_feature_set(), True, True)
+    base_logit = contributions(model, frame.head(5)).base_logit
+
+    # When the base rate is what the model delivers for an account with no information
+    raw = 1 / (1 + np.exp(-base_logit))
+    assert model.calibrator is not None and model.offset is not None
+    calibrated = model.calibrator.transform(np.array([raw]), np.array([model.offset.mean]))[0]
+    assert abs(calibrated - raw) > 1e-3  # calibration moves it: the two bases differ
+
+    # Then every account's points add up to its score minus that calibrated base
+    total = drivers.drop(columns="account_id").sum(axis=1).to_numpy() / 100
+    np.testing.assert_allclose(scores["score"].to_numpy() - total, calibrated, atol=0.002)

@@ -47,7 +47,7 @@ def contributions(
     """Exact TreeSHAP by the fastest method exact for the booster (`treeshap.method_for`)."""
     values, base = treeshap.shap_values(model.booster, model.matrix(frame), method)
     table = pd.DataFrame(values, columns=model.feature_names, index=frame.index)
-    offset = getattr(model, "offset", None)
+    offset = model.offset
     if offset is not None:  # the offset speaks through its feature, around its training mean
         base += offset.mean
         if offset.feature in table.columns:

@@ -122,10 +122,13 @@ def score_columns(serving: ServingConfig) -> list[str]:
 
 
 def _delivered_base(model: PropensityModel, base_logit: float) -> float:
-    """The score of an account with no information: the base rate as the model delivers it."""
-    raw = 1.0 / (1.0 + np.exp(-base_logit))
-    calibrate = getattr(model, "calibrate", None)
-    return float(np.ravel(calibrate(np.array([raw])))[0]) if callable(calibrate) else float(raw)
+    """The score of an account with no information: the base rate as the model delivers it,
+    through its calibrator (with the offset at its mean, which `base_logit` already holds)."""
+    raw = np.array([1.0 / (1.0 + np.exp(-base_logit))])
+    if model.calibrator is None:
+        return float(raw[0])
+    shift = None if model.offset is None else np.array([model.offset.mean])
+    return float(model.calibrator.transform(raw, shift)[0])
 
 
 def check_schema(model: PropensityModel, frame: pd.DataFrame, model_version: str) -> None:

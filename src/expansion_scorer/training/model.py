@@ -76,6 +76,9 @@ def season_offset(rows: pd.DataFrame, feature: str, prior_rows: float = 50.0) ->
 class PropensityModel(PythonModel):
     """Probability of expansion within the horizon, and the ARR it would bring."""
 
+    offset: Offset | None = None
+    """Models pickled before the season offset have no attribute of their own: they read None."""
+
     def __init__(
         self,
         booster: lgb.Booster,
@@ -103,8 +106,7 @@ class PropensityModel(PythonModel):
 
     def shift(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The offset's log-odds per row; None without one (models saved before it had none)."""
-        offset = getattr(self, "offset", None)
-        return None if offset is None else offset.of(frame)
+        return None if self.offset is None else self.offset.of(frame)
 
     def _raw(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
         margin = np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), "float64")
