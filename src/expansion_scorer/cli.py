@@ -172,18 +172,17 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_feature_set, load_training_config
+    from expansion_scorer.config import load_feature_set, load_training_config, override
     from expansion_scorer.jobs import train_job
 
     cfg = load_training_config(args.config)
-    if args.horizon_days:
-        cfg = cfg.model_copy(update={"horizon_days": args.horizon_days})
+    updates: dict[str, object] = {}
+    if args.horizon_days is not None:
+        updates["horizon_days"] = args.horizon_days
     if args.trials is not None:
-        if args.trials < 0:
-            raise UserError(f"--trials {args.trials} must be 0 or more")
-        cfg = cfg.model_copy(
-            update={"tuning": cfg.tuning.model_copy(update={"trials": args.trials})}
-        )
+        updates["tuning.trials"] = args.trials
+    if updates:  # validated like the config file, so --horizon-days 3 stops here
+        cfg = override(cfg, updates)
     config_text = args.config.read_text(encoding="utf-8") if args.config else None
     result = train_job(
         args.data_dir,

@@ -466,6 +466,19 @@ def _parse(model: type[M], raw: object, where: str) -> M:
         raise UserError(f"config {where}: {loc}: {msg}") from None
 
 
+def override(model: M, updates: dict[str, object], where: str = "command line") -> M:
+    """`model` with `updates` (dotted keys, 'tuning.trials') applied and validated again, as a
+    config file is: an override is never a way around a field's limits."""
+    raw = model.model_dump()
+    for key, value in updates.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return _parse(type(model), raw, where)
+
+
 def load_feature_set(path: Path | None = None) -> FeatureSet:
     """Parse the definitions, then check every feature's SQL binds against the base columns."""
     from expansion_scorer.features.build import check_definitions
