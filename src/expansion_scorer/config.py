@@ -357,6 +357,15 @@ class HoldoutConfig(_Strict):
     outside the comparison); false: the CSM's list is shorter instead."""
 
 
+class ProgramConfig(_Strict):
+    """What the expansion program aims at each quarter, for `expansion measure`'s health table."""
+
+    target_expansion_arr: float | None = Field(default=None, ge=0)
+    """Expansion ARR a quarter (seats, plan and cross-sell movements of continuing accounts)."""
+    target_nrr: float | None = Field(default=None, gt=0)
+    """The quarter's NRR, in percent of its starting ARR."""
+
+
 class ServingConfig(_Strict):
     reasons: int = Field(default=3, ge=1, le=10)
     accounts_per_csm: int = Field(default=20, ge=1)
@@ -374,6 +383,7 @@ class ServingConfig(_Strict):
     triggers: TriggerConfig = TriggerConfig()
     monitor: MonitorConfig = MonitorConfig()
     holdout: HoldoutConfig = HoldoutConfig()
+    program: ProgramConfig = ProgramConfig()
 
     def check_against(self, features: FeatureSet) -> None:
         """Families and features named here must exist in the feature definitions."""

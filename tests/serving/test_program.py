@@ -127,11 +127,21 @@ def test_measure_finds_the_programs_effect_within_its_interval(
     assert small["effect"].isna().all()  # a group too small to say is said, not a number
     assert (out / "measure" / "program.png").stat().st_size > 10_000
     assert "effect" in stdout
+    # the program's health per quarter: money from the ledger, coverage, follow-through, lift
+    health = {h["quarter"]: h for h in summary["health"]}
+    assert {"2024Q2", "2024Q3"} <= set(health)
+    for q in ("2024Q2", "2024Q3"):
+        h = health[q]
+        assert h["nrr"] > 0 and h["grr"] <= 100 and h["expansions"] > 0
+        assert 0 < h["flagged_share"] <= 1 and h["median_weeks_ahead"] >= 0
+        assert 0.6 <= h["follow_through"] <= 0.95
+        assert h["lift_interval"][0] <= h["lift"] <= h["lift_interval"][1]
     # and the next weekly report says whether the program is working
     _score(data, out, WEEKS[-1], tmp_path / "serving.yaml", capsys)
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Is the program working?" in html
     assert f"{100 * pooled['effect']:+.1f} points" in html
+    assert '<table class="health">' in html and "2024Q3" in html
 
 
 def test_measure_without_a_history_or_a_holdout_is_one_line(

@@ -44,6 +44,33 @@ def revenue_table(
         for m in months
         if _add_months(m, -11) >= months[0]
     ]
+    frame = _moved(con, periods, by)
+    wide = frame[frame["win"] == "month"].drop(columns="win")
+    t12 = frame[frame["win"] == "t12m"].drop(columns="win")
+    t12 = t12.rename(columns={c: f"t12m_{c}" for c in [*AMOUNTS, "nrr", "grr"]})
+    out = wide.merge(t12, on=["month", "grp"], how="left")
+    out["month"] = pd.to_datetime(out["month"]).dt.date
+    out = out.rename(columns={"grp": by or "group"})
+    return out.round(4).reset_index(drop=True)
+
+
+def quarter_table(con: duckdb.DuckDBPyConnection, first: date, end: date) -> pd.DataFrame:
+    """Per calendar quarter that closes on or before `end` (from `first`'s quarter): starting ARR,
+    expansion, price uplift, contraction, churn, NRR and GRR of the accounts paying at its start."""
+    starts = [m for m in month_starts(first, end) if m.month % 3 == 1 and _add_months(m, 3) <= end]
+    if not starts:
+        return pd.DataFrame(columns=["quarter", *AMOUNTS, "nrr", "grr"])
+    frame = _moved(con, [(m, "quarter", m, _add_months(m, 3)) for m in starts], None)
+    frame["quarter"] = [
+        f"{d.year}Q{(d.month - 1) // 3 + 1}" for d in pd.to_datetime(frame["month"])
+    ]
+    return frame[["quarter", *AMOUNTS, "nrr", "grr"]].round(4).reset_index(drop=True)
+
+
+def _moved(
+    con: duckdb.DuckDBPyConnection, periods: list[tuple[date, str, date, date]], by: str | None
+) -> pd.DataFrame:
+    """ARR movements of each period's starting cohort: (month, win, grp) rows with NRR, GRR."""
     con.execute("CREATE OR REPLACE TEMP TABLE periods (month DATE, win VARCHAR, p0 DATE, p1 DATE)")
     con.executemany("INSERT INTO periods VALUES (?, ?, ?, ?)", periods)
     group = f"coalesce(CAST(a.{by} AS VARCHAR), '(none)')" if by else "'all'"
@@ -89,13 +116,7 @@ def revenue_table(
          - frame["churned_arr"]) / s * 100
     )  # fmt: skip
     frame["grr"] = (s - frame["contraction_arr"] - frame["churned_arr"]) / s * 100
-    wide = frame[frame["win"] == "month"].drop(columns="win")
-    t12 = frame[frame["win"] == "t12m"].drop(columns="win")
-    t12 = t12.rename(columns={c: f"t12m_{c}" for c in [*AMOUNTS, "nrr", "grr"]})
-    out = wide.merge(t12, on=["month", "grp"], how="left")
-    out["month"] = pd.to_datetime(out["month"]).dt.date
-    out = out.rename(columns={"grp": by or "group"})
-    return out.round(4).reset_index(drop=True)
+    return frame
 
 
 def revenue_chart(table: pd.DataFrame, by: str | None) -> bytes:

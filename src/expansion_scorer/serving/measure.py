@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -30,10 +31,11 @@ from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions, build_movements
+from expansion_scorer.features.revenue import quarter_table
 from expansion_scorer.features.snapshots import build_entities, data_span, labels
 from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
-from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
+from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED, period_of
 from expansion_scorer.serving.output import bytes_writer, csv_writer, text_writer, write_outputs
 
 MIN_PER_ARM = 20
@@ -164,7 +166,7 @@ def program_table(measured: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     out = [_row("pooled", "all", rows, seed)]
     for cohort, part in rows.groupby("assigned_on", sort=True):
         out.append(_row("cohort", str(cohort), part, seed))
-    for scope in ("band", "motion", "csm_owner"):
+    for scope in ("period", "band", "motion", "csm_owner"):
         for key, part in rows.groupby(rows[scope].fillna("(none)").astype(str), sort=True):
             out.append(_row(scope, str(key), part, seed))
     return pd.DataFrame(out).reindex(columns=PROGRAM_COLUMNS)
@@ -241,6 +243,73 @@ def program_chart(table: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def health(
+    data_dir: Path,
+    feature_set: FeatureSet,
+    history: Path,
+    measured: pd.DataFrame,
+    table: pd.DataFrame,
+    serving: ServingConfig,
+) -> list[dict[str, Any]]:
+    """Per quarter since the first weekly run: the target against NRR, GRR and expansion ARR from
+    the ledger; trigger coverage (the share of expansions a list or trigger flagged within the
+    horizon before they happened, and how many weeks ahead); follow-through (the share of
+    listed accounts touched); and the measured lift of the quarter's cohorts."""
+    world = open_world(data_dir)
+    _, end = data_span(world.con)
+    build_movements(world.con, feature_set)
+    con = duckdb.connect(str(history), read_only=True)
+    try:
+        flags = con.execute(
+            "SELECT DISTINCT as_of, account_id FROM scores WHERE on_list OR fired"
+        ).df()
+    finally:
+        con.close()
+    if flags.empty:
+        return []
+    horizon = int(measured["horizon_days"].max()) if len(measured) else 90
+    first = min(pd.to_datetime(flags["as_of"]).dt.date)
+    quarters = quarter_table(world.con, date(first.year, 3 * ((first.month - 1) // 3) + 1, 1), end)
+    world.con.register("flags", flags)
+    covered = world.con.execute(
+        f"""SELECT m.account_id, m.day, min(f.as_of) AS first_flag
+        FROM movements m LEFT JOIN flags f ON f.account_id = m.account_id
+         AND CAST(f.as_of AS DATE) <= m.day AND CAST(f.as_of AS DATE) > m.day - {horizon}
+        WHERE m.kind IN {EXPANSION_KINDS} AND m.arr_delta > 0
+          AND m.day >= DATE '{first}' AND m.day < DATE '{end}'
+        GROUP BY ALL"""
+    ).df()
+    covered["quarter"] = [period_of(d, "quarter") for d in pd.to_datetime(covered["day"]).dt.date]
+    ahead = (pd.to_datetime(covered["day"]) - pd.to_datetime(covered["first_flag"])).dt.days / 7
+    covered["weeks_ahead"] = ahead
+    target = serving.program
+    out = []
+    for q in sorted(set(quarters["quarter"]) | set(covered["quarter"])):
+        row: dict[str, Any] = {"quarter": q, "target_expansion_arr": target.target_expansion_arr,
+                               "target_nrr": target.target_nrr}  # fmt: skip
+        money = quarters[quarters["quarter"] == q]
+        if len(money):
+            m = money.iloc[0]
+            row.update(expansion_arr=float(m["expansion_arr"]), nrr=float(m["nrr"]),
+                       grr=float(m["grr"]))  # fmt: skip
+        mine = covered[covered["quarter"] == q]
+        row["expansions"] = len(mine)
+        row["flagged_share"] = float(mine["first_flag"].notna().mean()) if len(mine) else None
+        weeks = mine["weeks_ahead"].dropna()
+        row["median_weeks_ahead"] = float(weeks.median()) if len(weeks) else None
+        listed = measured[(measured["period"] == q) & (measured["arm"] == LISTED)]
+        row["follow_through"] = (
+            float(listed["touched"].mean()) if "touched" in listed and len(listed) else None
+        )
+        lift = table[(table["scope"] == "period") & (table["group"] == q)]
+        if len(lift) and not lift.iloc[0]["note"]:
+            row.update(lift=float(lift.iloc[0]["effect"]),
+                       lift_interval=[float(lift.iloc[0]["effect_low"]),
+                                      float(lift.iloc[0]["effect_high"])])  # fmt: skip
+        out.append(row)
+    return out
+
+
 @dataclass(frozen=True)
 class MeasureResult:
     table: pd.DataFrame
@@ -295,6 +364,7 @@ def measure_job(
         else None,
         "compliance": compliance(measured),
         "interval": f"95%, bootstrap over accounts ({BOOTSTRAP} resamples)",
+        "health": health(data_dir, feature_set, history, measured, table, serving),
     }
     writers = {
         "program.csv": csv_writer(table),
