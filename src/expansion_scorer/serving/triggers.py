@@ -33,13 +33,14 @@ def act_this_week(
     """Which fired accounts each CSM is told to act on: at most `capacity` a CSM, strongest first.
 
     Strength is the kind of trigger (`tier`, lower is stronger: a rule, a rise, then entering
-    the top band or the capacity list), then the size of the rise, then the rank.
+    the top band or the capacity list), then the size of the rise, then the rank. An account
+    without a CSM is nobody's to act on: it only "also fires", until it has an owner.
     """
     order = np.lexsort((rank, -np.nan_to_num(change, nan=0.0), tier))
     who = owners.fillna(UNASSIGNED).astype(str).to_numpy()[order]
     place = pd.Series(who).groupby(who, sort=False).cumcount().to_numpy()
     act = np.zeros(len(order), dtype=bool)
-    act[order] = place < capacity
+    act[order] = (place < capacity) & owners.notna().to_numpy()[order]
     return act
 
 
