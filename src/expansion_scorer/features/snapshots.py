@@ -109,6 +109,37 @@ def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
     )
 
 
+def build_pairs(con: duckdb.DuckDBPyConnection, pairs: pd.DataFrame) -> None:
+    """Temp table `entities` of the given (account_id, as_of) pairs that are eligible then: the
+    few snapshots a measurement needs, instead of every account at every date."""
+    con.execute("SELECT 1").fetchall()  # finish any open result: DuckDB refuses to register
+    con.register("wanted_pairs", pairs[["account_id", "as_of"]].drop_duplicates())
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE entities AS
+        SELECT account_id, as_of, arr_before FROM (
+            SELECT a.account_id, CAST(w.as_of AS DATE) AS as_of,
+                   {arr_on(con, "CAST(w.as_of AS DATE) - 1")} AS arr_before
+            FROM wanted_pairs w JOIN accounts a ON a.account_id = w.account_id
+             AND a.created_at < CAST(w.as_of AS DATE)
+        )
+        WHERE arr_before > 0
+        ORDER BY as_of, account_id
+        """
+    )
+    con.unregister("wanted_pairs")
+
+
+def book_arr(con: duckdb.DuckDBPyConnection, as_of: date) -> float:
+    """The ARR of every account on the day before `as_of`."""
+    arr = arr_on(con, f"DATE '{as_of}' - 1")
+    row = con.execute(
+        f"SELECT coalesce(sum(arr), 0) FROM (SELECT {arr} AS arr FROM accounts a"
+        f" WHERE a.created_at < DATE '{as_of}')"
+    ).fetchone()
+    return float(row[0]) if row else 0.0
+
+
 def labels(
     con: duckdb.DuckDBPyConnection, horizon_days: int, label: LabelConfig | None = None
 ) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions, build_movements
 from expansion_scorer.features.revenue import quarter_table
-from expansion_scorer.features.snapshots import build_entities, data_span, labels
+from expansion_scorer.features.snapshots import book_arr, build_pairs, data_span, labels
 from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
 from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED, period_of
 from expansion_scorer.serving.output import bytes_writer, csv_writer, text_writer, write_outputs
@@ -64,7 +64,7 @@ def outcomes(
     matured = rows[(closes <= pd.Timestamp(end)).to_numpy()].reset_index(drop=True)
     if matured.empty:
         return matured.assign(expanded=pd.Series(dtype="int32")), end, 0.0
-    build_entities(world.con, sorted(set(matured["assigned_on"])))
+    build_pairs(world.con, matured.rename(columns={"assigned_on": "as_of"}))
     build_expansions(world.con, feature_set)
     found = []
     for horizon in sorted(set(matured["horizon_days"].astype(int))):
@@ -79,9 +79,7 @@ def outcomes(
         )
     measured = pd.concat(found, ignore_index=True)
     first = min(matured["assigned_on"])
-    book = world.con.execute(
-        "SELECT coalesce(sum(arr_before), 0) FROM entities WHERE as_of = ?", [first]
-    ).fetchone()
+    book = book_arr(world.con, first)
     # an assigned account that is no longer eligible on its own date (a corrected export)
     # has no outcome: it counts as not expanded rather than silently leaving its arm
     measured["expanded"] = measured["expanded"].fillna(0).astype("int32")
@@ -98,7 +96,7 @@ def outcomes(
             (a, d) in keys
             for a, d in zip(measured["account_id"], measured["assigned_on"], strict=True)
         ]
-    return measured, end, float(book[0]) if book else 0.0
+    return measured, end, book
 
 
 def _per_account(rows: pd.DataFrame, accounts: pd.Index, arm: str, column: str) -> np.ndarray:
@@ -270,6 +268,7 @@ def health(
     horizon = int(measured["horizon_days"].max()) if len(measured) else 90
     first = min(pd.to_datetime(flags["as_of"]).dt.date)
     quarters = quarter_table(world.con, date(first.year, 3 * ((first.month - 1) // 3) + 1, 1), end)
+    world.con.execute("SELECT 1").fetchall()  # finish any open result before registering
     world.con.register("flags", flags)
     covered = world.con.execute(
         f"""SELECT m.account_id, m.day, min(f.as_of) AS first_flag
