@@ -26,6 +26,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import yaml
+
 from expansion_scorer.cli import main
 from expansion_scorer.config import load_feature_set
 from expansion_scorer.data.synthetic import generate_world
@@ -50,14 +52,13 @@ def run(args: argparse.Namespace) -> None:
     generate_world(world, n_accounts=args.accounts, seed=0, months=24)
     assert main(["train", str(world)]) == 0
     weeks = _weeks(date(2024, 4, 1), args.weeks)
-    serving = (Path(__file__).parents[1] / "serving" / "default.yaml").read_text()
+    serving = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
     features = load_feature_set()
     rows = []
     for seed in range(args.seeds):
         config = root / f"serving-{seed}.yaml"
-        config.write_text(
-            serving + f"\nholdout: {{fraction: {args.fraction}, salt: bench-{seed}}}\n"
-        )
+        serving["holdout"] = {"fraction": args.fraction, "salt": f"bench-{seed}"}
+        config.write_text(yaml.safe_dump(serving, allow_unicode=True))
         out = root / f"weekly-{seed}"
         for week in weeks:
             code = main(["score", str(world), "--as-of", week, "--out", str(out),

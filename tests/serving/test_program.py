@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 
 from expansion_scorer.config import load_feature_set
 from expansion_scorer.serving.holdout import draws, period_of
@@ -23,9 +24,12 @@ WEEKS = ["2024-04-01", "2024-05-06", "2024-07-01", "2024-08-05"]  # two quarters
 
 
 def _config(tmp_path: Path, holdout: str) -> Path:
+    """The shipped serving config with its `holdout:` replaced (a YAML flow mapping)."""
     text = (Path(__file__).parents[2] / "serving" / "default.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    raw["holdout"] = yaml.safe_load(holdout)
     config = tmp_path / "serving.yaml"
-    config.write_text(text + f"\nholdout: {holdout}\n", encoding="utf-8")
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return config
 
 
