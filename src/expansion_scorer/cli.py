@@ -160,13 +160,16 @@ def _generate(args: argparse.Namespace) -> None:
 def _validate(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set
     from expansion_scorer.data.loading import open_world
-    from expansion_scorer.data.validation import validate
+    from expansion_scorer.data.validation import catalogue, validate
 
-    catalogue = load_feature_set(args.features).events
-    report = validate(open_world(args.data_dir), catalogue)
+    features = load_feature_set(args.features)
+    world = open_world(args.data_dir)
+    report = validate(world, features.events)
     for name, n in report.row_counts.items():
         print(f"{name}: {n:,} rows")
-    for warning in report.warnings:
+    found, unread = catalogue(world, features)
+    print("the data names " + "; ".join(found))
+    for warning in [*report.warnings, *unread]:
         print(f"warning: {warning}")
     print(f"{args.data_dir}: valid")
 

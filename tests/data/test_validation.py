@@ -148,3 +148,36 @@ def test_duckdb_memory_limit_comes_from_the_environment(
     code, _, err = run_cli(["validate", str(world_dir)], capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "EXPANSION_DUCKDB_MEMORY" in err
+
+
+def test_validate_names_the_catalogue_and_every_definition_the_data_leaves_unread(
+    world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a world whose company names one event, one product and one plan differently
+    import shutil
+
+    data = tmp_path / "renamed"
+    shutil.copytree(world_dir, data)
+    usage = pd.read_parquet(data / "usage_events.parquet")
+    usage["event"] = usage["event"].replace({"invite_user": "member_added"})
+    usage.to_parquet(data / "usage_events.parquet", index=False)
+    subs = pd.read_parquet(data / "subscriptions.parquet")
+    subs["product"] = subs["product"].replace({"Analytics": "Insights"})
+    subs["plan"] = subs["plan"].replace({"team": "pro"})
+    subs.to_parquet(data / "subscriptions.parquet", index=False)
+
+    # When it is validated with the shipped definitions
+    code, out, err = run_cli(["validate", str(data)], capsys)
+
+    # Then it is valid, says what it found, and names each definition that reads nothing
+    assert code == 0, err
+    assert "products (4): Automation, Core, Insights, Integrations" in out
+    assert "pro" in out.split("plans (", 1)[1].splitlines()[0]
+    assert "plan_order names team, which no subscription holds" in out
+    assert "plans pro are not in plan_order" in out
+    assert "feature analytics_need_90d names Analytics, which the data never holds" in out
+    assert "window invites_90d counts invite_user, which the usage log never holds" in out
+    assert "feature invites_28d names invite_user" in out
+    assert "affinity export_report -> Analytics" in out
+    # and the shipped names the data does hold raise nothing
+    assert "automation_need_90d" not in out and "schedule_rows_90d" not in out

@@ -7,11 +7,16 @@ free workspaces) come back as warnings; those rows simply never join an eligible
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from expansion_scorer.data.contract import SQL_TYPES, TABLES, Column, TableSpec
 from expansion_scorer.data.loading import World, file_columns
 from expansion_scorer.errors import ContractError
+
+if TYPE_CHECKING:
+    from expansion_scorer.config import FeatureSet
 
 
 @dataclass(frozen=True)
@@ -238,3 +243,56 @@ def _unknown_events(world: World, catalogue: list[str]) -> list[str]:
         f"{world.files['usage_events'].name}: {total:,} rows with {len(rows)} events outside the"
         f" catalogue ({named}); add them to `events` in the feature definitions to use them"
     ]
+
+
+def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]:
+    """What the data names (events, products, plans), and each feature definition that names
+    something the data never holds, so reads nothing: a company's own names are not ours."""
+    con = world.con
+
+    def names(sql: str) -> list[str]:
+        return [str(r[0]) for r in con.execute(sql).fetchall() if r[0] is not None]
+
+    events = names(
+        "SELECT CAST(event AS VARCHAR) FROM raw_usage_events GROUP BY 1 ORDER BY count(*) DESC"
+    )
+    products, plans = [], []
+    if world.has("subscriptions"):
+        products = names("SELECT DISTINCT product FROM subscriptions ORDER BY 1")
+        plans = names("SELECT DISTINCT plan FROM subscriptions ORDER BY 1")
+    found = [
+        f"events ({len(events)}): {', '.join(events[:12])}{', ...' if len(events) > 12 else ''}",
+        f"products ({len(products)}): {', '.join(products)}",
+        f"plans ({len(plans)}): {', '.join(plans)}",
+    ]
+    known = set(events) | set(products) | set(plans)
+    unread = []
+    order = [p for p in features.plan_order if p not in plans]
+    if plans and order:
+        unread.append(f"plan_order names {', '.join(order)}, which no subscription holds")
+    beyond = [p for p in plans if p not in features.plan_order]
+    if beyond:
+        unread.append(
+            f"plans {', '.join(beyond)} are not in plan_order: upgrades to or from them are"
+            " not seen as plan moves; add them to plan_order, lowest first"
+        )
+    for f in features.features:
+        literals = set(re.findall(r"'([^']+)'", f.sql))
+        if f.window is not None and f.window.event:
+            literals |= set(f.window.event)
+        named = sorted(literals - known)
+        if literals and not literals & known:
+            unread.append(
+                f"feature {f.name} names {', '.join(named)}, which the data never holds:"
+                " it reads nothing; rename them in the feature definitions"
+            )
+    for name, w in features.windows.items():
+        if w.event and not set(w.event) & set(events):
+            unread.append(
+                f"window {name} counts {', '.join(w.event)}, which the usage log never holds"
+            )
+    for event, product in features.affinity.items():
+        if event not in events or (products and product not in products):
+            unread.append(f"affinity {event} -> {product}: not in the data ({event!r} or"
+                          f" {product!r} missing)")  # fmt: skip
+    return found, unread
