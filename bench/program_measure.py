@@ -7,7 +7,7 @@ response drawn from the seed), and `expansion measure`. Prints, over seeds, how 
 95% interval covers the true intent-to-treat effect and how far the estimate is from it.
 
     .venv/bin/python bench/program_measure.py [--accounts 3000] [--seeds 20] [--weeks 2]
-        [--fraction 0.1] [--compliance 0.7] [--effect 0.5]
+        [--first-seed 0] [--fraction 0.1] [--compliance 0.7] [--effect 0.5]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
     serving = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
     features = load_feature_set()
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         config = root / f"serving-{seed}.yaml"
         serving["holdout"] = {"fraction": args.fraction, "salt": f"bench-{seed}"}
         config.write_text(yaml.safe_dump(serving, allow_unicode=True))
@@ -108,6 +108,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--weeks", type=int, default=2, help="scoring runs per quarter")
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--compliance", type=float, default=0.7)
