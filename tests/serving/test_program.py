@@ -8,6 +8,7 @@ less than full compliance), the world responds with a known, heterogeneous effec
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -52,21 +53,35 @@ def _assignments(out: Path) -> pd.DataFrame:
         con.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def program(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world_dir: Path, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path, Path]:
-    config = _config(tmp_path, "{fraction: 0.5, salt: test}")
-    out = tmp_path / "weekly"
-    for week in WEEKS:
-        _score(world_dir, out, week, config, capsys)
-    return out, config, tmp_path
+    """Four weekly runs with half the candidates held out, shared by the tests that read them
+    (a test that writes copies the output root first)."""
+    from expansion_scorer.cli import main
+
+    root = tmp_path_factory.mktemp("program")
+    config = _config(root, "{fraction: 0.5, salt: test}")
+    out = root / "weekly"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
+        mp.chdir(root)
+        for week in WEEKS:
+            args = ["score", str(world_dir), "--as-of", week, "--out", str(out), "--per-csm",
+                    "--config", str(config)]  # fmt: skip
+            assert main(args) == 0
+    return out, config, root
 
 
 def test_the_holdout_is_drawn_once_a_period_and_never_shown_to_a_csm(
-    program: tuple[Path, Path, Path], world_dir: Path, capsys: pytest.CaptureFixture[str]
+    program: tuple[Path, Path, Path],
+    world_dir: Path,
+    champion: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    out, _, tmp_path = program
+    out, _, _ = program
     assigned = _assignments(out)
 
     # one arm per account and period, listed and held out drawn by the salted hash
@@ -92,17 +107,25 @@ def test_the_holdout_is_drawn_once_a_period_and_never_shown_to_a_csm(
     assert set(scores["arm"]) <= {"listed", "holdout", "backfill", "none"}
 
     # a re-run of an earlier week never re-draws or rewrites an assignment
-    before = _assignments(out)
-    _score(world_dir, out, WEEKS[1], _config(tmp_path, "{fraction: 0.5, salt: other}"), capsys)
-    after = _assignments(out)
+    rerun = tmp_path / "rerun"
+    shutil.copytree(out, rerun)
+    before = _assignments(rerun)
+    _score(world_dir, rerun, WEEKS[1], _config(tmp_path, "{fraction: 0.5, salt: other}"), capsys)
+    after = _assignments(rerun)
     pd.testing.assert_frame_equal(before, after)
     assert period_of(pd.Timestamp(WEEKS[2]).date(), "quarter") == "2024Q3"
 
 
 def test_measure_finds_the_programs_effect_within_its_interval(
-    program: tuple[Path, Path, Path], world_dir: Path, capsys: pytest.CaptureFixture[str]
+    program: tuple[Path, Path, Path],
+    world_dir: Path,
+    champion: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    out, _, tmp_path = program
+    shared, config, _ = program
+    out = tmp_path / "weekly"
+    shutil.copytree(shared, out)
     # Given the world's response to the program: touches, and the expansions they cause
     data = tmp_path / "responded"
     truth = respond(world_dir, out, data, load_feature_set(), compliance=0.8, effect=0.6, seed=3)
@@ -141,7 +164,7 @@ def test_measure_finds_the_programs_effect_within_its_interval(
         assert 0.6 <= h["follow_through"] <= 0.95
         assert h["lift_interval"][0] <= h["lift"] <= h["lift_interval"][1]
     # and the next weekly report says whether the program is working
-    _score(data, out, WEEKS[-1], tmp_path / "serving.yaml", capsys)
+    _score(data, out, WEEKS[-1], config, capsys)
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Is the program working?" in html
     assert f"{100 * pooled['effect']:+.1f} points" in html
@@ -172,7 +195,6 @@ def test_measure_without_a_history_or_a_holdout_is_one_line(
 def test_a_touch_of_an_unknown_account_or_from_the_future_is_one_line(
     world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import shutil
 
     for case, row in {
         "unknown": {"account_id": "NOPE", "touched_at": pd.Timestamp("2024-03-01")},
