@@ -16,7 +16,7 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureDef, FeatureSet, ServingConfig
 from expansion_scorer.serving import treeshap
-from expansion_scorer.serving.text import fill, is_missing, render
+from expansion_scorer.serving.text import Columns, fill, is_missing, render, render_rows
 from expansion_scorer.training.model import PropensityModel
 
 OPERATORS = {
@@ -84,6 +84,25 @@ def speak(feature: FeatureDef, row: dict[str, Any], strict: bool = False) -> str
     return render(feature.reason, feature.description, row)
 
 
+def speak_rows(feature: FeatureDef, columns: Columns, rows: np.ndarray) -> list[str]:
+    """`speak` for each account at `rows`, each sentence filled a column at a time."""
+    out: list[str] = [""] * len(rows)
+    missing = columns.missing(feature.name)[rows]
+    said = f"{feature.description}: not on record"
+    for lacks in (True, False):
+        at = np.flatnonzero(missing == lacks)
+        if not len(at):
+            continue
+        if lacks:
+            source, fallback = feature.missing, said
+        else:
+            reason = feature.reason
+            source, fallback = (reason if isinstance(reason, str) else None), feature.description
+        for k, text in zip(at, render_rows(source, fallback, columns, rows[at]), strict=True):
+            out[k] = text
+    return out
+
+
 def points_text(points: float) -> str:
     """'+12 pts', '+1 pt', '-3 pts'."""
     whole = f"{points:+.0f}"
@@ -100,9 +119,11 @@ def reasons(
     """`reason_1..top`: the strongest positive families; `reason_against`: the strongest negative.
 
     Each family speaks through its feature that pushes hardest in the family's direction, among
-    those that may speak; context families (the calendar) are never a reason.
+    those that may speak; context families (the calendar) are never a reason. Ties go to the
+    family listed first and, within a family, to the feature listed first. The choice is made
+    for every account at once; then each feature's sentence is filled for the accounts it
+    speaks for.
     """
-    defs = {f.name: f for f in feature_set.features}
     columns = list(contrib.values.columns)
     context = feature_set.context_families
     fam_names = [f for f in points.columns if f not in context]
@@ -113,32 +134,53 @@ def reasons(
                 for f in feature_set.features
                 # defined but not in this model, or context: skip
                 if f.family == fam and f.name in columns and feature_set.speaks(f)
-            ]
+            ],
+            dtype=np.intp,
         )
         for fam in fam_names
     ]
     keep = [j for j, idx in enumerate(members) if len(idx)]
     fam_names, members = [fam_names[j] for j in keep], [members[j] for j in keep]
-    records = _records(frame)
+    n = len(frame)
+    slots = [f"reason_{k + 1}" for k in range(top)] + ["reason_against"]
+    out = {slot: np.full(n, "", dtype=object) for slot in slots}
+    if not fam_names or not n:
+        return pd.DataFrame(out, index=frame.index)
     fam_values = points[fam_names].to_numpy()
     shap_values = contrib.values.to_numpy()
-    out: dict[str, list[str]] = {f"reason_{k + 1}": [] for k in range(top)}
-    against: list[str] = []
-    for i, row in enumerate(records):
-        order = np.argsort(-fam_values[i], kind="stable")
+    # per account and family, the feature (a column of `shap_values`) that speaks for it
+    speaker = {
+        sign: np.column_stack(
+            [idx[np.argmax(sign * shap_values[:, idx], axis=1)] for idx in members]
+        )
+        for sign in (1.0, -1.0)
+    }
+    order = np.argsort(-fam_values, axis=1, kind="stable")
+    everyone = np.arange(n)
+    head = order[:, :top]
+    passing = np.take_along_axis(fam_values, head, axis=1) >= 0.5
+    place = np.cumsum(passing, axis=1) - 1  # among the families passing, the k-th strongest
+    wanted: list[tuple[str, np.ndarray, np.ndarray, float]] = []  # slot, accounts, families
+    for k in range(min(top, len(fam_names))):
+        here = passing & (place == k)
+        who = np.flatnonzero(here.any(axis=1))
+        wanted.append((slots[k], who, head[who, here[who].argmax(axis=1)], 1.0))
+    worst = order[:, -1]
+    who = np.flatnonzero(fam_values[everyone, worst] <= -0.5)
+    wanted.append(("reason_against", who, worst[who], -1.0))
 
-        def sentence(j: int, sign: float, i: int = i, row: dict = row) -> str:
-            idx = members[j]
-            d = defs[columns[idx[np.argmax(sign * shap_values[i, idx])]]]
-            return f"{speak(d, row)} ({points_text(fam_values[i, j])})"
-
-        positive = [j for j in order[:top] if fam_values[i, j] >= 0.5]
-        for k in range(top):
-            out[f"reason_{k + 1}"].append(sentence(positive[k], 1.0) if k < len(positive) else "")
-        worst = int(order[-1]) if len(order) else -1
-        told = worst >= 0 and fam_values[i, worst] <= -0.5
-        against.append(sentence(worst, -1.0) if told else "")
-    return pd.DataFrame({**out, "reason_against": against}, index=frame.index)
+    table = Columns(frame)
+    feature_of = [contrib.values.columns[c] for c in range(shap_values.shape[1])]
+    defs = {f.name: f for f in feature_set.features}
+    for slot, who, fams, sign in wanted:
+        said = np.empty(len(who), dtype=object)
+        feature = speaker[sign][who, fams]
+        for c in np.unique(feature):
+            at = np.flatnonzero(feature == c)
+            said[at] = speak_rows(defs[feature_of[c]], table, who[at])
+        pts = fam_values[who, fams]
+        out[slot][who] = [f"{s} ({points_text(p)})" for s, p in zip(said, pts, strict=True)]
+    return pd.DataFrame(out, index=frame.index)
 
 
 def motions(frame: pd.DataFrame, points: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
@@ -158,21 +200,23 @@ def motions(frame: pd.DataFrame, points: pd.DataFrame, serving: ServingConfig) -
         ]
     )
     best = strength.argmax(axis=1)
-    records = _records(frame)
-    chosen: list[str] = []
-    labels: list[str] = []
-    talking: list[list[str]] = []
-    for i, row in enumerate(records):
-        if strength[i, best[i]] < 0.5:
-            chosen.append("")
-            labels.append(NO_MOTION)
-            talking.append([])
+    n = len(frame)
+    offered = ~(strength[np.arange(n), best] < 0.5)  # NaN strength offers, as it always has
+    chosen = np.full(n, "", dtype=object)
+    labels = np.full(n, NO_MOTION, dtype=object)
+    talking: list[list[str]] = [[] for _ in range(n)]
+    table = Columns(frame)
+    for m, key in enumerate(keys):
+        who = np.flatnonzero(offered & (best == m))
+        if not len(who):
             continue
-        key = keys[best[i]]
         motion = serving.motions[key]
-        chosen.append(key)
-        labels.append(render(motion.label, key.replace("_", "-").capitalize(), row))
-        talking.append([t for t in (render(s, "", row) for s in motion.talking_points) if t])
+        chosen[who] = key
+        labels[who] = render_rows(motion.label, key.replace("_", "-").capitalize(), table, who)
+        for source in motion.talking_points:
+            for i, text in zip(who, render_rows(source, "", table, who), strict=True):
+                if text:
+                    talking[i].append(text)
     return pd.DataFrame(
         {"motion_key": chosen, "motion": labels, "talking_points": talking}, index=frame.index
     )
@@ -181,12 +225,14 @@ def motions(frame: pd.DataFrame, points: pd.DataFrame, serving: ServingConfig) -
 def readiness(frame: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
     """'ready' or 'not yet', with every rule that holds the account back, in its numbers."""
     said: list[list[str]] = [[] for _ in range(len(frame))]
-    records = _records(frame)
+    table = Columns(frame)
     for rule in serving.readiness:
         values = pd.to_numeric(frame[rule.feature], errors="coerce")
         fires = OPERATORS[rule.op](values, rule.value).fillna(False).to_numpy(dtype=bool)
-        for i in np.flatnonzero(fires):
-            said[i].append(render(rule.says, f"{rule.name.replace('_', ' ')}", records[i]))
+        who = np.flatnonzero(fires)
+        fallback = rule.name.replace("_", " ")
+        for i, text in zip(who, render_rows(rule.says, fallback, table, who), strict=True):
+            said[i].append(text)
     return pd.DataFrame(
         {
             "readiness": ["not yet" if s else "ready" for s in said],
