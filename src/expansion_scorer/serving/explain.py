@@ -30,10 +30,6 @@ OPERATORS = {
 NO_MOTION = "No clear motion yet: nurture"
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")]
-
-
 @dataclass(frozen=True)
 class Contributions:
     values: pd.DataFrame

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, TriggerConfig
-from expansion_scorer.serving.explain import OPERATORS, _records
+from expansion_scorer.serving.explain import OPERATORS
 from expansion_scorer.serving.history import Past
 from expansion_scorer.serving.report import UNASSIGNED
-from expansion_scorer.serving.text import render
+from expansion_scorer.serving.text import Columns, render_rows
 
 TRIGGER_COLUMNS = [
     "as_of", "rank", "account_id", "account_name", "csm_owner", "act_this_week", "score",
@@ -132,15 +132,18 @@ def find_triggers(
     rise = np.nan_to_num(change, nan=0.0) >= cfg.score_rise - 1e-12
 
     features = frame.set_index("account_id").loc[ids]
-    records = _records(features.reset_index())
+    table = Columns(features.reset_index())
     rule_hits: list[list[str]] = [[] for _ in range(len(scores))]
     rule_says: list[list[str]] = [[] for _ in range(len(scores))]
     for rule in cfg.rules:
         values = pd.to_numeric(features[rule.feature], errors="coerce")
-        holds = OPERATORS[rule.op](values, rule.value).fillna(False).to_numpy(dtype=bool)
-        for hit in np.flatnonzero(holds):
+        holds = np.flatnonzero(
+            OPERATORS[rule.op](values, rule.value).fillna(False).to_numpy(dtype=bool)
+        )
+        said = render_rows(rule.says, rule.name.replace("_", " "), table, holds)
+        for hit, text in zip(holds, said, strict=True):
             rule_hits[hit].append(rule.name)
-            rule_says[hit].append(render(rule.says, rule.name.replace("_", " "), records[hit]))
+            rule_says[hit].append(text)
 
     fired_at = ids.map(past.last_fired.set_index("account_id")["fired_score"]).astype("float64")
     in_cooldown = fired_at.notna().to_numpy()
@@ -187,7 +190,11 @@ def find_triggers(
             detail = _feature_move(
                 str(lead),
                 feature_set,
-                {str(k): v for k, v in records[i].items() if isinstance(v, int | float)},
+                {
+                    str(k): v
+                    for k in table.frame.columns
+                    if isinstance(v := table[k][i], int | float)
+                },
                 before_features.loc[acc].astype("float64").to_dict(),
             )
         why.append(_why(score[i], prev_score[i], moves, cfg.families, detail))
