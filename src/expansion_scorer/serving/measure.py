@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -108,30 +109,63 @@ def _per_account(rows: pd.DataFrame, accounts: pd.Index, arm: str, column: str) 
     return np.vstack([n, total])
 
 
-def bootstrap_effects(
-    rows: pd.DataFrame, columns: list[str], seed: int = 0, reps: int = BOOTSTRAP
+Differences = dict[str, np.ndarray]
+"""Per column, listed minus held-out mean: one value for the sample, or one per resample."""
+
+
+def bootstrap(
+    rows: pd.DataFrame,
+    columns: list[str],
+    statistics: dict[str, Callable[[Differences], np.ndarray]],
+    seed: int = 0,
+    reps: int = BOOTSTRAP,
 ) -> dict[str, tuple[float, float, float]]:
-    """Listed minus holdout mean of each column, with a 95% interval from a bootstrap that
-    resamples accounts (Poisson weights), so that an account's rows move together."""
+    """Each statistic of the arms' mean differences, with a 95% interval from a bootstrap that
+    resamples accounts (Poisson weights, shared by every statistic), so that an account's rows
+    move together."""
     accounts = pd.Index(rows["account_id"].unique())
     sums = {c: (_per_account(rows, accounts, LISTED, c), _per_account(rows, accounts, HOLDOUT, c))
             for c in columns}  # fmt: skip
+
+    def differences(w: np.ndarray | None) -> Differences:
+        out = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for c, ((ln, ls), (hn, hs)) in sums.items():
+                if w is None:
+                    out[c] = np.array([ls.sum() / ln.sum() - hs.sum() / hn.sum()])
+                else:
+                    out[c] = (w @ ls) / (w @ ln) - (w @ hs) / (w @ hn)
+        return out
+
+    def apply(d: Differences) -> dict[str, np.ndarray]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {name: f(d) for name, f in statistics.items()}
+
     rng = np.random.default_rng(seed)
-    draws = {c: [] for c in columns}  # type: dict[str, list[np.ndarray]]
+    draws: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
     for start in range(0, reps, 100):
         w = rng.poisson(1.0, size=(min(100, reps - start), len(accounts))).astype("float64")
-        for c, (listed, held) in sums.items():
-            with np.errstate(divide="ignore", invalid="ignore"):
-                effect = (w @ listed[1]) / (w @ listed[0]) - (w @ held[1]) / (w @ held[0])
-            draws[c].append(effect)
+        for name, values in apply(differences(w)).items():
+            draws[name].append(values)
+    point = apply(differences(None))
     out = {}
-    for c, (listed, held) in sums.items():
-        point = listed[1].sum() / listed[0].sum() - held[1].sum() / held[0].sum()
-        spread = np.concatenate(draws[c])
+    for name in statistics:
+        spread = np.concatenate(draws[name])
         spread = spread[np.isfinite(spread)]
         low, high = np.quantile(spread, [0.025, 0.975]) if len(spread) else (np.nan, np.nan)
-        out[c] = (float(point), float(low), float(high))
+        out[name] = (float(point[name][0]), float(low), float(high))
     return out
+
+
+def bootstrap_effects(
+    rows: pd.DataFrame, columns: list[str], seed: int = 0, reps: int = BOOTSTRAP
+) -> dict[str, tuple[float, float, float]]:
+    """Listed minus holdout mean of each column, with its 95% interval."""
+
+    def mean_difference(column: str) -> Callable[[Differences], np.ndarray]:
+        return lambda d: d[column]
+
+    return bootstrap(rows, columns, {c: mean_difference(c) for c in columns}, seed, reps)
 
 
 def _row(scope: str, group: str, rows: pd.DataFrame, seed: int) -> dict[str, Any]:
@@ -187,30 +221,9 @@ def compliance(measured: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     }
     if len(listed) < MIN_PER_ARM or len(held) < MIN_PER_ARM:
         return out
-    accounts = pd.Index(rows["account_id"].unique())
-    parts = {c: (_per_account(rows, accounts, LISTED, c), _per_account(rows, accounts, HOLDOUT, c))
-             for c in ("expanded", "touched")}  # fmt: skip
-
-    def ratio(w: np.ndarray | None) -> np.ndarray:
-        def diff(c: str) -> np.ndarray:
-            (ln, ls), (hn, hs) = parts[c][0], parts[c][1]
-            if w is None:
-                return np.array([ls.sum() / ln.sum() - hs.sum() / hn.sum()])
-            return (w @ ls) / (w @ ln) - (w @ hs) / (w @ hn)
-
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return diff("expanded") / diff("touched")
-
-    rng = np.random.default_rng(seed)
-    spread = np.concatenate([
-        ratio(rng.poisson(1.0, size=(100, len(accounts))).astype("float64"))
-        for _ in range(BOOTSTRAP // 100)
-    ])  # fmt: skip
-    spread = spread[np.isfinite(spread)]
-    point = float(ratio(None)[0])
-    low, high = np.quantile(spread, [0.025, 0.975]) if len(spread) else (np.nan, np.nan)
-    out.update(complier_effect=point, complier_effect_low=float(low),
-               complier_effect_high=float(high))  # fmt: skip
+    complier = {"complier": lambda d: d["expanded"] / d["touched"]}
+    point, low, high = bootstrap(rows, ["expanded", "touched"], complier, seed)["complier"]
+    out.update(complier_effect=point, complier_effect_low=low, complier_effect_high=high)
     return out
 
 
