@@ -51,6 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--activity", type=float, default=1.0, help="(0, 1]: thin the usage log for big worlds"
     )
+    gen.add_argument(
+        "--program-start",
+        type=_date,
+        help="a world that answers an expansion program: write it up to this date, to be advanced"
+        " week by week with --advance-to",
+    )
+    gen.add_argument(
+        "--advance-to", type=_date, help="advance the program world in --out to this date"
+    )
+    gen.add_argument(
+        "--touches",
+        type=Path,
+        help="with --advance-to: what CSMs did since the last advance (CSV or Parquet: account_id,"
+        " touched_at; optional csm, motion, channel, outcome)",
+    )
+    gen.add_argument(
+        "--strength", type=float, default=1.0, help="with --program-start: scale a touch's effect"
+    )
 
     val = sub.add_parser("validate", help="check a data directory against the contract")
     val.add_argument("data_dir", type=Path)
@@ -138,12 +156,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _program_world(args: argparse.Namespace) -> None:
+    """`--program-start` writes a program world; `--advance-to` moves one on a week or more."""
+    import pandas as pd
+
+    from expansion_scorer.data.synthetic import SIMULATION_FILE, ProgramWorld
+
+    try:
+        if args.program_start is not None:
+            world = ProgramWorld(
+                args.out, args.program_start, n_accounts=args.accounts, seed=args.seed,
+                start=args.start, months=args.months, activity=args.activity,
+                strength=args.strength,
+            )  # fmt: skip
+        else:
+            if not (args.out / SIMULATION_FILE).is_file():
+                raise UserError(
+                    f"{args.out}: no program world here; write one first with --program-start"
+                )
+            touches = None
+            if args.touches is not None:
+                if not args.touches.is_file():
+                    raise UserError(f"--touches {args.touches}: no such file")
+                read = pd.read_csv if args.touches.suffix == ".csv" else pd.read_parquet
+                touches = read(args.touches)
+                touches["touched_at"] = pd.to_datetime(touches["touched_at"])
+            world = ProgramWorld.resume(args.out)
+            world.advance(args.advance_to, touches)
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"generate {args.out}: {exc}") from None
+    world.save()
+    print(f"wrote {args.out}: simulated until {world.simulated_until}, ends {world.end}")
+
+
 def _generate(args: argparse.Namespace) -> None:
     from expansion_scorer.data.synthetic import generate_world
 
     started = time.perf_counter()
     if not 0 < args.activity <= 1:
         raise UserError(f"--activity {args.activity}: use a number above 0 and at most 1")
+    if args.program_start is not None or args.advance_to is not None:
+        if args.program_start is not None and args.advance_to is not None:
+            raise UserError("--program-start and --advance-to: give one (start, then advance)")
+        return _program_world(args)
+    if args.touches is not None:
+        raise UserError("--touches: only with --advance-to, for a program world")
     counts = generate_world(
         args.out,
         n_accounts=args.accounts,
