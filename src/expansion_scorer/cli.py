@@ -52,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--activity", type=float, default=1.0, help="(0, 1]: thin the usage log for big worlds"
     )
     gen.add_argument(
+        "--catalogue",
+        choices=["default", "random"],
+        default="default",
+        help="random: product, plan and event names and each mechanism's strength from the seed",
+    )
+    gen.add_argument(
+        "--structure",
+        choices=["usage", "budget", "renewal"],
+        default="usage",
+        help="what drives expansion: usage (default), budget (weak usage signals), renewal",
+    )
+    gen.add_argument(
         "--program-start",
         type=_date,
         help="a world that answers an expansion program: write it up to this date, to be advanced"
@@ -160,7 +172,7 @@ def _program_world(args: argparse.Namespace) -> None:
     """`--program-start` writes a program world; `--advance-to` moves one on a week or more."""
     import pandas as pd
 
-    from expansion_scorer.data.synthetic import SIMULATION_FILE, ProgramWorld
+    from expansion_scorer.data.synthetic import SIMULATION_FILE, Catalogue, ProgramWorld
 
     try:
         if args.program_start is not None:
@@ -168,6 +180,7 @@ def _program_world(args: argparse.Namespace) -> None:
                 args.out, args.program_start, n_accounts=args.accounts, seed=args.seed,
                 start=args.start, months=args.months, activity=args.activity,
                 strength=args.strength,
+                catalogue=Catalogue.of(args.catalogue, args.seed, args.structure),
             )  # fmt: skip
         else:
             if not (args.out / SIMULATION_FILE).is_file():
@@ -190,7 +203,7 @@ def _program_world(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from expansion_scorer.data.synthetic import generate_world
+    from expansion_scorer.data.synthetic import Catalogue, generate_world
 
     started = time.perf_counter()
     if not 0 < args.activity <= 1:
@@ -208,6 +221,7 @@ def _generate(args: argparse.Namespace) -> None:
         start=args.start,
         months=args.months,
         activity=args.activity,
+        catalogue=Catalogue.of(args.catalogue, args.seed, args.structure),
     )
     took = time.perf_counter() - started
     summary = ", ".join(f"{name} {n:,}" for name, n in counts.items())

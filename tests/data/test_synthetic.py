@@ -514,3 +514,26 @@ def test_a_touch_the_world_cannot_take_is_refused(tmp_path: Path) -> None:
     for says, touches in cases.items():
         with pytest.raises(ValueError, match=says):
             world.advance(date(2024, 3, 11), touches)
+
+
+def test_a_random_catalogue_renames_everything_and_redraws_the_mechanisms(tmp_path: Path) -> None:
+    catalogue = synthetic.Catalogue.of("random", seed=4)
+    assert catalogue == synthetic.Catalogue.of("random", seed=4)  # drawn from the seed
+    assert catalogue != synthetic.Catalogue.of("random", seed=5)
+    assert catalogue.mechanisms != synthetic.DEFAULT_MECHANISMS
+    generate_world(tmp_path, n_accounts=60, seed=4, months=6, catalogue=catalogue)
+    con = duckdb.connect()
+    subs = con.execute(f"SELECT * FROM '{tmp_path}/subscriptions.parquet'").df()
+    events = con.execute(f"SELECT DISTINCT event FROM '{tmp_path}/usage_events.parquet'").df()
+    assert set(subs["product"]) <= set(catalogue.products)
+    assert set(subs["plan"].dropna()) <= set(catalogue.plans)
+    assert set(events["event"]) <= set(catalogue.events)
+    shipped = {*synthetic.PRODUCTS, *synthetic.PLANS, *synthetic.EVENTS}
+    assert not shipped & {*subs["product"], *subs["plan"].dropna(), *events["event"]}
+    # the budget-led structure is a different world, not renamed: same accounts, other contracts
+    generate_world(tmp_path / "budget", n_accounts=60, seed=4, months=6,
+                   catalogue=synthetic.Catalogue.of("default", 4, "budget"))  # fmt: skip
+    budget = pd.read_parquet(tmp_path / "budget" / "subscriptions.parquet")
+    assert set(budget["product"]) <= set(synthetic.PRODUCTS)
+    with pytest.raises(ValueError, match="structure"):
+        synthetic.Catalogue.of("default", 4, "gravity")

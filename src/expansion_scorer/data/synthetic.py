@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import pickle
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
 
@@ -63,6 +64,7 @@ EVENTS = (
     "run_workflow",  # Automation owners only
     "sync_connector",  # Integrations owners only
 )
+API_SLOT = 7
 PRIORITIES = ("low", "normal", "high", "urgent")
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise")
 INDUSTRIES = (
@@ -148,6 +150,121 @@ State = dict[str, np.ndarray]
 Log = list[tuple[np.ndarray, ...]]  # contract changes, see _log
 
 
+@dataclass(frozen=True)
+class Mechanisms:
+    """How strongly each latent cause moves expansion, and how loudly usage reports it.
+
+    The defaults are the world the project was written on: seats bought under pressure from
+    people waiting for one and team growth, plan upgrades at the API and seat limits, add-ons from
+    need that shows in the events pointing to them. `budget` is another causal structure:
+    expansion led by budget, which only firmographics hint at, with weak usage signals.
+    """
+
+    seat_pressure: float = 7.0
+    seat_growth: float = 25.0
+    seat_budget: float = 0.4
+    renewal: float = 1.0
+    plan_api: float = 6.5
+    plan_fill: float = 7.0
+    plan_budget: float = 0.3
+    cross_need: float = 1.1
+    cross_engagement: float = 0.5
+    cross_budget: float = 0.35
+    signal: float = 1.0
+    """Scales how much the events that point to an add-on follow the need for it."""
+    invites: float = 1.0
+    """Scales how much invites follow team growth and people waiting for a seat."""
+
+    def scaled(self, rng: np.random.Generator, spread: float) -> Mechanisms:
+        """Every strength times a log-normal factor drawn from `rng`."""
+        names = [f.name for f in fields(self)]
+        factors = rng.lognormal(0.0, spread, len(names))
+        return replace(
+            self, **{n: getattr(self, n) * f for n, f in zip(names, factors, strict=True)}
+        )
+
+
+DEFAULT_MECHANISMS = Mechanisms()
+STRUCTURES = {
+    "usage": DEFAULT_MECHANISMS,
+    "budget": Mechanisms(
+        seat_pressure=2.5,
+        seat_growth=10.0,
+        seat_budget=1.6,
+        plan_api=2.5,
+        plan_fill=3.0,
+        plan_budget=1.2,
+        cross_need=0.5,
+        cross_budget=1.0,
+        signal=0.35,
+        invites=0.35,
+    ),
+    "renewal": Mechanisms(seat_pressure=4.0, seat_growth=12.0, renewal=3.0, plan_api=4.0),
+}
+"""Causal structures by name: `usage` (the default), `budget`, `renewal` (expansion bunches in the
+three months before each contract's anniversary)."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The names a company gives its products, plans and events, in the generator's slots.
+
+    Products: the core seat product, then three add-ons. Plans: four tiers, cheapest first.
+    Events: a session event every active day, four everyday actions, invites, one event pointing
+    to each add-on (the third counts API calls in `quantity`), then one event per add-on that
+    only its owners use.
+    """
+
+    products: tuple[str, ...] = PRODUCTS
+    plans: tuple[str, ...] = PLANS
+    events: tuple[str, ...] = EVENTS
+    mechanisms: Mechanisms = DEFAULT_MECHANISMS
+
+    @staticmethod
+    def of(kind: str, seed: int, structure: str = "usage") -> Catalogue:
+        """`default` names with the structure's mechanisms as they are, or `random` ones."""
+        if structure not in STRUCTURES:
+            raise ValueError(f"structure {structure!r}: use one of {', '.join(STRUCTURES)}")
+        if kind == "random":
+            return Catalogue.drawn(seed, structure)
+        if kind != "default":
+            raise ValueError(f"catalogue {kind!r}: use default or random")
+        return Catalogue(mechanisms=STRUCTURES[structure])
+
+    @staticmethod
+    def drawn(seed: int, structure: str = "usage") -> Catalogue:
+        """Names, and the strength of each mechanism, drawn from the seed (its own stream)."""
+        rng = np.random.default_rng([seed, 0x636174])  # "cat"
+        words = rng.permutation(CATALOGUE_WORDS)
+        products = tuple(str(w) for w in words[:4])
+        tiers = PLAN_LADDERS[int(rng.integers(len(PLAN_LADDERS)))]
+        verbs = [str(v) for v in rng.permutation(EVENT_VERBS)]
+        nouns = [str(n) for n in rng.permutation(EVENT_NOUNS)]
+        events = tuple(f"{v}_{n}" for v, n in zip(verbs, nouns, strict=False))[: len(EVENTS)]
+        mechanisms = STRUCTURES[structure].scaled(rng, 0.3)
+        return Catalogue(products, tiers, events, mechanisms)
+
+
+CATALOGUE_WORDS = (
+    "Beacon", "Canvas", "Relay", "Forge", "Harbor", "Pulse", "Vault", "Orbit", "Ledger", "Signal",
+    "Compass", "Atlas", "Prism", "Anchor", "Quill", "Summit", "Cascade", "Lattice", "Keystone",
+)  # fmt: skip
+PLAN_LADDERS = (
+    ("basic", "plus", "pro", "ultimate"),
+    ("bronze", "silver", "gold", "platinum"),
+    ("solo", "crew", "company", "global"),
+    ("free-tier", "growth", "scale", "premier"),
+)
+EVENT_VERBS = (
+    "open", "edit", "post", "review", "send", "pin", "tag", "draft", "approve", "archive", "sync",
+    "trigger", "publish", "assign", "merge",
+)  # fmt: skip
+EVENT_NOUNS = (
+    "workspace", "card", "note", "board", "thread", "ticket", "asset", "form", "query", "pipeline",
+    "widget", "digest", "flow", "hook", "report",
+)  # fmt: skip
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))
 
@@ -182,27 +299,39 @@ def _api_ratio(st: State, plan: np.ndarray) -> np.ndarray:
 # --- Dynamics shared by the world and the truth paths: keep them free of world-only state. ---
 
 
-def _expansion_hazards(st: State, i: int, cal_month: int) -> tuple[np.ndarray, ...]:
+def _expansion_hazards(
+    st: State, i: int, cal_month: int, mech: Mechanisms = DEFAULT_MECHANISMS
+) -> tuple[np.ndarray, ...]:
     """Chances of a seat add, a plan upgrade and each cross-sell in month i, from its start."""
     act = st["active"]
     pressure = np.clip(st["D"] / np.maximum(st["S"], 1) - 1.0, -0.5, 0.6)
     to_renewal = (st["m0"] - i) % 12
     renewal = np.select([to_renewal == 0, to_renewal <= 2], [0.4, 0.8], 0.0)
     season = SEASON[cal_month] + _touch_shift(st, i)
-    seat_logit = -4.1 + 7.0 * pressure + 25.0 * st["g"] + 0.4 * st["b"] + renewal + season
+    seat_logit = (
+        -4.1
+        + mech.seat_pressure * pressure
+        + mech.seat_growth * st["g"]
+        + mech.seat_budget * st["b"]
+        + mech.renewal * renewal
+        + season
+    )
     h_seat = np.where(act, _sigmoid(seat_logit), 0.0)
     fill = st["S"] / _seat_cap(st["plan"])
     plan_logit = (
         -5.6
-        + 6.5 * np.clip(_api_ratio(st, st["plan"]) - 0.7, 0.0, 1.0)
-        + 7.0 * np.clip(fill - 0.8, 0.0, 0.3)
-        + 0.3 * st["b"]
+        + mech.plan_api * np.clip(_api_ratio(st, st["plan"]) - 0.7, 0.0, 1.0)
+        + mech.plan_fill * np.clip(fill - 0.8, 0.0, 0.3)
+        + mech.plan_budget * st["b"]
         + season
     )
     h_plan = np.where(act & (st["plan"] < 3), _sigmoid(plan_logit), 0.0)
-    shared = 0.5 * st["e"] + 0.35 * st["b"] + 0.25 * st["plan"] + season
+    shared = mech.cross_engagement * st["e"] + mech.cross_budget * st["b"] + 0.25 * st["plan"]
+    shared = shared + season
     h_cross = np.where(
-        act[:, None] & ~st["owned"], _sigmoid(-5.3 + 1.1 * st["need"] + shared[:, None]), 0.0
+        act[:, None] & ~st["owned"],
+        _sigmoid(-5.3 + mech.cross_need * st["need"] + shared[:, None]),
+        0.0,
     )
     return h_seat, h_plan, h_cross
 
@@ -329,7 +458,13 @@ def _quiet(h_seat: np.ndarray, h_plan: np.ndarray, h_cross: np.ndarray) -> np.nd
 
 
 def _truth(
-    st: State, i: int, cal0: int, rng: np.random.Generator, day: int, strength: float = 1.0
+    st: State,
+    i: int,
+    cal0: int,
+    rng: np.random.Generator,
+    day: int,
+    strength: float = 1.0,
+    mech: Mechanisms = DEFAULT_MECHANISMS,
 ) -> tuple[np.ndarray, ...]:
     """Accounts active at the start of month i, the day, and their P(expansion in months
     i..i+2); with a program, also that chance had a CSM touched the account just before.
@@ -354,10 +489,10 @@ def _truth(
     none_yet = np.ones(len(idx) * TRUTH_PATHS)
     none_if_touched = none_yet.copy()
     for j in range(HORIZON_MONTHS):
-        quiet = _quiet(*_expansion_hazards(path, i + j, (cal0 + i + j) % 12))
+        quiet = _quiet(*_expansion_hazards(path, i + j, (cal0 + i + j) % 12, mech))
         quiet_touched = quiet
         if touched is not None:
-            hazards = _expansion_hazards({**path, **touched}, i + j, (cal0 + i + j) % 12)
+            hazards = _expansion_hazards({**path, **touched}, i + j, (cal0 + i + j) % 12, mech)
             quiet_touched = _quiet(*hazards)
         if j == HORIZON_MONTHS - 1:
             p_any = _p_any_decrease(path, i + j)
@@ -533,12 +668,12 @@ def _start_contracts(
 
 def _world_month(
     st: State, money: State, acc: State, i: int, ms: np.ndarray, cal0: int,
-    rng: np.random.Generator, log: Log,
+    rng: np.random.Generator, log: Log, mech: Mechanisms = DEFAULT_MECHANISMS,
 ) -> np.ndarray:  # fmt: skip
     """Draw, log and apply month i's contract changes; return each account's churn day."""
     n = len(st["D"])
     m_start, dim = ms[i], ms[i + 1] - ms[i]
-    h_seat, h_plan, h_cross = _expansion_hazards(st, i, (cal0 + i) % 12)
+    h_seat, h_plan, h_cross = _expansion_hazards(st, i, (cal0 + i) % 12, mech)
     dec = _draw_decreases(st, i, rng)
     renew, churn = dec["renew"], dec["churn"]
     r_day = m_start + np.minimum(acc["dom"], dim) - 1
@@ -602,11 +737,11 @@ def _world_month(
     return np.where(churn, dec_day, NO_DAY)
 
 
-def _subscriptions_table(log: Log, ids: pa.Array) -> pa.Table:
+def _subscriptions_table(log: Log, ids: pa.Array, catalogue: Catalogue) -> pa.Table:
     """Contract segments from the change log: each opening row lasts until the next change."""
     empty = (np.zeros(0, np.int64),) * 6 + (np.zeros(0),)
     cols = [np.concatenate(part) for part in zip(empty, *log, strict=True)]
-    alphabetical = np.array([2, 0, 1, 3])[cols[1]]
+    alphabetical = np.argsort(np.argsort(catalogue.products))[cols[1]]
     order = np.lexsort((cols[2], alphabetical, cols[0]))
     acc, product, day, end, plan, seats, arr = (c[order] for c in cols)
     closes = np.r_[(acc[1:] == acc[:-1]) & (product[1:] == product[:-1]), False]
@@ -616,8 +751,8 @@ def _subscriptions_table(log: Log, ids: pa.Array) -> pa.Table:
     return pa.table(
         {
             "account_id": pc.take(ids, pa.array(acc[keep])),
-            "product": pc.take(pa.array(PRODUCTS), pa.array(product[keep])),
-            "plan": pc.take(pa.array(PLANS), pa.array(plan[keep], mask=addon)),
+            "product": pc.take(pa.array(catalogue.products), pa.array(product[keep])),
+            "plan": pc.take(pa.array(catalogue.plans), pa.array(plan[keep], mask=addon)),
             "seats": pa.array(seats[keep], pa.int64(), mask=addon),
             "arr": pa.array(arr[keep], pa.float64()),
             "start_date": pa.array(day[keep].astype("datetime64[D]")),
@@ -629,7 +764,7 @@ def _subscriptions_table(log: Log, ids: pa.Array) -> pa.Table:
 # --- What the product and the support desk see. ---
 
 
-def _usage_params(st: State, acc: State) -> State:
+def _usage_params(st: State, acc: State, mech: Mechanisms = DEFAULT_MECHANISMS) -> State:
     """Per-account daily activity and event propensities for a month, from the latent state."""
     n = len(st["D"])
     act = st["active"]
@@ -638,7 +773,8 @@ def _usage_params(st: State, acc: State) -> State:
     base = -1.45 + 0.9 * e
     # Someone invites a teammate when the team grows or people wait for a seat.
     waiting = np.where(act, np.maximum(st["D"] - st["S"], 0.0), 0.0)
-    invites = 0.15 + 1.5 * np.maximum(st["g"], 0.0) * st["D"] + 0.4 * waiting
+    grow, wait = mech.invites * 1.5, mech.invites * 0.4  # exactly 1.5 and 0.4 by default
+    invites = 0.15 + grow * np.maximum(st["g"], 0.0) * st["D"] + wait * waiting
     active_days = users * 22.0 * 0.75 * _sigmoid(base)
     owned = st["owned"] & act[:, None]
     prob = np.zeros((n, len(EVENTS)))
@@ -647,12 +783,13 @@ def _usage_params(st: State, acc: State) -> State:
     prob[:, 2] = _sigmoid(-0.8 + 0.5 * e)
     prob[:, 3] = _sigmoid(-1.8 + 0.4 * e)
     prob[:, 4] = np.clip(invites / active_days, 0.0, 0.5)
-    prob[:, 5] = _sigmoid(-2.9 + 0.9 * need[:, 0])
-    prob[:, 6] = _sigmoid(-3.1 + 0.9 * need[:, 1])
-    prob[:, 7] = _sigmoid(-2.2 + 0.8 * need[:, 2])
-    prob[:, 8] = owned[:, 0] * _sigmoid(-2.2 + 0.6 * need[:, 0])
-    prob[:, 9] = owned[:, 1] * _sigmoid(-2.0 + 0.6 * need[:, 1])
-    prob[:, 10] = owned[:, 2] * _sigmoid(-1.8 + 0.6 * need[:, 2])
+    signal = mech.signal
+    prob[:, 5] = _sigmoid(-2.9 + signal * 0.9 * need[:, 0])
+    prob[:, 6] = _sigmoid(-3.1 + signal * 0.9 * need[:, 1])
+    prob[:, 7] = _sigmoid(-2.2 + signal * 0.8 * need[:, 2])
+    prob[:, 8] = owned[:, 0] * _sigmoid(-2.2 + signal * 0.6 * need[:, 0])
+    prob[:, 9] = owned[:, 1] * _sigmoid(-2.0 + signal * 0.6 * need[:, 1])
+    prob[:, 10] = owned[:, 2] * _sigmoid(-1.8 + signal * 0.6 * need[:, 2])
     lam = np.zeros((n, len(EVENTS)))  # quantity is 1 + Poisson(lam); api_call is set apart
     lam[:, :7] = (0.5, 0.0, 1.2, 0.3, 0.2, 0.8, 0.5)
     lam[:, 1] = 2.0 * np.exp(0.3 * e)
@@ -730,6 +867,7 @@ def _usage_month(
     ids: pa.Array,
     salt: int,
     activity: float = 1.0,
+    events: tuple[str, ...] = EVENTS,
 ) -> pa.Table:
     """One row per (user, active day, event) of the month for the given entities, vectorised.
 
@@ -747,7 +885,7 @@ def _usage_month(
     row_ent, row_user, row_day = ud_ent[hit], ud_user[hit], ud_day[hit]
 
     qty = 1 + rng.poisson(ent["lam"].ravel()[row_ent * len(EVENTS) + event])
-    api = np.flatnonzero(event == EVENTS.index("api_call"))
+    api = np.flatnonzero(event == API_SLOT)
     k = len(ent["users"])
     api_ent = row_ent[api]
     share = (ent["hi"] - ent["lo"]) / ent["days"]
@@ -777,7 +915,7 @@ def _usage_month(
             "account_id": pc.take(ent_ids, pa.array(row_ent)),
             "user_id": pc.take(user_ids, pa.array(row_user)),
             "timestamp": pa.array(stamp.view("datetime64[us]")),
-            "event": pc.take(pa.array(EVENTS), pa.array(event)),
+            "event": pc.take(pa.array(events), pa.array(event)),
             "quantity": pa.array(qty, pa.int64()),
         }
     )
@@ -952,8 +1090,11 @@ class _Simulation:
         activity: float,
         program: bool,
         strength: float = 1.0,
+        catalogue: Catalogue | None = None,
     ) -> None:
         _check_arguments(n_accounts, start, months, activity)
+        self.catalogue = catalogue or Catalogue()
+        self.mech = self.catalogue.mechanisms
         self.rng = np.random.default_rng(seed)
         self.truth_rng = np.random.default_rng([seed, 0x7472757468])  # its own stream: "truth"
         self.usage_rng = np.random.default_rng([seed, 0x7573616765])  # and usage its own: "usage"
@@ -999,9 +1140,10 @@ class _Simulation:
         i, st, acc, ms = self.i, self.st, self.acc, self.ms
         m_start, days = int(ms[i]), int(ms[i + 1] - ms[i])
         if i > PRE_MONTHS:
-            self.truth.append(_truth(st, i, self.cal0, self.truth_rng, m_start, self.strength))
-        params = _usage_params(st, acc)  # usage follows the state at the month's start
-        churned = _world_month(st, self.money, acc, i, ms, self.cal0, self.rng, self.log)
+            truth = _truth(st, i, self.cal0, self.truth_rng, m_start, self.strength, self.mech)
+            self.truth.append(truth)
+        params = _usage_params(st, acc, self.mech)  # usage follows the state at the month start
+        churned = _world_month(st, self.money, acc, i, ms, self.cal0, self.rng, self.log, self.mech)
         self.usage_end = np.minimum(self.usage_end, churned)
         _start_contracts(st, self.money, acc, i, self.rng, self.log)
         table = None
@@ -1016,10 +1158,11 @@ class _Simulation:
             f_ent["lo"] = np.clip(f_ent["created"] - m_start, 0, days)
             f_ent["hi"] = f_ent["days"] = np.full(len(f_pick), days)
             rng, salt, activity = self.usage_rng, self.salt, self.activity
+            events = self.catalogue.events
             table = pa.concat_tables(
                 [
-                    _usage_month(rng, m_start, ent, self.ids, salt, activity),
-                    _usage_month(rng, m_start, f_ent, self.free_ids, salt, activity),
+                    _usage_month(rng, m_start, ent, self.ids, salt, activity, events),
+                    _usage_month(rng, m_start, f_ent, self.free_ids, salt, activity, events),
                 ]
             )
             month_tickets, month_nps = _tickets_nps(self.desk_rng, m_start, ent, st, pick)
@@ -1039,7 +1182,7 @@ class _Simulation:
         """Every table but usage, as simulated so far."""
         return {
             "accounts": accounts,
-            "subscriptions": _subscriptions_table(self.log, self.ids),
+            "subscriptions": _subscriptions_table(self.log, self.ids, self.catalogue),
             "support_tickets": _dated_table(
                 self.tickets, self.ids, "created_at", "priority", pa.array(PRIORITIES)
             ),
@@ -1064,14 +1207,16 @@ def generate_world(
     start: date = date(2023, 1, 1),
     months: int = 30,
     activity: float = 1.0,
+    catalogue: Catalogue | None = None,
 ) -> dict[str, int]:
     """Write the contract tables and truth.parquet of a simulated world; return row counts.
 
     The same arguments give byte-identical files. `activity` (0 to 1] thins how often users show
     up in the usage log, for large worlds of a given event volume; it changes no contract,
-    ticket, NPS or truth row, since usage only reports the latent state.
+    ticket, NPS or truth row, since usage only reports the latent state. `catalogue` renames
+    products, plans and events and sets the strength of each mechanism (`Catalogue.drawn`).
     """
-    sim = _Simulation(n_accounts, seed, start, months, activity, program=False)
+    sim = _Simulation(n_accounts, seed, start, months, activity, False, catalogue=catalogue)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_usage = 0
@@ -1127,12 +1272,15 @@ class ProgramWorld:
         months: int = 30,
         activity: float = 1.0,
         strength: float = 1.0,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.out = Path(out_dir)
         self._args = {"program_start": program_start, "n_accounts": n_accounts, "seed": seed,
                       "start": start, "months": months, "activity": activity,
-                      "strength": strength}  # fmt: skip
-        self._sim = _Simulation(n_accounts, seed, start, months, activity, True, strength)
+                      "strength": strength, "catalogue": catalogue}  # fmt: skip
+        self._sim = _Simulation(
+            n_accounts, seed, start, months, activity, True, strength, catalogue
+        )
         if not start < program_start <= self.end:
             raise ValueError(f"program start {program_start} must be in ({start}, {self.end}]")
         self._accounts = self._sim.accounts_table()
