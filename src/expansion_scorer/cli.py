@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn
 
+from expansion_scorer.config import Engine
 from expansion_scorer.errors import UserError
 
 
@@ -26,6 +27,14 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _engine(text: str) -> Engine:
+    try:
+        return Engine(text)
+    except ValueError:
+        names = ", ".join(e.value for e in Engine)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an engine; use one of {names}") from None
 
 
 def _positive(text: str) -> int:
@@ -121,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument(
         "--engine",
-        choices=("duckdb", "spark"),
-        default="duckdb",
+        type=_engine,
+        default=Engine.DUCKDB,
         help="where features and scores are computed (spark: the active or a local session)",
     )
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.config import Engine, FeatureSet, ServingConfig
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
@@ -381,11 +381,11 @@ def score_job(
     serving: ServingConfig,
     model_uri: str = DEFAULT_MODEL,
     csm_files: bool = False,
-    engine: str = "duckdb",
+    engine: Engine = Engine.DUCKDB,
 ) -> ScoreResult:
     """The weekly run: score, explain, trigger, and publish outputs and history together.
 
-    With `engine="spark"` Spark computes eligibility, features and scores (`serving.spark`);
+    With `Engine.SPARK` Spark computes eligibility, features and scores (`serving.spark`);
     validation, explanations, drift and the outputs are the same code either way.
     """
     started = datetime.now(UTC)
@@ -406,7 +406,7 @@ def score_job(
     lap("read_and_validate")
     model, version = load_model(model_uri)
     lap("load_model")
-    if engine == "spark":
+    if engine is Engine.SPARK:
         from expansion_scorer.serving.spark import score_frame_spark
 
         scored = score_frame_spark(data_dir, as_of, model, model_uri, feature_set, serving, version)
@@ -499,7 +499,7 @@ def score_job(
         body = _manifest_body(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
         )
-        body["engine"] = engine
+        body["engine"] = engine.value
         body["holdout"] = {
             **serving.holdout.model_dump(mode="json"),
             "period": period,
