@@ -1244,7 +1244,6 @@ def generate_world(
 # --- A world that answers an expansion program, a week at a time. ---
 
 SIMULATION_FILE = "simulation.pkl"
-TOUCH_COLUMNS = ("account_id", "touched_at", "csm", "motion", "channel", "outcome")
 
 
 class ProgramWorld:
