@@ -134,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=Engine.DUCKDB,
         help="where features and scores are computed (spark: the active or a local session)",
     )
+    sc.add_argument(
+        "--to",
+        metavar="URL",
+        help="also upsert the list into PostgreSQL: postgresql://USER@HOST:PORT/DB (password"
+        " as ${ENV_VAR} in the URL, PGPASSWORD or ~/.pgpass)",
+    )
+    sc.add_argument(
+        "--to-table",
+        metavar="[SCHEMA.]TABLE",
+        help="the table --to writes (default expansion_scores; created when absent)",
+    )
 
     mon = sub.add_parser(
         "monitor", help="drift since training and outcomes of past lists; whether to retrain"
@@ -351,7 +362,11 @@ def _promote(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set, load_serving_config
     from expansion_scorer.serving.job import DEFAULT_MODEL, score_job
+    from expansion_scorer.serving.sink import open_sink
 
+    if args.to_table and not args.to:
+        raise UserError("--to-table names a table in the database --to gives; add --to URL")
+    sink = open_sink(args.to, args.to_table) if args.to else None
     result = score_job(
         args.data_dir,
         args.as_of,
@@ -361,6 +376,7 @@ def _score(args: argparse.Namespace) -> None:
         model_uri=args.model or DEFAULT_MODEL,
         csm_files=args.per_csm,
         engine=args.engine,
+        sink=sink,
     )
     print(
         f"scored {result.scored:,} accounts as of {args.as_of} with {result.model_version}"
@@ -374,6 +390,13 @@ def _score(args: argparse.Namespace) -> None:
         print(f"warning: {warning}")
     for path in result.files:
         print(f"  {path}")
+    if sink is not None and result.written is not None:
+        w = result.written
+        print(
+            f"  {sink.name} at {sink.database.display}: {w.rows:,} rows as of {args.as_of}"
+            f" ({w.rows - w.replaced:,} new, {w.replaced:,} replaced; {w.removed:,} of accounts"
+            " no longer scored removed)"
+        )
 
 
 def _measure(args: argparse.Namespace) -> None:
