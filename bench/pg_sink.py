@@ -18,8 +18,10 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,7 @@ from expansion_scorer.serving import sink as sinks
 from tests import pgserver
 
 WEEK = date(2025, 6, 2)
+T = TypeVar("T")
 
 
 def score_list(n: int, seed: int = 0) -> pd.DataFrame:
@@ -45,9 +48,14 @@ def score_list(n: int, seed: int = 0) -> pd.DataFrame:
     bands = np.where(score >= 0.4, "hot", np.where(score >= 0.2, "watch", "none"))
     motions = np.array(["Add seats", "Upgrade to enterprise", "Cross-sell Analytics",
                         "No clear motion yet: nurture"])  # fmt: skip
-    reason = pd.Series(used).astype(str) + " people used it in 90 days on " + pd.Series(
-        seats
-    ).astype(str) + " seats (+" + pd.Series(points).astype(str) + " pts)"
+    reason = (
+        pd.Series(used).astype(str)
+        + " people used it in 90 days on "
+        + pd.Series(seats).astype(str)
+        + " seats (+"
+        + pd.Series(points).astype(str)
+        + " pts)"
+    )
     talk = (
         pd.Series(used).astype(str)
         + " people used the product in the last 28 days on "
@@ -93,32 +101,25 @@ def main() -> None:
         sinks.check(sink, 3)
         laps: dict[str, list[float]] = {}
 
-        def timed(step: str, fn):  # type: ignore[no-untyped-def]
+        def timed(step: str, fn: Callable[..., T], *args: object) -> T:
             started = time.perf_counter()
-            out = fn()
+            out = fn(*args)
             laps.setdefault(step, []).append(time.perf_counter() - started)
             return out
 
         for i in range(args.repeats):
             week = WEEK + timedelta(weeks=i)
-            data = timed(
-                "Arrow table (sink.rows)",
-                lambda w=week: sinks.rows(frame.assign(as_of=w), None, datetime.now(UTC), 3),
-            )
-            new = timed("a new week (COPY, insert, commit)", lambda d=data, w=week: sinks.write(
-                sink, d, w))  # fmt: skip
-            again = timed("a re-run of the week (delete, insert)", lambda d=data, w=week: sinks.write(
-                sink, d, w))  # fmt: skip
-            back = timed(
-                "read_select of the week into Arrow",
-                lambda w=week: read_select(
-                    server.url(), f"SELECT * FROM expansion_scores WHERE as_of = DATE '{w}'"
-                ),
-            )
+            rows = frame.assign(as_of=week)
+            data = timed("Arrow table (sink.rows)", sinks.rows, rows, None, datetime.now(UTC), 3)
+            new = timed("a new week (COPY, insert, commit)", sinks.write, sink, data, week)
+            again = timed("a re-run of the week (delete, insert)", sinks.write, sink, data, week)
+            where = f"SELECT * FROM expansion_scores WHERE as_of = DATE '{week}'"
+            back = timed("read_select of the week into Arrow", read_select, server.url(), where)
             assert new.rows == again.rows == again.replaced == back.num_rows == args.rows
             held = server.psql("SELECT count(*) FROM expansion_scores").strip()
             print(
-                f"repeat {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in laps.items())
+                f"repeat {i + 1}: "
+                + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in laps.items())
                 + f"; table holds {int(held):,} rows, {data.nbytes / 1e6:,.0f} MB of Arrow a week",
                 flush=True,
             )

@@ -24,7 +24,7 @@ CONNECT_TIMEOUT_S = 10
 """libpq's `connect_timeout` unless the URL sets one: a host that drops packets ends in seconds."""
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/@\s:]*):[^@\s]*@")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/@\s:]*):[^\s/]*@")
 _PARAM_PASSWORD = re.compile(r"(?i)\b((?:ssl)?password\s*=\s*)('[^']*'|[^&\s]*)")
 _SECRET_PARAMS = ("password", "sslpassword")
 

@@ -586,7 +586,7 @@ def _crm_ids(world: World, account_ids: pd.Series) -> pd.Series | None:
             continue
         if "crm_id" in names:
             ids = world.con.execute(
-                f"SELECT account_id::VARCHAR, crm_id::VARCHAR FROM {view}"
+                f"SELECT account_id::VARCHAR AS account_id, crm_id::VARCHAR AS crm_id FROM {view}"
             ).df()
             mapping = ids.drop_duplicates("account_id").set_index("account_id")["crm_id"]
             return account_ids.astype(str).map(mapping)

@@ -9,6 +9,7 @@ cannot be reached, or a table that cannot take the rows, stops the run before th
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -330,7 +331,5 @@ def _rollback(conn: object) -> None:
     """Roll back what can be; a dead connection has rolled back on the server already."""
     import adbc_driver_manager
 
-    try:
+    with contextlib.suppress(adbc_driver_manager.Error):
         conn.rollback()  # type: ignore[attr-defined]
-    except adbc_driver_manager.Error:
-        pass
