@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--to",
         metavar="URL",
-        help="also upsert the list into PostgreSQL: postgresql://USER@HOST:PORT/DB (password"
+        help="also write the week's list into PostgreSQL: postgresql://USER@HOST:PORT/DB (password"
         " as ${ENV_VAR} in the URL, PGPASSWORD or ~/.pgpass)",
     )
     sc.add_argument(

@@ -71,7 +71,8 @@ class Database:
         port = f":{self.port}" if self.port else ""
         shown = [(k, v) for k, v in self.params if k.lower() not in _SECRET_PARAMS]
         query = f"?{urlencode(shown)}" if shown else ""
-        return f"postgresql://{user}{_bracket(self.host)}{port}/{quote(self.dbname)}{query}"
+        text = f"postgresql://{user}{_bracket(self.host)}{port}/{quote(self.dbname)}{query}"
+        return redact(text, self.password)  # holds none by construction; redact says so
 
     @property
     def uri(self) -> str:

@@ -392,7 +392,7 @@ def score_job(
 
     With `Engine.SPARK` Spark computes eligibility, features and scores (`serving.spark`);
     validation, explanations, drift and the outputs are the same code either way. With a
-    `sink`, the database is checked before any data is read and the list is upserted into it
+    `sink`, the database is checked before any data is read and the week is replaced in it
     after the files are published (`serving.sink`).
     """
     started = datetime.now(UTC)

@@ -1,10 +1,11 @@
-"""`expansion score --to postgresql://...`: the week's list upserted into a table, all or nothing.
+"""`expansion score --to postgresql://...`: the week's list into a table, all or nothing.
 
-One row per (account_id, as_of). A run stages its rows with binary COPY into a temporary table
-and, in the same transaction, deletes that week's rows of accounts it no longer lists and
-upserts the rest on the unique key, so a re-run of a week replaces the week and a run that fails
-anywhere leaves the table as it was. `check` runs before any data is read: a database that
-cannot be reached, or a table that cannot take the rows, stops the run before the expensive work.
+One row per (account_id, as_of), the table's unique key. A run copies its rows (binary COPY)
+into a temporary table and, in the same transaction, deletes the week's rows and inserts its
+own, so a re-run of a week replaces the week (accounts no longer scored drop out) and a run that
+fails anywhere leaves the table as it was. `check` runs before any data is read: a database
+that cannot be reached, or a table that cannot take the rows, stops the run before the
+expensive work.
 """
 
 from __future__ import annotations
@@ -167,17 +168,13 @@ def check(sink: Sink, reasons: int) -> None:
                         )
                     return
                 _check_shape(sink, present, wanted)
+                needed = ("INSERT", "DELETE", "SELECT")
                 cur.execute(
-                    "SELECT has_table_privilege($1, 'INSERT'), has_table_privilege($1, 'UPDATE'),"
-                    " has_table_privilege($1, 'DELETE'), has_table_privilege($1, 'SELECT')",
+                    "SELECT " + ", ".join(f"has_table_privilege($1, '{p}')" for p in needed),
                     parameters=(f"{_ident(schema)}.{_ident(sink.table)}",),
                 )
-                granted = cur.fetchone() or (False,) * 4
-                lacking = [
-                    p
-                    for p, ok in zip(("INSERT", "UPDATE", "DELETE", "SELECT"), granted, strict=True)
-                    if not ok
-                ]
+                granted = cur.fetchone() or (False,) * len(needed)
+                lacking = [p for p, ok in zip(needed, granted, strict=True) if not ok]
                 if lacking:
                     raise _fail(
                         sink,
@@ -187,7 +184,8 @@ def check(sink: Sink, reasons: int) -> None:
                 if not _has_key(cur, schema, sink.table):
                     raise _fail(
                         sink,
-                        "it has no unique key on (account_id, as_of), which the upsert needs:"
+                        "it has no unique key on (account_id, as_of), which keeps one row per"
+                        " account and week:"
                         f" ALTER TABLE {schema}.{sink.table} ADD UNIQUE (account_id, as_of)",
                     )
             except adbc_driver_manager.Error as exc:
