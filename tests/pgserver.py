@@ -86,7 +86,8 @@ def start(fsync: bool = False) -> Server:
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL's initdb is not installed")
     as_user = "postgres" if os.geteuid() == 0 else None
-    root = Path(tempfile.mkdtemp(prefix="expansion-pg-"))
+    # as root, under /tmp, which the postgres user can traverse whatever TMPDIR says
+    root = Path(tempfile.mkdtemp(prefix="expansion-pg-", dir="/tmp" if as_user else None))
     if as_user:
         shutil.chown(root, user=as_user)
     server = Server(bin_dir, root, free_port(), as_user)

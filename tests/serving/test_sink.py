@@ -243,6 +243,23 @@ def test_a_table_that_cannot_take_the_rows_stops_before_scoring(
     assert not out.exists()
 
 
+def test_a_user_who_may_only_read_the_table_is_told_what_to_grant(
+    weekly: dict[str, object], postgres: pgserver.Server
+) -> None:
+    postgres.psql(
+        f"CREATE ROLE reader LOGIN PASSWORD '{pgserver.PASSWORD}';"
+        " GRANT SELECT ON expansion_scores TO reader;",
+        database="sink_weekly",
+    )
+    url = str(weekly["url"]).replace(f"//{pgserver.USER}:", "//reader:")
+
+    with pytest.raises(DatabaseError) as info:
+        sinks.check(sinks.open_sink(url), 3)
+    assert "user reader lacks INSERT, DELETE on it: GRANT INSERT, DELETE ON" in str(info.value)
+    with pytest.raises(DatabaseError, match="user reader may not create tables in schema public"):
+        sinks.check(sinks.open_sink(url, "public.new_scores"), 3)
+
+
 def test_the_crm_id_comes_from_the_accounts_table_when_it_has_one(
     world_dir: Path, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ from expansion_scorer.errors import UserError
 
 TABLE = "expansion_scores"
 KEY = ("account_id", "as_of")
+LOCK_TIMEOUT_S = 120
 STAGE = "expansion_scores_stage"
 """The temporary table a run copies its rows into; it lives only in the run's session."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -297,7 +298,10 @@ def write(sink: Sink, data: pa.Table, as_of: date) -> Written:
                     " PRIMARY KEY (as_of, account_id))"
                 )
                 # One writer at a time; readers (a reverse-ETL sync) are not blocked and see the
-                # previous state until the commit.
+                # previous state until the commit. A session holding the table longer than the
+                # timeout ends the run in one line instead of a wait without end.
+                cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_S}s'")
+                step = "waiting for the table's lock"
                 cur.execute(f"LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE")
                 step = "copying the rows"
                 cur.adbc_ingest(STAGE, data, mode="create", temporary=True)
