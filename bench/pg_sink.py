@@ -5,16 +5,18 @@ server's default settings otherwise), builds a 1,000,000-row list with the colum
 lengths of a real `scores.parquet` (three reasons, a reason against, two talking points), and
 times, per repeat: the Arrow table (`sink.rows`), a new week into the table (`sink.write`: the
 COPY into a temporary table and the insert, one transaction), a re-run of that week (its
-1,000,000 rows deleted and inserted again) and `read_select` of the week back into Arrow. Each
+1,000,000 rows deleted and inserted again; with `--compare`, once more as INSERT ... ON CONFLICT
+DO UPDATE, which the sink does not use) and `read_select` of the week back into Arrow. Each
 repeat writes a new week, so the table grows by 1,000,000 rows a repeat as it would weekly.
 Prints each repeat and the medians.
 
-    .venv/bin/python bench/pg_sink.py [--rows 1000000] [--repeats 3]
+    .venv/bin/python bench/pg_sink.py [--rows 1000000] [--repeats 3] [--compare]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -25,6 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/pgserver.py
 
@@ -88,13 +91,38 @@ def score_list(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def rerun_as_updates(url: str, data: pa.Table) -> None:
+    """The alternative the sink does not use, for comparison: the same COPY into a temporary
+    table, then INSERT ... ON CONFLICT DO UPDATE of every column, one transaction."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    cols = data.column_names
+    listed = ", ".join(cols)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in sinks.KEY)
+    conn = pg.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.adbc_ingest("stage", data, mode="create", temporary=True)
+            cur.execute(
+                f"INSERT INTO expansion_scores ({listed}) SELECT {listed} FROM stage"
+                f" ORDER BY account_id ON CONFLICT (as_of, account_id) DO UPDATE SET {updates}"
+            )
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--compare", action="store_true", help="also time a re-run as ON CONFLICT DO UPDATE"
+    )
     args = parser.parse_args()
 
     frame = score_list(args.rows)
+    print("load average at the start: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
     server = pgserver.start(fsync=True)
     try:
         sink = sinks.open_sink(server.url())
@@ -113,6 +141,9 @@ def main() -> None:
             data = timed("Arrow table (sink.rows)", sinks.rows, rows, None, datetime.now(UTC), 3)
             new = timed("a new week (COPY, insert, commit)", sinks.write, sink, data, week)
             again = timed("a re-run of the week (delete, insert)", sinks.write, sink, data, week)
+            if args.compare:
+                timed("the re-run as ON CONFLICT DO UPDATE instead", rerun_as_updates,
+                      server.url(), data)  # fmt: skip
             where = f"SELECT * FROM expansion_scores WHERE as_of = DATE '{week}'"
             back = timed("read_select of the week into Arrow", read_select, server.url(), where)
             assert new.rows == again.rows == again.replaced == back.num_rows == args.rows
@@ -124,6 +155,7 @@ def main() -> None:
                 flush=True,
             )
         print(f"\nmedians over {args.repeats} repeats, {args.rows:,} rows:")
+        print("  load average at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
         for step, values in laps.items():
             print(f"  {step}: {statistics.median(values):.1f} s")
     finally:
