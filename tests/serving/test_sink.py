@@ -19,8 +19,9 @@ import pytest
 from expansion_scorer.cli import main
 from expansion_scorer.data.database import DatabaseError, read_select
 from expansion_scorer.data.loading import open_world
+from expansion_scorer.errors import UserError
 from expansion_scorer.serving import sink as sinks
-from expansion_scorer.serving.job import _crm_ids
+from expansion_scorer.serving.job import _crm_ids, _to_database
 from tests import pgserver
 from tests.helpers import run_cli
 
@@ -73,7 +74,10 @@ def weekly(
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             code = main(["score", str(world_dir), "--as-of", WEEK, "--out", str(out), "--to", url])
     assert code == 0, stderr.getvalue()
-    yield {"url": url, "out": out, "stdout": stdout.getvalue(), "accounts": accounts}
+    yield {
+        "url": url, "out": out, "stdout": stdout.getvalue(), "accounts": accounts,
+        "world": world_dir,
+    }  # fmt: skip
 
 
 def test_the_week_is_one_row_per_scored_account_with_the_lists_values(
@@ -140,6 +144,7 @@ def test_a_write_that_fails_midway_leaves_the_table_as_it_was(
     sink = sinks.open_sink(url)
     scores = pd.read_parquet(out / "scores.parquet")
     victim = scores["account_id"].sort_values().iloc[len(scores) // 2]
+    world = open_world(Path(str(weekly["world"])))
     postgres.psql(
         "ALTER TABLE expansion_scores ADD CONSTRAINT no_victim"
         f" CHECK (account_id <> '{victim}' OR band = 'stale') NOT VALID;",
@@ -153,6 +158,9 @@ def test_a_write_that_fails_midway_leaves_the_table_as_it_was(
                 sinks.rows(scores.assign(score=0.5), None, datetime.now(UTC), 3),
                 date(2024, 9, 1),
             )
+        # what the score job says when this happens after the files are published
+        with pytest.raises(UserError, match=r"rolled back.*the table is as it was, the files in"):
+            _to_database(sink, scores, date(2024, 9, 1), 3, world, datetime.now(UTC), out)
         after = _table(url)
     finally:
         postgres.psql(

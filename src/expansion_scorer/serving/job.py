@@ -18,12 +18,14 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from expansion_scorer.config import Engine, FeatureSet, ServingConfig
+from expansion_scorer.data.database import DatabaseError
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import account_status, build_entities
+from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.explain import (
     contributions,
@@ -408,8 +410,6 @@ def score_job(
     out_dir = Path(out_dir)
     serving.check_against(feature_set)  # before any data is read
     if sink is not None:
-        from expansion_scorer.serving import sink as sinks
-
         sinks.check(sink, serving.reasons)
         lap("check_sink")
     world = open_world(data_dir, cutoff=as_of)
@@ -564,9 +564,6 @@ def _to_database(
 ) -> Written:
     """The published list into the sink's table, in one transaction; on failure, one line that
     says the files are out and the table is as it was."""
-    from expansion_scorer.data.database import DatabaseError
-    from expansion_scorer.serving import sink as sinks
-
     data = sinks.rows(table, _crm_ids(world, table["account_id"]), started, reasons)
     try:
         return sinks.write(sink, data, as_of)
