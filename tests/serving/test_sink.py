@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -171,6 +173,57 @@ def test_a_write_that_fails_midway_leaves_the_table_as_it_was(
     assert "writing table expansion_scores (replacing the week; rolled back)" in message
     assert 'violates check constraint "no_victim"' in message and "\n" not in message
     pd.testing.assert_frame_equal(after, before)
+
+
+def test_a_connection_killed_in_the_middle_of_the_insert_leaves_the_table_as_it_was(
+    weekly: dict[str, object], postgres: pgserver.Server
+) -> None:
+    """Given a trigger that holds the insert at the middle row (rows go in by account id, so
+    half are in), when the writer's connection is terminated there, then the table holds what
+    it held before."""
+    url, out = str(weekly["url"]), Path(str(weekly["out"]))
+    scores = pd.read_parquet(out / "scores.parquet")
+    victim = scores["account_id"].sort_values().iloc[len(scores) // 2]
+    postgres.psql(
+        "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.account_id = '{victim}' THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$;"
+        " CREATE TRIGGER hold BEFORE INSERT ON expansion_scores"
+        " FOR EACH ROW EXECUTE FUNCTION hold();",
+        database="sink_weekly",
+    )
+    before = _table(url)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            data = sinks.rows(scores.assign(band="killed"), None, datetime.now(UTC), 3)
+            sinks.write(sinks.open_sink(url), data, date(2024, 9, 1))
+        except BaseException as exc:  # handed to the test thread
+            failed.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        held = ""
+        for _ in range(200):  # up to 20 s for the insert to reach the row
+            held = postgres.psql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = 'sink_weekly'"
+                " AND application_name = 'expansion-scorer' AND wait_event = 'PgSleep';",
+                database="postgres",
+            ).strip()
+            if held:
+                break
+            time.sleep(0.1)
+        assert held, "the insert never reached the held row"
+        postgres.psql(f"SELECT pg_terminate_backend({held});", database="postgres")
+        writer.join(30)
+    finally:
+        postgres.psql("DROP TRIGGER hold ON expansion_scores; DROP FUNCTION hold();",
+                      database="sink_weekly")  # fmt: skip
+    assert not writer.is_alive()
+    assert len(failed) == 1 and isinstance(failed[0], DatabaseError), failed
+    assert "rolled back" in str(failed[0])
+    pd.testing.assert_frame_equal(_table(url), before)
 
 
 def test_the_manifest_and_console_name_the_database_without_the_password(
