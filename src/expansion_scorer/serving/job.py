@@ -563,7 +563,9 @@ def _to_database(
     out_dir: Path,
 ) -> Written:
     """The published list into the sink's table, in one transaction; on failure, one line that
-    says the files are out and the table is as it was."""
+    says the files are out and the table is as it was. Held-out accounts stay out of it: the
+    table is synced to where CSMs work, and a CSM who saw one might call it."""
+    table = table[table["arm"] != HOLDOUT]
     data = sinks.rows(table, _crm_ids(world, table["account_id"]), started, reasons)
     try:
         return sinks.write(sink, data, as_of)
