@@ -10,9 +10,12 @@ import time
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from expansion_scorer.errors import UserError
+
+if TYPE_CHECKING:
+    from expansion_scorer.data.sources import DataSource
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +41,24 @@ def _positive(text: str) -> int:
     return value
 
 
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    """DATA_DIR and --sources, the same on every command that reads data."""
+    parser.add_argument(
+        "data_dir",
+        type=Path,
+        nargs="?",
+        help="folder of contract files; with --sources, the folder the mapping's relative paths"
+        " start from, holding contract files for tables the mapping does not name",
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=os.environ.get("EXPANSION_SOURCES") or None,
+        help="source mapping YAML: each contract table from a file glob or a SELECT"
+        " (env EXPANSION_SOURCES; `expansion sources --preset NAME` prints a starting point)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="expansion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -53,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     val = sub.add_parser("validate", help="check a data directory against the contract")
-    val.add_argument("data_dir", type=Path)
+    _data_arguments(val)
     val.add_argument(
         "--features", type=Path, help="feature definitions whose event catalogue to check against"
     )
@@ -61,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train", help="backtest against baselines, log to MLflow, register the model"
     )
-    tr.add_argument("data_dir", type=Path)
+    _data_arguments(tr)
     tr.add_argument("--horizon-days", type=_positive)
     tr.add_argument("--train-until", type=_date)
     tr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
@@ -74,13 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser(
         "promote", help="compare @challenger with @champion on the latest folds; maybe promote"
     )
-    pr.add_argument("data_dir", type=Path)
+    _data_arguments(pr)
     pr.add_argument("--train-until", type=_date)
     pr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
     pr.add_argument("--force", action="store_true", help="promote even if the gate refuses")
 
     sc = sub.add_parser("score", help="score, explain and rank eligible accounts as of a date")
-    sc.add_argument("data_dir", type=Path)
+    _data_arguments(sc)
     sc.add_argument("--as-of", type=_date, required=True)
     sc.add_argument("--model", default=None, help="model URI (default: the champion)")
     sc.add_argument("--out", type=Path, required=True)
@@ -99,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon = sub.add_parser(
         "monitor", help="drift since training and outcomes of past lists; whether to retrain"
     )
-    mon.add_argument("data_dir", type=Path)
+    _data_arguments(mon)
     mon.add_argument("--out", type=Path, required=True, help="the output root `score` writes to")
     mon.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
     mon.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
@@ -107,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     mea = sub.add_parser(
         "measure", help="the program's measured lift: listed against held-out accounts"
     )
-    mea.add_argument("data_dir", type=Path)
+    _data_arguments(mea)
     mea.add_argument(
         "--out", type=Path, required=True, help="the output root `score` writes to weekly"
     )
@@ -115,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     mea.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
 
     met = sub.add_parser("metrics", help="NRR and GRR per month and trailing 12 months")
-    met.add_argument("data_dir", type=Path)
+    _data_arguments(met)
     met.add_argument(
         "--by", help="group by an accounts column: segment, industry, country, csm_owner"
     )
@@ -131,11 +152,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retail.add_argument("--out", type=Path, default=Path("online-retail-out"))
 
+    src = sub.add_parser("sources", help="print a shipped source mapping preset to copy and edit")
+    src.add_argument("--preset", required=True, help="stripe-segment-salesforce, ...")
+
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     demo.add_argument("--accounts", type=_positive, default=1000)
     demo.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _data(args: argparse.Namespace) -> DataSource:
+    """The data a command reads: DATA_DIR's contract files, or the --sources mapping."""
+    from expansion_scorer.data.sources import load_sources
+
+    if args.sources is not None:
+        return load_sources(args.sources, args.data_dir)
+    if args.data_dir is None:
+        raise UserError(
+            f"{args.command}: give DATA_DIR (a folder of contract files) or --sources"
+            " sources.yaml (a source mapping)"
+        )
+    return Path(args.data_dir)
+
+
+def _where(data: DataSource) -> str:
+    from expansion_scorer.data.sources import Sources
+
+    return str(data.path) if isinstance(data, Sources) else str(data)
+
+
+def _sources(args: argparse.Namespace) -> None:
+    from expansion_scorer.data.sources import preset_text
+
+    sys.stdout.write(preset_text(args.preset))
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -163,7 +213,8 @@ def _validate(args: argparse.Namespace) -> None:
     from expansion_scorer.data.validation import catalogue, validate
 
     features = load_feature_set(args.features)
-    world = open_world(args.data_dir)
+    data = _data(args)
+    world = open_world(data)
     report = validate(world, features.events)
     for name, n in report.row_counts.items():
         print(f"{name}: {n:,} rows")
@@ -171,7 +222,7 @@ def _validate(args: argparse.Namespace) -> None:
     print("the data names " + "; ".join(found))
     for warning in [*report.warnings, *unread]:
         print(f"warning: {warning}")
-    print(f"{args.data_dir}: valid")
+    print(f"{_where(data)}: valid")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -188,7 +239,7 @@ def _train(args: argparse.Namespace) -> None:
         cfg = override(cfg, updates)
     config_text = args.config.read_text(encoding="utf-8") if args.config else None
     result = train_job(
-        args.data_dir,
+        _data(args),
         cfg,
         load_feature_set(args.features),
         until=args.train_until,
@@ -257,7 +308,7 @@ def _promote(args: argparse.Namespace) -> None:
     from expansion_scorer.jobs import promote_job
 
     result = promote_job(
-        args.data_dir, load_training_config(args.config), until=args.train_until, force=args.force
+        _data(args), load_training_config(args.config), until=args.train_until, force=args.force
     )
     if result.test_dates:
         print(
@@ -273,7 +324,7 @@ def _score(args: argparse.Namespace) -> None:
     from expansion_scorer.serving.job import DEFAULT_MODEL, score_job
 
     result = score_job(
-        args.data_dir,
+        _data(args),
         args.as_of,
         args.out,
         load_feature_set(args.features),
@@ -301,7 +352,7 @@ def _measure(args: argparse.Namespace) -> None:
     from expansion_scorer.serving.measure import measure_job
 
     serving = load_serving_config(args.config)
-    result = measure_job(args.data_dir, args.out, load_feature_set(args.features), serving)
+    result = measure_job(_data(args), args.out, load_feature_set(args.features), serving)
     s = result.summary
     p = s["pooled"]
     print(
@@ -345,7 +396,7 @@ def _monitor(args: argparse.Namespace) -> None:
     from expansion_scorer.serving.job import monitor_job
 
     serving = load_serving_config(args.config)
-    result = monitor_job(args.data_dir, args.out, load_feature_set(args.features), serving)
+    result = monitor_job(_data(args), args.out, load_feature_set(args.features), serving)
     cfg = serving.monitor
     print(
         f"drift of the run of {result.as_of} ({result.model_version}) against its training"
@@ -378,7 +429,7 @@ def _metrics(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set
     from expansion_scorer.features.job import metrics_job
 
-    result = metrics_job(args.data_dir, args.out, load_feature_set(args.features), by=args.by)
+    result = metrics_job(_data(args), args.out, load_feature_set(args.features), by=args.by)
     table = result.table
     key = args.by or "group"
     last = table[table["t12m_nrr"].notna()].groupby(key).tail(1)
@@ -457,6 +508,7 @@ COMMANDS = {
     "metrics": _metrics,
     "online-retail": _online_retail,
     "demo": _demo,
+    "sources": _sources,
     "monitor": _monitor,
     "measure": _measure,
 }

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
@@ -114,7 +115,8 @@ class Scored:
 
 def score_columns(serving: ServingConfig) -> list[str]:
     return [
-        "rank", "account_id", "account_name", "csm_owner", "score", "expected_expansion_arr",
+        "rank", "account_id", "crm_id", "account_name", "csm_owner", "score",
+        "expected_expansion_arr",
         "band", "readiness",
         "readiness_reason", "motion", *[f"reason_{i + 1}" for i in range(serving.reasons)],
         "reason_against", "talking_points", "model_version", "as_of",
@@ -194,7 +196,9 @@ def finish_scoring(
     """
     excluded = status[status["excluded_reason"].notna()].reset_index(drop=True)
     eligible = status[status["excluded_reason"].isna()]
-    frame = frame.merge(eligible[["account_id", "account_name", "csm_owner"]], on="account_id")
+    frame = frame.merge(
+        eligible[["account_id", "crm_id", "account_name", "csm_owner"]], on="account_id"
+    )
     if len(frame) != len(eligible):  # pragma: no cover - an invariant of the SQL
         raise AssertionError("eligible accounts and feature rows disagree")
     given = frame.pop(PRESCORED).to_numpy(dtype="float64") if PRESCORED in frame else None
@@ -241,7 +245,11 @@ def _score_chunk(
             )
         ]  # fmt: skip
     scores = pd.concat(
-        [frame[["account_id", "account_name", "csm_owner"]], *said, readiness(frame, serving)],
+        [
+            frame[["account_id", "crm_id", "account_name", "csm_owner"]],
+            *said,
+            readiness(frame, serving),
+        ],
         axis=1,
     )
     scores["score"] = p
@@ -374,7 +382,7 @@ class ScoreResult:
 
 
 def score_job(
-    data_dir: Path,
+    data_dir: DataSource,
     as_of: date,
     out_dir: Path,
     feature_set: FeatureSet,
@@ -400,6 +408,11 @@ def score_job(
 
     out_dir = Path(out_dir)
     serving.check_against(feature_set)  # before any data is read
+    if engine == "spark" and isinstance(data_dir, Sources):
+        raise UserError(
+            "--engine spark reads contract files only; with --sources, use --engine duckdb"
+            " (or write the mapped tables out as contract files first)"
+        )
     world = open_world(data_dir, cutoff=as_of)
     validate(world, feature_set.events)
     inputs = input_summary(world)
@@ -409,6 +422,7 @@ def score_job(
     if engine == "spark":
         from expansion_scorer.serving.spark import score_frame_spark
 
+        assert not isinstance(data_dir, Sources)  # refused above
         scored = score_frame_spark(data_dir, as_of, model, model_uri, feature_set, serving, version)
     else:
         scored = score_frame(world, as_of, model, feature_set, serving, version)
@@ -596,7 +610,7 @@ class MonitorResult:
 
 
 def monitor_job(
-    data_dir: Path, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
+    data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
 ) -> MonitorResult:
     """Drift of the latest run against training, and outcomes of the runs that have matured."""
     out_root = Path(out_root)
@@ -719,7 +733,7 @@ def _manifest_body(
     }
 
 
-def _created_on_or_after(data_dir: Path, as_of: date) -> int:
+def _created_on_or_after(data_dir: DataSource, as_of: date) -> int:
     """How many accounts the as-of date cannot see yet: a count for the console, never a feature."""
     row = (
         open_world(data_dir)
