@@ -55,7 +55,7 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=os.environ.get("EXPANSION_SOURCES") or None,
         help="source mapping YAML: each contract table from a file glob or a SELECT"
-        " (env EXPANSION_SOURCES; `expansion sources --preset NAME` prints a starting point)",
+        " (env EXPANSION_SOURCES; `expansion sources stripe segment salesforce` prints a start)",
     )
 
 
@@ -152,8 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retail.add_argument("--out", type=Path, default=Path("online-retail-out"))
 
-    src = sub.add_parser("sources", help="print a shipped source mapping preset to copy and edit")
-    src.add_argument("--preset", required=True, help="stripe-segment-salesforce, ...")
+    src = sub.add_parser(
+        "sources", help="print shipped source mapping presets, joined, to copy and edit"
+    )
+    src.add_argument(
+        "presets",
+        nargs="+",
+        metavar="PRESET",
+        help="stripe or stripe-metered, segment, salesforce or hubspot",
+    )
 
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -185,7 +192,7 @@ def _where(data: DataSource) -> str:
 def _sources(args: argparse.Namespace) -> None:
     from expansion_scorer.data.sources import preset_text
 
-    sys.stdout.write(preset_text(args.preset))
+    sys.stdout.write(preset_text(args.presets))
 
 
 def _generate(args: argparse.Namespace) -> None:

@@ -92,6 +92,49 @@ def write_salesforce(world: Path, out: Path) -> dict[str, str]:
     return ids
 
 
+def write_hubspot(world: Path, out: Path) -> dict[str, str]:
+    """Companies and owners as the CRM API's NDJSON (every property as text); returns
+    account_id -> company record id."""
+    accounts = pd.read_parquet(world / "accounts.parquet")
+    owners = sorted(accounts["csm_owner"].dropna().unique())
+    owner_id = {name: str(70_000 + i) for i, name in enumerate(owners)}
+    ids = {a: str(9_000_000 + i) for i, a in enumerate(accounts["account_id"])}
+
+    def text(value: object) -> str | None:
+        return None if pd.isna(value) else str(value)  # type: ignore[call-overload]
+
+    companies = [
+        {"id": ids[r.account_id], "archived": False,
+         "createdAt": f"{r.created_at:%Y-%m-%d}T10:00:00.000Z",
+         "properties": {
+             "hs_object_id": ids[r.account_id], "name": r.account_name,
+             "createdate": f"{r.created_at:%Y-%m-%d}T10:00:00.000Z",
+             "industry": text(r.industry),
+             "numberofemployees": None if pd.isna(r.employee_count)
+             else str(int(r.employee_count)),
+             "country": text(r.country),
+             "hubspot_owner_id": owner_id.get(r.csm_owner) if pd.notna(r.csm_owner) else None,
+             "product_account_id": r.account_id, "customer_segment": text(r.segment)}}
+        for r in accounts.itertuples()
+    ]  # fmt: skip
+    companies.append({"id": "8999999", "archived": False, "createdAt": "2023-05-01T00:00:00Z",
+                      "properties": {"name": "A prospect", "createdate": "2023-05-01T00:00:00Z",
+                                     "product_account_id": None}})  # fmt: skip
+    people = [
+        {"id": owner_id[name], "email": f"{name.split()[0].lower()}@vendor.example",
+         "firstName": name.split(" ", 1)[0],
+         "lastName": name.split(" ", 1)[1] if " " in name else "", "archived": False}
+        for name in owners
+    ]  # fmt: skip
+    for table, rows in (("companies", companies), ("owners", people)):
+        folder = out / "hubspot" / table
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "page-0001.ndjson", "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return ids
+
+
 SEGMENT_SCHEMA = pa.schema(
     [("id", pa.string()), ("anonymous_id", pa.string()), ("user_id", pa.string()),
      ("context_group_id", pa.string()), ("event", pa.string()), ("event_text", pa.string()),

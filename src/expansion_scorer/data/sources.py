@@ -32,11 +32,14 @@ FORMATS: dict[str, Literal["parquet", "csv", "json"]] = {
     ".jsonl": "json",
 }
 PRESETS = {
-    "stripe-segment-salesforce": "stripe_segment_salesforce.yaml",
-    "stripe-segment-hubspot": "stripe_segment_hubspot.yaml",
+    "stripe": "stripe.yaml",
     "stripe-metered": "stripe_metered.yaml",
+    "segment": "segment.yaml",
+    "salesforce": "salesforce.yaml",
+    "hubspot": "hubspot.yaml",
 }
-"""Shipped mappings a user copies and edits (`expansion sources --preset NAME`)."""
+"""Shipped mapping entries, one vendor each, that `expansion sources NAME...` joins into one
+mapping for a user to copy and edit; the files are `defaults/sources/<name>.yaml`."""
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -166,14 +169,47 @@ def load_sources(path: Path, data_dir: Path | None = None) -> Sources:
     return Sources(parse_sources(text, path.name), path, Path(data_dir) if data_dir else None)
 
 
-def preset_text(name: str) -> str:
-    if name not in PRESETS:
-        raise UserError(f"preset {name}: unknown; use one of {', '.join(PRESETS)}")
-    return (
-        resources.files("expansion_scorer")
-        .joinpath("defaults", "sources", PRESETS[name])
-        .read_text(encoding="utf-8")
-    )
+PRESET_HEADER = """\
+# Source mapping for expansion-scorer, joined from the presets: {names}.
+#
+# Edit the paths, ids and fields marked below to your exports, then run
+# `expansion validate --sources sources.yaml`. Relative paths start from DATA_DIR when a
+# command is given one (`expansion validate exports/2025-06 --sources sources.yaml`), else
+# from this file's folder; contract tables not mapped here are read from DATA_DIR as
+# <table>.parquet or .csv. Each `sql:` is DuckDB SQL over the files and must produce the
+# contract's columns (README, "The data contract"); `files:` with `columns:` maps a glob and
+# renames columns. The one id every system must share is the product's own account id.
+
+"""
+
+
+def preset_text(names: list[str]) -> str:
+    """The named presets joined into one mapping, comments kept; each table at most once."""
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown or not names:
+        raise UserError(
+            f"preset {', '.join(unknown) or '(none)'}: unknown; use one or more of"
+            f" {', '.join(PRESETS)}"
+        )
+    bodies: list[str] = []
+    seen: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        text = (
+            resources.files("expansion_scorer")
+            .joinpath("defaults", "sources", PRESETS[name])
+            .read_text(encoding="utf-8")
+        )
+        for table in parse_sources(text, PRESETS[name]).tables:
+            if table in seen:
+                raise UserError(
+                    f"presets {seen[table]} and {name} both map {table}; choose one of them"
+                )
+            seen[table] = name
+        bodies.append(text.split("\ntables:\n", 1)[1].rstrip() + "\n")
+    joined = PRESET_HEADER.format(names=", ".join(dict.fromkeys(names))) + "tables:\n"
+    joined += "\n".join(bodies)
+    parse_sources(joined, "the joined presets")  # what is printed must load as it is
+    return joined
 
 
 def resolve_url(sources: Sources, name: str) -> str:
