@@ -4,6 +4,7 @@ stop in one line naming the mapping, the table and what to fix."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -161,6 +162,7 @@ def test_validate_and_the_manifest_name_the_mapping(
 
 
 def _bad(tmp: Path, text: str) -> Path:
+    """A mapping file; the name bad.yaml is what errors quote."""
     mapping = tmp / "bad.yaml"
     mapping.write_text(text, encoding="utf-8")
     return mapping
@@ -202,8 +204,9 @@ def _bad(tmp: Path, text: str) -> Path:
             " mapping (from Unix seconds: to_timestamp(x))",
         ),
         (
-            "tables:\n  accounts:\n    sql: SELECT * REPLACE (CASE WHEN account_id = 'A000007' THEN NULL"
-            " ELSE account_name END AS account_name) FROM read_parquet('accounts.parquet')\n",
+            "tables:\n  accounts:\n    sql: SELECT * REPLACE (CASE WHEN account_id = 'A000007'"
+            " THEN NULL ELSE account_name END AS account_name)"
+            " FROM read_parquet('accounts.parquet')\n",
             "bad.yaml tables.accounts: column account_name, row 8 (account_id 'A000007'): empty"
             " value in a required column (value None); fill it",
         ),
@@ -259,3 +262,46 @@ def test_a_bad_mapping_stops_in_one_line_naming_the_mapping_and_table(
     assert lines[0].startswith(f"error: {says}"), lines[0]
     assert "hunter2" not in err
     assert not out.exists()
+
+
+def test_scores_carry_the_crm_id_for_a_reverse_etl_sync(
+    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given accounts mapped with their CRM id, the other tables read from DATA_DIR
+    mapping = _bad(
+        tmp_path,
+        "tables:\n  accounts:\n    sql: SELECT *, 'SF-' || account_id AS crm_id"
+        " FROM read_parquet('accounts.parquet')\n",
+    )
+
+    # When the week is scored through the mapping
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        ["score", str(world_dir), "--sources", str(mapping), "--as-of", "2024-09-01", "--out",
+         str(out)],
+        capsys,
+    )  # fmt: skip
+
+    # Then every list row holds the CRM id to upsert by, and the manifest names the mapping
+    assert code == 0, err
+    for scores in (pd.read_parquet(out / "scores.parquet"), pd.read_csv(out / "scores.csv")):
+        assert list(scores.columns[:3]) == ["rank", "account_id", "crm_id"]
+        assert (scores["crm_id"] == "SF-" + scores["account_id"]).all()
+    excluded = pd.read_csv(out / "excluded.csv")
+    assert (excluded["crm_id"] == "SF-" + excluded["account_id"]).all()
+    inputs = json.loads((out / "manifest.json").read_text())["inputs"]
+    assert inputs["accounts"]["source"] == "bad.yaml tables.accounts"
+    assert inputs["usage_events"]["file"] == "usage_events.parquet"
+
+
+def test_the_spark_engine_refuses_a_mapping_before_starting(
+    world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = _bad(tmp_path, "tables:\n  accounts:\n    files: accounts.parquet\n")
+    code, _, err = run_cli(
+        ["score", str(world), "--sources", str(mapping), "--as-of", "2024-01-01", "--out",
+         str(tmp_path / "out"), "--engine", "spark"],
+        capsys,
+    )  # fmt: skip
+    assert code == 2
+    assert err.startswith("error: --engine spark reads contract files only; with --sources")

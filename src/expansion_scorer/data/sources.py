@@ -103,8 +103,9 @@ class SourceMap(_Strict):
             password = urlsplit(url).password
             if password is not None and not _ENV.fullmatch(password):
                 raise ValueError(
-                    f"databases.{name}: the URL holds a password; write ${{{name.upper()}_PASSWORD}}"
-                    " in its place and set that environment variable (or PGPASSWORD)"
+                    f"databases.{name}: the URL holds a password; write"
+                    f" ${{{name.upper()}_PASSWORD}} in its place and set that environment"
+                    " variable (or PGPASSWORD)"
                 )
         return self
 

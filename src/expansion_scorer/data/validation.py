@@ -67,9 +67,7 @@ def _check_table(world: World, spec: TableSpec) -> int:
     present = raw_columns(world.con, spec.name)
     missing = [c.name for c in spec.required if c.name not in present]
     if missing:
-        fix = (
-            f"; map it under columns or select a column AS {missing[0]}" if source.mapped else ""
-        )
+        fix = f"; map it under columns or select a column AS {missing[0]}" if source.mapped else ""
         raise ContractError(
             f"{file}: missing required column {missing[0]}; it has"
             f" {', '.join(present) or 'none'}{fix}"

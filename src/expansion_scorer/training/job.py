@@ -82,7 +82,8 @@ def with_truth(data_dir: DataSource, frame: pd.DataFrame, horizon_days: int) -> 
     """The frame with the simulator's true probability, when every snapshot has one."""
     root = data_root(data_dir)
     path = root / TRUTH_FILE if root is not None else None
-    if path is None or not path.is_file() or horizon_days != 90:  # the simulator's truth is for 90 days
+    # the simulator's truth is for 90 days
+    if path is None or not path.is_file() or horizon_days != 90:
         return frame
     truth = pd.read_parquet(path, columns=["account_id", "as_of", "p_expand"])
     truth["as_of"] = pd.to_datetime(truth["as_of"]).dt.date
