@@ -246,7 +246,8 @@ def _score_chunk(
         ]  # fmt: skip
     scores = pd.concat(
         [
-            frame[["account_id", "crm_id", "account_name", "csm_owner"]],
+            # a frame built elsewhere (a benchmark's, say) may hold no CRM id: it reads empty
+            frame.reindex(columns=["account_id", "crm_id", "account_name", "csm_owner"]),
             *said,
             readiness(frame, serving),
         ],
