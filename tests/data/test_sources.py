@@ -150,7 +150,7 @@ def test_metered_stripe_prices_map_to_billed_revenue(tmp_path: Path) -> None:
     assert world.consumption
 
 
-def test_validate_and_the_manifest_name_the_mapping(
+def test_validate_reads_through_a_mapping_and_names_it_in_warnings(
     exports: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mapping = exports / "salesforce.yaml"
