@@ -8,6 +8,7 @@ import json
 import shutil
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -19,6 +20,7 @@ from expansion_scorer.data.validation import validate
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities, labels
+from tests import pgserver
 from tests.data.vendors import write_hubspot, write_salesforce, write_segment, write_stripe
 from tests.helpers import TINY, run_cli, write_tables
 
@@ -236,9 +238,9 @@ def _bad(tmp: Path, text: str) -> Path:
             " place and set that environment variable (or PGPASSWORD)",
         ),
         (
-            "databases:\n  crm: postgresql://scorer@db:5432/crm\ntables:\n  accounts:\n"
+            "databases:\n  crm: postgresql://scorer@127.0.0.1:1/crm\ntables:\n  accounts:\n"
             "    database: crm\n    sql: SELECT * FROM accounts\n",
-            "bad.yaml tables.accounts: databases are not supported yet",
+            "bad.yaml tables.accounts (database crm): ",
         ),
     ],
 )
@@ -262,6 +264,46 @@ def test_a_bad_mapping_stops_in_one_line_naming_the_mapping_and_table(
     assert lines[0].startswith(f"error: {says}"), lines[0]
     assert "hunter2" not in err
     assert not out.exists()
+
+
+def test_a_table_read_from_postgresql_gives_the_same_features(
+    world: Path,
+    own: pd.DataFrame,
+    postgres: pgserver.Server,
+    pg_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the accounts in a real PostgreSQL database, its password in the environment
+    frame = pd.read_parquet(world / "accounts.parquet")
+    body = frame.to_csv(index=False, na_rep="\\N")
+    postgres.psql(
+        "CREATE TABLE crm_accounts (account_id text PRIMARY KEY, account_name text,"
+        " created_at date, industry text, employee_count double precision, country text,"
+        f" segment text, csm_owner text); ALTER TABLE crm_accounts OWNER TO {pgserver.USER};\n"
+        "COPY crm_accounts FROM STDIN (FORMAT csv, HEADER true, NULL '\\N');\n" + body + "\\.\n",
+        database=pg_database,
+    )
+    monkeypatch.setenv("CRM_PASSWORD", pgserver.PASSWORD)
+    url = postgres.url(password="${CRM_PASSWORD}", database=pg_database).replace(
+        quote("${CRM_PASSWORD}", safe=""), "${CRM_PASSWORD}"
+    )
+    mapping = _bad(
+        tmp_path,
+        f"databases:\n  crm: {url}\ntables:\n  accounts:\n    database: crm\n"
+        "    sql: SELECT *, 'SF-' || account_id AS crm_id FROM crm_accounts\n",
+    )
+
+    # When the world is read with accounts from the database and the rest from DATA_DIR
+    mapped = open_world(load_sources(mapping, world))
+    validate(mapped)
+
+    # Then the features are the world's own, the CRM id is there, no password is recorded
+    pd.testing.assert_frame_equal(_frame(mapped, DATES), own)
+    assert mapped.con.execute(
+        "SELECT count(*) FROM accounts WHERE crm_id LIKE 'SF-%'"
+    ).fetchone() == (len(frame),)
+    assert pgserver.PASSWORD not in mapping.read_text()
 
 
 def test_scores_carry_the_crm_id_for_a_reverse_etl_sync(

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from expansion_scorer.data.contract import REVENUE_SOURCES, SQL_TYPES, TABLES, TableSpec
-from expansion_scorer.data.sources import DataSource, Sources, expand_files, resolve_url
+from expansion_scorer.data.sources import DataSource, Sources, expand_files
 from expansion_scorer.errors import ContractError, UserError
 
 
@@ -229,14 +229,12 @@ def _mapped_select(con: duckdb.DuckDBPyConnection, sources: Sources, name: str) 
     label = sources.label(name)
     sql = str(entry.sql).strip().rstrip(";")
     if entry.database is not None:
-        try:
-            from expansion_scorer.data.database import read_select  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise UserError(
-                f"{label}: databases are not supported yet; export the table to files and map"
-                " them instead"
-            ) from None
-        rows = read_select(resolve_url(sources, entry.database), sql)
+        from expansion_scorer.data.database import read_select
+
+        try:  # the URL as written: `read_select` fills ${ENV_VAR} and redacts every error
+            rows = read_select(sources.mapping.databases[entry.database], sql)
+        except UserError as exc:
+            raise UserError(f"{label} (database {entry.database}): {exc}") from None
         con.register(f"__rows_{name}", rows)
         con.execute(f"CREATE TEMP TABLE raw_{name} AS SELECT * FROM __rows_{name}")
         con.unregister(f"__rows_{name}")

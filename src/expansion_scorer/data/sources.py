@@ -9,7 +9,6 @@ the features are the same code as for a data directory.
 from __future__ import annotations
 
 import glob
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -211,31 +210,6 @@ def preset_text(names: list[str]) -> str:
     joined += "\n".join(bodies)
     parse_sources(joined, "the joined presets")  # what is printed must load as it is
     return joined
-
-
-def resolve_url(sources: Sources, name: str) -> str:
-    """The database URL with `${VAR}` filled from the environment (never printed)."""
-    url = sources.mapping.databases[name]
-
-    def fill(match: re.Match[str]) -> str:
-        value = os.environ.get(match.group(1))
-        if value is None:
-            raise UserError(
-                f"{sources.path.name} databases.{name}: environment variable {match.group(1)}"
-                " is not set; set it to the database password"
-            )
-        return value
-
-    return _ENV.sub(fill, url)
-
-
-def redact(url: str) -> str:
-    """A URL safe to print: any password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def expand_files(sources: Sources, table: str, pattern: str) -> list[Path]:
