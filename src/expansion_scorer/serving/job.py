@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -590,19 +589,13 @@ def _to_database(
 
 
 def _crm_ids(world: World, account_ids: pd.Series) -> pd.Series | None:
-    """Each account's CRM id, when the accounts table carries a `crm_id` column."""
-    for view in ("accounts", "raw_accounts"):
-        try:
-            names = {r[0] for r in world.con.execute(f"DESCRIBE {view}").fetchall()}
-        except duckdb.Error:
-            continue
-        if "crm_id" in names:
-            ids = world.con.execute(
-                f"SELECT account_id::VARCHAR AS account_id, crm_id::VARCHAR AS crm_id FROM {view}"
-            ).df()
-            mapping = ids.drop_duplicates("account_id").set_index("account_id")["crm_id"]
-            return account_ids.astype(str).map(mapping)
-    return None
+    """Each account's CRM id (`crm_id`, an optional contract column of accounts); None when no
+    account has one."""
+    ids = world.con.execute("SELECT account_id, crm_id FROM accounts WHERE crm_id IS NOT NULL").df()
+    if ids.empty:
+        return None
+    mapping = ids.drop_duplicates("account_id").set_index("account_id")["crm_id"]
+    return account_ids.astype(str).map(mapping)
 
 
 def _measured(out_dir: Path) -> dict[str, object]:
