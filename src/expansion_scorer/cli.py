@@ -10,10 +10,13 @@ import time
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from expansion_scorer.config import Engine
 from expansion_scorer.errors import UserError
+
+if TYPE_CHECKING:
+    from expansion_scorer.data.sources import DataSource
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +48,24 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    """DATA_DIR and --sources, the same on every command that reads data."""
+    parser.add_argument(
+        "data_dir",
+        type=Path,
+        nargs="?",
+        help="folder of contract files; with --sources, the folder the mapping's relative paths"
+        " start from, holding contract files for tables the mapping does not name",
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=os.environ.get("EXPANSION_SOURCES") or None,
+        help="source mapping YAML: each contract table from a file glob or a SELECT"
+        " (env EXPANSION_SOURCES; `expansion sources stripe segment salesforce` prints a start)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     val = sub.add_parser("validate", help="check a data directory against the contract")
-    val.add_argument("data_dir", type=Path)
+    _data_arguments(val)
     val.add_argument(
         "--features", type=Path, help="feature definitions whose event catalogue to check against"
     )
@@ -100,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train", help="backtest against baselines, log to MLflow, register the model"
     )
-    tr.add_argument("data_dir", type=Path)
+    _data_arguments(tr)
     tr.add_argument("--horizon-days", type=_positive)
     tr.add_argument("--train-until", type=_date)
     tr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
@@ -113,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser(
         "promote", help="compare @challenger with @champion on the latest folds; maybe promote"
     )
-    pr.add_argument("data_dir", type=Path)
+    _data_arguments(pr)
     pr.add_argument("--train-until", type=_date)
     pr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
     pr.add_argument("--force", action="store_true", help="promote even if the gate refuses")
 
     sc = sub.add_parser("score", help="score, explain and rank eligible accounts as of a date")
-    sc.add_argument("data_dir", type=Path)
+    _data_arguments(sc)
     sc.add_argument("--as-of", type=_date, required=True)
     sc.add_argument("--model", default=None, help="model URI (default: the champion)")
     sc.add_argument("--out", type=Path, required=True)
@@ -149,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon = sub.add_parser(
         "monitor", help="drift since training and outcomes of past lists; whether to retrain"
     )
-    mon.add_argument("data_dir", type=Path)
+    _data_arguments(mon)
     mon.add_argument("--out", type=Path, required=True, help="the output root `score` writes to")
     mon.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
     mon.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
@@ -157,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     mea = sub.add_parser(
         "measure", help="the program's measured lift: listed against held-out accounts"
     )
-    mea.add_argument("data_dir", type=Path)
+    _data_arguments(mea)
     mea.add_argument(
         "--out", type=Path, required=True, help="the output root `score` writes to weekly"
     )
@@ -165,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     mea.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
 
     met = sub.add_parser("metrics", help="NRR and GRR per month and trailing 12 months")
-    met.add_argument("data_dir", type=Path)
+    _data_arguments(met)
     met.add_argument(
         "--by", help="group by an accounts column: segment, industry, country, csm_owner"
     )
@@ -181,11 +202,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retail.add_argument("--out", type=Path, default=Path("online-retail-out"))
 
+    src = sub.add_parser(
+        "sources", help="print shipped source mapping presets, joined, to copy and edit"
+    )
+    src.add_argument(
+        "presets",
+        nargs="+",
+        metavar="PRESET",
+        help="stripe or stripe-metered, segment, salesforce or hubspot",
+    )
+
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     demo.add_argument("--accounts", type=_positive, default=1000)
     demo.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _data(args: argparse.Namespace) -> DataSource:
+    """The data a command reads: DATA_DIR's contract files, or the --sources mapping."""
+    from expansion_scorer.data.sources import load_sources
+
+    if args.sources is not None:
+        return load_sources(args.sources, args.data_dir)
+    if args.data_dir is None:
+        raise UserError(
+            f"{args.command}: give DATA_DIR (a folder of contract files) or --sources"
+            " sources.yaml (a source mapping)"
+        )
+    return Path(args.data_dir)
+
+
+def _where(data: DataSource) -> str:
+    from expansion_scorer.data.sources import Sources
+
+    return str(data.path) if isinstance(data, Sources) else str(data)
+
+
+def _sources(args: argparse.Namespace) -> None:
+    from expansion_scorer.data.sources import preset_text
+
+    sys.stdout.write(preset_text(args.presets))
 
 
 def _program_world(args: argparse.Namespace) -> None:
@@ -254,7 +311,8 @@ def _validate(args: argparse.Namespace) -> None:
     from expansion_scorer.data.validation import catalogue, validate
 
     features = load_feature_set(args.features)
-    world = open_world(args.data_dir)
+    data = _data(args)
+    world = open_world(data)
     report = validate(world, features.events)
     for name, n in report.row_counts.items():
         print(f"{name}: {n:,} rows")
@@ -262,7 +320,7 @@ def _validate(args: argparse.Namespace) -> None:
     print("the data names " + "; ".join(found))
     for warning in [*report.warnings, *unread]:
         print(f"warning: {warning}")
-    print(f"{args.data_dir}: valid")
+    print(f"{_where(data)}: valid")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -279,7 +337,7 @@ def _train(args: argparse.Namespace) -> None:
         cfg = override(cfg, updates)
     config_text = args.config.read_text(encoding="utf-8") if args.config else None
     result = train_job(
-        args.data_dir,
+        _data(args),
         cfg,
         load_feature_set(args.features),
         until=args.train_until,
@@ -348,7 +406,7 @@ def _promote(args: argparse.Namespace) -> None:
     from expansion_scorer.jobs import promote_job
 
     result = promote_job(
-        args.data_dir, load_training_config(args.config), until=args.train_until, force=args.force
+        _data(args), load_training_config(args.config), until=args.train_until, force=args.force
     )
     if result.test_dates:
         print(
@@ -368,7 +426,7 @@ def _score(args: argparse.Namespace) -> None:
         raise UserError("--to-table names a table in the database --to gives; add --to URL")
     sink = open_sink(args.to, args.to_table) if args.to else None
     result = score_job(
-        args.data_dir,
+        _data(args),
         args.as_of,
         args.out,
         load_feature_set(args.features),
@@ -404,7 +462,7 @@ def _measure(args: argparse.Namespace) -> None:
     from expansion_scorer.serving.measure import measure_job
 
     serving = load_serving_config(args.config)
-    result = measure_job(args.data_dir, args.out, load_feature_set(args.features), serving)
+    result = measure_job(_data(args), args.out, load_feature_set(args.features), serving)
     s = result.summary
     p = s["pooled"]
     print(
@@ -448,7 +506,7 @@ def _monitor(args: argparse.Namespace) -> None:
     from expansion_scorer.serving.job import monitor_job
 
     serving = load_serving_config(args.config)
-    result = monitor_job(args.data_dir, args.out, load_feature_set(args.features), serving)
+    result = monitor_job(_data(args), args.out, load_feature_set(args.features), serving)
     cfg = serving.monitor
     print(
         f"drift of the run of {result.as_of} ({result.model_version}) against its training"
@@ -481,7 +539,7 @@ def _metrics(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set
     from expansion_scorer.features.job import metrics_job
 
-    result = metrics_job(args.data_dir, args.out, load_feature_set(args.features), by=args.by)
+    result = metrics_job(_data(args), args.out, load_feature_set(args.features), by=args.by)
     table = result.table
     key = args.by or "group"
     last = table[table["t12m_nrr"].notna()].groupby(key).tail(1)
@@ -560,6 +618,7 @@ COMMANDS = {
     "metrics": _metrics,
     "online-retail": _online_retail,
     "demo": _demo,
+    "sources": _sources,
     "monitor": _monitor,
     "measure": _measure,
 }

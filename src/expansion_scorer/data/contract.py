@@ -64,6 +64,9 @@ TABLES: dict[str, TableSpec] = {
                 Column("country", "str"),
                 Column("segment", "str"),
                 Column("csm_owner", "str"),
+                # the account's id in the CRM (Salesforce Id, HubSpot record id): carried into
+                # the score list so a reverse-ETL sync can match records; never a feature
+                Column("crm_id", "str"),
             ),
             mandatory=True,
             dated_by="created_at",

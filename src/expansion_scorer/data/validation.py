@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from expansion_scorer.data.contract import SQL_TYPES, TABLES, Column, TableSpec
-from expansion_scorer.data.loading import World, file_columns
+from expansion_scorer.data.loading import World, raw_columns
 from expansion_scorer.errors import ContractError
 
 if TYPE_CHECKING:
@@ -43,14 +43,16 @@ def _example(world: World, spec: TableSpec, condition: str) -> str:
 
 
 def _fail(world: World, spec: TableSpec, col: str, condition: str, problem: str, fix: str) -> None:
-    file = world.files[spec.name].name
+    source = world.tables[spec.name]
     where = _example(world, spec, condition)
     value = world.con.execute(
         f'SELECT "{col}" FROM (SELECT row_number() OVER () AS __row, * FROM raw_{spec.name})'
         f" WHERE {condition} ORDER BY __row LIMIT 1"
     ).fetchone()
     shown = _show(value[0]) if value else "?"
-    raise ContractError(f"{file}: column {col}, {where}: {problem} (value {shown}); {fix}")
+    raise ContractError(
+        f"{source.label}: column {source.column(col)}, {where}: {problem} (value {shown}); {fix}"
+    )
 
 
 def _cast(col: Column) -> str:
@@ -60,12 +62,15 @@ def _cast(col: Column) -> str:
 
 
 def _check_table(world: World, spec: TableSpec) -> int:
-    file = world.files[spec.name].name
-    present = file_columns(world.con, world.files[spec.name])
+    source = world.tables[spec.name]
+    file = source.label
+    present = raw_columns(world.con, spec.name)
     missing = [c.name for c in spec.required if c.name not in present]
     if missing:
+        fix = f"; map it under columns or select a column AS {missing[0]}" if source.mapped else ""
         raise ContractError(
-            f"{file}: missing required column {missing[0]}; it has {', '.join(present) or 'none'}"
+            f"{file}: missing required column {missing[0]}; it has"
+            f" {', '.join(present) or 'none'}{fix}"
         )
     cols = [c for c in spec.columns if c.name in present]
     checks: list[tuple[Column, str, str, str]] = []
@@ -132,7 +137,7 @@ def validate(world: World, catalogue: list[str] | None = None) -> ValidationRepo
         spec = TABLES["accounts"]
         where = _example(world, spec, f"account_id = '{str(dup[0]).replace(chr(39), chr(39) * 2)}'")
         raise ContractError(
-            f"{world.files['accounts'].name}: column account_id, {where}: duplicate account_id"
+            f"{world.label('accounts')}: column account_id, {where}: duplicate account_id"
             f" {_show(dup[0])} appears {dup[1]} times; account_id must be unique"
         )
     known = "CAST(account_id AS VARCHAR) IN (SELECT CAST(account_id AS VARCHAR) FROM raw_accounts)"
@@ -158,7 +163,7 @@ def validate(world: World, catalogue: list[str] | None = None) -> ValidationRepo
         ).fetchone()
         if found and found[0]:
             warnings.append(
-                f"{world.files[name].name}: {found[0]} rows of {found[1]} accounts not in accounts"
+                f"{world.label(name)}: {found[0]} rows of {found[1]} accounts not in accounts"
                 " (free workspaces?) are left out"
             )
     if catalogue and world.has("usage_events"):
@@ -218,7 +223,7 @@ def _future_rows(world: World) -> list[str]:
         ).fetchone()
         if row and row[0]:
             found.append(
-                f"{world.files[name].name}: {row[0]} rows dated after the newest usage event"
+                f"{world.label(name)}: {row[0]} rows dated after the newest usage event"
                 f" ({newest[0]:%Y-%m-%d}); check the export's cut-off"
             )
     return found
@@ -240,7 +245,7 @@ def _unknown_events(world: World, catalogue: list[str]) -> list[str]:
     total = sum(n for _, n in rows)
     named = ", ".join(f"{e} {n:,}" for e, n in rows[:5]) + (", ..." if len(rows) > 5 else "")
     return [
-        f"{world.files['usage_events'].name}: {total:,} rows with {len(rows)} events outside the"
+        f"{world.label('usage_events')}: {total:,} rows with {len(rows)} events outside the"
         f" catalogue ({named}); add them to `events` in the feature definitions to use them"
     ]
 

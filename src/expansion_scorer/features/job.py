@@ -9,6 +9,7 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet
 from expansion_scorer.data.loading import open_world
+from expansion_scorer.data.sources import DataSource
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import build_movements
@@ -24,7 +25,7 @@ class MetricsResult:
 
 
 def metrics_job(
-    data_dir: Path, out_dir: Path, feature_set: FeatureSet, by: str | None = None
+    data_dir: DataSource, out_dir: Path, feature_set: FeatureSet, by: str | None = None
 ) -> MetricsResult:
     if by is not None and by not in GROUPABLE:
         raise UserError(f"--by {by}: not a grouping column; use one of {', '.join(GROUPABLE)}")
@@ -32,8 +33,8 @@ def metrics_job(
     validate(world)
     if world.consumption:
         raise UserError(
-            f"{data_dir}: NRR is computed from subscriptions (contract ARR), and this directory"
-            " has a revenue table instead; export subscriptions to measure NRR"
+            f"{world.label('revenue')}: NRR is computed from subscriptions (contract ARR), and"
+            " the data has a revenue table instead; export subscriptions to measure NRR"
         )
     row = world.con.execute("SELECT min(start_date) FROM subscriptions").fetchone()
     assert row is not None and row[0] is not None  # validation: subscriptions is not empty
@@ -42,7 +43,9 @@ def metrics_job(
     build_movements(world.con, feature_set)
     table = revenue_table(world.con, first, end, by)
     if table.empty:
-        raise UserError(f"{data_dir}: no complete month of subscriptions to measure")
+        raise UserError(
+            f"{world.label('subscriptions')}: no complete month of subscriptions to measure"
+        )
     png = revenue_chart(table, by)
     name = f"nrr_by_{by}" if by else "nrr"
     files = write_outputs(

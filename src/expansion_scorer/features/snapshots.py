@@ -208,7 +208,7 @@ def account_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     """Every account with whether it can be scored as of `as_of`, and why not when it cannot."""
     return con.execute(
         f"""
-        SELECT a.account_id, a.account_name, a.csm_owner,
+        SELECT a.account_id, a.crm_id, a.account_name, a.csm_owner,
             CASE
               WHEN a.created_at >= DATE '{as_of}' THEN 'created on or after the as-of date'
               WHEN {arr_on(con, f"DATE '{as_of}' - 1")} > 0 THEN NULL

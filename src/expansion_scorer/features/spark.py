@@ -189,7 +189,7 @@ def _status_sql(consumption: bool) -> str:
             SELECT DISTINCT d.as_of, r.account_id FROM snapshot_dates d
             JOIN revenue r ON r.date < d.as_of
         )
-        SELECT a.account_id, a.account_name, a.csm_owner, d.as_of,
+        SELECT a.account_id, a.crm_id, a.account_name, a.csm_owner, d.as_of,
             CASE
               WHEN a.created_at >= d.as_of THEN 'created on or after the as-of date'
               WHEN m.arr > 0 THEN NULL
@@ -223,7 +223,7 @@ def account_status(world: SparkWorld, as_of: date) -> pd.DataFrame:
     _dates_view(world.spark, [as_of])
     frame = (
         world.spark.sql(_status_sql(world.consumption))
-        .select("account_id", "account_name", "csm_owner", "excluded_reason")
+        .select("account_id", "crm_id", "account_name", "csm_owner", "excluded_reason")
         .toPandas()
     )
     return frame.sort_values("account_id", kind="stable").reset_index(drop=True)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from expansion_scorer.config import Engine, FeatureSet, ServingConfig
 from expansion_scorer.data.database import DatabaseError
 from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
@@ -118,7 +118,8 @@ class Scored:
 
 def score_columns(serving: ServingConfig) -> list[str]:
     return [
-        "rank", "account_id", "account_name", "csm_owner", "score", "expected_expansion_arr",
+        "rank", "account_id", "crm_id", "account_name", "csm_owner", "score",
+        "expected_expansion_arr",
         "band", "readiness",
         "readiness_reason", "motion", *[f"reason_{i + 1}" for i in range(serving.reasons)],
         "reason_against", "talking_points", "model_version", "as_of",
@@ -198,7 +199,9 @@ def finish_scoring(
     """
     excluded = status[status["excluded_reason"].notna()].reset_index(drop=True)
     eligible = status[status["excluded_reason"].isna()]
-    frame = frame.merge(eligible[["account_id", "account_name", "csm_owner"]], on="account_id")
+    frame = frame.merge(
+        eligible[["account_id", "crm_id", "account_name", "csm_owner"]], on="account_id"
+    )
     if len(frame) != len(eligible):  # pragma: no cover - an invariant of the SQL
         raise AssertionError("eligible accounts and feature rows disagree")
     given = frame.pop(PRESCORED).to_numpy(dtype="float64") if PRESCORED in frame else None
@@ -245,7 +248,12 @@ def _score_chunk(
             )
         ]  # fmt: skip
     scores = pd.concat(
-        [frame[["account_id", "account_name", "csm_owner"]], *said, readiness(frame, serving)],
+        [
+            # a frame built elsewhere (a benchmark's, say) may hold no CRM id: it reads empty
+            frame.reindex(columns=["account_id", "crm_id", "account_name", "csm_owner"]),
+            *said,
+            readiness(frame, serving),
+        ],
         axis=1,
     )
     scores["score"] = p
@@ -380,7 +388,7 @@ class ScoreResult:
 
 
 def score_job(
-    data_dir: Path,
+    data_dir: DataSource,
     as_of: date,
     out_dir: Path,
     feature_set: FeatureSet,
@@ -409,6 +417,11 @@ def score_job(
 
     out_dir = Path(out_dir)
     serving.check_against(feature_set)  # before any data is read
+    if engine is Engine.SPARK and isinstance(data_dir, Sources):
+        raise UserError(
+            "--engine spark reads contract files only; with --sources, use --engine duckdb"
+            " (or write the mapped tables out as contract files first)"
+        )
     if sink is not None:
         sinks.check(sink, serving.reasons)
         lap("check_sink")
@@ -421,6 +434,7 @@ def score_job(
     if engine is Engine.SPARK:
         from expansion_scorer.serving.spark import score_frame_spark
 
+        assert not isinstance(data_dir, Sources)  # refused above
         scored = score_frame_spark(data_dir, as_of, model, model_uri, feature_set, serving, version)
     else:
         scored = score_frame(world, as_of, model, feature_set, serving, version)
@@ -577,19 +591,13 @@ def _to_database(
 
 
 def _crm_ids(world: World, account_ids: pd.Series) -> pd.Series | None:
-    """Each account's CRM id, when the accounts table carries a `crm_id` column."""
-    for view in ("accounts", "raw_accounts"):
-        try:
-            names = {r[0] for r in world.con.execute(f"DESCRIBE {view}").fetchall()}
-        except duckdb.Error:
-            continue
-        if "crm_id" in names:
-            ids = world.con.execute(
-                f"SELECT account_id::VARCHAR AS account_id, crm_id::VARCHAR AS crm_id FROM {view}"
-            ).df()
-            mapping = ids.drop_duplicates("account_id").set_index("account_id")["crm_id"]
-            return account_ids.astype(str).map(mapping)
-    return None
+    """Each account's CRM id (`crm_id`, an optional contract column of accounts); None when no
+    account has one."""
+    ids = world.con.execute("SELECT account_id, crm_id FROM accounts WHERE crm_id IS NOT NULL").df()
+    if ids.empty:
+        return None
+    mapping = ids.drop_duplicates("account_id").set_index("account_id")["crm_id"]
+    return account_ids.astype(str).map(mapping)
 
 
 def _measured(out_dir: Path) -> dict[str, object]:
@@ -655,7 +663,7 @@ class MonitorResult:
 
 
 def monitor_job(
-    data_dir: Path, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
+    data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
 ) -> MonitorResult:
     """Drift of the latest run against training, and outcomes of the runs that have matured."""
     out_root = Path(out_root)
@@ -778,7 +786,7 @@ def _manifest_body(
     }
 
 
-def _created_on_or_after(data_dir: Path, as_of: date) -> int:
+def _created_on_or_after(data_dir: DataSource, as_of: date) -> int:
     """How many accounts the as-of date cannot see yet: a count for the console, never a feature."""
     row = (
         open_world(data_dir)

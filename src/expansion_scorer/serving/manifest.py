@@ -22,16 +22,29 @@ def file_sha256(path: Path) -> str:
 
 def input_summary(world: World) -> dict[str, dict[str, Any]]:
     """Per table: the file name (not its path), rows in the file, rows dated before the as-of
-    date, and the file's content hash."""
+    date, and the file's content hash. A mapped table names its mapping entry instead, and
+    hashes the files it names (a `files:` glob) or its SELECT's text (a `sql:` entry, whose
+    files DuckDB opens itself)."""
     out: dict[str, dict[str, Any]] = {}
-    for name, path in sorted(world.files.items()):
+    for name, source in sorted(world.tables.items()):
         total = world.con.execute(f"SELECT count(*) FROM raw_{name}").fetchone()
         seen = world.con.execute(f"SELECT count(*) FROM {name}").fetchone()
-        out[name] = {
-            "file": path.name,
+        counts = {
             "rows": int(total[0]) if total else 0,
             "rows_before_as_of": int(seen[0]) if seen else 0,
-            "sha256": file_sha256(path),
+        }
+        if not source.mapped:
+            path = source.files[0]
+            out[name] = {"file": path.name, **counts, "sha256": file_sha256(path)}
+            continue
+        digest = hashlib.sha256((source.sql or "").encode("utf-8"))
+        for path in source.files:
+            digest.update(f"{path.name}:{file_sha256(path)}".encode())
+        out[name] = {
+            "source": source.label,
+            "files": [p.name for p in source.files],
+            **counts,
+            "sha256": digest.hexdigest(),
         }
     return out
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import open_world
+from expansion_scorer.data.sources import DataSource
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions, build_movements
@@ -52,7 +53,7 @@ PROGRAM_COLUMNS = [
 
 
 def outcomes(
-    data_dir: Path, feature_set: FeatureSet, assignments: pd.DataFrame
+    data_dir: DataSource, feature_set: FeatureSet, assignments: pd.DataFrame
 ) -> tuple[pd.DataFrame, date, float]:
     """The matured assignments with `expanded` and `expansion_arr` within their horizon, the end
     of the data, and the ARR of the book on the first matured cohort's date."""
@@ -255,7 +256,7 @@ def program_chart(table: pd.DataFrame) -> bytes:
 
 
 def health(
-    data_dir: Path,
+    data_dir: DataSource,
     feature_set: FeatureSet,
     history: Path,
     measured: pd.DataFrame,
@@ -330,7 +331,7 @@ class MeasureResult:
 
 
 def measure_job(
-    data_dir: Path, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
+    data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
 ) -> MeasureResult:
     """Measure the program from the weekly history under `out_root`; write `measure/`."""
     history = Path(out_root) / HISTORY_FILE

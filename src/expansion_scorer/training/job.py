@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.sources import DataSource, data_root
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
@@ -52,7 +53,7 @@ from expansion_scorer.training.train import Layout, fit
 TRUTH_FILE = "truth.parquet"
 
 
-def load_world(data_dir: Path, cutoff: date | None) -> World:
+def load_world(data_dir: DataSource, cutoff: date | None) -> World:
     world = open_world(data_dir, cutoff=cutoff)
     validate(world)
     return world
@@ -77,10 +78,12 @@ def training_frame(
     return features.merge(y, on=["account_id", "as_of"], how="inner", validate="one_to_one")
 
 
-def with_truth(data_dir: Path, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+def with_truth(data_dir: DataSource, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """The frame with the simulator's true probability, when every snapshot has one."""
-    path = Path(data_dir) / TRUTH_FILE
-    if not path.is_file() or horizon_days != 90:  # the simulator's truth is for 90 days
+    root = data_root(data_dir)
+    path = root / TRUTH_FILE if root is not None else None
+    # the simulator's truth is for 90 days
+    if path is None or not path.is_file() or horizon_days != 90:
         return frame
     truth = pd.read_parquet(path, columns=["account_id", "as_of", "p_expand"])
     truth["as_of"] = pd.to_datetime(truth["as_of"]).dt.date
@@ -180,7 +183,7 @@ def check_season_feature(cfg: TrainingConfig, feature_set: FeatureSet) -> None:
 
 
 def train_job(
-    data_dir: Path,
+    data_dir: DataSource,
     cfg: TrainingConfig,
     feature_set: FeatureSet,
     until: date | None = None,
@@ -395,7 +398,7 @@ def _recipe(
 
 
 def promote_job(
-    data_dir: Path,
+    data_dir: DataSource,
     cfg: TrainingConfig,
     until: date | None = None,
     force: bool = False,
