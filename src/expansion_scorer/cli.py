@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--promote", action="store_true", help="run the promotion gate straight after training"
     )
+    tr.add_argument(
+        "--program",
+        type=Path,
+        help="with target: uplift, the weekly output root whose holdout history it learns from",
+    )
 
     pr = sub.add_parser(
         "promote", help="compare @challenger with @champion on the latest folds; maybe promote"
@@ -187,6 +192,14 @@ def _train(args: argparse.Namespace) -> None:
     if updates:  # validated like the config file, so --horizon-days 3 stops here
         cfg = override(cfg, updates)
     config_text = args.config.read_text(encoding="utf-8") if args.config else None
+    if cfg.target == "uplift":
+        _train_uplift(args, cfg, config_text)
+        return
+    if args.program is not None:
+        raise UserError(
+            "--program is read only with target: uplift (training config); drop it, or set"
+            " target: uplift"
+        )
     result = train_job(
         args.data_dir,
         cfg,
@@ -196,6 +209,37 @@ def _train(args: argparse.Namespace) -> None:
         promote=args.promote,
     )
     _print_training(result)
+
+
+def _train_uplift(args: argparse.Namespace, cfg: object, config_text: str | None) -> None:
+    from expansion_scorer.config import TrainingConfig, load_feature_set
+    from expansion_scorer.training.uplift_job import uplift_job
+
+    assert isinstance(cfg, TrainingConfig)
+    if args.train_until is not None or args.promote or args.trials:
+        raise UserError(
+            "target: uplift takes no --train-until, --trials or --promote; it learns from every"
+            " matured cohort of --program (promote with `expansion promote --config`)"
+        )
+    result = uplift_job(args.data_dir, args.program, cfg, load_feature_set(args.features),
+                        config_text)  # fmt: skip
+    final = result.final
+    print(
+        f"uplift (T-learner): {result.rows:,} matured listed and held-out assignments in"
+        f" {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
+        f" {len(result.folds)} time folds by cohort"
+    )
+    print(result.table)
+    pooled = result.backtest.pooled
+    up, prop = pooled["uplift"], pooled["propensity"]
+    print(
+        f"pooled test: Qini {up['qini']:.4f} ranked by uplift against {prop['qini']:.4f} by"
+        f" propensity; incremental expansions at capacity {up['incremental_at_capacity']:.1f}"
+        f" against {prop['incremental_at_capacity']:.1f}"
+    )
+    if "oracle" in pooled:
+        print(f"the true effect as a ranking (oracle): Qini {pooled['oracle']['qini']:.4f}")
+    print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")
 
 
 def _print_training(result: object) -> None:

@@ -1,0 +1,240 @@
+"""`expansion train --program OUT` with `target: uplift`: the uplift model's job.
+
+Reads the randomized assignments of the weekly history under OUT, keeps the listed and held-out
+ones whose horizon has closed in the data, computes each one's features as of the day it was
+drawn with the same feature pipeline as the training snapshots, and its outcome as
+`expansion measure` reads it. Everything that can fail on the user's data fails before the
+MLflow run starts, so a refused training registers nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import mlflow.data.pandas_dataset
+import pandas as pd
+from mlflow.models import infer_signature
+
+from expansion_scorer.config import FeatureSet, TrainingConfig
+from expansion_scorer.data.loading import open_world
+from expansion_scorer.errors import UserError
+from expansion_scorer.features.build import build_features
+from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.snapshots import as_dates, build_pairs
+from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
+from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
+from expansion_scorer.serving.measure import outcomes
+from expansion_scorer.tracking import configure, experiment_id
+from expansion_scorer.training.job import _git_commit, _requirements
+from expansion_scorer.training.registry import assign_new_version
+from expansion_scorer.training.uplift import (
+    ORACLE,
+    OUTCOME,
+    PROPENSITY,
+    UPLIFT,
+    CohortFold,
+    UpliftBacktest,
+    backtest_uplift,
+    check_arms,
+    fit_uplift,
+    plan_cohort_folds,
+    table,
+)
+
+PROGRAM_TRUTH = "program_truth.parquet"
+"""The simulator's per-assignment truth (serving.simulation): the oracle, when present."""
+WORLD_TRUTH = "truth.parquet"
+
+
+def _oracle(data_dir: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with the true effect of the program per assignment, when the data has it: the
+    simulator's `p_touched - p_expand` at the assignment date, else its realised `effect`."""
+    keys = ["account_id", "assigned_on"]
+    world = Path(data_dir) / WORLD_TRUTH
+    if world.is_file():
+        truth = pd.read_parquet(world)
+        if {"p_touched", "p_expand"} <= set(truth.columns):
+            truth = as_dates(truth.rename(columns={"as_of": "assigned_on"}), "assigned_on")
+            truth[ORACLE] = truth["p_touched"] - truth["p_expand"]
+            joined = rows.merge(truth[[*keys, ORACLE]], on=keys, how="left")
+            if joined[ORACLE].notna().all():
+                return joined
+    path = Path(data_dir) / PROGRAM_TRUTH
+    if not path.is_file():
+        return rows
+    truth = as_dates(pd.read_parquet(path, columns=[*keys, "effect"]), "assigned_on")
+    joined = rows.merge(truth.rename(columns={"effect": ORACLE}), on=keys, how="left")
+    return joined if joined[ORACLE].notna().all() else rows
+
+
+def uplift_frame(data_dir: Path, program: Path, feature_set: FeatureSet) -> pd.DataFrame:
+    """Per matured listed or held-out assignment: its features as of the day it was drawn, the
+    propensity score it was drawn with, whether it expanded within the horizon, and the oracle
+    when the data has one."""
+    history = Path(program) / HISTORY_FILE
+    if not history.is_file():
+        raise UserError(
+            f"{program}: no weekly history ({HISTORY_FILE}); target: uplift learns from the"
+            " weekly runs' holdout: pass --program the output root `expansion score` writes to"
+        )
+    assigned = read_assignments(history)
+    randomized = assigned[assigned["arm"].isin(COMPARED)]
+    if not (randomized["arm"] == HOLDOUT).any():
+        raise UserError(
+            f"{history}: no account has been held out yet; target: uplift needs a control"
+            " group: score weekly with holdout.fraction above 0 (serving config)"
+        )
+    measured, _, _ = outcomes(Path(data_dir), feature_set, randomized)
+    measured = measured.rename(columns={"score": PROPENSITY})
+    if measured.empty:
+        return measured
+    world = open_world(Path(data_dir))
+    build_pairs(world.con, measured.rename(columns={"assigned_on": "as_of"}))
+    build_expansions(world.con, feature_set)
+    features = build_features(
+        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
+    ).rename(columns={"as_of": "assigned_on"})
+    # an assignment whose account is not eligible on its own date (a corrected export) has no
+    # features: it cannot be learnt from, and leaves both the fit and the backtest
+    keep = ["account_id", "assigned_on", "period", "arm", "csm_owner", "horizon_days",
+            PROPENSITY, OUTCOME, "expansion_arr"]  # fmt: skip
+    rows = measured[keep].merge(features, on=["account_id", "assigned_on"], how="inner")
+    return _oracle(Path(data_dir), rows).sort_values(["assigned_on", "account_id"],
+                                                     ignore_index=True)  # fmt: skip
+
+
+@dataclass
+class UpliftResult:
+    run_id: str
+    model_uri: str
+    version: str
+    alias: str
+    backtest: UpliftBacktest
+    folds: list[CohortFold]
+    final: CohortFold
+    rows: int
+    table: str
+
+
+def _flat(metrics: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
+    return {
+        f"{prefix}{scorer}_{key}": value
+        for scorer, values in metrics.items()
+        for key, value in values.items()
+        if value == value
+    }
+
+
+def _span(dates: tuple[date, ...] | list[date]) -> str:
+    return f"{min(dates)}..{max(dates)}" if dates else ""
+
+
+def uplift_job(
+    data_dir: Path,
+    program: Path | None,
+    cfg: TrainingConfig,
+    feature_set: FeatureSet,
+    config_text: str | None = None,
+) -> UpliftResult:
+    """Backtest the T-learner on time folds of assignment cohorts against ranking by
+    propensity, fit it on every matured cohort, log it and register it under its own name."""
+    if program is None:
+        raise UserError(
+            "target: uplift learns from the weekly runs' holdout: pass --program OUT, the output"
+            " root `expansion score` writes to every week"
+        )
+    frame = uplift_frame(data_dir, program, feature_set)
+    if frame.empty:
+        raise UserError(
+            f"target: uplift found no randomized assignment whose horizon has closed in the"
+            f" data ({program / HISTORY_FILE}); it needs at least {cfg.uplift.min_cohorts}"
+            " matured cohorts: train again once their horizon has passed"
+        )
+    cohorts = sorted(frame["assigned_on"].unique())
+    horizon = int(frame["horizon_days"].max())
+    folds, final = plan_cohort_folds(cohorts, horizon, cfg)
+    check_arms(frame, [*folds, final], cfg)
+    bt = backtest_uplift(frame, folds, feature_set, cfg)
+    model = fit_uplift(frame, final.train, feature_set, cfg)
+    k = cfg.uplift.accounts_per_csm
+    text = table(bt, k)
+    name = cfg.uplift.registered_model
+    data = frame.drop(columns=[ORACLE], errors="ignore")
+
+    client = configure()
+    exp = experiment_id(client, cfg.experiment)
+    commit = _git_commit()
+    with mlflow.start_run(
+        experiment_id=exp, tags={"mlflow.source.git.commit": commit, "target": "uplift"}
+    ) as run:
+        mlflow.log_params(
+            {
+                "target": "uplift",
+                "learner": "T-learner (LightGBM per arm)",
+                "program": str(program),
+                "horizon_days": horizon,
+                "cohorts": _span(cohorts),
+                "test_cohorts": _span([d for f in folds for d in f.test]),
+                "assignments": len(frame),
+                "listed": int((frame["arm"] == LISTED).sum()),
+                "holdout": int((frame["arm"] == HOLDOUT).sum()),
+                "features": len(model.feature_names),
+                "folds": len(folds),
+                "capacity_per_csm": k,
+                "seed": cfg.seed,
+                "git_commit": commit,
+                **{f"lgbm_{key}": v for key, v in cfg.uplift.lightgbm.model_dump().items()},
+            }
+        )
+        pooled = _flat(bt.pooled, "test_")
+        for key in ("qini", "incremental_at_capacity"):
+            gain = bt.pooled[UPLIFT][key] - bt.pooled[PROPENSITY][key]
+            pooled[f"margin_over_propensity_{key}"] = gain
+        mlflow.log_metrics({k_: v for k_, v in pooled.items() if v == v})
+        for fold in bt.folds:
+            with mlflow.start_run(experiment_id=exp, run_name=fold.fold.name, nested=True):
+                mlflow.log_params(
+                    {"train_cohorts": _span(fold.fold.train), "test_cohorts": _span(fold.fold.test)}
+                )
+                mlflow.log_metrics(_flat(fold.metrics, ""))
+        mlflow.log_input(
+            mlflow.data.pandas_dataset.from_pandas(data, name="assignments", targets=OUTCOME),
+            context="training",
+        )
+        mlflow.log_dict(feature_set.model_dump(), "config/features.json")
+        mlflow.log_dict(cfg.model_dump(), "config/training.json")
+        mlflow.log_dict(cfg.model_dump(), "config/training_resolved.json")
+        if config_text is not None:
+            mlflow.log_text(config_text, "config/training.yaml")
+        mlflow.log_text(text + "\n", "report/folds.txt")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "test_scores.parquet"
+            bt.scores.drop(columns=[ORACLE], errors="ignore").to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), "report")
+        example = data[model.feature_names].head(20)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            signature=infer_signature(example, model.predict(None, example)),
+            input_example=example,
+            registered_model_name=name,
+            pip_requirements=_requirements(),
+        )
+        version = str(info.registered_model_version)
+        alias = assign_new_version(client, name, version)
+        mlflow.set_tag("registered_alias", alias)
+    return UpliftResult(
+        run_id=run.info.run_id,
+        model_uri=f"models:/{name}/{version}",
+        version=version,
+        alias=alias,
+        backtest=bt,
+        folds=folds,
+        final=final,
+        rows=len(frame),
+        table=text,
+    )
