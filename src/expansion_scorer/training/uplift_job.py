@@ -71,10 +71,10 @@ def _oracle(data_dir: Path, rows: pd.DataFrame) -> pd.DataFrame:
     return joined if joined[ORACLE].notna().all() else rows
 
 
-def uplift_frame(data_dir: Path, program: Path, feature_set: FeatureSet) -> pd.DataFrame:
-    """Per matured listed or held-out assignment: its features as of the day it was drawn, the
-    propensity score it was drawn with, whether it expanded within the horizon, and the oracle
-    when the data has one."""
+def matured_assignments(data_dir: Path, program: Path, feature_set: FeatureSet) -> pd.DataFrame:
+    """The listed and held-out assignments of the history under `program` whose horizon has
+    closed in the data, with whether each expanded within it (as `expansion measure` reads it)
+    and the propensity score it was drawn with."""
     history = Path(program) / HISTORY_FILE
     if not history.is_file():
         raise UserError(
@@ -89,22 +89,44 @@ def uplift_frame(data_dir: Path, program: Path, feature_set: FeatureSet) -> pd.D
             " group: score weekly with holdout.fraction above 0 (serving config)"
         )
     measured, _, _ = outcomes(Path(data_dir), feature_set, randomized)
-    measured = measured.rename(columns={"score": PROPENSITY})
-    if measured.empty:
-        return measured
+    return measured.rename(columns={"score": PROPENSITY})
+
+
+def with_features(data_dir: Path, matured: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
+    """Each assignment with its features as of the day it was drawn, computed by the feature
+    pipeline of the training snapshots, and the oracle when the data has one."""
+    keep = ["account_id", "assigned_on", "period", "arm", "csm_owner", "horizon_days",
+            PROPENSITY, OUTCOME, "expansion_arr"]  # fmt: skip
+    if matured.empty:
+        return matured.reindex(columns=keep)
     world = open_world(Path(data_dir))
-    build_pairs(world.con, measured.rename(columns={"assigned_on": "as_of"}))
+    build_pairs(world.con, matured.rename(columns={"assigned_on": "as_of"}))
     build_expansions(world.con, feature_set)
     features = build_features(
         world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
     ).rename(columns={"as_of": "assigned_on"})
     # an assignment whose account is not eligible on its own date (a corrected export) has no
     # features: it cannot be learnt from, and leaves both the fit and the backtest
-    keep = ["account_id", "assigned_on", "period", "arm", "csm_owner", "horizon_days",
-            PROPENSITY, OUTCOME, "expansion_arr"]  # fmt: skip
-    rows = measured[keep].merge(features, on=["account_id", "assigned_on"], how="inner")
+    rows = matured[keep].merge(features, on=["account_id", "assigned_on"], how="inner")
     return _oracle(Path(data_dir), rows).sort_values(["assigned_on", "account_id"],
                                                      ignore_index=True)  # fmt: skip
+
+
+def uplift_frame(data_dir: Path, program: Path, feature_set: FeatureSet) -> pd.DataFrame:
+    """Per matured listed or held-out assignment: its features as of the day it was drawn, the
+    propensity score it was drawn with, whether it expanded within the horizon, and the oracle
+    when the data has one."""
+    return with_features(data_dir, matured_assignments(data_dir, program, feature_set),
+                         feature_set)  # fmt: skip
+
+
+def _plan(frame: pd.DataFrame, cfg: TrainingConfig) -> tuple[list[CohortFold], CohortFold, int]:
+    """The cohort folds the rows hold, checked for enough of each arm; or a one-line refusal."""
+    cohorts = sorted(frame["assigned_on"].unique())
+    horizon = int(frame["horizon_days"].max())
+    folds, final = plan_cohort_folds(cohorts, horizon, cfg)
+    check_arms(frame, [*folds, final], cfg)
+    return folds, final, horizon
 
 
 @dataclass
@@ -147,17 +169,17 @@ def uplift_job(
             "target: uplift learns from the weekly runs' holdout: pass --program OUT, the output"
             " root `expansion score` writes to every week"
         )
-    frame = uplift_frame(data_dir, program, feature_set)
-    if frame.empty:
+    matured = matured_assignments(data_dir, program, feature_set)
+    if matured.empty:
         raise UserError(
             f"target: uplift found no randomized assignment whose horizon has closed in the"
             f" data ({program / HISTORY_FILE}); it needs at least {cfg.uplift.min_cohorts}"
             " matured cohorts: train again once their horizon has passed"
         )
+    _plan(matured, cfg)  # refuse before any feature is computed
+    frame = with_features(data_dir, matured, feature_set)
+    folds, final, horizon = _plan(frame, cfg)  # again: accounts without features have left
     cohorts = sorted(frame["assigned_on"].unique())
-    horizon = int(frame["horizon_days"].max())
-    folds, final = plan_cohort_folds(cohorts, horizon, cfg)
-    check_arms(frame, [*folds, final], cfg)
     bt = backtest_uplift(frame, folds, feature_set, cfg)
     model = fit_uplift(frame, final.train, feature_set, cfg)
     k = cfg.uplift.accounts_per_csm
