@@ -72,14 +72,22 @@ def _config(where: Path, text: str = UPLIFT) -> Path:
     return path
 
 
-def test_uplift_is_backtested_against_propensity_and_registered_under_its_own_name(
+def test_uplift_is_backtested_registered_under_its_own_name_and_ranks_the_list(
     responded: tuple[Path, Path],
     frame: pd.DataFrame,
-    mlflow_store: Path,
+    trained_store: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     data, out = responded
-    config = _config(mlflow_store)
+    # Given a copy of the store that holds the propensity champion (uplift runs in an
+    # experiment of their own, so their artifacts stay beside the copy)
+    (tmp_path / "store").mkdir()
+    shutil.copy(trained_store / "mlflow.db", tmp_path / "store" / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path, UPLIFT + "experiment: uplift\n")
 
     # When the uplift model is trained on the program's matured cohorts
     args = ["train", str(data), "--config", str(config), "--program", str(out)]
@@ -107,8 +115,9 @@ def test_uplift_is_backtested_against_propensity_and_registered_under_its_own_na
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
     assert [f.data.params["train_cohorts"] for f in folds] == ["2024-04-01..2024-04-01"]
-    # no propensity model is registered by an uplift training
-    assert not client.search_registered_models("name = 'expansion-propensity'")
+    # the propensity model is left as it was
+    assert str(client.get_model_version_by_alias("expansion-propensity", "champion").version) == "1"
+    assert len(client.search_model_versions("name = 'expansion-propensity'")) == 1
 
     # And the pyfunc serves the uplift as the difference of the two arms' probabilities
     model = mlflow.pyfunc.load_model("models:/expansion-uplift@champion")
@@ -117,6 +126,40 @@ def test_uplift_is_backtested_against_propensity_and_registered_under_its_own_na
     served = model.predict(frame[wrapper.feature_names].head(30))
     np.testing.assert_allclose(served["uplift"], served["p_listed"] - served["p_holdout"])
     assert served["uplift"].std() > 0, "a model that cannot tell accounts apart"
+
+    # When the weekly run ranks by uplift
+    raw = yaml.safe_load((Path(__file__).parents[2] / "serving" / "default.yaml").read_text())
+    serving = tmp_path / "serving.yaml"
+    serving.write_text(yaml.safe_dump({**raw, "rank_by": "uplift"}), encoding="utf-8")
+    week = ["score", str(data), "--as-of", "2024-09-02", "--config", str(serving)]
+    code, stdout, err = run_cli([*week, "--out", str(tmp_path / "ranked")], capsys)
+
+    # Then the list holds the uplift and the incremental ARR it is ordered by
+    assert code == 0, err
+    scores = pd.read_parquet(tmp_path / "ranked" / "scores.parquet")
+    size = scores["expected_expansion_arr"] / scores["score"]
+    np.testing.assert_allclose(scores["expected_incremental_arr"], scores["uplift"] * size)
+    assert scores["expected_incremental_arr"].is_monotonic_decreasing
+    assert scores["rank"].tolist() == list(range(1, len(scores) + 1))
+    # and reasons that say, in the account's numbers, what makes a touch matter, in points of
+    # uplift that add up with the rest to the uplift above its base
+    said = scores["uplift_reason_1"]
+    assert said.str.len().gt(0).mean() > 0.3
+    assert said[said != ""].str.contains(r"\([+]\d+ pts?\)$").all()
+    manifest = (tmp_path / "ranked" / "manifest.json").read_text(encoding="utf-8")
+    assert "expansion-uplift v1" in manifest
+    people = pd.read_csv(tmp_path / "ranked" / "scores.csv")
+    assert {"uplift_pts", "expected_incremental_arr", "uplift_reason_against"} <= set(people)
+
+    # And without an uplift model under that name, the run stops in one line, writing nothing
+    serving.write_text(
+        yaml.safe_dump({**raw, "rank_by": "uplift", "uplift_model": "models:/nope@champion"}),
+        encoding="utf-8",
+    )
+    code, _, err = run_cli([*week, "--out", str(tmp_path / "none")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "rank_by: uplift, but no uplift model loads from models:/nope@champion" in err
+    assert not (tmp_path / "none").exists()
 
 
 
