@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--train-until", type=_date)
     pr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
     pr.add_argument("--force", action="store_true", help="promote even if the gate refuses")
+    pr.add_argument(
+        "--program",
+        type=Path,
+        help="with target: uplift, the weekly output root both uplift models are refitted on",
+    )
 
     sc = sub.add_parser("score", help="score, explain and rank eligible accounts as of a date")
     sc.add_argument("data_dir", type=Path)
@@ -300,9 +305,18 @@ def _promote(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_training_config
     from expansion_scorer.jobs import promote_job
 
-    result = promote_job(
-        args.data_dir, load_training_config(args.config), until=args.train_until, force=args.force
-    )
+    cfg = load_training_config(args.config)
+    if cfg.target == "uplift":
+        from expansion_scorer.training.uplift_job import promote_uplift_job
+
+        result = promote_uplift_job(args.data_dir, args.program, cfg, force=args.force)
+    elif args.program is not None:
+        raise UserError(
+            "--program is read only with target: uplift (training config); drop it, or set"
+            " target: uplift"
+        )
+    else:
+        result = promote_job(args.data_dir, cfg, until=args.train_until, force=args.force)
     if result.test_dates:
         print(
             f"compared v{result.challenger_version} (@challenger) with"

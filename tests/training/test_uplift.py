@@ -162,7 +162,6 @@ def test_uplift_is_backtested_registered_under_its_own_name_and_ranks_the_list(
     assert not (tmp_path / "none").exists()
 
 
-
 def test_each_assignment_is_learnt_from_its_features_as_of_the_day_it_was_drawn(
     responded: tuple[Path, Path], frame: pd.DataFrame
 ) -> None:

@@ -147,8 +147,8 @@ def uplift_columns(serving: ServingConfig) -> list[str]:
     matter; otherwise none."""
     if serving.rank_by != "uplift":
         return []
-    return ["uplift", "expected_incremental_arr",
-            *[f"uplift_reason_{i + 1}" for i in range(serving.reasons)], "uplift_reason_against"]  # fmt: skip
+    slots = [f"uplift_reason_{i + 1}" for i in range(serving.reasons)]
+    return ["uplift", "expected_incremental_arr", *slots, "uplift_reason_against"]
 
 
 def score_columns(serving: ServingConfig) -> list[str]:
@@ -305,11 +305,11 @@ def _score_chunk(
         slots = [f"reason_{k + 1}" for k in range(serving.reasons)] + ["reason_against"]
         if explain:
             contrib, touch = uplift_points(uplift, frame, feature_set)
-            said = reasons(frame, contrib, touch, feature_set, serving.reasons)
+            why = reasons(frame, contrib, touch, feature_set, serving.reasons)
         else:
-            said = pd.DataFrame({slot: "" for slot in slots}, index=frame.index)
+            why = pd.DataFrame({slot: "" for slot in slots}, index=frame.index)
         for slot in slots:
-            scores[f"uplift_{slot}"] = said[slot].to_numpy()
+            scores[f"uplift_{slot}"] = why[slot].to_numpy()
     return scores, points
 
 

@@ -172,8 +172,9 @@ def check_arms(frame: pd.DataFrame, folds: Sequence[CohortFold], cfg: TrainingCo
                         )
 
 
-def _booster(rows: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]],
-             cfg: TrainingConfig) -> lgb.Booster:  # fmt: skip
+def _booster(
+    rows: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]], cfg: TrainingConfig
+) -> lgb.Booster:
     params = cfg.uplift.lightgbm
     data = lgb.Dataset(
         prepare(rows, numeric, categories),
@@ -198,7 +199,9 @@ def fit_uplift(
     )
 
 
-def uplift_metrics(scores: pd.DataFrame, scorers: Sequence[str], k: int) -> dict[str, dict[str, float]]:  # fmt: skip
+def uplift_metrics(
+    scores: pd.DataFrame, scorers: Sequence[str], k: int
+) -> dict[str, dict[str, float]]:
     """Per scorer: the Qini coefficient, and what working the top k per CSM and cohort by it
     realises (incremental expansions, the uplift among them)."""
     y = scores[OUTCOME].to_numpy()
@@ -266,9 +269,8 @@ def backtest_uplift(
 
 def table(bt: UpliftBacktest, k: int) -> str:
     """Per fold and pooled, each ranking's Qini and incremental expansions at capacity."""
-    head = (
-        f"{'':28} {'rows':>5} {'listed':>6} {'held':>5}"
-        + "".join(f" {'qini ' + s:>14} {'incr@k ' + s:>16}" for s in bt.scorers)
+    head = f"{'':28} {'rows':>5} {'listed':>6} {'held':>5}" + "".join(
+        f" {'qini ' + s:>14} {'incr@k ' + s:>16}" for s in bt.scorers
     )
     lines = [head, f"(k = {k} per CSM and cohort; incr@k: incremental expansions realised)"]
     parts = [(f"{r.fold.name} {_span(r.fold.test)}", r.metrics) for r in bt.folds]

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import mlflow
+import mlflow.artifacts
 import mlflow.data.pandas_dataset
 import pandas as pd
 from mlflow.models import infer_signature
@@ -29,8 +30,14 @@ from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
 from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
 from expansion_scorer.serving.measure import outcomes
 from expansion_scorer.tracking import configure, experiment_id
-from expansion_scorer.training.job import _git_commit, _requirements
-from expansion_scorer.training.registry import assign_new_version
+from expansion_scorer.training.job import PromoteResult, _git_commit, _requirements
+from expansion_scorer.training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    alias_version,
+    assign_new_version,
+)
 from expansion_scorer.training.uplift import (
     ORACLE,
     OUTCOME,
@@ -260,3 +267,81 @@ def uplift_job(
         rows=len(frame),
         table=text,
     )
+
+
+def promote_uplift_job(
+    data_dir: Path, program: Path | None, cfg: TrainingConfig, force: bool = False
+) -> PromoteResult:
+    """The propensity model's alias flow for the uplift model: refit the challenger's and the
+    champion's recipes on the same cohort folds of the same history and move `champion` when
+    the challenger realises more incremental expansions at capacity (or when forced)."""
+    client = configure()
+    name = cfg.uplift.registered_model
+    challenger = alias_version(client, name, CHALLENGER)
+    champion = alias_version(client, name, CHAMPION)
+    if challenger is None:
+        raise UserError(f"{name} has no @{CHALLENGER}; train one first (`expansion train`)")
+    if champion is None or champion == challenger:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        client.delete_registered_model_alias(name, CHALLENGER)
+        decision = Decision(True, "no champion to compare with: the challenger becomes champion")
+        return PromoteResult(decision, challenger, champion, [], None)
+    if program is None:
+        raise UserError(
+            "promoting an uplift model refits both on the weekly runs' holdout: pass --program"
+            " OUT, the output root `expansion score` writes to"
+        )
+    metrics: dict[str, dict[str, float]] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    folds: list[CohortFold] = []
+    for role, version in (("challenger", challenger), ("champion", champion)):
+        run_id = client.get_model_version(name, version).run_id
+        recipe = TrainingConfig.model_validate(
+            mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
+        )
+        features = FeatureSet.model_validate(
+            mlflow.artifacts.load_dict(f"runs:/{run_id}/config/features.json")
+        )
+        same = TrainingConfig.model_validate(
+            {**recipe.model_dump(), "uplift": {**recipe.uplift.model_dump(),
+             **cfg.uplift.model_dump(include={"folds", "test_cohorts", "accounts_per_csm"})}}
+        )  # fmt: skip
+        key = features.model_dump_json()
+        if key not in frames:
+            frames[key] = uplift_frame(data_dir, program, features)
+        frame = frames[key]
+        folds, _, _ = _plan(frame, same)
+        metrics[role] = backtest_uplift(frame, folds, features, same).pooled[UPLIFT]
+    gain = metrics["challenger"]["incremental_at_capacity"] - metrics["champion"][
+        "incremental_at_capacity"]  # fmt: skip
+    numbers = (
+        f"incremental expansions at capacity {metrics['challenger']['incremental_at_capacity']:.1f}"
+        f" vs {metrics['champion']['incremental_at_capacity']:.1f} ({gain:+.1f}), Qini"
+        f" {metrics['challenger']['qini']:.4f} vs {metrics['champion']['qini']:.4f}"
+    )
+    if gain > 0:
+        decision = Decision(True, f"challenger is better: {numbers}", False, *metrics.values())
+    elif force:
+        decision = Decision(True, f"forced despite the gate: {numbers}", True, *metrics.values())
+    else:
+        decision = Decision(False, f"refused (no more incremental expansions): {numbers}", False,
+                            *metrics.values())  # fmt: skip
+    test_dates = [d for f in folds for d in f.test]
+    exp = experiment_id(client, cfg.experiment)
+    with mlflow.start_run(experiment_id=exp, run_name=f"gate v{challenger} vs v{champion}") as run:
+        mlflow.log_params({"model": name, "challenger_version": challenger,
+                           "champion_version": champion, "gate_test_cohorts": _span(test_dates),
+                           "force": force})  # fmt: skip
+        mlflow.log_metrics(
+            {f"{r}_{k}": v for r, m in metrics.items() for k, v in m.items() if v == v}
+        )
+        mlflow.set_tags({"gate_decision": "promoted" if decision.promote else "refused",
+                         "gate_forced": str(decision.forced).lower(),
+                         "gate_reason": decision.reason})  # fmt: skip
+    client.set_model_version_tag(
+        name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
+    )
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)
