@@ -11,7 +11,7 @@ effect per assignment), and the incremental expansions realised at capacity by e
 
     .venv/bin/python bench/uplift_quality.py [--accounts 3000] [--seeds 3] [--first-seed 0]
         [--every 4] [--fraction 0.5] [--compliance 0.7] [--effect 0.5] [--folds 2]
-        [--test-cohorts 4]
+        [--test-cohorts 4] [--reuse DIR]
 """
 
 from __future__ import annotations
@@ -49,12 +49,13 @@ def _mondays(first: date, last: date, every: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-uplift-"))
+    root = args.reuse or Path(tempfile.mkdtemp(prefix="bench-uplift-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.chdir(root)
     world = root / "world"
-    generate_world(world, n_accounts=args.accounts, seed=0, months=24)
-    assert main(["train", str(world)]) == 0
+    if args.reuse is None:
+        generate_world(world, n_accounts=args.accounts, seed=0, months=24)
+        assert main(["train", str(world)]) == 0
     # three quarters whose 90-day horizons all close before the world ends (2024-12-31)
     weeks = _mondays(date(2024, 1, 1), date(2024, 9, 30), args.every)
     serving = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
@@ -130,4 +131,9 @@ if __name__ == "__main__":
     parser.add_argument("--effect", type=float, default=0.5)
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--test-cohorts", type=int, default=4)
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="the folder of an earlier run: its world and champion (seeds in another process)",
+    )
     run(parser.parse_args())

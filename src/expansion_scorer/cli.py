@@ -320,7 +320,8 @@ def _promote(args: argparse.Namespace) -> None:
     if result.test_dates:
         print(
             f"compared v{result.challenger_version} (@challenger) with"
-            f" v{result.champion_version} (@champion) on test months"
+            f" v{result.champion_version} (@champion) on test"
+            f" {'cohorts' if cfg.target == 'uplift' else 'months'}"
             f" {result.test_dates[0]}..{result.test_dates[-1]}"
         )
     _print_decision(result.decision)

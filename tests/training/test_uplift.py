@@ -115,6 +115,10 @@ def test_uplift_is_backtested_registered_under_its_own_name_and_ranks_the_list(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
     assert [f.data.params["train_cohorts"] for f in folds] == ["2024-04-01..2024-04-01"]
+    # the uplift gate has nothing to compare the champion with yet
+    code, _, err = run_cli(["promote", str(data), "--config", str(config), "--program", str(out)],
+                           capsys)  # fmt: skip
+    assert code == 2 and "expansion-uplift has no @challenger" in err
     # the propensity model is left as it was
     assert str(client.get_model_version_by_alias("expansion-propensity", "champion").version) == "1"
     assert len(client.search_model_versions("name = 'expansion-propensity'")) == 1
