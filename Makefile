@@ -30,4 +30,4 @@ lint: install
 	$(BIN)/mypy
 
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile

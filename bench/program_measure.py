@@ -1,13 +1,16 @@
 """Benchmark: does `expansion measure` find a program's true effect, and how fast?
 
-Generates a world, trains the champion through the CLI into a throw-away SQLite MLflow store,
-then per seed: weekly scoring runs with a holdout salted by the seed (two quarters, `--weeks`
-runs each), the world's simulated response to the program (`serving.simulation.respond`, the
-response drawn from the seed), and `expansion measure`. Prints, over seeds, how often the pooled
-95% interval covers the true intent-to-treat effect and how far the estimate is from it.
+Trains the champion through the CLI, into a throw-away SQLite MLflow store, on a generated world;
+then per seed runs the real loop on a world of its own that answers the program
+(`data.synthetic.ProgramWorld`, seeded by the seed): weekly scoring runs with a holdout salted by
+the seed (two quarters, `--weeks` runs each), CSMs touching what they were shown with
+`--compliance`, the world advancing a week at a time with those touches
+(`serving.simulation.run_program`, which also knows each account's outcome in both arms), and
+`expansion measure`. Prints, over seeds, how often the pooled 95% interval covers the true
+intent-to-treat effect and how far the estimate is from it.
 
     .venv/bin/python bench/program_measure.py [--accounts 3000] [--seeds 20] [--weeks 2]
-        [--first-seed 0] [--fraction 0.1] [--compliance 0.7] [--effect 0.5]
+        [--first-seed 0] [--fraction 0.1] [--compliance 0.7] [--strength 1]
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import yaml
 
 from expansion_scorer.cli import main
 from expansion_scorer.config import load_feature_set
-from expansion_scorer.data.synthetic import generate_world
-from expansion_scorer.serving.simulation import respond
+from expansion_scorer.data.synthetic import ProgramWorld, generate_world
+from expansion_scorer.serving.simulation import run_program
 
 
 def _weeks(first: date, per_quarter: int) -> list[str]:
@@ -48,9 +51,9 @@ def run(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-program-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.chdir(root)
-    world = root / "world"
-    generate_world(world, n_accounts=args.accounts, seed=0, months=24)
-    assert main(["train", str(world)]) == 0
+    trained_on = root / "world"
+    generate_world(trained_on, n_accounts=args.accounts, seed=0, months=24)
+    assert main(["train", str(trained_on)]) == 0
     weeks = _weeks(date(2024, 4, 1), args.weeks)
     serving = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
     features = load_feature_set()
@@ -60,13 +63,20 @@ def run(args: argparse.Namespace) -> None:
         serving["holdout"] = {"fraction": args.fraction, "salt": f"bench-{seed}"}
         config.write_text(yaml.safe_dump(serving, allow_unicode=True))
         out = root / f"weekly-{seed}"
-        for week in weeks:
-            code = main(["score", str(world), "--as-of", week, "--out", str(out),
+        world = ProgramWorld(root / f"world-{seed}", date.fromisoformat(weeks[0]),
+                             n_accounts=args.accounts, seed=seed, months=24,
+                             strength=args.strength)  # fmt: skip
+
+        def score(
+            as_of: date, out: Path = out, config: Path = config, data: Path = world.out
+        ) -> None:
+            code = main(["score", str(data), "--as-of", str(as_of), "--out", str(out),
                          "--config", str(config)])  # fmt: skip
             assert code == 0
-        data = root / f"responded-{seed}"
-        truth = respond(world, out, data, features, compliance=args.compliance,
-                        effect=args.effect, seed=seed)  # fmt: skip
+
+        truth = run_program(world, [date.fromisoformat(w) for w in weeks], score, out, features,
+                            compliance=args.compliance, seed=seed)  # fmt: skip
+        data = world.out
         started = time.perf_counter()
         assert main(["measure", str(data), "--out", str(out)]) == 0
         seconds = time.perf_counter() - started
@@ -112,5 +122,5 @@ if __name__ == "__main__":
     parser.add_argument("--weeks", type=int, default=2, help="scoring runs per quarter")
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--compliance", type=float, default=0.7)
-    parser.add_argument("--effect", type=float, default=0.5)
+    parser.add_argument("--strength", type=float, default=1.0, help="scale of a touch's effect")
     run(parser.parse_args())

@@ -6,7 +6,11 @@ throw-away SQLite MLflow store, and prints the pooled test-fold figures the READ
 probabilities on the same test snapshots; the margins over each baseline; lift at capacity.
 
     .venv/bin/python bench/train_quality.py [--accounts 3000] [--months 30] [--seed 0]
-        [--trials 0] [--ceiling]
+        [--trials 0] [--ceiling] [--catalogue default|random] [--structure usage|budget|renewal]
+
+`--catalogue random` names products, plans and events from the seed and redraws the strength of
+each mechanism; `--structure` picks what drives expansion. With `--ceiling` it also prints the
+share of the ceiling reached (the model's share of the Bayes gap over the ceiling's).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import TrainingConfig, load_feature_set, load_training_config
-from expansion_scorer.data.synthetic import generate_world
+from expansion_scorer.data.synthetic import Catalogue, generate_world
 
 
 def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
@@ -74,15 +78,20 @@ def main() -> None:
         action="store_true",
         help="also fit the features to the simulator's true log-odds: how far they can reach",
     )
+    parser.add_argument("--catalogue", choices=["default", "random"], default="default")
+    parser.add_argument("--structure", choices=["usage", "budget", "renewal"], default="usage")
     args = parser.parse_args()
+    catalogue = Catalogue.of(args.catalogue, args.seed, args.structure)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         started = time.perf_counter()
-        generate_world(data, n_accounts=args.accounts, seed=args.seed, months=args.months)
+        generate_world(
+            data, n_accounts=args.accounts, seed=args.seed, months=args.months, catalogue=catalogue
+        )
         print(
-            f"world: {args.accounts:,} accounts, {args.months} months,"
-            f" {time.perf_counter() - started:.0f}s"
+            f"world: {args.accounts:,} accounts, {args.months} months, catalogue {args.catalogue},"
+            f" structure {args.structure}, seed {args.seed}, {time.perf_counter() - started:.0f}s"
         )
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         os.chdir(tmp)
@@ -106,10 +115,13 @@ def main() -> None:
     print(f"pooled test ROC AUC {m['roc_auc']:.3f}, Bayes-limit {result.bayes_auc:.3f}")
     print(f"share of the Bayes gap: {result.share_of_bayes:.3f}")
     if ceiling is not None and result.bayes_auc is not None:
+        ceiling_share = (ceiling - 0.5) / (result.bayes_auc - 0.5)
         print(
             f"feature ceiling (LightGBM fitted to the true log-odds, same folds): ROC AUC"
-            f" {ceiling:.3f}, share {(ceiling - 0.5) / (result.bayes_auc - 0.5):.3f}"
+            f" {ceiling:.3f}, share {ceiling_share:.3f}"
         )
+        if result.share_of_bayes is not None:
+            print(f"share of the ceiling reached: {result.share_of_bayes / ceiling_share:.3f}")
     print(
         f"lift at capacity (k={cfg.capacity.k}) {m['lift_at_capacity']:.2f},"
         f" recall {m['recall_at_capacity']:.1%}; top-decile lift {m['lift_top_decile']:.2f}"

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from expansion_scorer.cli import share_cores_politely
+from tests import pgserver
 from tests.helpers import TINY
 
 share_cores_politely()  # before any test module loads LightGBM
@@ -58,3 +59,33 @@ def champion(trained_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     return trained_store
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pgserver.Server]:
+    """A real PostgreSQL server for the session (`tests/pgserver.py`), stopped at the end.
+
+    Skipped where Debian's `postgresql` package is not installed, except in CI (`.ci/run`
+    installs it), where its absence is a failure.
+    """
+    import os
+
+    if pgserver.binaries() is None:
+        why = "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    server = pgserver.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_database(postgres: pgserver.Server, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server, owned by the test role: its name."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    postgres.psql(
+        f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name} OWNER {pgserver.USER};",
+        database="postgres",
+    )
+    return name

@@ -25,3 +25,41 @@ def test_an_override_outside_a_fields_limits_stops_before_any_data_is_read(
     assert code == 2
     assert err.strip().splitlines() == [f"error: config command line: {says}"]
     assert not (mlflow_store / "store").exists()  # nothing tracked, nothing registered
+
+
+def test_a_program_world_is_advanced_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = tmp_path / "world"
+    small = ["--accounts", "40", "--months", "8", "--seed", "3"]
+    code, out, err = run_cli(
+        ["generate", "--out", str(world), *small, "--program-start", "2023-06-01"], capsys
+    )
+    assert code == 0, err
+    assert "simulated until 2023-06-01" in out
+
+    # a week's touches from a CRM export (CSV), then the world moves on a week
+    touches = tmp_path / "touches.csv"
+    touches.write_text("account_id,touched_at,csm\r\nA000003,2023-06-06 10:00,Ana\r\n")
+    code, out, err = run_cli(
+        ["generate", "--out", str(world), "--advance-to", "2023-06-12", "--touches",
+         str(touches)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "simulated until 2023-07-01" in out
+    assert (world / "touches.parquet").is_file()
+
+    # a touch the world cannot take is one line, and the world stays as it was
+    before = {p.name: p.read_bytes() for p in world.iterdir()}
+    touches.write_text("account_id,touched_at\r\nNOPE,2023-06-13 10:00\r\n")
+    code, _, err = run_cli(
+        ["generate", "--out", str(world), "--advance-to", "2023-06-19", "--touches",
+         str(touches)],
+        capsys,
+    )  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "NOPE" in err
+    assert {p.name: p.read_bytes() for p in world.iterdir()} == before
+    code, _, err = run_cli(["generate", "--out", str(tmp_path / "none"), "--advance-to",
+                            "2023-06-19"], capsys)  # fmt: skip
+    assert code == 2 and "--program-start" in err

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn
 
+from expansion_scorer.config import Engine
 from expansion_scorer.errors import UserError
 
 
@@ -26,6 +27,14 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _engine(text: str) -> Engine:
+    try:
+        return Engine(text)
+    except ValueError:
+        names = ", ".join(e.value for e in Engine)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an engine; use one of {names}") from None
 
 
 def _positive(text: str) -> int:
@@ -50,6 +59,36 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument(
         "--activity", type=float, default=1.0, help="(0, 1]: thin the usage log for big worlds"
+    )
+    gen.add_argument(
+        "--catalogue",
+        choices=["default", "random"],
+        default="default",
+        help="random: product, plan and event names and each mechanism's strength from the seed",
+    )
+    gen.add_argument(
+        "--structure",
+        choices=["usage", "budget", "renewal"],
+        default="usage",
+        help="what drives expansion: usage (default), budget (weak usage signals), renewal",
+    )
+    gen.add_argument(
+        "--program-start",
+        type=_date,
+        help="a world that answers an expansion program: write it up to this date, to be advanced"
+        " week by week with --advance-to",
+    )
+    gen.add_argument(
+        "--advance-to", type=_date, help="advance the program world in --out to this date"
+    )
+    gen.add_argument(
+        "--touches",
+        type=Path,
+        help="with --advance-to: what CSMs did since the last advance (CSV or Parquet: account_id,"
+        " touched_at; optional csm, motion, channel, outcome)",
+    )
+    gen.add_argument(
+        "--strength", type=float, default=1.0, help="with --program-start: scale a touch's effect"
     )
 
     val = sub.add_parser("validate", help="check a data directory against the contract")
@@ -101,9 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument(
         "--engine",
-        choices=("duckdb", "spark"),
-        default="duckdb",
+        type=_engine,
+        default=Engine.DUCKDB,
         help="where features and scores are computed (spark: the active or a local session)",
+    )
+    sc.add_argument(
+        "--to",
+        metavar="URL",
+        help="also write the week's list into PostgreSQL: postgresql://USER@HOST:PORT/DB (password"
+        " as ${ENV_VAR} in the URL, PGPASSWORD or ~/.pgpass)",
+    )
+    sc.add_argument(
+        "--to-table",
+        metavar="[SCHEMA.]TABLE",
+        help="the table --to writes (default expansion_scores; created when absent)",
     )
 
     mon = sub.add_parser(
@@ -148,12 +198,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _program_world(args: argparse.Namespace) -> None:
+    """`--program-start` writes a program world; `--advance-to` moves one on a week or more."""
+    import pandas as pd
+
+    from expansion_scorer.data.synthetic import SIMULATION_FILE, Catalogue, ProgramWorld
+
+    try:
+        if args.program_start is not None:
+            world = ProgramWorld(
+                args.out, args.program_start, n_accounts=args.accounts, seed=args.seed,
+                start=args.start, months=args.months, activity=args.activity,
+                strength=args.strength,
+                catalogue=Catalogue.of(args.catalogue, args.seed, args.structure),
+            )  # fmt: skip
+        else:
+            if not (args.out / SIMULATION_FILE).is_file():
+                raise UserError(
+                    f"{args.out}: no program world here; write one first with --program-start"
+                )
+            touches = None
+            if args.touches is not None:
+                if not args.touches.is_file():
+                    raise UserError(f"--touches {args.touches}: no such file")
+                read = pd.read_csv if args.touches.suffix == ".csv" else pd.read_parquet
+                touches = read(args.touches)
+                touches["touched_at"] = pd.to_datetime(touches["touched_at"])
+            world = ProgramWorld.resume(args.out)
+            world.advance(args.advance_to, touches)
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"generate {args.out}: {exc}") from None
+    world.save()
+    print(f"wrote {args.out}: simulated until {world.simulated_until}, ends {world.end}")
+
+
 def _generate(args: argparse.Namespace) -> None:
-    from expansion_scorer.data.synthetic import generate_world
+    from expansion_scorer.data.synthetic import Catalogue, generate_world
 
     started = time.perf_counter()
     if not 0 < args.activity <= 1:
         raise UserError(f"--activity {args.activity}: use a number above 0 and at most 1")
+    if args.program_start is not None or args.advance_to is not None:
+        if args.program_start is not None and args.advance_to is not None:
+            raise UserError("--program-start and --advance-to: give one (start, then advance)")
+        return _program_world(args)
+    if args.touches is not None:
+        raise UserError("--touches: only with --advance-to, for a program world")
     counts = generate_world(
         args.out,
         n_accounts=args.accounts,
@@ -161,6 +251,7 @@ def _generate(args: argparse.Namespace) -> None:
         start=args.start,
         months=args.months,
         activity=args.activity,
+        catalogue=Catalogue.of(args.catalogue, args.seed, args.structure),
     )
     took = time.perf_counter() - started
     summary = ", ".join(f"{name} {n:,}" for name, n in counts.items())
@@ -330,7 +421,11 @@ def _promote(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_feature_set, load_serving_config
     from expansion_scorer.serving.job import DEFAULT_MODEL, score_job
+    from expansion_scorer.serving.sink import open_sink
 
+    if args.to_table and not args.to:
+        raise UserError("--to-table names a table in the database --to gives; add --to URL")
+    sink = open_sink(args.to, args.to_table) if args.to else None
     result = score_job(
         args.data_dir,
         args.as_of,
@@ -340,6 +435,7 @@ def _score(args: argparse.Namespace) -> None:
         model_uri=args.model or DEFAULT_MODEL,
         csm_files=args.per_csm,
         engine=args.engine,
+        sink=sink,
     )
     print(
         f"scored {result.scored:,} accounts as of {args.as_of} with {result.model_version}"
@@ -353,6 +449,13 @@ def _score(args: argparse.Namespace) -> None:
         print(f"warning: {warning}")
     for path in result.files:
         print(f"  {path}")
+    if sink is not None and result.written is not None:
+        w = result.written
+        print(
+            f"  {sink.name} at {sink.database.display}: {w.rows:,} rows as of {args.as_of}"
+            f" ({w.rows - w.replaced:,} new, {w.replaced:,} replaced; {w.removed:,} of accounts"
+            " no longer scored removed)"
+        )
 
 
 def _measure(args: argparse.Namespace) -> None:

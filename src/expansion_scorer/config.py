@@ -6,6 +6,7 @@ the package ships them (through `defaults/`) so an installed package runs on its
 
 from __future__ import annotations
 
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -25,6 +26,13 @@ from expansion_scorer.errors import UserError
 M = TypeVar("M", bound=BaseModel)
 ROW_COLUMNS = ("account_id", "account_name", "csm_owner", "as_of")
 """Besides the features, what every scored row holds for a template to read."""
+
+
+class Engine(StrEnum):
+    """Where the features (and, when scoring, the scores) are computed."""
+
+    DUCKDB = "duckdb"
+    SPARK = "spark"
 
 
 class _Strict(BaseModel):

@@ -6,6 +6,7 @@ expansion events, utilisation) from the contract definitions, never from the gen
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import date
 from pathlib import Path
@@ -427,3 +428,112 @@ def test_activity_thins_usage_and_changes_nothing_else(tmp_path: Path) -> None:
         assert (full / f"{name}.parquet").read_bytes() == (thin / f"{name}.parquet").read_bytes()
     ratio = counts[0.3]["usage_events"] / counts[1.0]["usage_events"]
     assert 0.2 < ratio < 0.4
+
+
+# --- A world that answers a program. ---
+
+PINNED = "6581380285a8c2991818a4d020e794d524e4687d7a2abca1462aac14ded2d74d"
+"""Content of `generate_world(n_accounts=40, seed=5, months=4)` before worlds could answer a
+program (commit 7fb21c9): a world without a program must stay the world it was."""
+
+
+def test_a_world_without_a_program_is_unchanged(tmp_path: Path) -> None:
+    generate_world(tmp_path, n_accounts=40, seed=5, months=4)
+    digest = hashlib.sha256()
+    for name in FILES:
+        digest.update(pd.read_parquet(tmp_path / f"{name}.parquet").to_csv(index=False).encode())
+    assert digest.hexdigest() == PINNED
+
+
+PROGRAM = {"n_accounts": 120, "seed": 2, "start": START, "months": 16}
+PROGRAM_START = date(2024, 1, 1)
+
+
+def _touches(accounts: list[str], when: str) -> pd.DataFrame:
+    return pd.DataFrame({"account_id": accounts, "touched_at": pd.Timestamp(when)})
+
+
+def test_a_touch_changes_its_own_account_and_no_other(tmp_path: Path) -> None:
+    touched = [f"A{j:06d}" for j in range(0, 120, 3)]
+    worlds = {}
+    for name, touches in {"touched": _touches(touched, "2024-01-03 10:00"), "alone": None}.items():
+        world = synthetic.ProgramWorld(tmp_path / name, PROGRAM_START, **PROGRAM)
+        world.advance(date(2024, 1, 8), touches)
+        world.advance(world.end)
+        worlds[name] = world.out
+    subs = {n: pd.read_parquet(p / "subscriptions.parquet") for n, p in worlds.items()}
+    others = {n: s[~s["account_id"].isin(touched)].reset_index(drop=True) for n, s in subs.items()}
+    pd.testing.assert_frame_equal(others["touched"], others["alone"])
+    mine = {n: s[s["account_id"].isin(touched)].reset_index(drop=True) for n, s in subs.items()}
+    assert not mine["touched"].equals(mine["alone"])
+    # what the world looked like before the month after the touch is not rewritten (an end on
+    # or after that day was still open then)
+    cut = date(2024, 2, 1)
+    before = {}
+    for n, s in subs.items():
+        seen = s[s["start_date"] < cut].reset_index(drop=True)
+        seen["end_date"] = seen["end_date"].where(seen["end_date"] < cut)
+        before[n] = seen
+    pd.testing.assert_frame_equal(before["touched"], before["alone"])
+    written = pd.read_parquet(worlds["touched"] / "touches.parquet")
+    assert (
+        sorted(written["account_id"]) == touched
+        and not (worlds["alone"] / "touches.parquet").exists()
+    )
+    # the truth knows both chances: a touch helps most accounts and hurts some
+    truth = pd.read_parquet(worlds["touched"] / "truth.parquet")
+    lift = truth["p_touched"] - truth["p_expand"]
+    assert lift.mean() > 0.01 and (lift < -0.01).any() and (lift > 0.05).any()
+
+
+def test_a_program_world_resumes_where_it_stopped(tmp_path: Path) -> None:
+    touches = _touches(["A000004", "A000010"], "2024-02-06 10:00")
+    straight = synthetic.ProgramWorld(tmp_path / "straight", PROGRAM_START, **PROGRAM)
+    straight.advance(date(2024, 2, 12), touches)
+    straight.advance(date(2024, 4, 1))
+    paused = synthetic.ProgramWorld(tmp_path / "paused", PROGRAM_START, **PROGRAM)
+    paused.advance(date(2024, 2, 5))
+    paused.save()
+    resumed = synthetic.ProgramWorld.resume(tmp_path / "paused")
+    resumed.advance(date(2024, 2, 12), touches)
+    resumed.advance(date(2024, 4, 1))
+    for name in (*FILES, "touches"):
+        a = pd.read_parquet(tmp_path / "straight" / f"{name}.parquet")
+        b = pd.read_parquet(tmp_path / "paused" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_touch_the_world_cannot_take_is_refused(tmp_path: Path) -> None:
+    world = synthetic.ProgramWorld(tmp_path, PROGRAM_START, **PROGRAM)
+    world.advance(date(2024, 3, 4))
+    cases = {
+        "not an account": _touches(["Z000001"], "2024-03-01"),
+        "on or after": _touches(["A000001"], "2024-03-11 09:00"),
+        "moved on": _touches(["A000001"], "2024-01-15"),
+    }
+    for says, touches in cases.items():
+        with pytest.raises(ValueError, match=says):
+            world.advance(date(2024, 3, 11), touches)
+
+
+def test_a_random_catalogue_renames_everything_and_redraws_the_mechanisms(tmp_path: Path) -> None:
+    catalogue = synthetic.Catalogue.of("random", seed=4)
+    assert catalogue == synthetic.Catalogue.of("random", seed=4)  # drawn from the seed
+    assert catalogue != synthetic.Catalogue.of("random", seed=5)
+    assert catalogue.mechanisms != synthetic.DEFAULT_MECHANISMS
+    generate_world(tmp_path, n_accounts=60, seed=4, months=6, catalogue=catalogue)
+    con = duckdb.connect()
+    subs = con.execute(f"SELECT * FROM '{tmp_path}/subscriptions.parquet'").df()
+    events = con.execute(f"SELECT DISTINCT event FROM '{tmp_path}/usage_events.parquet'").df()
+    assert set(subs["product"]) <= set(catalogue.products)
+    assert set(subs["plan"].dropna()) <= set(catalogue.plans)
+    assert set(events["event"]) <= set(catalogue.events)
+    shipped = {*synthetic.PRODUCTS, *synthetic.PLANS, *synthetic.EVENTS}
+    assert not shipped & {*subs["product"], *subs["plan"].dropna(), *events["event"]}
+    # the budget-led structure is a different world, not renamed: same accounts, other contracts
+    generate_world(tmp_path / "budget", n_accounts=60, seed=4, months=6,
+                   catalogue=synthetic.Catalogue.of("default", 4, "budget"))  # fmt: skip
+    budget = pd.read_parquet(tmp_path / "budget" / "subscriptions.parquet")
+    assert set(budget["product"]) <= set(synthetic.PRODUCTS)
+    with pytest.raises(ValueError, match="structure"):
+        synthetic.Catalogue.of("default", 4, "gravity")

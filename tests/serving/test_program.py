@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -17,8 +19,9 @@ import pytest
 import yaml
 
 from expansion_scorer.config import load_feature_set
+from expansion_scorer.data.synthetic import ProgramWorld
 from expansion_scorer.serving.holdout import draws, period_of
-from expansion_scorer.serving.simulation import respond
+from expansion_scorer.serving.simulation import run_program
 from tests.helpers import run_cli
 
 WEEKS = ["2024-04-01", "2024-05-06", "2024-07-01", "2024-08-05"]  # two quarters, two runs each
@@ -53,35 +56,47 @@ def _assignments(out: Path) -> pd.DataFrame:
         con.close()
 
 
+@dataclass(frozen=True)
+class Program:
+    out: Path
+    """The weekly output root, with its history."""
+    config: Path
+    world: Path
+    """The world as it happened, with the program's touches."""
+    truth: pd.DataFrame
+
+
 @pytest.fixture(scope="module")
-def program(
-    world_dir: Path, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path, Path]:
-    """Four weekly runs with half the candidates held out, shared by the tests that read them
-    (a test that writes copies the output root first)."""
+def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """Two quarters of the real loop, shared by the tests that read them (a test that writes
+    copies the output root first): score with half the candidates held out, CSMs touch what they
+    were shown (80% of it), the world advances with those touches."""
     from expansion_scorer.cli import main
 
     root = tmp_path_factory.mktemp("program")
     config = _config(root, "{fraction: 0.5, salt: test}")
     out = root / "weekly"
+    world = ProgramWorld(
+        root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
+    )  # a strong program, for a small world to show
+
+    def score(as_of: date) -> None:
+        args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out), "--per-csm",
+                "--config", str(config)]  # fmt: skip
+        assert main(args) == 0
+
+    weeks = [date.fromisoformat(w) for w in WEEKS]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
         mp.chdir(root)
-        for week in WEEKS:
-            args = ["score", str(world_dir), "--as-of", week, "--out", str(out), "--per-csm",
-                    "--config", str(config)]  # fmt: skip
-            assert main(args) == 0
-    return out, config, root
+        truth = run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
+    return Program(out, config, world.out, truth)
 
 
 def test_the_holdout_is_drawn_once_a_period_and_never_shown_to_a_csm(
-    program: tuple[Path, Path, Path],
-    world_dir: Path,
-    champion: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    program: Program, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out, _, _ = program
+    out = program.out
     assigned = _assignments(out)
 
     # one arm per account and period, listed and held out drawn by the salted hash
@@ -110,27 +125,30 @@ def test_the_holdout_is_drawn_once_a_period_and_never_shown_to_a_csm(
     rerun = tmp_path / "rerun"
     shutil.copytree(out, rerun)
     before = _assignments(rerun)
-    _score(world_dir, rerun, WEEKS[1], _config(tmp_path, "{fraction: 0.5, salt: other}"), capsys)
+    _score(program.world, rerun, WEEKS[1], _config(tmp_path, "{fraction: 0.5, salt: other}"),
+           capsys)  # fmt: skip
     after = _assignments(rerun)
     pd.testing.assert_frame_equal(before, after)
     assert period_of(pd.Timestamp(WEEKS[2]).date(), "quarter") == "2024Q3"
 
 
 def test_measure_finds_the_programs_effect_within_its_interval(
-    program: tuple[Path, Path, Path],
-    world_dir: Path,
-    champion: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    program: Program, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shared, config, _ = program
     out = tmp_path / "weekly"
-    shutil.copytree(shared, out)
-    # Given the world's response to the program: touches, and the expansions they cause
-    data = tmp_path / "responded"
-    truth = respond(world_dir, out, data, load_feature_set(), compliance=0.8, effect=0.6, seed=3)
+    shutil.copytree(program.out, out)
+    # Given a world that answered the program, and the truth of what each touch changed
+    data, config, truth = program.world, program.config, program.truth
     true_effect = truth["effect"].mean()
-    assert true_effect > 0.1
+    assert true_effect > 0.05
+    assert (truth["effect"] < 0).any()  # a touch that comes too early costs an expansion
+    touched = pd.read_parquet(data / "touches.parquet")
+    periods = [period_of(t.date(), "quarter") for t in touched["touched_at"]]
+    held = truth[truth["arm"] == "holdout"]
+    assert not set(zip(touched["account_id"], periods, strict=True)) & set(
+        zip(held["account_id"], held["period"], strict=True)
+    )  # a held-out account is never touched in its period
+    assert "p_touched" in pd.read_parquet(data / "truth.parquet").columns
 
     # When the program is measured
     code, stdout, err = run_cli(["measure", str(data), "--out", str(out)], capsys)

@@ -30,7 +30,9 @@ What downstream code can rely on:
 
 from __future__ import annotations
 
+import pickle
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
 
@@ -62,6 +64,7 @@ EVENTS = (
     "run_workflow",  # Automation owners only
     "sync_connector",  # Integrations owners only
 )
+API_SLOT = 7
 PRIORITIES = ("low", "normal", "high", "urgent")
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise")
 INDUSTRIES = (
@@ -134,6 +137,10 @@ WEEKDAY = (1.0, 1.0, 1.0, 1.0, 0.9, 0.18, 0.12)  # Monday..Sunday activity facto
 PRE_MONTHS = 36  # simulated before `start`, so the window opens on an installed base
 TRUTH_PATHS = 16  # in antithetic pairs, see _truth
 HORIZON_MONTHS = 3
+TOUCH_MONTHS = 2  # a touch in month m changes the hazards of months m+1 and m+2
+TOUCH_GAIN = 1.2  # log-odds a touch adds for an account that has fully seen value
+TOUCH_TOO_EARLY = -0.8  # and what it costs in the first months of a contract
+TOUCH_EARLY_MONTHS = 4
 CONTRACT_SLACK = 0.15  # contraction seats: demand plus up to 15%
 NO_DAY = np.iinfo(np.int64).max // 4  # "never" for day numbers
 US_PER_DAY = 86_400_000_000
@@ -141,6 +148,121 @@ US_PER_HOUR = 3_600_000_000
 
 State = dict[str, np.ndarray]
 Log = list[tuple[np.ndarray, ...]]  # contract changes, see _log
+
+
+@dataclass(frozen=True)
+class Mechanisms:
+    """How strongly each latent cause moves expansion, and how loudly usage reports it.
+
+    The defaults are the world the project was written on: seats bought under pressure from
+    people waiting for one and team growth, plan upgrades at the API and seat limits, add-ons from
+    need that shows in the events pointing to them. `budget` is another causal structure:
+    expansion led by budget, which only firmographics hint at, with weak usage signals.
+    """
+
+    seat_pressure: float = 7.0
+    seat_growth: float = 25.0
+    seat_budget: float = 0.4
+    renewal: float = 1.0
+    plan_api: float = 6.5
+    plan_fill: float = 7.0
+    plan_budget: float = 0.3
+    cross_need: float = 1.1
+    cross_engagement: float = 0.5
+    cross_budget: float = 0.35
+    signal: float = 1.0
+    """Scales how much the events that point to an add-on follow the need for it."""
+    invites: float = 1.0
+    """Scales how much invites follow team growth and people waiting for a seat."""
+
+    def scaled(self, rng: np.random.Generator, spread: float) -> Mechanisms:
+        """Every strength times a log-normal factor drawn from `rng`."""
+        names = [f.name for f in fields(self)]
+        factors = rng.lognormal(0.0, spread, len(names))
+        return replace(
+            self, **{n: getattr(self, n) * f for n, f in zip(names, factors, strict=True)}
+        )
+
+
+DEFAULT_MECHANISMS = Mechanisms()
+STRUCTURES = {
+    "usage": DEFAULT_MECHANISMS,
+    "budget": Mechanisms(
+        seat_pressure=2.5,
+        seat_growth=10.0,
+        seat_budget=1.6,
+        plan_api=2.5,
+        plan_fill=3.0,
+        plan_budget=1.2,
+        cross_need=0.5,
+        cross_budget=1.0,
+        signal=0.35,
+        invites=0.35,
+    ),
+    "renewal": Mechanisms(seat_pressure=4.0, seat_growth=12.0, renewal=3.0, plan_api=4.0),
+}
+"""Causal structures by name: `usage` (the default), `budget`, `renewal` (expansion bunches in the
+three months before each contract's anniversary)."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The names a company gives its products, plans and events, in the generator's slots.
+
+    Products: the core seat product, then three add-ons. Plans: four tiers, cheapest first.
+    Events: a session event every active day, four everyday actions, invites, one event pointing
+    to each add-on (the third counts API calls in `quantity`), then one event per add-on that
+    only its owners use.
+    """
+
+    products: tuple[str, ...] = PRODUCTS
+    plans: tuple[str, ...] = PLANS
+    events: tuple[str, ...] = EVENTS
+    mechanisms: Mechanisms = DEFAULT_MECHANISMS
+
+    @staticmethod
+    def of(kind: str, seed: int, structure: str = "usage") -> Catalogue:
+        """`default` names with the structure's mechanisms as they are, or `random` ones."""
+        if structure not in STRUCTURES:
+            raise ValueError(f"structure {structure!r}: use one of {', '.join(STRUCTURES)}")
+        if kind == "random":
+            return Catalogue.drawn(seed, structure)
+        if kind != "default":
+            raise ValueError(f"catalogue {kind!r}: use default or random")
+        return Catalogue(mechanisms=STRUCTURES[structure])
+
+    @staticmethod
+    def drawn(seed: int, structure: str = "usage") -> Catalogue:
+        """Names, and the strength of each mechanism, drawn from the seed (its own stream)."""
+        rng = np.random.default_rng([seed, 0x636174])  # "cat"
+        words = rng.permutation(CATALOGUE_WORDS)
+        products = tuple(str(w) for w in words[:4])
+        tiers = PLAN_LADDERS[int(rng.integers(len(PLAN_LADDERS)))]
+        verbs = [str(v) for v in rng.permutation(EVENT_VERBS)]
+        nouns = [str(n) for n in rng.permutation(EVENT_NOUNS)]
+        events = tuple(f"{v}_{n}" for v, n in zip(verbs, nouns, strict=False))[: len(EVENTS)]
+        mechanisms = STRUCTURES[structure].scaled(rng, 0.3)
+        return Catalogue(products, tiers, events, mechanisms)
+
+
+CATALOGUE_WORDS = (
+    "Beacon", "Canvas", "Relay", "Forge", "Harbor", "Pulse", "Vault", "Orbit", "Ledger", "Signal",
+    "Compass", "Atlas", "Prism", "Anchor", "Quill", "Summit", "Cascade", "Lattice", "Keystone",
+)  # fmt: skip
+PLAN_LADDERS = (
+    ("basic", "plus", "pro", "ultimate"),
+    ("bronze", "silver", "gold", "platinum"),
+    ("solo", "crew", "company", "global"),
+    ("free-tier", "growth", "scale", "premier"),
+)
+EVENT_VERBS = (
+    "open", "edit", "post", "review", "send", "pin", "tag", "draft", "approve", "archive", "sync",
+    "trigger", "publish", "assign", "merge",
+)  # fmt: skip
+EVENT_NOUNS = (
+    "workspace", "card", "note", "board", "thread", "ticket", "asset", "form", "query", "pipeline",
+    "widget", "digest", "flow", "hook", "report",
+)  # fmt: skip
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -177,29 +299,66 @@ def _api_ratio(st: State, plan: np.ndarray) -> np.ndarray:
 # --- Dynamics shared by the world and the truth paths: keep them free of world-only state. ---
 
 
-def _expansion_hazards(st: State, i: int, cal_month: int) -> tuple[np.ndarray, ...]:
+def _expansion_hazards(
+    st: State, i: int, cal_month: int, mech: Mechanisms = DEFAULT_MECHANISMS
+) -> tuple[np.ndarray, ...]:
     """Chances of a seat add, a plan upgrade and each cross-sell in month i, from its start."""
     act = st["active"]
     pressure = np.clip(st["D"] / np.maximum(st["S"], 1) - 1.0, -0.5, 0.6)
     to_renewal = (st["m0"] - i) % 12
     renewal = np.select([to_renewal == 0, to_renewal <= 2], [0.4, 0.8], 0.0)
-    season = SEASON[cal_month]
-    seat_logit = -4.1 + 7.0 * pressure + 25.0 * st["g"] + 0.4 * st["b"] + renewal + season
+    season = SEASON[cal_month] + _touch_shift(st, i)
+    seat_logit = (
+        -4.1
+        + mech.seat_pressure * pressure
+        + mech.seat_growth * st["g"]
+        + mech.seat_budget * st["b"]
+        + mech.renewal * renewal
+        + season
+    )
     h_seat = np.where(act, _sigmoid(seat_logit), 0.0)
     fill = st["S"] / _seat_cap(st["plan"])
     plan_logit = (
         -5.6
-        + 6.5 * np.clip(_api_ratio(st, st["plan"]) - 0.7, 0.0, 1.0)
-        + 7.0 * np.clip(fill - 0.8, 0.0, 0.3)
-        + 0.3 * st["b"]
+        + mech.plan_api * np.clip(_api_ratio(st, st["plan"]) - 0.7, 0.0, 1.0)
+        + mech.plan_fill * np.clip(fill - 0.8, 0.0, 0.3)
+        + mech.plan_budget * st["b"]
         + season
     )
     h_plan = np.where(act & (st["plan"] < 3), _sigmoid(plan_logit), 0.0)
-    shared = 0.5 * st["e"] + 0.35 * st["b"] + 0.25 * st["plan"] + season
+    shared = mech.cross_engagement * st["e"] + mech.cross_budget * st["b"] + 0.25 * st["plan"]
+    shared = shared + season
     h_cross = np.where(
-        act[:, None] & ~st["owned"], _sigmoid(-5.3 + 1.1 * st["need"] + shared[:, None]), 0.0
+        act[:, None] & ~st["owned"],
+        _sigmoid(-5.3 + mech.cross_need * st["need"] + shared[:, None]),
+        0.0,
     )
     return h_seat, h_plan, h_cross
+
+
+def _touch_shift(st: State, i: int) -> np.ndarray | float:
+    """The log-odds the last touch adds to every expansion hazard of month i (0 with no program)."""
+    if "tau" not in st:
+        return 0.0
+    since = i - st["touched"]
+    return np.where((since >= 1) & (since <= TOUCH_MONTHS), st["tau"], 0.0)
+
+
+def _touch_effect(st: State, i: int, strength: float) -> np.ndarray:
+    """What a CSM's touch just before month i would add to each account's expansion log-odds.
+
+    A conversation helps an account that has seen value (engagement and people using the seats
+    it pays for), and helps less the more the account is already short of seats, since it
+    would buy them anyway. It hurts when it comes too early: in the first months of the
+    contract, or before the account has seen value (low engagement, seats left unused), when it
+    reads as a vendor ask. `strength` scales every effect.
+    """
+    seats = np.maximum(st["S"], 1)
+    used = np.minimum(st["D"], 1.1 * st["S"]) / seats
+    seen = np.clip(0.8 * st["e"] + 4.0 * (used - 0.8), -1.0, 1.0)
+    anyway = np.clip((st["D"] / seats - 1.0) / 0.3, 0.0, 1.0)
+    early = (i - st["m0"]) < TOUCH_EARLY_MONTHS
+    return strength * np.where(early, TOUCH_TOO_EARLY, TOUCH_GAIN * seen * (1.0 - anyway))
 
 
 def _decrease_odds(st: State, i: int) -> State:
@@ -298,8 +457,17 @@ def _quiet(h_seat: np.ndarray, h_plan: np.ndarray, h_cross: np.ndarray) -> np.nd
     return (1.0 - h_seat) * (1.0 - h_plan) * np.prod(1.0 - h_cross, axis=1)
 
 
-def _truth(st: State, i: int, cal0: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Accounts active at the start of month i and their P(expansion in months i..i+2).
+def _truth(
+    st: State,
+    i: int,
+    cal0: int,
+    rng: np.random.Generator,
+    day: int,
+    strength: float = 1.0,
+    mech: Mechanisms = DEFAULT_MECHANISMS,
+) -> tuple[np.ndarray, ...]:
+    """Accounts active at the start of month i, the day, and their P(expansion in months
+    i..i+2); with a program, also that chance had a CSM touched the account just before.
 
     Rao-Blackwellised: each path multiplies the monthly no-expansion chances instead of drawing
     them and evolves as if none happened, which is exactly the conditioning the product needs.
@@ -307,26 +475,42 @@ def _truth(st: State, i: int, cal0: int, rng: np.random.Generator) -> tuple[np.n
     its chance enters the product. Most of the remaining spread comes from the latent factors'
     monthly noise, so paths come in antithetic pairs (noise z and -z): each path is still a
     draw of the same process, and 16 paths estimate p as precisely as 64 independent ones did.
+    A touch changes no decrease and no latent factor, so the touched chance rides the same paths.
     """
     idx = np.flatnonzero(st["active"])
     now = {key: value[idx] for key, value in st.items()}
-    quiet = np.repeat(_quiet(*_expansion_hazards(now, i, (cal0 + i) % 12)), TRUTH_PATHS)
     path = {key: np.repeat(value, TRUTH_PATHS, axis=0) for key, value in now.items()}
+    touched = None
+    if "tau" in st:
+        touched = {
+            "touched": np.full(len(path["tau"]), i - 1),
+            "tau": np.repeat(_touch_effect(now, i, strength), TRUTH_PATHS),
+        }
     none_yet = np.ones(len(idx) * TRUTH_PATHS)
+    none_if_touched = none_yet.copy()
     for j in range(HORIZON_MONTHS):
-        if j > 0:
-            quiet = _quiet(*_expansion_hazards(path, i + j, (cal0 + i + j) % 12))
+        quiet = _quiet(*_expansion_hazards(path, i + j, (cal0 + i + j) % 12, mech))
+        quiet_touched = quiet
+        if touched is not None:
+            hazards = _expansion_hazards({**path, **touched}, i + j, (cal0 + i + j) % 12, mech)
+            quiet_touched = _quiet(*hazards)
         if j == HORIZON_MONTHS - 1:
             p_any = _p_any_decrease(path, i + j)
             none_yet *= p_any + (1.0 - p_any) * quiet
+            none_if_touched *= p_any + (1.0 - p_any) * quiet_touched
         else:
             dec = _draw_decreases(path, i + j, rng)
             none_yet *= np.where(dec["any"], 1.0, quiet)
+            none_if_touched *= np.where(dec["any"], 1.0, quiet_touched)
             _apply_decreases(path, dec)
             half = rng.standard_normal((len(idx), (TRUTH_PATHS + 1) // 2, 7))
             z = np.concatenate([half, -half], axis=1)[:, :TRUTH_PATHS]
             _evolve(path, rng, z=z.reshape(-1, 7))
-    return idx, 1.0 - none_yet.reshape(len(idx), TRUTH_PATHS).mean(axis=1)
+    p = 1.0 - none_yet.reshape(len(idx), TRUTH_PATHS).mean(axis=1)
+    out = (idx, np.full(len(idx), day), p)
+    if touched is None:
+        return out
+    return (*out, 1.0 - none_if_touched.reshape(len(idx), TRUTH_PATHS).mean(axis=1))
 
 
 # --- Setting up the world. ---
@@ -484,12 +668,12 @@ def _start_contracts(
 
 def _world_month(
     st: State, money: State, acc: State, i: int, ms: np.ndarray, cal0: int,
-    rng: np.random.Generator, log: Log,
+    rng: np.random.Generator, log: Log, mech: Mechanisms = DEFAULT_MECHANISMS,
 ) -> np.ndarray:  # fmt: skip
     """Draw, log and apply month i's contract changes; return each account's churn day."""
     n = len(st["D"])
     m_start, dim = ms[i], ms[i + 1] - ms[i]
-    h_seat, h_plan, h_cross = _expansion_hazards(st, i, (cal0 + i) % 12)
+    h_seat, h_plan, h_cross = _expansion_hazards(st, i, (cal0 + i) % 12, mech)
     dec = _draw_decreases(st, i, rng)
     renew, churn = dec["renew"], dec["churn"]
     r_day = m_start + np.minimum(acc["dom"], dim) - 1
@@ -553,11 +737,11 @@ def _world_month(
     return np.where(churn, dec_day, NO_DAY)
 
 
-def _subscriptions_table(log: Log, ids: pa.Array) -> pa.Table:
+def _subscriptions_table(log: Log, ids: pa.Array, catalogue: Catalogue) -> pa.Table:
     """Contract segments from the change log: each opening row lasts until the next change."""
     empty = (np.zeros(0, np.int64),) * 6 + (np.zeros(0),)
     cols = [np.concatenate(part) for part in zip(empty, *log, strict=True)]
-    alphabetical = np.array([2, 0, 1, 3])[cols[1]]
+    alphabetical = np.argsort(np.argsort(catalogue.products))[cols[1]]
     order = np.lexsort((cols[2], alphabetical, cols[0]))
     acc, product, day, end, plan, seats, arr = (c[order] for c in cols)
     closes = np.r_[(acc[1:] == acc[:-1]) & (product[1:] == product[:-1]), False]
@@ -567,8 +751,8 @@ def _subscriptions_table(log: Log, ids: pa.Array) -> pa.Table:
     return pa.table(
         {
             "account_id": pc.take(ids, pa.array(acc[keep])),
-            "product": pc.take(pa.array(PRODUCTS), pa.array(product[keep])),
-            "plan": pc.take(pa.array(PLANS), pa.array(plan[keep], mask=addon)),
+            "product": pc.take(pa.array(catalogue.products), pa.array(product[keep])),
+            "plan": pc.take(pa.array(catalogue.plans), pa.array(plan[keep], mask=addon)),
             "seats": pa.array(seats[keep], pa.int64(), mask=addon),
             "arr": pa.array(arr[keep], pa.float64()),
             "start_date": pa.array(day[keep].astype("datetime64[D]")),
@@ -580,7 +764,7 @@ def _subscriptions_table(log: Log, ids: pa.Array) -> pa.Table:
 # --- What the product and the support desk see. ---
 
 
-def _usage_params(st: State, acc: State) -> State:
+def _usage_params(st: State, acc: State, mech: Mechanisms = DEFAULT_MECHANISMS) -> State:
     """Per-account daily activity and event propensities for a month, from the latent state."""
     n = len(st["D"])
     act = st["active"]
@@ -589,7 +773,8 @@ def _usage_params(st: State, acc: State) -> State:
     base = -1.45 + 0.9 * e
     # Someone invites a teammate when the team grows or people wait for a seat.
     waiting = np.where(act, np.maximum(st["D"] - st["S"], 0.0), 0.0)
-    invites = 0.15 + 1.5 * np.maximum(st["g"], 0.0) * st["D"] + 0.4 * waiting
+    grow, wait = mech.invites * 1.5, mech.invites * 0.4  # exactly 1.5 and 0.4 by default
+    invites = 0.15 + grow * np.maximum(st["g"], 0.0) * st["D"] + wait * waiting
     active_days = users * 22.0 * 0.75 * _sigmoid(base)
     owned = st["owned"] & act[:, None]
     prob = np.zeros((n, len(EVENTS)))
@@ -598,12 +783,13 @@ def _usage_params(st: State, acc: State) -> State:
     prob[:, 2] = _sigmoid(-0.8 + 0.5 * e)
     prob[:, 3] = _sigmoid(-1.8 + 0.4 * e)
     prob[:, 4] = np.clip(invites / active_days, 0.0, 0.5)
-    prob[:, 5] = _sigmoid(-2.9 + 0.9 * need[:, 0])
-    prob[:, 6] = _sigmoid(-3.1 + 0.9 * need[:, 1])
-    prob[:, 7] = _sigmoid(-2.2 + 0.8 * need[:, 2])
-    prob[:, 8] = owned[:, 0] * _sigmoid(-2.2 + 0.6 * need[:, 0])
-    prob[:, 9] = owned[:, 1] * _sigmoid(-2.0 + 0.6 * need[:, 1])
-    prob[:, 10] = owned[:, 2] * _sigmoid(-1.8 + 0.6 * need[:, 2])
+    signal = mech.signal
+    prob[:, 5] = _sigmoid(-2.9 + signal * 0.9 * need[:, 0])
+    prob[:, 6] = _sigmoid(-3.1 + signal * 0.9 * need[:, 1])
+    prob[:, 7] = _sigmoid(-2.2 + signal * 0.8 * need[:, 2])
+    prob[:, 8] = owned[:, 0] * _sigmoid(-2.2 + signal * 0.6 * need[:, 0])
+    prob[:, 9] = owned[:, 1] * _sigmoid(-2.0 + signal * 0.6 * need[:, 1])
+    prob[:, 10] = owned[:, 2] * _sigmoid(-1.8 + signal * 0.6 * need[:, 2])
     lam = np.zeros((n, len(EVENTS)))  # quantity is 1 + Poisson(lam); api_call is set apart
     lam[:, :7] = (0.5, 0.0, 1.2, 0.3, 0.2, 0.8, 0.5)
     lam[:, 1] = 2.0 * np.exp(0.3 * e)
@@ -681,6 +867,7 @@ def _usage_month(
     ids: pa.Array,
     salt: int,
     activity: float = 1.0,
+    events: tuple[str, ...] = EVENTS,
 ) -> pa.Table:
     """One row per (user, active day, event) of the month for the given entities, vectorised.
 
@@ -698,7 +885,7 @@ def _usage_month(
     row_ent, row_user, row_day = ud_ent[hit], ud_user[hit], ud_day[hit]
 
     qty = 1 + rng.poisson(ent["lam"].ravel()[row_ent * len(EVENTS) + event])
-    api = np.flatnonzero(event == EVENTS.index("api_call"))
+    api = np.flatnonzero(event == API_SLOT)
     k = len(ent["users"])
     api_ent = row_ent[api]
     share = (ent["hi"] - ent["lo"]) / ent["days"]
@@ -728,7 +915,7 @@ def _usage_month(
             "account_id": pc.take(ent_ids, pa.array(row_ent)),
             "user_id": pc.take(user_ids, pa.array(row_user)),
             "timestamp": pa.array(stamp.view("datetime64[us]")),
-            "event": pc.take(pa.array(EVENTS), pa.array(event)),
+            "event": pc.take(pa.array(events), pa.array(event)),
             "quantity": pa.array(qty, pa.int64()),
         }
     )
@@ -850,17 +1037,18 @@ def _dated_table(
     )
 
 
-def _truth_table(truth: list[tuple[np.ndarray, ...]], ids: pa.Array) -> pa.Table:
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    acc, day, p = (np.concatenate(c) for c in zip(empty, *truth, strict=True))
+def _truth_table(truth: list[tuple[np.ndarray, ...]], ids: pa.Array, program: bool) -> pa.Table:
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64)) + (np.zeros(0),) * (1 + program)
+    acc, day, *p = (np.concatenate(c) for c in zip(empty, *truth, strict=True))
     order = np.lexsort((day, acc))
-    return pa.table(
-        {
-            "account_id": pc.take(ids, pa.array(acc[order], pa.int64())),
-            "as_of": pa.array(day[order].astype("datetime64[D]")),
-            "p_expand": pa.array(p[order], pa.float64()),
-        }
-    )
+    columns = {
+        "account_id": pc.take(ids, pa.array(acc[order], pa.int64())),
+        "as_of": pa.array(day[order].astype("datetime64[D]")),
+        "p_expand": pa.array(p[0][order], pa.float64()),
+    }
+    if program:
+        columns["p_touched"] = pa.array(p[1][order], pa.float64())
+    return pa.table(columns)
 
 
 USAGE_SCHEMA = pa.schema(
@@ -874,6 +1062,144 @@ USAGE_SCHEMA = pa.schema(
 )
 
 
+def _check_arguments(n_accounts: int, start: date, months: int, activity: float) -> None:
+    if start.day != 1:
+        raise ValueError(f"start {start} must be the first day of a month")
+    if not 0 < activity <= 1:
+        raise ValueError(f"activity ({activity}) must be in (0, 1]")
+    if n_accounts < 1 or months < 1:
+        raise ValueError(f"n_accounts ({n_accounts}) and months ({months}) must be at least 1")
+
+
+class _Simulation:
+    """The world's state between months, and one month's step of it.
+
+    With `program`, CSM touches change the expansion hazards (see `_touch_effect`), the truth
+    gains `p_touched`, and tickets, NPS answers and the accounts table draw from streams of
+    their own, so that whatever a touch changes in one account leaves every other account's
+    draws as they were: two runs that differ only in some accounts' touches differ only in those
+    accounts, which is how a program's true effect is known per account.
+    """
+
+    def __init__(
+        self,
+        n_accounts: int,
+        seed: int,
+        start: date,
+        months: int,
+        activity: float,
+        program: bool,
+        strength: float = 1.0,
+        catalogue: Catalogue | None = None,
+    ) -> None:
+        _check_arguments(n_accounts, start, months, activity)
+        self.catalogue = catalogue or Catalogue()
+        self.mech = self.catalogue.mechanisms
+        self.rng = np.random.default_rng(seed)
+        self.truth_rng = np.random.default_rng([seed, 0x7472757468])  # its own stream: "truth"
+        self.usage_rng = np.random.default_rng([seed, 0x7573616765])  # and usage its own: "usage"
+        # without a program, tickets, NPS and the accounts table share the world's stream
+        self.desk_rng = np.random.default_rng([seed, 0x6465736B]) if program else self.rng
+        self.ms, self.cal0 = _month_starts(start, months)
+        self.acc = _draw_accounts(self.rng, n_accounts, self.ms)
+        self.st = _initial_state(self.acc, self.rng)
+        self.free = _free_workspaces(self.rng, n_accounts, self.ms)
+        self.salt = int(self.rng.integers(0, 2**62))
+        self.ids = pa.array([f"A{j:06d}" for j in range(n_accounts)], pa.string())
+        self.free_ids = pa.array([f"F{j:05d}" for j in range(len(self.free["idx"]))], pa.string())
+        self.money = {"mult": np.ones(n_accounts), "addon_arr": np.zeros((n_accounts, 3))}
+        self.uoff = np.zeros(n_accounts)  # user-id offset: people leave, newcomers get new ids
+        self.usage_end = self.acc["usage_end"].copy()
+        self.activity = activity
+        self.program = program
+        self.strength = strength
+        if program:
+            self.st["touched"] = np.full(n_accounts, -100, dtype=np.int64)  # month of last touch
+            self.st["tau"] = np.zeros(n_accounts)
+        self.log: Log = []
+        self.truth: list[tuple[np.ndarray, ...]] = []
+        self.tickets: list[State] = []
+        self.nps: list[State] = []
+        self.i = 0  # the next month to simulate
+
+    @property
+    def n_months(self) -> int:
+        return len(self.ms) - 1
+
+    def touch(self, accounts: np.ndarray, month: int) -> None:
+        """Touches made in month `month` (the last simulated one): they change the next months."""
+        if self.i != month + 1:
+            raise ValueError("a touch takes effect from the month after it: touch first")
+        st = self.st
+        tau = _touch_effect(st, self.i, self.strength)
+        st["touched"][accounts] = month
+        st["tau"][accounts] = tau[accounts]
+
+    def month(self) -> pa.Table | None:
+        """Simulate month `i` and move on; return its usage rows (None before `start`)."""
+        i, st, acc, ms = self.i, self.st, self.acc, self.ms
+        m_start, days = int(ms[i]), int(ms[i + 1] - ms[i])
+        if i > PRE_MONTHS:
+            truth = _truth(st, i, self.cal0, self.truth_rng, m_start, self.strength, self.mech)
+            self.truth.append(truth)
+        params = _usage_params(st, acc, self.mech)  # usage follows the state at the month start
+        churned = _world_month(st, self.money, acc, i, ms, self.cal0, self.rng, self.log, self.mech)
+        self.usage_end = np.minimum(self.usage_end, churned)
+        _start_contracts(st, self.money, acc, i, self.rng, self.log)
+        table = None
+        if i >= PRE_MONTHS:
+            lo = np.clip(acc["created"] - m_start, 0, days)
+            hi = np.clip(self.usage_end - m_start, 0, days)
+            pick = np.flatnonzero(hi > lo)
+            ent = _month_entities(params, pick, lo, hi, days, self.uoff)
+            free = self.free
+            f_pick = np.flatnonzero(free["created"] < m_start + days)
+            f_ent = {key: value[f_pick] for key, value in free.items()}
+            f_ent["lo"] = np.clip(f_ent["created"] - m_start, 0, days)
+            f_ent["hi"] = f_ent["days"] = np.full(len(f_pick), days)
+            rng, salt, activity = self.usage_rng, self.salt, self.activity
+            events = self.catalogue.events
+            table = pa.concat_tables(
+                [
+                    _usage_month(rng, m_start, ent, self.ids, salt, activity, events),
+                    _usage_month(rng, m_start, f_ent, self.free_ids, salt, activity, events),
+                ]
+            )
+            month_tickets, month_nps = _tickets_nps(self.desk_rng, m_start, ent, st, pick)
+            self.tickets.append(month_tickets)
+            self.nps.append(month_nps)
+        created = acc["c0"] <= i
+        self.uoff = np.where(created, self.uoff + 0.012 * _users(st), 0.0)
+        st["active"] = st["active"] | (acc["m0"] == i)
+        _evolve(st, self.rng, created)
+        self.i += 1
+        return table
+
+    def accounts_table(self) -> pa.Table:
+        return _accounts_table(self.desk_rng, self.acc, self.ids)
+
+    def tables(self, accounts: pa.Table) -> dict[str, pa.Table]:
+        """Every table but usage, as simulated so far."""
+        return {
+            "accounts": accounts,
+            "subscriptions": _subscriptions_table(self.log, self.ids, self.catalogue),
+            "support_tickets": _dated_table(
+                self.tickets, self.ids, "created_at", "priority", pa.array(PRIORITIES)
+            ),
+            "nps_responses": _dated_table(self.nps, self.ids, "responded_at", "score", None),
+            "truth": _truth_table(self.truth, self.ids, self.program),
+        }
+
+
+def _usage_writer(path: Path) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path,
+        USAGE_SCHEMA,
+        use_dictionary=["account_id", "user_id", "event"],
+        column_encoding={"timestamp": "DELTA_BINARY_PACKED", "quantity": "DELTA_BINARY_PACKED"},
+    )
+
+
 def generate_world(
     out_dir: Path,
     n_accounts: int = 1000,
@@ -881,96 +1207,209 @@ def generate_world(
     start: date = date(2023, 1, 1),
     months: int = 30,
     activity: float = 1.0,
+    catalogue: Catalogue | None = None,
 ) -> dict[str, int]:
     """Write the contract tables and truth.parquet of a simulated world; return row counts.
 
     The same arguments give byte-identical files. `activity` (0 to 1] thins how often users show
     up in the usage log, for large worlds of a given event volume; it changes no contract,
-    ticket, NPS or truth row, since usage only reports the latent state.
+    ticket, NPS or truth row, since usage only reports the latent state. `catalogue` renames
+    products, plans and events and sets the strength of each mechanism (`Catalogue.drawn`).
     """
-    if start.day != 1:
-        raise ValueError(f"start {start} must be the first day of a month")
-    if not 0 < activity <= 1:
-        raise ValueError(f"activity ({activity}) must be in (0, 1]")
-    if n_accounts < 1 or months < 1:
-        raise ValueError(f"n_accounts ({n_accounts}) and months ({months}) must be at least 1")
+    sim = _Simulation(n_accounts, seed, start, months, activity, False, catalogue=catalogue)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    truth_rng = np.random.default_rng([seed, 0x7472757468])  # its own stream: "truth"
-    usage_rng = np.random.default_rng([seed, 0x7573616765])  # and usage its own: "usage"
-    ms, cal0 = _month_starts(start, months)
-    acc = _draw_accounts(rng, n_accounts, ms)
-    st = _initial_state(acc, rng)
-    free = _free_workspaces(rng, n_accounts, ms)
-    salt = int(rng.integers(0, 2**62))
-    ids = pa.array([f"A{j:06d}" for j in range(n_accounts)], pa.string())
-    free_ids = pa.array([f"F{j:05d}" for j in range(len(free["idx"]))], pa.string())
-    money = {"mult": np.ones(n_accounts), "addon_arr": np.zeros((n_accounts, 3))}
-    uoff = np.zeros(n_accounts)  # user-id offset: people leave and newcomers get new ids
-    usage_end = acc["usage_end"].copy()
-    log: Log = []
-    truth: list[tuple[np.ndarray, ...]] = []
-    tickets: list[State] = []
-    nps: list[State] = []
     n_usage = 0
-    writer = pq.ParquetWriter(
-        out / "usage_events.parquet",
-        USAGE_SCHEMA,
-        use_dictionary=["account_id", "user_id", "event"],
-        column_encoding={"timestamp": "DELTA_BINARY_PACKED", "quantity": "DELTA_BINARY_PACKED"},
-    )
     # Encoding one month overlaps with simulating the next; writes stay in month order.
-    with writer, ThreadPoolExecutor(max_workers=1) as pool:
+    with _usage_writer(out / "usage_events.parquet") as writer, ThreadPoolExecutor(1) as pool:
         pending: Future[None] | None = None
-        for i in range(PRE_MONTHS + months):
-            m_start, days = int(ms[i]), int(ms[i + 1] - ms[i])
-            if i > PRE_MONTHS:
-                idx, p = _truth(st, i, cal0, truth_rng)
-                truth.append((idx, np.full(len(idx), m_start), p))
-            params = _usage_params(st, acc)  # usage follows the state at the month's start
-            usage_end = np.minimum(usage_end, _world_month(st, money, acc, i, ms, cal0, rng, log))
-            _start_contracts(st, money, acc, i, rng, log)
-            if i >= PRE_MONTHS:
-                lo = np.clip(acc["created"] - m_start, 0, days)
-                hi = np.clip(usage_end - m_start, 0, days)
-                pick = np.flatnonzero(hi > lo)
-                ent = _month_entities(params, pick, lo, hi, days, uoff)
-                f_pick = np.flatnonzero(free["created"] < m_start + days)
-                f_ent = {key: value[f_pick] for key, value in free.items()}
-                f_ent["lo"] = np.clip(f_ent["created"] - m_start, 0, days)
-                f_ent["hi"] = f_ent["days"] = np.full(len(f_pick), days)
-                table = pa.concat_tables(
-                    [
-                        _usage_month(usage_rng, m_start, ent, ids, salt, activity),
-                        _usage_month(usage_rng, m_start, f_ent, free_ids, salt, activity),
-                    ]
-                )
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(writer.write_table, table)
-                n_usage += table.num_rows
-                month_tickets, month_nps = _tickets_nps(rng, m_start, ent, st, pick)
-                tickets.append(month_tickets)
-                nps.append(month_nps)
-            created = acc["c0"] <= i
-            uoff = np.where(created, uoff + 0.012 * _users(st), 0.0)
-            st["active"] = st["active"] | (acc["m0"] == i)
-            _evolve(st, rng, created)
+        while sim.i < sim.n_months:
+            table = sim.month()
+            if table is None:
+                continue
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.write_table, table)
+            n_usage += table.num_rows
         if pending is not None:
             pending.result()
-
-    tables = {
-        "accounts": _accounts_table(rng, acc, ids),
-        "subscriptions": _subscriptions_table(log, ids),
-        "support_tickets": _dated_table(
-            tickets, ids, "created_at", "priority", pa.array(PRIORITIES)
-        ),
-        "nps_responses": _dated_table(nps, ids, "responded_at", "score", None),
-        "truth": _truth_table(truth, ids),
-    }
+    tables = sim.tables(sim.accounts_table())
     for name, table in tables.items():
         pq.write_table(table, out / f"{name}.parquet")
     counts = {name: table.num_rows for name, table in tables.items()}
     counts["usage_events"] = n_usage
     return counts
+
+
+# --- A world that answers an expansion program, a week at a time. ---
+
+SIMULATION_FILE = "simulation.pkl"
+
+
+class ProgramWorld:
+    """A simulated world advanced week by week, in which CSMs' touches change what happens.
+
+    `ProgramWorld(out, program_start=...)` writes the world up to the program's start; each
+    `advance(until, touches)` records what CSMs did (a frame with `account_id`, `touched_at`
+    and, optionally, `csm`, `motion`, `channel`, `outcome`) and simulates every month that
+    starts before `until`, then rewrites the tables in `out`, with the touches as its `touches`
+    table. The world is simulated a month at a time, so its files may run a few weeks past
+    `until`: a scorer reads them as of `until`, and a touch changes only the months after its
+    own, which no earlier file shows. `truth.parquet` has `p_touched` beside `p_expand`.
+    `strength` scales what a touch changes (1: the default mechanism, 0: touches do nothing).
+    Worlds with a program differ from `generate_world`'s for the same seed (see `_Simulation`);
+    the same arguments and touches give the same files.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        program_start: date,
+        n_accounts: int = 1000,
+        seed: int = 0,
+        start: date = date(2023, 1, 1),
+        months: int = 30,
+        activity: float = 1.0,
+        strength: float = 1.0,
+        catalogue: Catalogue | None = None,
+    ) -> None:
+        self.out = Path(out_dir)
+        self._args = {"program_start": program_start, "n_accounts": n_accounts, "seed": seed,
+                      "start": start, "months": months, "activity": activity,
+                      "strength": strength, "catalogue": catalogue}  # fmt: skip
+        self._sim = _Simulation(
+            n_accounts, seed, start, months, activity, True, strength, catalogue
+        )
+        if not start < program_start <= self.end:
+            raise ValueError(f"program start {program_start} must be in ({start}, {self.end}]")
+        self._accounts = self._sim.accounts_table()
+        self._usage: list[pa.Table] = []
+        self._touches: list[pa.Table] = []
+        self._waiting: list[tuple[np.ndarray, np.ndarray]] = []  # (accounts, month) to apply
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.advance(program_start)
+
+    @property
+    def end(self) -> date:
+        """The day after the last simulated day of the whole world."""
+        return _day(int(self._sim.ms[-1]))
+
+    @property
+    def simulated_until(self) -> date:
+        """The day after the last day the files cover."""
+        return _day(int(self._sim.ms[self._sim.i]))
+
+    def advance(self, until: date, touches: object = None) -> None:
+        """Record `touches` (all dated before `until`), simulate the months that start before
+        `until` and rewrite the files."""
+        if until > self.end:
+            raise ValueError(f"{until} is past the end of the world ({self.end})")
+        sim = self._sim
+        if touches is not None:
+            self._record(touches, until)
+        stop = _day_number(until)
+        while sim.i < sim.n_months and sim.ms[sim.i] < stop:
+            self._apply_waiting()
+            table = sim.month()
+            if table is not None:
+                self._usage.append(table)
+        self._write()
+
+    def replay(self, out_dir: Path, touches: object) -> ProgramWorld:
+        """The same world from its program's start with other touches, run to its end."""
+        other = ProgramWorld(out_dir, **self._args)  # type: ignore[arg-type]
+        other.advance(other.end, touches)
+        return other
+
+    def save(self) -> Path:
+        """Keep the simulation beside its files, for `ProgramWorld.resume`."""
+        path = self.out / SIMULATION_FILE
+        with path.open("wb") as handle:
+            pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        return path
+
+    @staticmethod
+    def resume(out_dir: Path) -> ProgramWorld:
+        path = Path(out_dir) / SIMULATION_FILE
+        with path.open("rb") as handle:
+            world = pickle.load(handle)
+        if not isinstance(world, ProgramWorld):
+            raise ValueError(f"{path} does not hold a program world")
+        world.out = Path(out_dir)
+        return world
+
+    def _record(self, touches: object, until: date) -> None:
+        table = _touch_table(touches)
+        if table.num_rows == 0:
+            return
+        sim = self._sim
+        known = pc.index_in(table["account_id"], value_set=sim.ids)
+        if known.null_count:
+            bad = table["account_id"][int(pc.index(pc.is_null(known), True).as_py())]
+            raise ValueError(f"touch of {bad}, which is not an account of this world")
+        days = pc.cast(pc.cast(table["touched_at"], pa.timestamp("us")), pa.int64()).to_numpy()
+        days = days // US_PER_DAY
+        if days.max() >= _day_number(until):
+            raise ValueError(f"a touch dated on or after {until}: touches happen before it")
+        month = np.searchsorted(sim.ms, days, side="right") - 1
+        # a touch changes the months after its own: the month after it must still be ahead
+        if month.min() < sim.i - 1:
+            first = _day(int(sim.ms[sim.i - 1]))
+            raise ValueError(f"a touch dated before {first} comes after the world moved on")
+        self._waiting.append((known.to_numpy(zero_copy_only=False), month))
+        self._touches.append(table)
+
+    def _apply_waiting(self) -> None:
+        sim = self._sim
+        due = sim.i - 1
+        rest = []
+        for accounts, month in self._waiting:
+            now = month == due
+            if now.any():
+                sim.touch(accounts[now], due)
+            if (~now).any():
+                rest.append((accounts[~now], month[~now]))
+        self._waiting = rest
+
+    def _write(self) -> None:
+        for name, table in self._sim.tables(self._accounts).items():
+            pq.write_table(table, self.out / f"{name}.parquet")
+        usage = pa.concat_tables(self._usage) if self._usage else USAGE_SCHEMA.empty_table()
+        with _usage_writer(self.out / "usage_events.parquet") as writer:
+            writer.write_table(usage)
+        if self._touches:  # the contract reads no touches file as no touches
+            pq.write_table(pa.concat_tables(self._touches), self.out / "touches.parquet")
+
+
+TOUCH_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("touched_at", pa.timestamp("us")),
+        ("csm", pa.string()),
+        ("motion", pa.string()),
+        ("channel", pa.string()),
+        ("outcome", pa.string()),
+    ]
+)
+
+
+def _touch_table(touches: object) -> pa.Table:
+    """Touches as given (a pandas frame or an Arrow table), in the contract's columns."""
+    table = touches if isinstance(touches, pa.Table) else pa.Table.from_pandas(touches)
+    columns = []
+    for field in TOUCH_SCHEMA:
+        if field.name in table.column_names:
+            columns.append(pc.cast(table[field.name], field.type))
+        elif field.name in ("account_id", "touched_at"):
+            raise ValueError(f"touches need a {field.name} column")
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=TOUCH_SCHEMA)
+
+
+def _day(number: int) -> date:
+    return np.datetime64(number, "D").astype(date)
+
+
+def _day_number(day: date) -> int:
+    return int(np.datetime64(day, "D").astype(np.int64))

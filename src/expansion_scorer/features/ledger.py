@@ -20,7 +20,6 @@ from expansion_scorer.config import FeatureSet
 from expansion_scorer.data.loading import sql_str
 
 EXPANSION_KINDS = ("seats", "plan", "cross_sell")
-MOTIONS = ("any", *EXPANSION_KINDS)
 
 
 def plan_rank_values(features: FeatureSet) -> str:

@@ -11,18 +11,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.config import Engine, FeatureSet, ServingConfig
+from expansion_scorer.data.database import DatabaseError
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import account_status, build_entities
+from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.explain import (
     contributions,
@@ -65,6 +68,7 @@ from expansion_scorer.serving.output import (
     write_outputs,
 )
 from expansion_scorer.serving.report import UNASSIGNED, render_report
+from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.model import PropensityModel
@@ -443,6 +447,8 @@ class ScoreResult:
     triggers: int = 0
     previous_run: date | None = None
     warnings: list[str] = field(default_factory=list)
+    written: Written | None = None
+    """What `--to` wrote to the database, when it was given."""
 
 
 def score_job(
@@ -453,12 +459,15 @@ def score_job(
     serving: ServingConfig,
     model_uri: str = DEFAULT_MODEL,
     csm_files: bool = False,
-    engine: str = "duckdb",
+    engine: Engine = Engine.DUCKDB,
+    sink: Sink | None = None,
 ) -> ScoreResult:
     """The weekly run: score, explain, trigger, and publish outputs and history together.
 
-    With `engine="spark"` Spark computes eligibility, features and scores (`serving.spark`);
-    validation, explanations, drift and the outputs are the same code either way.
+    With `Engine.SPARK` Spark computes eligibility, features and scores (`serving.spark`);
+    validation, explanations, drift and the outputs are the same code either way. With a
+    `sink`, the database is checked before any data is read and the week is replaced in it
+    after the files are published (`serving.sink`).
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -472,6 +481,9 @@ def score_job(
 
     out_dir = Path(out_dir)
     serving.check_against(feature_set)  # before any data is read
+    if sink is not None:
+        sinks.check(sink, serving.reasons)
+        lap("check_sink")
     world = open_world(data_dir, cutoff=as_of)
     validate(world, feature_set.events)
     inputs = input_summary(world)
@@ -479,7 +491,7 @@ def score_job(
     model, version = load_model(model_uri)
     uplift, uplift_version = load_uplift(serving)
     lap("load_model")
-    if engine == "spark":
+    if engine is Engine.SPARK:
         from expansion_scorer.serving.spark import score_frame_spark
 
         if uplift is not None:
@@ -577,7 +589,7 @@ def score_job(
         body = _manifest_body(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
         )
-        body["engine"] = engine
+        body["engine"] = engine.value
         if uplift is not None:
             body["uplift_model"] = {"uri": serving.uplift_model, "version": uplift_version}
         body["holdout"] = {
@@ -589,6 +601,8 @@ def score_job(
             + int((pd.to_datetime(recorded["assigned_on"]).dt.date == as_of).sum()),
         }
         body["explainer"] = treeshap.method_for(model.booster)  # the TreeSHAP method used
+        if sink is not None:
+            body["sink"] = sink.describe()  # the URL without its password
         drift, warnings = _weekly_drift(
             world, out_dir, model, version, feature_set, serving, scored
         )
@@ -600,6 +614,11 @@ def score_job(
         run = {"started_at": started.isoformat(timespec="seconds"), "seconds": dict(seconds)}
         writers["manifest.json"] = text_writer(render_manifest(body, run))
         files = write_outputs(out_dir, writers, staged, apply_stage(history))
+        written = (
+            None
+            if sink is None
+            else _to_database(sink, table, as_of, serving.reasons, world, started, out_dir)
+        )
     return ScoreResult(
         files=files,
         scored=len(table),
@@ -610,7 +629,47 @@ def score_job(
         triggers=len(triggers),
         previous_run=past.as_of,
         warnings=warnings,
+        written=written,
     )
+
+
+def _to_database(
+    sink: Sink,
+    table: pd.DataFrame,
+    as_of: date,
+    reasons: int,
+    world: World,
+    started: datetime,
+    out_dir: Path,
+) -> Written:
+    """The published list into the sink's table, in one transaction; on failure, one line that
+    says the files are out and the table is as it was. Held-out accounts stay out of it: the
+    table is synced to where CSMs work, and a CSM who saw one might call it."""
+    table = table[table["arm"] != HOLDOUT]
+    data = sinks.rows(table, _crm_ids(world, table["account_id"]), started, reasons)
+    try:
+        return sinks.write(sink, data, as_of)
+    except DatabaseError as exc:
+        raise UserError(
+            f"{exc}; the table is as it was, the files in {out_dir} are this run's:"
+            " fix that and re-run the week"
+        ) from None
+
+
+def _crm_ids(world: World, account_ids: pd.Series) -> pd.Series | None:
+    """Each account's CRM id, when the accounts table carries a `crm_id` column."""
+    for view in ("accounts", "raw_accounts"):
+        try:
+            names = {r[0] for r in world.con.execute(f"DESCRIBE {view}").fetchall()}
+        except duckdb.Error:
+            continue
+        if "crm_id" in names:
+            ids = world.con.execute(
+                f"SELECT account_id::VARCHAR AS account_id, crm_id::VARCHAR AS crm_id FROM {view}"
+            ).df()
+            mapping = ids.drop_duplicates("account_id").set_index("account_id")["crm_id"]
+            return account_ids.astype(str).map(mapping)
+    return None
 
 
 def _measured(out_dir: Path) -> dict[str, object]:

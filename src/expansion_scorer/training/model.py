@@ -128,10 +128,6 @@ class PropensityModel(PythonModel):
             return np.full(len(frame), np.nan)
         return np.asarray(self.size_booster.predict(self.matrix(frame)), dtype="float64")
 
-    def expected_expansion_arr(self, frame: pd.DataFrame) -> np.ndarray:
-        """Score times predicted size: the ARR an account is expected to add in the horizon."""
-        return self.predict_proba(frame) * self.expected_size(frame)
-
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
