@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--promote", action="store_true", help="run the promotion gate straight after training"
     )
+    tr.add_argument(
+        "--program",
+        type=Path,
+        help="with target: uplift, the weekly output root whose holdout history it learns from",
+    )
 
     pr = sub.add_parser(
         "promote", help="compare @challenger with @champion on the latest folds; maybe promote"
@@ -138,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--train-until", type=_date)
     pr.add_argument("--config", type=Path, help="training YAML (default: built-in)")
     pr.add_argument("--force", action="store_true", help="promote even if the gate refuses")
+    pr.add_argument(
+        "--program",
+        type=Path,
+        help="with target: uplift, the weekly output root both uplift models are refitted on",
+    )
 
     sc = sub.add_parser("score", help="score, explain and rank eligible accounts as of a date")
     _data_arguments(sc)
@@ -336,6 +346,14 @@ def _train(args: argparse.Namespace) -> None:
     if updates:  # validated like the config file, so --horizon-days 3 stops here
         cfg = override(cfg, updates)
     config_text = args.config.read_text(encoding="utf-8") if args.config else None
+    if cfg.target == "uplift":
+        _train_uplift(args, cfg, config_text)
+        return
+    if args.program is not None:
+        raise UserError(
+            "--program is read only with target: uplift (training config); drop it, or set"
+            " target: uplift"
+        )
     result = train_job(
         _data(args),
         cfg,
@@ -345,6 +363,37 @@ def _train(args: argparse.Namespace) -> None:
         promote=args.promote,
     )
     _print_training(result)
+
+
+def _train_uplift(args: argparse.Namespace, cfg: object, config_text: str | None) -> None:
+    from expansion_scorer.config import TrainingConfig, load_feature_set
+    from expansion_scorer.training.uplift_job import uplift_job
+
+    assert isinstance(cfg, TrainingConfig)
+    if args.train_until is not None or args.promote or args.trials:
+        raise UserError(
+            "target: uplift takes no --train-until, --trials or --promote; it learns from every"
+            " matured cohort of --program (promote with `expansion promote --config`)"
+        )
+    result = uplift_job(_data(args), args.program, cfg, load_feature_set(args.features),
+                        config_text)  # fmt: skip
+    final = result.final
+    print(
+        f"uplift (T-learner): {result.rows:,} matured listed and held-out assignments in"
+        f" {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
+        f" {len(result.folds)} time folds by cohort"
+    )
+    print(result.table)
+    pooled = result.backtest.pooled
+    up, prop = pooled["uplift"], pooled["propensity"]
+    print(
+        f"pooled test: Qini {up['qini']:.4f} ranked by uplift against {prop['qini']:.4f} by"
+        f" propensity; incremental expansions at capacity {up['incremental_at_capacity']:.1f}"
+        f" against {prop['incremental_at_capacity']:.1f}"
+    )
+    if "oracle" in pooled:
+        print(f"the true effect as a ranking (oracle): Qini {pooled['oracle']['qini']:.4f}")
+    print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")
 
 
 def _print_training(result: object) -> None:
@@ -405,13 +454,23 @@ def _promote(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_training_config
     from expansion_scorer.jobs import promote_job
 
-    result = promote_job(
-        _data(args), load_training_config(args.config), until=args.train_until, force=args.force
-    )
+    cfg = load_training_config(args.config)
+    if cfg.target == "uplift":
+        from expansion_scorer.training.uplift_job import promote_uplift_job
+
+        result = promote_uplift_job(_data(args), args.program, cfg, force=args.force)
+    elif args.program is not None:
+        raise UserError(
+            "--program is read only with target: uplift (training config); drop it, or set"
+            " target: uplift"
+        )
+    else:
+        result = promote_job(_data(args), cfg, until=args.train_until, force=args.force)
     if result.test_dates:
         print(
             f"compared v{result.challenger_version} (@challenger) with"
-            f" v{result.champion_version} (@champion) on test months"
+            f" v{result.champion_version} (@champion) on test"
+            f" {'cohorts' if cfg.target == 'uplift' else 'months'}"
             f" {result.test_dates[0]}..{result.test_dates[-1]}"
         )
     _print_decision(result.decision)

@@ -278,7 +278,54 @@ class LabelConfig(_Strict):
         return self
 
 
+class UpliftConfig(_Strict):
+    """`target: uplift`: what a touch changes, learnt from the weekly run's randomized holdout.
+
+    The learner is a T-learner: one LightGBM for the listed (intent to treat) accounts, one for
+    the held-out, each fitted on its arm of the matured cohorts; the uplift is the difference of
+    their probabilities. Small data, so the trees are small and fixed in number (no early
+    stopping: there is no third set of cohorts to stop on).
+    """
+
+    registered_model: str = "expansion-uplift"
+    folds: int = Field(default=2, ge=1)
+    """Backtest folds over the latest `test_cohorts` matured cohorts; each trains only on
+    cohorts whose horizon closes on or before its first test cohort."""
+    test_cohorts: int = Field(default=4, ge=1)
+    min_cohorts: int = Field(default=2, ge=2)
+    """Fewer matured randomized cohorts than this: `target: uplift` refuses."""
+    min_per_arm: int = Field(default=30, ge=1)
+    """Each fold's training and test cohorts, and the final fit, need this many listed and
+    this many held-out assignments."""
+    accounts_per_csm: int = Field(default=10, ge=1)
+    """k of uplift at capacity, per CSM and cohort. The randomized accounts of a CSM's cohort
+    are at most their capacity list and their triggers, so k is below the weekly capacity:
+    which part of the list is worth the time."""
+    lightgbm: LightGBMParams = LightGBMParams(
+        n_estimators=150,
+        learning_rate=0.03,
+        num_leaves=4,
+        min_child_samples=40,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        reg_lambda=5.0,
+    )
+    """Each arm's booster; n_estimators is the number of rounds."""
+
+    @model_validator(mode="after")
+    def _a_cohort_per_fold(self) -> UpliftConfig:
+        if self.test_cohorts < self.folds:
+            raise ValueError(
+                f"test_cohorts ({self.test_cohorts}) must be at least folds ({self.folds})"
+            )
+        return self
+
+
 class TrainingConfig(_Strict):
+    target: Literal["propensity", "uplift"] = "propensity"
+    """propensity: the chance to expand; uplift: what a CSM's touch changes in it, from the
+    randomized holdout of the weekly runs (`expansion train --program OUT`)."""
     horizon_days: int = Field(default=90, ge=7, le=730)
     min_history_days: int = Field(default=90, ge=0)
     """Snapshots start this long after the first subscription in the data."""
@@ -297,6 +344,7 @@ class TrainingConfig(_Strict):
     gate: GateConfig = GateConfig()
     size_model: bool = True
     """Also fit the size of an expansion given that it happens (expected ARR = score x size)."""
+    uplift: UpliftConfig = UpliftConfig()
     season_feature: str | None = "month_of_year"
     """The booster starts from each value's base log-odds in its training rows (an offset), so
     early stopping and calibration on a few months of one season keep the seasons apart; the
@@ -384,8 +432,11 @@ class ServingConfig(_Strict):
     report_rows: int = Field(default=250, ge=1)
     """report.html shows each CSM's first this many accounts, and this many of those not
     scored; every account is in scores.csv and excluded.csv whatever the limit."""
-    rank_by: Literal["score", "expected_arr"] = "score"
-    """Order within a band: by score, or by expected expansion ARR (score x predicted size)."""
+    rank_by: Literal["score", "expected_arr", "uplift"] = "score"
+    """Order within a band: by score, by expected expansion ARR (score x predicted size), or by
+    expected incremental ARR (the uplift model's uplift x predicted size)."""
+    uplift_model: str = "models:/expansion-uplift@champion"
+    """With rank_by uplift: the uplift model loaded next to the propensity model."""
     motions: dict[str, MotionDef] = Field(default_factory=dict)
     readiness: list[ReadinessRule] = Field(default_factory=list)
     triggers: TriggerConfig = TriggerConfig()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from expansion_scorer.config import FeatureDef, FeatureSet, ServingConfig
 from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.text import Columns, fill, is_missing, render, render_rows
 from expansion_scorer.training.model import PropensityModel
+
+if TYPE_CHECKING:
+    from expansion_scorer.training.uplift import UpliftModel
 
 OPERATORS = {
     "<": operator.lt,
@@ -49,6 +52,30 @@ def contributions(
         if offset.feature in table.columns:
             table[offset.feature] += offset.of(frame) - offset.mean
     return Contributions(values=table, base_logit=base)
+
+
+def uplift_points(
+    model: UpliftModel, frame: pd.DataFrame, feature_set: FeatureSet
+) -> tuple[Contributions, pd.DataFrame]:
+    """What makes a touch matter for each account: per family, its points of uplift.
+
+    Each arm's booster is explained by the same exact TreeSHAP and put on the probability scale
+    as a propensity score is (`family_points`); the listed arm's points minus the held-out arm's
+    add up to the uplift minus the base uplift. The contributions returned are the difference
+    of the two arms' SHAP values in log-odds (they add up to the log odds ratio), which picks
+    the feature that speaks for each family.
+    """
+    x = model.matrix(frame)
+    arms = []
+    for booster in (model.listed, model.holdout):
+        values, base = treeshap.shap_values(booster, x)
+        contrib = Contributions(pd.DataFrame(values, columns=model.feature_names,
+                                             index=frame.index), base)  # fmt: skip
+        p = np.asarray(booster.predict(x), dtype="float64")
+        arms.append((contrib, family_points(contrib, feature_set, p, 1 / (1 + np.exp(-base)))))
+    (listed, listed_points), (held, held_points) = arms
+    difference = Contributions(listed.values - held.values, listed.base_logit - held.base_logit)
+    return difference, listed_points - held_points
 
 
 def family_points(

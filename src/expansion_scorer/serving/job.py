@@ -33,6 +33,7 @@ from expansion_scorer.serving.explain import (
     motions,
     readiness,
     reasons,
+    uplift_points,
 )
 from expansion_scorer.serving.history import (
     ASSIGNMENTS_STAGED,
@@ -71,6 +72,7 @@ from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.training.uplift import UpliftModel
 
 DEFAULT_MODEL = "models:/expansion-propensity@champion"
 
@@ -97,6 +99,34 @@ def load_model(uri: str) -> tuple[PropensityModel, str]:
     return model, label
 
 
+def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
+    """With `rank_by: uplift`, the uplift model and its readable version; otherwise none."""
+    if serving.rank_by != "uplift":
+        return None, ""
+    uri = serving.uplift_model
+    fix = (
+        "train one with `expansion train DATA --config <a config with target: uplift> --program"
+        " OUT`, or set rank_by: score"
+    )
+    configure()
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).splitlines()[0][:160]
+        raise UserError(
+            f"serving config: rank_by: uplift, but no uplift model loads from {uri} ({first});"
+            f" {fix}"
+        ) from None
+    model = loaded.unwrap_python_model()
+    if not isinstance(model, UpliftModel):
+        raise UserError(f"serving config: uplift_model {uri} is not an uplift model; {fix}")
+    label = uri.removeprefix("models:/")
+    if "@" in label:
+        name, alias = label.split("@", 1)
+        label = f"{name} v{configure().get_model_version_by_alias(name, alias).version}"
+    return model, label.replace("/", " v")
+
+
 def band_of(score: float, bands: dict[str, float]) -> str:
     for name, low in sorted(bands.items(), key=lambda kv: -kv[1]):
         if score >= low:
@@ -116,13 +146,22 @@ class Scored:
     """The feature frame, in rank order."""
 
 
+def uplift_columns(serving: ServingConfig) -> list[str]:
+    """With `rank_by: uplift`: the uplift, expected incremental ARR and what makes a touch
+    matter; otherwise none."""
+    if serving.rank_by != "uplift":
+        return []
+    slots = [f"uplift_reason_{i + 1}" for i in range(serving.reasons)]
+    return ["uplift", "expected_incremental_arr", *slots, "uplift_reason_against"]
+
+
 def score_columns(serving: ServingConfig) -> list[str]:
     return [
         "rank", "account_id", "crm_id", "account_name", "csm_owner", "score",
-        "expected_expansion_arr",
-        "band", "readiness",
+        "expected_expansion_arr", *uplift_columns(serving)[:2], "band", "readiness",
         "readiness_reason", "motion", *[f"reason_{i + 1}" for i in range(serving.reasons)],
-        "reason_against", "talking_points", "model_version", "as_of",
+        "reason_against", *uplift_columns(serving)[2:], "talking_points", "model_version",
+        "as_of",
     ]  # fmt: skip
 
 
@@ -167,6 +206,7 @@ def score_frame(
     feature_set: FeatureSet,
     serving: ServingConfig,
     model_version: str,
+    uplift: UpliftModel | None = None,
 ) -> Scored:
     """Scores, reasons, motion and readiness for every eligible account; the rest with why not."""
     serving.check_against(feature_set)
@@ -176,7 +216,7 @@ def score_frame(
     frame = build_features(
         world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
     )
-    return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version)
+    return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version, uplift)
 
 
 PRESCORED = "__score"
@@ -191,6 +231,7 @@ def finish_scoring(
     feature_set: FeatureSet,
     serving: ServingConfig,
     model_version: str,
+    uplift: UpliftModel | None = None,
 ) -> Scored:
     """From the status of every account and the eligible ones' features to the ranked list.
 
@@ -207,11 +248,18 @@ def finish_scoring(
     given = frame.pop(PRESCORED).to_numpy(dtype="float64") if PRESCORED in frame else None
     columns = score_columns(serving)
     check_schema(model, frame, model_version)
+    if uplift is not None:
+        missing = [c for c in uplift.feature_names if c not in frame.columns]
+        if missing:
+            raise UserError(
+                f"the uplift model does not match the features: missing {', '.join(missing)};"
+                " score with the feature definitions it was trained on, or retrain it"
+            )
     if frame.empty:
         return Scored(pd.DataFrame(columns=columns), pd.DataFrame(), excluded, frame)
 
     scores, drivers, order = score_features(
-        frame, model, feature_set, serving, model_version, as_of, given=given
+        frame, model, feature_set, serving, model_version, as_of, given=given, uplift=uplift
     )
     return Scored(scores, drivers, excluded, frame.iloc[order].reset_index(drop=True))
 
@@ -227,6 +275,7 @@ def _score_chunk(
     serving: ServingConfig,
     explain: bool,
     given: np.ndarray | None = None,
+    uplift: UpliftModel | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     p = model.predict_proba(frame) if given is None else given
     if explain:
@@ -258,7 +307,20 @@ def _score_chunk(
     )
     scores["score"] = p
     # score x the size model's ARR given an expansion; empty when the model has no size model
-    scores["expected_expansion_arr"] = p * model.expected_size(frame)
+    size = model.expected_size(frame)
+    scores["expected_expansion_arr"] = p * size
+    if uplift is not None:
+        listed, held = uplift.arms(frame)
+        scores["uplift"] = listed - held
+        scores["expected_incremental_arr"] = scores["uplift"] * size
+        slots = [f"reason_{k + 1}" for k in range(serving.reasons)] + ["reason_against"]
+        if explain:
+            contrib, touch = uplift_points(uplift, frame, feature_set)
+            why = reasons(frame, contrib, touch, feature_set, serving.reasons)
+        else:
+            why = pd.DataFrame({slot: "" for slot in slots}, index=frame.index)
+        for slot in slots:
+            scores[f"uplift_{slot}"] = why[slot].to_numpy()
     return scores, points
 
 
@@ -272,6 +334,7 @@ def score_features(
     explain: bool = True,
     chunk_rows: int = CHUNK_ROWS,
     given: np.ndarray | None = None,
+    uplift: UpliftModel | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Score (and explain) a feature frame chunk by chunk, then rank it.
 
@@ -287,6 +350,7 @@ def score_features(
             serving,
             explain,
             None if given is None else given[i : i + chunk_rows],
+            uplift,
         )
         for i in range(0, len(frame), chunk_rows)
     ]
@@ -304,11 +368,16 @@ def score_features(
     scores["_ready"] = (scores["readiness"] != "ready").astype(int)
     scores = scores.reset_index(drop=True)
     # Within a band, ready accounts first, then by score, or by expected expansion ARR when the
-    # serving config asks (accounts without a size estimate go after those with one).
+    # serving config asks (accounts without a size estimate go after those with one). By
+    # uplift, what a touch adds orders the whole list: a band or readiness says how likely an
+    # expansion is, not whether a call makes it more likely, which the uplift already weighs.
     worth = ["expected_expansion_arr"] if serving.rank_by == "expected_arr" else []
+    first = ["_band", "_ready"]
+    if serving.rank_by == "uplift":
+        first, worth = [], ["expected_incremental_arr", "uplift"]
     order = scores.sort_values(
-        ["_band", "_ready", *worth, "score", "account_id"],
-        ascending=[True, True, *[False] * len(worth), False, True],
+        [*first, *worth, "score", "account_id"],
+        ascending=[*[True] * len(first), *[False] * len(worth), False, True],
         kind="stable",
         na_position="last",
     ).index.to_numpy()
@@ -336,12 +405,14 @@ def for_people(table: pd.DataFrame) -> pd.DataFrame:
             out[col] = (pd.to_numeric(out[col]) * 100).round(1)
     if "change" in out:
         out["change"] = (pd.to_numeric(out["change"]) * 100).round(1)
-    if "expected_expansion_arr" in out:
-        out["expected_expansion_arr"] = pd.to_numeric(out["expected_expansion_arr"]).round(0)
-        out["expected_expansion_arr"] = out["expected_expansion_arr"].astype("Int64")
+    for col in ("expected_expansion_arr", "expected_incremental_arr"):
+        if col in out:
+            out[col] = pd.to_numeric(out[col]).round(0).astype("Int64")
+    if "uplift" in out:
+        out["uplift"] = (pd.to_numeric(out["uplift"]) * 100).round(1)
     return out.rename(
         columns={"score": "score_pct", "previous_score": "previous_score_pct",
-                 "change": "change_pts"}
+                 "change": "change_pts", "uplift": "uplift_pts"}
     )  # fmt: skip
 
 
@@ -430,14 +501,20 @@ def score_job(
     inputs = input_summary(world)
     lap("read_and_validate")
     model, version = load_model(model_uri)
+    uplift, uplift_version = load_uplift(serving)
     lap("load_model")
     if engine is Engine.SPARK:
         from expansion_scorer.serving.spark import score_frame_spark
 
         assert not isinstance(data_dir, Sources)  # refused above
+        if uplift is not None:
+            raise UserError(
+                "rank_by: uplift is scored by the duckdb engine only; drop --engine spark or"
+                " set rank_by: score"
+            )
         scored = score_frame_spark(data_dir, as_of, model, model_uri, feature_set, serving, version)
     else:
-        scored = score_frame(world, as_of, model, feature_set, serving, version)
+        scored = score_frame(world, as_of, model, feature_set, serving, version, uplift)
     lap("features_score_explain")
     history = out_dir / HISTORY_FILE
     with locked(out_dir):
@@ -526,6 +603,8 @@ def score_job(
             as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
         )
         body["engine"] = engine.value
+        if uplift is not None:
+            body["uplift_model"] = {"uri": serving.uplift_model, "version": uplift_version}
         body["holdout"] = {
             **serving.holdout.model_dump(mode="json"),
             "period": period,

@@ -1,0 +1,359 @@
+"""`expansion train --program OUT` with `target: uplift`: the uplift model's job.
+
+Reads the randomized assignments of the weekly history under OUT, keeps the listed and held-out
+ones whose horizon has closed in the data, computes each one's features as of the day it was
+drawn with the same feature pipeline as the training snapshots, and its outcome as
+`expansion measure` reads it. Everything that can fail on the user's data fails before the
+MLflow run starts, so a refused training registers nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import mlflow.artifacts
+import mlflow.data.pandas_dataset
+import pandas as pd
+from mlflow.models import infer_signature
+
+from expansion_scorer.config import FeatureSet, TrainingConfig
+from expansion_scorer.data.loading import open_world
+from expansion_scorer.data.sources import DataSource
+from expansion_scorer.errors import UserError
+from expansion_scorer.features.build import build_features
+from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.snapshots import as_dates, build_pairs
+from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
+from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
+from expansion_scorer.serving.measure import outcomes
+from expansion_scorer.tracking import configure, experiment_id
+from expansion_scorer.training.job import PromoteResult, _git_commit, _requirements
+from expansion_scorer.training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    alias_version,
+    assign_new_version,
+)
+from expansion_scorer.training.uplift import (
+    ORACLE,
+    OUTCOME,
+    PROPENSITY,
+    UPLIFT,
+    CohortFold,
+    UpliftBacktest,
+    backtest_uplift,
+    check_arms,
+    fit_uplift,
+    plan_cohort_folds,
+    table,
+)
+
+PROGRAM_TRUTH = "program_truth.parquet"
+"""The simulator's per-assignment truth (serving.simulation): the oracle, when present."""
+WORLD_TRUTH = "truth.parquet"
+
+
+def _oracle(data_dir: DataSource, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with the true effect of the program per assignment, when the data has it: the
+    simulator's `p_touched - p_expand` at the first month start after the assignment (a touch
+    changes the months after its own), else its realised `effect`."""
+    if not isinstance(data_dir, Path):
+        return rows
+    keys = ["account_id", "assigned_on"]
+    world = data_dir / WORLD_TRUTH
+    if world.is_file():
+        truth = pd.read_parquet(world)
+        if {"p_touched", "p_expand"} <= set(truth.columns):
+            truth = as_dates(truth.rename(columns={"as_of": "month"}), "month")
+            truth[ORACLE] = truth["p_touched"] - truth["p_expand"]
+            day = pd.to_datetime(rows["assigned_on"])
+            month = day - pd.to_timedelta(day.dt.day - 1, unit="D") + pd.DateOffset(months=1)
+            joined = rows.assign(month=month.dt.date).merge(
+                truth[["account_id", "month", ORACLE]], on=["account_id", "month"], how="left"
+            )
+            if joined[ORACLE].notna().all():
+                return joined.drop(columns="month")
+    path = data_dir / PROGRAM_TRUTH
+    if not path.is_file():
+        return rows
+    truth = as_dates(pd.read_parquet(path, columns=[*keys, "effect"]), "assigned_on")
+    joined = rows.merge(truth.rename(columns={"effect": ORACLE}), on=keys, how="left")
+    return joined if joined[ORACLE].notna().all() else rows
+
+
+def matured_assignments(
+    data_dir: DataSource, program: Path, feature_set: FeatureSet
+) -> pd.DataFrame:
+    """The listed and held-out assignments of the history under `program` whose horizon has
+    closed in the data, with whether each expanded within it (as `expansion measure` reads it)
+    and the propensity score it was drawn with."""
+    history = Path(program) / HISTORY_FILE
+    if not history.is_file():
+        raise UserError(
+            f"{program}: no weekly history ({HISTORY_FILE}); target: uplift learns from the"
+            " weekly runs' holdout: pass --program the output root `expansion score` writes to"
+        )
+    assigned = read_assignments(history)
+    randomized = assigned[assigned["arm"].isin(COMPARED)]
+    if not (randomized["arm"] == HOLDOUT).any():
+        raise UserError(
+            f"{history}: no account has been held out yet; target: uplift needs a control"
+            " group: score weekly with holdout.fraction above 0 (serving config)"
+        )
+    measured, _, _ = outcomes(data_dir, feature_set, randomized)
+    return measured.rename(columns={"score": PROPENSITY})
+
+
+def with_features(
+    data_dir: DataSource, matured: pd.DataFrame, feature_set: FeatureSet
+) -> pd.DataFrame:
+    """Each assignment with its features as of the day it was drawn, computed by the feature
+    pipeline of the training snapshots, and the oracle when the data has one."""
+    keep = ["account_id", "assigned_on", "period", "arm", "csm_owner", "horizon_days",
+            PROPENSITY, OUTCOME, "expansion_arr"]  # fmt: skip
+    if matured.empty:
+        return matured.reindex(columns=keep)
+    world = open_world(data_dir)
+    build_pairs(world.con, matured.rename(columns={"assigned_on": "as_of"}))
+    build_expansions(world.con, feature_set)
+    features = build_features(
+        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
+    ).rename(columns={"as_of": "assigned_on"})
+    # an assignment whose account is not eligible on its own date (a corrected export) has no
+    # features: it cannot be learnt from, and leaves both the fit and the backtest
+    rows = matured[keep].merge(features, on=["account_id", "assigned_on"], how="inner")
+    return _oracle(data_dir, rows).sort_values(["assigned_on", "account_id"],
+                                                     ignore_index=True)  # fmt: skip
+
+
+def uplift_frame(data_dir: DataSource, program: Path, feature_set: FeatureSet) -> pd.DataFrame:
+    """Per matured listed or held-out assignment: its features as of the day it was drawn, the
+    propensity score it was drawn with, whether it expanded within the horizon, and the oracle
+    when the data has one."""
+    return with_features(data_dir, matured_assignments(data_dir, program, feature_set),
+                         feature_set)  # fmt: skip
+
+
+def _plan(frame: pd.DataFrame, cfg: TrainingConfig) -> tuple[list[CohortFold], CohortFold, int]:
+    """The cohort folds the rows hold, checked for enough of each arm; or a one-line refusal."""
+    cohorts = sorted(frame["assigned_on"].unique())
+    horizon = int(frame["horizon_days"].max())
+    folds, final = plan_cohort_folds(cohorts, horizon, cfg)
+    check_arms(frame, [*folds, final], cfg)
+    return folds, final, horizon
+
+
+@dataclass
+class UpliftResult:
+    run_id: str
+    model_uri: str
+    version: str
+    alias: str
+    backtest: UpliftBacktest
+    folds: list[CohortFold]
+    final: CohortFold
+    rows: int
+    table: str
+
+
+def _flat(metrics: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
+    return {
+        f"{prefix}{scorer}_{key}": value
+        for scorer, values in metrics.items()
+        for key, value in values.items()
+        if value == value
+    }
+
+
+def _span(dates: tuple[date, ...] | list[date]) -> str:
+    return f"{min(dates)}..{max(dates)}" if dates else ""
+
+
+def uplift_job(
+    data_dir: DataSource,
+    program: Path | None,
+    cfg: TrainingConfig,
+    feature_set: FeatureSet,
+    config_text: str | None = None,
+) -> UpliftResult:
+    """Backtest the T-learner on time folds of assignment cohorts against ranking by
+    propensity, fit it on every matured cohort, log it and register it under its own name."""
+    if program is None:
+        raise UserError(
+            "target: uplift learns from the weekly runs' holdout: pass --program OUT, the output"
+            " root `expansion score` writes to every week"
+        )
+    matured = matured_assignments(data_dir, program, feature_set)
+    if matured.empty:
+        raise UserError(
+            f"target: uplift found no randomized assignment whose horizon has closed in the"
+            f" data ({program / HISTORY_FILE}); it needs at least {cfg.uplift.min_cohorts}"
+            " matured cohorts: train again once their horizon has passed"
+        )
+    _plan(matured, cfg)  # refuse before any feature is computed
+    frame = with_features(data_dir, matured, feature_set)
+    folds, final, horizon = _plan(frame, cfg)  # again: accounts without features have left
+    cohorts = sorted(frame["assigned_on"].unique())
+    bt = backtest_uplift(frame, folds, feature_set, cfg)
+    model = fit_uplift(frame, final.train, feature_set, cfg)
+    k = cfg.uplift.accounts_per_csm
+    text = table(bt, k)
+    name = cfg.uplift.registered_model
+    data = frame.drop(columns=[ORACLE], errors="ignore")
+
+    client = configure()
+    exp = experiment_id(client, cfg.experiment)
+    commit = _git_commit()
+    with mlflow.start_run(
+        experiment_id=exp, tags={"mlflow.source.git.commit": commit, "target": "uplift"}
+    ) as run:
+        mlflow.log_params(
+            {
+                "target": "uplift",
+                "learner": "T-learner (LightGBM per arm)",
+                "program": str(program),
+                "horizon_days": horizon,
+                "cohorts": _span(cohorts),
+                "test_cohorts": _span([d for f in folds for d in f.test]),
+                "assignments": len(frame),
+                "listed": int((frame["arm"] == LISTED).sum()),
+                "holdout": int((frame["arm"] == HOLDOUT).sum()),
+                "features": len(model.feature_names),
+                "folds": len(folds),
+                "capacity_per_csm": k,
+                "seed": cfg.seed,
+                "git_commit": commit,
+                **{f"lgbm_{key}": v for key, v in cfg.uplift.lightgbm.model_dump().items()},
+            }
+        )
+        pooled = _flat(bt.pooled, "test_")
+        for key in ("qini", "incremental_at_capacity"):
+            gain = bt.pooled[UPLIFT][key] - bt.pooled[PROPENSITY][key]
+            pooled[f"margin_over_propensity_{key}"] = gain
+        mlflow.log_metrics({k_: v for k_, v in pooled.items() if v == v})
+        for fold in bt.folds:
+            with mlflow.start_run(experiment_id=exp, run_name=fold.fold.name, nested=True):
+                mlflow.log_params(
+                    {"train_cohorts": _span(fold.fold.train), "test_cohorts": _span(fold.fold.test)}
+                )
+                mlflow.log_metrics(_flat(fold.metrics, ""))
+        mlflow.log_input(
+            mlflow.data.pandas_dataset.from_pandas(data, name="assignments", targets=OUTCOME),
+            context="training",
+        )
+        mlflow.log_dict(feature_set.model_dump(), "config/features.json")
+        mlflow.log_dict(cfg.model_dump(), "config/training.json")
+        mlflow.log_dict(cfg.model_dump(), "config/training_resolved.json")
+        if config_text is not None:
+            mlflow.log_text(config_text, "config/training.yaml")
+        mlflow.log_text(text + "\n", "report/folds.txt")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "test_scores.parquet"
+            bt.scores.drop(columns=[ORACLE], errors="ignore").to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), "report")
+        example = data[model.feature_names].head(20)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            signature=infer_signature(example, model.predict(None, example)),
+            input_example=example,
+            registered_model_name=name,
+            pip_requirements=_requirements(),
+        )
+        version = str(info.registered_model_version)
+        alias = assign_new_version(client, name, version)
+        mlflow.set_tag("registered_alias", alias)
+    return UpliftResult(
+        run_id=run.info.run_id,
+        model_uri=f"models:/{name}/{version}",
+        version=version,
+        alias=alias,
+        backtest=bt,
+        folds=folds,
+        final=final,
+        rows=len(frame),
+        table=text,
+    )
+
+
+def promote_uplift_job(
+    data_dir: DataSource, program: Path | None, cfg: TrainingConfig, force: bool = False
+) -> PromoteResult:
+    """The propensity model's alias flow for the uplift model: refit the challenger's and the
+    champion's recipes on the same cohort folds of the same history and move `champion` when
+    the challenger realises more incremental expansions at capacity (or when forced)."""
+    client = configure()
+    name = cfg.uplift.registered_model
+    challenger = alias_version(client, name, CHALLENGER)
+    champion = alias_version(client, name, CHAMPION)
+    if challenger is None:
+        raise UserError(f"{name} has no @{CHALLENGER}; train one first (`expansion train`)")
+    if champion is None or champion == challenger:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        client.delete_registered_model_alias(name, CHALLENGER)
+        decision = Decision(True, "no champion to compare with: the challenger becomes champion")
+        return PromoteResult(decision, challenger, champion, [], None)
+    if program is None:
+        raise UserError(
+            "promoting an uplift model refits both on the weekly runs' holdout: pass --program"
+            " OUT, the output root `expansion score` writes to"
+        )
+    metrics: dict[str, dict[str, float]] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    folds: list[CohortFold] = []
+    for role, version in (("challenger", challenger), ("champion", champion)):
+        run_id = client.get_model_version(name, version).run_id
+        recipe = TrainingConfig.model_validate(
+            mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
+        )
+        features = FeatureSet.model_validate(
+            mlflow.artifacts.load_dict(f"runs:/{run_id}/config/features.json")
+        )
+        same = TrainingConfig.model_validate(
+            {**recipe.model_dump(), "uplift": {**recipe.uplift.model_dump(),
+             **cfg.uplift.model_dump(include={"folds", "test_cohorts", "accounts_per_csm"})}}
+        )  # fmt: skip
+        key = features.model_dump_json()
+        if key not in frames:
+            frames[key] = uplift_frame(data_dir, program, features)
+        frame = frames[key]
+        folds, _, _ = _plan(frame, same)
+        metrics[role] = backtest_uplift(frame, folds, features, same).pooled[UPLIFT]
+    gain = metrics["challenger"]["incremental_at_capacity"] - metrics["champion"][
+        "incremental_at_capacity"]  # fmt: skip
+    numbers = (
+        f"incremental expansions at capacity {metrics['challenger']['incremental_at_capacity']:.1f}"
+        f" vs {metrics['champion']['incremental_at_capacity']:.1f} ({gain:+.1f}), Qini"
+        f" {metrics['challenger']['qini']:.4f} vs {metrics['champion']['qini']:.4f}"
+    )
+    if gain > 0:
+        decision = Decision(True, f"challenger is better: {numbers}", False, *metrics.values())
+    elif force:
+        decision = Decision(True, f"forced despite the gate: {numbers}", True, *metrics.values())
+    else:
+        decision = Decision(False, f"refused (no more incremental expansions): {numbers}", False,
+                            *metrics.values())  # fmt: skip
+    test_dates = [d for f in folds for d in f.test]
+    exp = experiment_id(client, cfg.experiment)
+    with mlflow.start_run(experiment_id=exp, run_name=f"gate v{challenger} vs v{champion}") as run:
+        mlflow.log_params({"model": name, "challenger_version": challenger,
+                           "champion_version": champion, "gate_test_cohorts": _span(test_dates),
+                           "force": force})  # fmt: skip
+        mlflow.log_metrics(
+            {f"{r}_{k}": v for r, m in metrics.items() for k, v in m.items() if v == v}
+        )
+        mlflow.set_tags({"gate_decision": "promoted" if decision.promote else "refused",
+                         "gate_forced": str(decision.forced).lower(),
+                         "gate_reason": decision.reason})  # fmt: skip
+    client.set_model_version_tag(
+        name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
+    )
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)
