@@ -93,7 +93,13 @@ def trained_other(other_names: Path, tmp_path_factory: pytest.TempPathFactory) -
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         mp.chdir(root)
-        code, said = cli(["train", str(other_names)])
+        small = root / "training.yaml"  # a short backtest: the names are under test, not it
+        small.write_text(
+            "test_months: 2\n"
+            "backtest: {folds: 1, calibration_months: 2}\n"
+            "lightgbm: {n_estimators: 150, learning_rate: 0.1}\n"
+        )
+        code, said = cli(["train", str(other_names), "--config", str(small)])
         assert code == 0, said
         code, said = cli(["score", str(other_names), "--as-of", AS_OF, "--out", str(root / "out")])
         assert code == 0, said
@@ -143,3 +149,57 @@ def test_other_names_train_and_score_with_no_yaml_edit(
     said = " ".join(scores.filter(like="reason").fillna("").to_numpy().ravel())
     assert any(name in said for name in ("Insights", "Robots", "Bridges"))
     assert not any(name in said for name in [*PRODUCTS, *SHIPPED_AFFINITY])
+
+
+def _fold_features(data: Path, fit_dates: list[date], as_of: date) -> tuple[dict, pd.DataFrame]:
+    """The affinity fitted on `fit_dates` and the features as of `as_of` it gives, as a fold
+    computes them (no cut-off: the code itself must keep to each date)."""
+    cfg = load_training_config()
+    learned = load_feature_set()
+    world = open_world(data)
+    build_entities(world.con, [*fit_dates, as_of])
+    build_expansions(world.con, learned)
+    build_features(world.con, learned, True, True)
+    affinity = fit_affinity(affinity_data(world.con, cfg.horizon_days), fit_dates).pairs
+    frame = evaluate_features(world.con, learned.with_catalogue(affinity=affinity), True, True)
+    return affinity, frame[frame["as_of"] == as_of].reset_index(drop=True)
+
+
+def test_the_learned_affinity_and_its_features_ignore_the_future(
+    world_dir: Path, tmp_path: Path
+) -> None:
+    as_of = date(2024, 9, 1)
+    horizon = load_training_config().horizon_days
+    # a fold's training months: their label windows close before its test date
+    fit_dates = [d for d in month_starts(date(2023, 4, 1), as_of) if d + timedelta(horizon) <= as_of]
+    affinity, before = _fold_features(world_dir, fit_dates, as_of)
+
+    # on the generator's own names, it learns the affinity the shipped YAML used to name
+    assert affinity == SHIPPED_AFFINITY
+    assert before["unowned_fit_events_28d"].gt(0).sum() > 20
+    # the future replaced by other rows (test_point_in_time also drops it, for every feature)
+    changed = rewrite_future(world_dir, tmp_path / "scrambled", str(as_of), "scramble")
+    affinity_after, after = _fold_features(changed, fit_dates, as_of)
+    assert affinity_after == affinity
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_a_world_with_no_usable_event_stops_in_one_line(
+    other_names: Path, tmp_path: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "no-usage"
+    data.mkdir()
+    for path in other_names.glob("*.parquet"):
+        frame = pd.read_parquet(path)
+        if path.stem == "usage_events":  # every event is of a workspace outside accounts
+            frame = frame.head(500).assign(account_id="free-" + frame["account_id"].astype(str))
+        frame.to_parquet(data / path.name, index=False)
+
+    code, out, err = run_cli(["train", str(data)], capsys)
+
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "usage_events.parquet: no usable usage event" in lines[0]
+    assert "0 are of accounts in accounts" in lines[0]
+    assert not (mlflow_store / "store").exists() or "registered" not in out
