@@ -94,8 +94,8 @@ class FeatureDef(_Strict):
         return self
 
 
-AUTO = "auto"
-LEARNED = "learned"
+AUTO: Literal["auto"] = "auto"
+LEARNED: Literal["learned"] = "learned"
 
 
 class FeatureSet(_Strict):

@@ -34,9 +34,18 @@ EVENTS = {
     "run_workflow": "run_recipe",
     "sync_connector": "pull_source",
 }
-PRODUCTS = {"Core": "Base", "Analytics": "Insights", "Automation": "Robots", "Integrations": "Bridges"}
+PRODUCTS = {
+    "Core": "Base",
+    "Analytics": "Insights",
+    "Automation": "Robots",
+    "Integrations": "Bridges",
+}
 PLANS = {"starter": "bronze", "team": "silver", "business": "gold", "enterprise": "platinum"}
-SHIPPED_AFFINITY = {"export_report": "Analytics", "schedule_task": "Automation", "api_call": "Integrations"}
+SHIPPED_AFFINITY = {
+    "export_report": "Analytics",
+    "schedule_task": "Automation",
+    "api_call": "Integrations",
+}
 AS_OF = "2024-10-01"
 # the features that read the catalogue: products, plans and events by name, through the data
 CATALOGUE_FEATURES = [
@@ -120,7 +129,12 @@ def test_validate_reports_the_catalogue_and_what_reads_nothing(
     assert "products (4): Base, Bridges, Insights, Robots" in out
     assert "plans (4, by ARR per seat, lowest first): bronze, silver, gold, platinum" in out
     assert "download_csv" in out and "affinity: learned" in out
-    for feature in ("analytics_need_90d", "invites_28d", "plan_seat_fill", "key_feature_adoption_28d"):
+    for feature in (
+        "analytics_need_90d",
+        "invites_28d",
+        "plan_seat_fill",
+        "key_feature_adoption_28d",
+    ):
         assert f"feature {feature} names" in out, feature
     assert "plan_limits bronze" not in out and "plan_limits starter" in out
     assert "feature unowned_fit_events_28d" not in out  # what adapts is not reported
@@ -171,7 +185,9 @@ def test_the_learned_affinity_and_its_features_ignore_the_future(
     as_of = date(2024, 9, 1)
     horizon = load_training_config().horizon_days
     # a fold's training months: their label windows close before its test date
-    fit_dates = [d for d in month_starts(date(2023, 4, 1), as_of) if d + timedelta(horizon) <= as_of]
+    fit_dates = [
+        d for d in month_starts(date(2023, 4, 1), as_of) if d + timedelta(horizon) <= as_of
+    ]
     affinity, before = _fold_features(world_dir, fit_dates, as_of)
 
     # on the generator's own names, it learns the affinity the shipped YAML used to name

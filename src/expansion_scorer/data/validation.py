@@ -289,14 +289,16 @@ def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]
             " not seen as plan moves; add them to plan_order, lowest first"
         )
     for f in features.features:
-        literals = set(re.findall(r"'([^']+)'", f.sql))
+        quoted = set(re.findall(r"'([^']+)'", f.sql))  # the products and plans its sql names
+        literals = set(quoted)
         if f.window is not None and f.window.event:
             literals |= set(f.window.event)
         for name, w in features.windows.items():  # and the events of the windows it reads
             if w.event and re.search(rf"\b{name}\b", f.sql):
                 literals |= set(w.event)
         named = sorted(literals - known)
-        if literals and not literals & known:
+        # nothing it names is in the data, or none of the products or plans its sql names is
+        if named and (not literals & known or (quoted and not quoted & known)):
             unread.append(
                 f"feature {f.name} names {', '.join(named)}, which the data never holds:"
                 " it reads nothing; rename them in the feature definitions"

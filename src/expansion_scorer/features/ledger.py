@@ -45,7 +45,9 @@ def plan_rank_values(features: FeatureSet) -> str:
 
 def plans_by_price(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The plans of `subscriptions`, lowest first, as `plan_order: auto` ranks them."""
-    return [str(r[0]) for r in con.execute(f"SELECT plan FROM {PRICE_ORDER} ORDER BY rank").fetchall()]
+    return [
+        str(r[0]) for r in con.execute(f"SELECT plan FROM {PRICE_ORDER} ORDER BY rank").fetchall()
+    ]
 
 
 # A row is held on day d-1 (before) or on day d (after); end_date is exclusive.

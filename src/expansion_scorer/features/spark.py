@@ -349,9 +349,7 @@ def base_sql(features: FeatureSet) -> str:
             [(p, i) for i, p in enumerate(features.plan_order)], ("plan", "rank"), ("STRING", "INT")
         )
     )
-    fit = _values(
-        list(features.affinity_pairs.items()), ("event", "product"), ("STRING", "STRING")
-    )
+    fit = _values(list(features.affinity_pairs.items()), ("event", "product"), ("STRING", "STRING"))
     # A limit like 5000.0 is a decimal literal in both dialects, so the division matches DuckDB.
     limits = _values(
         [
