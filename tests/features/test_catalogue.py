@@ -217,5 +217,5 @@ def test_a_world_with_no_usable_event_stops_in_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "usage_events.parquet: no usable usage event" in lines[0]
-    assert "0 are of accounts in accounts" in lines[0]
+    assert "500 rows, 0 of them of accounts in accounts" in lines[0]
     assert not (mlflow_store / "store").exists() or "registered" not in out

@@ -68,9 +68,9 @@ def check_usable_events(con: duckdb.DuckDBPyConnection, where: str, before: date
     if usable:
         return
     raise UserError(
-        f"{where}: no usable usage event: of {total:,} rows, {known:,} are of accounts in"
-        f" accounts and none of them is dated before {before}, the last snapshot; the features"
-        " need events of your accounts before the dates they score: export them"
+        f"{where}: no usable usage event: {total:,} rows, {known:,} of them of accounts in"
+        f" accounts, none of those with an event dated before {before} (the last snapshot);"
+        " the features need your accounts' events before the dates they score: export them"
     )
 
 
