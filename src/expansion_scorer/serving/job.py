@@ -165,6 +165,7 @@ def score_frame(
     model_version: str,
 ) -> Scored:
     """Scores, reasons, motion and readiness for every eligible account; the rest with why not."""
+    feature_set = for_model(feature_set, model.affinity, model.plan_order)
     serving.check_against(feature_set)
     status = account_status(world.con, as_of)
     build_entities(world.con, [as_of])
