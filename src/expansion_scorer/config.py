@@ -102,15 +102,26 @@ class FeatureDef(_Strict):
         return self
 
 
+AUTO: Literal["auto"] = "auto"
+LEARNED: Literal["learned"] = "learned"
+
+
 class FeatureSet(_Strict):
-    plan_order: list[str]
-    affinity: dict[str, str] = Field(default_factory=dict)
-    """Event name -> the product whose need that event signals."""
+    plan_order: list[str] | Literal["auto"] = AUTO
+    """Plans, lowest first. `auto` (the default): the plans the subscriptions hold, ordered by
+    ARR per seat (plans without seats by ARR, after those with), read from the data."""
+    affinity: dict[str, str] | Literal["learned"] = Field(default_factory=dict)
+    """Event name -> the product whose need that event signals. `learned`: fitted on the
+    training snapshots of each backtest fold (and of the final fit, then stored with the
+    model): an event points to the product its share of use best ranks the non-owners who
+    then bought it by (see `features.catalogue`)."""
     plan_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Plan -> event -> monthly quantity included in the plan."""
-    events: list[str] = Field(default_factory=list)
+    events: list[str] | Literal["auto"] = AUTO
     """The event catalogue. Events outside it are counted by `expansion validate`; its size is
-    the base column `catalogue_size`, for shares of the catalogue used."""
+    the base column `catalogue_size`, for shares of the catalogue used. `auto` (the default):
+    every event in the usage log; `catalogue_size` as of T counts the events any account used
+    before T."""
     windows: dict[str, UsageWindow] = Field(default_factory=dict)
     """Usage aggregates that are not model inputs themselves, read by features' `sql`."""
     context: list[str] = Field(default_factory=lambda: ["calendar"])
@@ -141,6 +152,39 @@ class FeatureSet(_Strict):
                     if problem:
                         raise ValueError(problem)
         return self
+
+    @property
+    def events_auto(self) -> bool:
+        return self.events == AUTO
+
+    @property
+    def plan_order_auto(self) -> bool:
+        return self.plan_order == AUTO
+
+    @property
+    def affinity_learned(self) -> bool:
+        return self.affinity == LEARNED
+
+    @property
+    def catalogue_events(self) -> list[str]:
+        """The events the definitions name as their catalogue; empty when it is `auto`."""
+        return [] if isinstance(self.events, str) else self.events
+
+    @property
+    def affinity_pairs(self) -> dict[str, str]:
+        """The event -> product pairs to compute; none while a learned affinity is unfitted."""
+        return {} if isinstance(self.affinity, str) else self.affinity
+
+    def with_catalogue(
+        self, plan_order: list[str] | None = None, affinity: dict[str, str] | None = None
+    ) -> FeatureSet:
+        """These definitions with a resolved plan order and/or a fitted affinity, validated."""
+        raw = self.model_dump()
+        if plan_order is not None:
+            raw["plan_order"] = plan_order
+        if affinity is not None:
+            raw["affinity"] = affinity
+        return FeatureSet.model_validate(raw)
 
     @property
     def row_columns(self) -> set[str]:

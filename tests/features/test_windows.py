@@ -94,8 +94,17 @@ def test_every_window_measure_matches_a_plain_recount(world_dir: Path) -> None:
         assert expected[name].astype(float).sum() > 0, name
 
 
+CATALOGUE = [
+    "login", "create_record", "comment", "share", "invite_user", "export_report", "schedule_task",
+    "api_call", "build_dashboard", "run_workflow", "sync_connector",
+]  # fmt: skip
+
+
 def _definitions(tmp_path: Path, change: dict[str, object]) -> Path:
     raw = yaml.safe_load((Path(__file__).parents[2] / "features" / "features.yaml").read_text())
+    # a named catalogue, so an event typo fails at load (with `events: auto` it is `expansion
+    # validate` that says a window names an event the data never holds)
+    raw["events"] = CATALOGUE
     target = next(f for f in raw["features"] if f["name"] == "seat_utilisation")
     target.update(change)
     path = tmp_path / "features.yaml"
@@ -163,8 +172,14 @@ def test_events_outside_the_catalogue_are_counted_not_errors(
     usage.loc[1, "event"] = "teleport"
     usage.loc[2, "event"] = "teleport"
     data = write_tables(tmp_path / "data", tiny_tables)
+    # definitions that name their catalogue (the shipped ones take every event of the data)
+    listed = tmp_path / "features.yaml"
+    shipped = Path(__file__).parents[2] / "features" / "features.yaml"
+    listed.write_text(
+        shipped.read_text().replace("\nevents: auto\n", f"\nevents: [{', '.join(CATALOGUE)}]\n")
+    )
 
-    code, stdout, _ = run_cli(["validate", str(data)], capsys)
+    code, stdout, _ = run_cli(["validate", str(data), "--features", str(listed)], capsys)
 
     assert code == 0
     assert "2 rows with 1 events outside the catalogue (teleport 2)" in stdout

@@ -24,10 +24,14 @@ SHIPPED = [
 ]
 
 
+AFFINITY = {"export_report": "Analytics", "schedule_task": "Automation", "api_call": "Integrations"}
+
+
 @pytest.fixture(scope="module")
 def rows(world_dir: Path) -> list[dict[str, object]]:
-    """The generated world's feature rows at three dates, as the scorer's templates get them."""
-    features = load_feature_set()
+    """The generated world's feature rows at three dates, as the scorer's templates get them:
+    with the affinity a model trained on this world learns (`affinity: learned`)."""
+    features = load_feature_set().with_catalogue(affinity=AFFINITY)
     world = open_world(world_dir)
     build_entities(world.con, DATES)
     build_expansions(world.con, features)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 AS_OF = "2024-09-01"
 DATES = [date(2024, 3, 1), date(2024, 9, 1)]
+AFFINITY = {"export_report": "Analytics", "schedule_task": "Automation", "api_call": "Integrations"}
+"""A fitted affinity (`affinity: learned` fits one in training), so the affinity features read
+something in both engines."""
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,7 @@ def spark() -> Iterator[SparkSession]:
 
 
 def _duckdb_features(data: Path, dates: list[date]) -> pd.DataFrame:
-    features = load_feature_set()
+    features = load_feature_set().with_catalogue(affinity=AFFINITY)
     world = open_world(data)
     snapshots.build_entities(world.con, dates)
     ledger.build_expansions(world.con, features)
@@ -86,7 +89,7 @@ def _spark_features(
 ) -> pd.DataFrame:
     from expansion_scorer.features import spark as engine
 
-    features = load_feature_set()
+    features = load_feature_set().with_catalogue(affinity=AFFINITY)
     world = engine.read_world(session, data, cutoff=cutoff)
     engine.build_entities(world, dates)
     engine.build_expansions(world, features)

@@ -121,9 +121,10 @@ def _check_table(world: World, spec: TableSpec) -> int:
     return int(row[0])
 
 
-def validate(world: World, catalogue: list[str] | None = None) -> ValidationReport:
+def validate(world: World, catalogue: list[str] | str | None = None) -> ValidationReport:
     """Errors stop with one line; warnings (orphan rows, future rows, and usage events outside
-    the `catalogue` of the feature definitions) are counted and returned."""
+    the `catalogue` of the feature definitions; none when it is `auto`, the data's own) are
+    counted and returned."""
     counts: dict[str, int] = {}
     for name in TABLES:
         if world.has(name):
@@ -166,7 +167,7 @@ def validate(world: World, catalogue: list[str] | None = None) -> ValidationRepo
                 f"{world.label(name)}: {found[0]} rows of {found[1]} accounts not in accounts"
                 " (free workspaces?) are left out"
             )
-    if catalogue and world.has("usage_events"):
+    if catalogue and not isinstance(catalogue, str) and world.has("usage_events"):
         warnings.extend(_unknown_events(world, catalogue))
     warnings.extend(_future_rows(world))
     world.warnings.extend(warnings)
@@ -262,31 +263,47 @@ def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]
         "SELECT CAST(event AS VARCHAR) FROM raw_usage_events GROUP BY 1 ORDER BY count(*) DESC"
     )
     products, plans = [], []
+    by_price = features.plan_order_auto
     if world.has("subscriptions"):
+        from expansion_scorer.features.ledger import plans_by_price
+
         products = names("SELECT DISTINCT product FROM subscriptions ORDER BY 1")
-        plans = names("SELECT DISTINCT plan FROM subscriptions ORDER BY 1")
+        plans = (
+            plans_by_price(con)
+            if by_price
+            else names("SELECT DISTINCT plan FROM subscriptions ORDER BY 1")
+        )
     found = [
         f"events ({len(events)}): {', '.join(events[:12])}{', ...' if len(events) > 12 else ''}",
         f"products ({len(products)}): {', '.join(products)}",
-        f"plans ({len(plans)}): {', '.join(plans)}",
+        f"plans ({len(plans)}{', by ARR per seat, lowest first' if by_price else ''}):"
+        f" {', '.join(plans)}",
     ]
+    if features.affinity_learned:
+        found.append("affinity: learned from the training snapshots when a model is trained")
     known = set(events) | set(products) | set(plans)
     unread = []
-    order = [p for p in features.plan_order if p not in plans]
+    listed = [] if isinstance(features.plan_order, str) else features.plan_order
+    order = [p for p in listed if p not in plans]
     if plans and order:
         unread.append(f"plan_order names {', '.join(order)}, which no subscription holds")
-    beyond = [p for p in plans if p not in features.plan_order]
-    if beyond:
+    beyond = [p for p in plans if p not in listed]
+    if beyond and not by_price:
         unread.append(
             f"plans {', '.join(beyond)} are not in plan_order: upgrades to or from them are"
             " not seen as plan moves; add them to plan_order, lowest first"
         )
     for f in features.features:
-        literals = set(re.findall(r"'([^']+)'", f.sql))
+        quoted = set(re.findall(r"'([^']+)'", f.sql))  # the products and plans its sql names
+        literals = set(quoted)
         if f.window is not None and f.window.event:
             literals |= set(f.window.event)
+        for name, w in features.windows.items():  # and the events of the windows it reads
+            if w.event and re.search(rf"\b{name}\b", f.sql):
+                literals |= set(w.event)
         named = sorted(literals - known)
-        if literals and not literals & known:
+        # nothing it names is in the data, or none of the products or plans its sql names is
+        if named and (not literals & known or (quoted and not quoted & known)):
             unread.append(
                 f"feature {f.name} names {', '.join(named)}, which the data never holds:"
                 " it reads nothing; rename them in the feature definitions"
@@ -296,7 +313,14 @@ def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]
             unread.append(
                 f"window {name} counts {', '.join(w.event)}, which the usage log never holds"
             )
-    for event, product in features.affinity.items():
+    for plan, limits in features.plan_limits.items():
+        absent = sorted({plan} - set(plans) | set(limits) - set(events))
+        if absent:
+            unread.append(
+                f"plan_limits {plan}: {', '.join(absent)} not in the data, so plan_limit_use"
+                " reads nothing from it; name your plans and metered events, or drop it"
+            )
+    for event, product in features.affinity_pairs.items():
         if event not in events or (products and product not in products):
             unread.append(f"affinity {event} -> {product}: not in the data ({event!r} or"
                           f" {product!r} missing)")  # fmt: skip

@@ -18,9 +18,10 @@ from expansion_scorer.features.snapshots import as_dates
 
 
 def _affinity_values(features: FeatureSet) -> str:
-    if not features.affinity:
+    pairs = features.affinity_pairs
+    if not pairs:
         return "(SELECT NULL::VARCHAR AS event, NULL::VARCHAR AS product WHERE false) AS fit"
-    rows = ", ".join(f"({sql_str(e)}, {sql_str(p)})" for e, p in features.affinity.items())
+    rows = ", ".join(f"({sql_str(e)}, {sql_str(p)})" for e, p in pairs.items())
     return f"(VALUES {rows}) AS fit(event, product)"
 
 
@@ -152,7 +153,7 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
         coalesce(b.billing_days_365d, 0) AS billing_days_365d,
         e.as_of - b.last_billing AS days_since_billing,
         {windowed}
-        {len(features.events)} AS catalogue_size,
+        {catalogue_size(features)} AS catalogue_size,
         coalesce(f.unowned_fit_events_28d, 0) AS unowned_fit_events_28d,
         f.top_unowned_fit, f.top_unowned_fit_event,
         coalesce(f.unowned_fit_events_prev_28d, 0) AS unowned_fit_events_prev_28d,
@@ -182,7 +183,24 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
     LEFT JOIN billed b ON b.account_id = e.account_id AND b.as_of = e.as_of
     LEFT JOIN tickets t ON t.account_id = e.account_id AND t.as_of = e.as_of
     LEFT JOIN nps ON nps.account_id = e.account_id AND nps.as_of = e.as_of
+    LEFT JOIN catalogue_sizes cat ON cat.as_of = e.as_of
     """
+
+
+def catalogue_size(features: FeatureSet) -> str:
+    """The base column `catalogue_size`: the listed catalogue's size, or with `events: auto`
+    the events any account used before as_of (temp table `catalogue_sizes`)."""
+    return "coalesce(cat.n, 0)" if features.events_auto else str(len(features.catalogue_events))
+
+
+CATALOGUE_SIZES = """
+    SELECT d.as_of, count(f.event) AS n
+    FROM (SELECT DISTINCT as_of FROM entities) d
+    LEFT JOIN (SELECT event, min(timestamp) AS first_used FROM usage_events GROUP BY event) f
+      ON f.first_used < d.as_of
+    GROUP BY d.as_of
+"""
+"""Per snapshot date, the events of the usage log first used before it (both engines)."""
 
 
 def _boundaries(name: str, offsets: list[int]) -> str:
@@ -398,17 +416,15 @@ def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
         SELECT s.*{"".join(", " + x for x in picked)} FROM sums s{joins}
         """
     )
-    tracked = sorted(
-        {*features.affinity, *(e for lim in features.plan_limits.values() for e in lim)}
-    )
-    tracked_sql = ", ".join(sql_str(e) for e in tracked) or "NULL"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE catalogue_sizes AS {CATALOGUE_SIZES}")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE event_cum AS
-        SELECT account_id, event, day, sum(q) OVER w AS cq
+        SELECT account_id, event, day, sum(q) OVER w AS cq, sum(n) OVER w AS cn
         FROM (
-            SELECT u.account_id, u.event, CAST(u.timestamp AS DATE) AS day, sum(u.quantity) AS q
-            FROM usage_events u WHERE {span} AND u.event IN ({tracked_sql})
+            SELECT u.account_id, u.event, CAST(u.timestamp AS DATE) AS day, sum(u.quantity) AS q,
+                count(*) AS n
+            FROM usage_events u WHERE {span} AND {tracked_events(features)}
             GROUP BY ALL
         )
         WINDOW w AS (PARTITION BY account_id, event ORDER BY day ROWS UNBOUNDED PRECEDING)
@@ -419,21 +435,35 @@ def prepare_usage(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> None:
         CREATE OR REPLACE TEMP TABLE event_agg AS
         WITH edges AS (
             SELECT g.account_id, g.as_of, g.k, g.b, t.event
-            FROM usage_edges g CROSS JOIN (SELECT unnest([{tracked_sql}]) AS event) t
+            FROM usage_edges g JOIN (SELECT DISTINCT account_id, event FROM event_cum) t
+              ON t.account_id = g.account_id
             WHERE g.k IN {FIT_OFFSETS}
         ),
         looked AS (
-            SELECT g.account_id, g.as_of, g.k, g.event, coalesce(c.cq, 0) AS cq
+            SELECT g.account_id, g.as_of, g.k, g.event, coalesce(c.cq, 0) AS cq,
+                coalesce(c.cn, 0) AS cn
             FROM edges g ASOF LEFT JOIN event_cum c
               ON c.account_id = g.account_id AND c.event = g.event AND g.b > c.day
         )
         SELECT account_id, as_of, event,
             max(cq) FILTER (WHERE k = 0) - max(cq) FILTER (WHERE k = 28) AS q,
-            max(cq) FILTER (WHERE k = 28) - max(cq) FILTER (WHERE k = 56) AS q_prev
+            max(cq) FILTER (WHERE k = 28) - max(cq) FILTER (WHERE k = 56) AS q_prev,
+            max(cn) FILTER (WHERE k = 0) - max(cn) FILTER (WHERE k = 28) AS n
         FROM looked GROUP BY ALL
         HAVING max(cq) FILTER (WHERE k = 0) - max(cq) FILTER (WHERE k = 56) > 0
         """
     )
+
+
+def tracked_events(features: FeatureSet, column: str = "u.event") -> str:
+    """The events whose per-event 28-day totals are kept (`event_agg`): those the affinity and
+    the plan limits name, or every event while the affinity is to be learned from them."""
+    if features.affinity_learned:
+        return "true"
+    tracked = sorted(
+        {*features.affinity_pairs, *(e for lim in features.plan_limits.values() for e in lim)}
+    )
+    return f"{column} IN ({', '.join(sql_str(e) for e in tracked) or 'NULL'})"
 
 
 def _bind_each(
@@ -461,9 +491,9 @@ def check_definitions(features: FeatureSet, where: str) -> None:
     key = features.model_dump_json()
     if key in _CHECKED:
         return
-    if features.events:
+    if features.catalogue_events:
         for name, window in features.usage_windows.items():
-            unknown = sorted(set(window.event or ()) - set(features.events))
+            unknown = sorted(set(window.event or ()) - set(features.catalogue_events))
             if unknown:
                 raise UserError(
                     f"config {where}: window {name} counts events outside the catalogue"
@@ -490,11 +520,19 @@ def build_features(
     con: duckdb.DuckDBPyConnection, features: FeatureSet, has_tickets: bool, has_nps: bool
 ) -> pd.DataFrame:
     """One row per entity: account_id, as_of, then every defined feature, in definition order."""
+    prepare_usage(con, features)
+    return evaluate_features(con, features, has_tickets, has_nps)
+
+
+def evaluate_features(
+    con: duckdb.DuckDBPyConnection, features: FeatureSet, has_tickets: bool, has_nps: bool
+) -> pd.DataFrame:
+    """`build_features` over usage aggregates already prepared (`prepare_usage`): what a fitted
+    affinity changes is computed again from them, without reading the usage log again."""
     exprs = ",\n".join(
         f'CAST(({f.sql}) AS {"VARCHAR" if f.kind == "categorical" else "DOUBLE"}) AS "{f.name}"'
         for f in features.features
     )
-    prepare_usage(con, features)
     base = f"({base_sql(features, has_tickets, has_nps)})"
     _bind_each(con, features, base)
     frame = con.execute(

@@ -22,11 +22,31 @@ from expansion_scorer.data.loading import sql_str
 EXPANSION_KINDS = ("seats", "plan", "cross_sell")
 
 
+PRICE_ORDER = """(
+    SELECT plan, CAST(row_number() OVER (
+        ORDER BY sum(CASE WHEN seats > 0 THEN arr END) / sum(CASE WHEN seats > 0 THEN seats END)
+            NULLS LAST, avg(arr), plan) - 1 AS INTEGER) AS rank
+    FROM subscriptions WHERE plan IS NOT NULL AND arr > 0
+    GROUP BY plan
+) AS r"""
+"""`plan_order: auto`: the plans of `subscriptions` ranked by ARR per seat (plans sold without
+seats after those with, by ARR), lowest first; one text for both engines."""
+
+
 def plan_rank_values(features: FeatureSet) -> str:
+    if isinstance(features.plan_order, str):
+        return PRICE_ORDER
     if not features.plan_order:
         return "(SELECT NULL::VARCHAR AS plan, NULL::INTEGER AS rank WHERE false) AS r"
     rows = ", ".join(f"({sql_str(p)}, {i})" for i, p in enumerate(features.plan_order))
     return f"(VALUES {rows}) AS r(plan, rank)"
+
+
+def plans_by_price(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The plans of `subscriptions`, lowest first, as `plan_order: auto` ranks them."""
+    return [
+        str(r[0]) for r in con.execute(f"SELECT plan FROM {PRICE_ORDER} ORDER BY rank").fetchall()
+    ]
 
 
 # A row is held on day d-1 (before) or on day d (after); end_date is exclusive.

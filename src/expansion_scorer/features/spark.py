@@ -24,8 +24,15 @@ from expansion_scorer.config import FeatureSet, UsageWindow
 from expansion_scorer.data.contract import TABLES, Kind, TableSpec
 from expansion_scorer.data.loading import locate_tables, sql_str
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import event_filter, slope_scale, window_span
-from expansion_scorer.features.ledger import EXPANSION_KINDS, movements_sql
+from expansion_scorer.features.build import (
+    CATALOGUE_SIZES,
+    catalogue_size,
+    event_filter,
+    slope_scale,
+    tracked_events,
+    window_span,
+)
+from expansion_scorer.features.ledger import EXPANSION_KINDS, PRICE_ORDER, movements_sql
 from expansion_scorer.features.snapshots import RUN_RATE_DAYS, as_dates
 
 if TYPE_CHECKING:
@@ -335,14 +342,14 @@ def base_sql(features: FeatureSet) -> str:
     open_on = "s.start_date <= {d} AND (s.end_date IS NULL OR s.end_date > {d})"
     now, ago = open_on.format(d="s.as_of - 1"), open_on.format(d="s.as_of - 91")
     year_ago = open_on.format(d="s.as_of - 366")
-    tracked = sorted(
-        {*features.affinity, *(e for lim in features.plan_limits.values() for e in lim)}
+    ranks = (
+        transpile(PRICE_ORDER.removesuffix(" AS r"), "plan_order: auto")
+        if isinstance(features.plan_order, str)
+        else _values(
+            [(p, i) for i, p in enumerate(features.plan_order)], ("plan", "rank"), ("STRING", "INT")
+        )
     )
-    tracked_sql = ", ".join(sql_str(e) for e in tracked) or "NULL"
-    ranks = _values(
-        [(p, i) for i, p in enumerate(features.plan_order)], ("plan", "rank"), ("STRING", "INT")
-    )
-    fit = _values(list(features.affinity.items()), ("event", "product"), ("STRING", "STRING"))
+    fit = _values(list(features.affinity_pairs.items()), ("event", "product"), ("STRING", "STRING"))
     # A limit like 5000.0 is a decimal literal in both dialects, so the division matches DuckDB.
     limits = _values(
         [
@@ -366,7 +373,7 @@ def base_sql(features: FeatureSet) -> str:
     ),{_slope_sql(slopes, window_span(features))}
     event_daily AS (
         SELECT account_id, event, day, sum(q) AS q
-        FROM usage WHERE event IN ({tracked_sql})
+        FROM usage WHERE {tracked_events(features, "event")}
         GROUP BY account_id, event, day
     ),
     event_agg AS (
@@ -482,7 +489,7 @@ def base_sql(features: FeatureSet) -> str:
         datediff(e.as_of, b.last_billing) AS days_since_billing,
         {"".join(f"coalesce(u.`{name}`, 0) AS `{name}`, " for name in totals)}
         {"".join(f"coalesce(sl.`{name}`, 0D) AS `{name}`, " for name in slopes)}
-        {len(features.events)} AS catalogue_size,
+        {catalogue_size(features)} AS catalogue_size,
         coalesce(f.unowned_fit_events_28d, 0D) AS unowned_fit_events_28d,
         f.top_unowned_fit, f.top_unowned_fit_event,
         coalesce(f.unowned_fit_events_prev_28d, 0D) AS unowned_fit_events_prev_28d,
@@ -512,6 +519,7 @@ def base_sql(features: FeatureSet) -> str:
     LEFT JOIN billed b ON b.account_id = e.account_id AND b.as_of = e.as_of
     LEFT JOIN tickets t ON t.account_id = e.account_id AND t.as_of = e.as_of
     LEFT JOIN nps ON nps.account_id = e.account_id AND nps.as_of = e.as_of
+    LEFT JOIN ({CATALOGUE_SIZES}) cat ON cat.as_of = e.as_of
     """
 
 

@@ -23,6 +23,7 @@ from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
+from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import account_status, build_entities
 from expansion_scorer.serving import sink as sinks
@@ -209,6 +210,7 @@ def score_frame(
     uplift: UpliftModel | None = None,
 ) -> Scored:
     """Scores, reasons, motion and readiness for every eligible account; the rest with why not."""
+    feature_set = for_model(feature_set, model.affinity, model.plan_order)
     serving.check_against(feature_set)
     status = account_status(world.con, as_of)
     build_entities(world.con, [as_of])
@@ -501,6 +503,7 @@ def score_job(
     inputs = input_summary(world)
     lap("read_and_validate")
     model, version = load_model(model_uri)
+    feature_set = for_model(feature_set, model.affinity, model.plan_order)  # the model's catalogue
     uplift, uplift_version = load_uplift(serving)
     lap("load_model")
     if engine is Engine.SPARK:
@@ -766,7 +769,8 @@ def monitor_job(
     name, _, number = version.rpartition(" v")
     model, _ = load_model(f"models:/{name}/{number}")
     cfg = serving.monitor
-    ref = reference(world, model, feature_set, record.fit_dates, cfg)
+    own = for_model(feature_set, model.affinity, model.plan_order)
+    ref = reference(world, model, own, record.fit_dates, cfg)
     current = read_features(history, as_of, version)
     week = runs[
         (pd.to_datetime(runs["as_of"]).dt.date == as_of) & (runs["model_version"] == version)

@@ -21,9 +21,11 @@ from expansion_scorer.training import baselines
 from expansion_scorer.training.metrics import captured_arr, evaluate
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.train import (
+    Frames,
     Layout,
     fit,
     fit_booster,
+    frame_for,
     offset_for,
     require_both_outcomes,
     rows_of,
@@ -315,13 +317,14 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def run_fold(
-    frame: pd.DataFrame,
+    frames: Frames,
     layout: Layout,
     feature_set: FeatureSet,
     cfg: TrainingConfig,
     params: LightGBMParams,
     with_baselines: bool = True,
 ) -> FoldResult:
+    frame = frame_for(frames, layout)
     test = rows_of(frame, layout.test_dates)
     model = fit(frame, layout, feature_set, cfg, params)
     keep = ["account_id", "as_of", "label", "expansion_arr"]
@@ -352,7 +355,7 @@ def run_fold(
 
 
 def backtest(
-    frame: pd.DataFrame,
+    frames: Frames,
     folds: Sequence[Layout],
     feature_set: FeatureSet,
     cfg: TrainingConfig,
@@ -360,9 +363,9 @@ def backtest(
     with_baselines: bool = True,
 ) -> Backtest:
     """Fit and score every fold; metrics per fold and pooled over all test snapshots."""
-    check_folds(frame, folds)
+    check_folds(frame_for(frames, folds[0]), folds)  # the labels are the same in every frame
     results = [
-        run_fold(frame, fold, feature_set, cfg, params or cfg.lightgbm, with_baselines)
+        run_fold(frames, fold, feature_set, cfg, params or cfg.lightgbm, with_baselines)
         for fold in folds
     ]
     scores = pd.concat([r.scores for r in results], ignore_index=True)

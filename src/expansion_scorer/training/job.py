@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -24,7 +25,14 @@ from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource, data_root
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import build_features
+from expansion_scorer.features.build import build_features, evaluate_features
+from expansion_scorer.features.catalogue import (
+    Affinity,
+    affinity_data,
+    check_usable_events,
+    fit_affinity,
+    resolve_plans,
+)
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities, labels, training_dates
 from expansion_scorer.tracking import configure, experiment_id
@@ -48,7 +56,7 @@ from expansion_scorer.training.registry import (
     assign_new_version,
     decide,
 )
-from expansion_scorer.training.train import Layout, fit
+from expansion_scorer.training.train import FoldFrames, Frames, Layout, fit, frame_for
 
 TRUTH_FILE = "truth.parquet"
 
@@ -69,6 +77,7 @@ def training_frame(
             f"no snapshot month has a complete {cfg.horizon_days}-day label window before"
             f" {until or 'the end of the data'}; use more history or a shorter horizon"
         )
+    check_usable_events(world.con, world.label("usage_events"), max(dates))
     build_entities(world.con, dates)
     build_expansions(world.con, feature_set)
     features = build_features(
@@ -76,6 +85,41 @@ def training_frame(
     )
     y = labels(world.con, cfg.horizon_days, cfg.label)
     return features.merge(y, on=["account_id", "as_of"], how="inner", validate="one_to_one")
+
+
+def fold_frames(
+    world: World,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    frame: pd.DataFrame,
+    layouts: Sequence[Layout],
+) -> tuple[Frames, dict[int, Affinity]]:
+    """`frame` for every layout, or with `affinity: learned` one frame per layout whose
+    affinity is fitted on that layout's training snapshots only (and the fitted affinities).
+
+    Needs the temp tables `training_frame` left on `world` for the same feature set.
+    """
+    if not feature_set.affinity_learned:
+        return frame, {}
+    data = affinity_data(world.con, cfg.horizon_days)
+    keys = ["account_id", "as_of"]
+    at = pd.MultiIndex.from_frame(frame[keys])
+    names = [f.name for f in feature_set.features]
+    columns: dict[int, dict[str, pd.Series]] = {}
+    fitted: dict[int, Affinity] = {}
+    for layout in layouts:
+        fitted[layout.index] = affinity = fit_affinity(data, layout.fit_dates)
+        own = feature_set.with_catalogue(affinity=affinity.pairs)
+        values = evaluate_features(
+            world.con, own, world.has("support_tickets"), world.has("nps_responses")
+        )
+        values = values.set_index(keys).reindex(at)
+        columns[layout.index] = {
+            name: pd.Series(values[name].to_numpy(), index=frame.index, name=name)
+            for name in names
+            if not values[name].reset_index(drop=True).equals(frame[name].reset_index(drop=True))
+        }
+    return FoldFrames(frame, columns), fitted
 
 
 def with_truth(data_dir: DataSource, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
@@ -194,21 +238,27 @@ def train_job(
     baselines.check_features(cfg.baselines, feature_set)
     check_season_feature(cfg, feature_set)
     world = load_world(data_dir, cutoff=until)
+    feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
     frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
     dates = sorted(frame["as_of"].unique())
     plan = plan_backtest(dates, cfg)
     configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
     folds, final_fit = plan.folds, plan.final
     check_folds(frame, [*folds, final_fit])
+    frames, affinities = fold_frames(world, feature_set, cfg, frame, [*folds, final_fit])
 
     params, study = cfg.lightgbm, None
     if cfg.tuning.trials > 0:
         from expansion_scorer.training.tuning import tune
 
-        params, study = tune(frame, folds, feature_set, cfg)
-    bt = backtest(frame, folds, feature_set, cfg, params)
+        params, study = tune(frames, folds, feature_set, cfg)
+    bt = backtest(frames, folds, feature_set, cfg, params)
+    frame = frame_for(frames, final_fit)  # the final model's features, from here on
     random_auc = random_split_auc(frame, dates, feature_set, cfg, params)
     final = fit(frame, final_fit, feature_set, cfg, params)
+    final.plan_order = list(feature_set.plan_order)
+    if final_fit.index in affinities:
+        final.affinity = affinities[final_fit.index].pairs
     resolved = cfg.model_copy(
         update={"lightgbm": params, "tuning": cfg.tuning.model_copy(update={"trials": 0})}
     )
@@ -279,6 +329,17 @@ def train_job(
             context="training",
         )
         mlflow.log_dict(feature_set.model_dump(), "config/features.json")
+        if affinities:
+            mlflow.log_dict(
+                {
+                    ("final fit" if i == 0 else f"fold {i}"): {
+                        "pairs": a.pairs,
+                        "evidence": a.evidence.round(4).to_dict(orient="records"),
+                    }
+                    for i, a in sorted(affinities.items())
+                },
+                "report/affinity.json",
+            )
         mlflow.log_dict(configured.model_dump(), "config/training.json")
         mlflow.log_dict(resolved.model_dump(), "config/training_resolved.json")
         if config_text is not None:
@@ -421,18 +482,19 @@ def promote_job(
         "challenger": _recipe(client, name, challenger, cfg),
         "champion": _recipe(client, name, champion, cfg),
     }
-    frames: dict[str, pd.DataFrame] = {}
+    built: dict[str, tuple[list[Layout], Frames]] = {}
     metrics: dict[str, dict[str, float]] = {}
     test_dates: list[date] = []
     for role, (recipe, features) in recipes.items():
         key = features.model_dump_json()
-        if key not in frames:
-            frames[key] = training_frame(world, features, recipe, until)
-        frame = frames[key]
-        # the same shrink as training on this history, so a short one can be gated too
-        folds = plan_backtest(sorted(frame["as_of"].unique()), cfg).folds[-cfg.gate.folds :]
+        if key not in built:
+            frame = training_frame(world, features, recipe, until)
+            # the same shrink as training on this history, so a short one can be gated too
+            folds = plan_backtest(sorted(frame["as_of"].unique()), cfg).folds[-cfg.gate.folds :]
+            built[key] = folds, fold_frames(world, features, recipe, frame, folds)[0]
+        folds, frames = built[key]
         test_dates = [d for f in folds for d in f.test_dates]
-        bt = backtest(frame, folds, features, recipe, recipe.lightgbm, with_baselines=False)
+        bt = backtest(frames, folds, features, recipe, recipe.lightgbm, with_baselines=False)
         metrics[role] = bt.pooled[MODEL]
     decision = decide(metrics["challenger"], metrics["champion"], cfg.gate, force)
 

@@ -78,6 +78,11 @@ class PropensityModel(PythonModel):
 
     offset: Offset | None = None
     """Models pickled before the season offset have no attribute of their own: they read None."""
+    affinity: dict[str, str] | None = None
+    """The event -> product affinity fitted on the final training snapshots, when the feature
+    definitions say `affinity: learned`: scoring computes the features with it."""
+    plan_order: list[str] | None = None
+    """The plans, lowest first, the model's features were computed with."""
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ horizon, so no label window is shared), and the third, in a backtest fold, is th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -38,6 +38,34 @@ class Layout:
     @property
     def name(self) -> str:
         return f"fold {self.index}" if self.index else "final fit"
+
+
+Frames = pd.DataFrame | Mapping[int, pd.DataFrame]
+"""One training frame for every layout, or one per layout index (0: the final fit) when part
+of the features is fitted on each layout's training rows (a learned affinity)."""
+
+
+def frame_for(frames: Frames, layout: Layout) -> pd.DataFrame:
+    return frames if isinstance(frames, pd.DataFrame) else frames[layout.index]
+
+
+class FoldFrames(Mapping[int, pd.DataFrame]):
+    """One frame per layout index, kept as one shared frame and, per layout, only the columns
+    that differ from it: five copies of a million snapshots would not fit in memory."""
+
+    def __init__(self, base: pd.DataFrame, columns: dict[int, dict[str, pd.Series]]) -> None:
+        self.base = base
+        self.columns = columns
+
+    def __getitem__(self, index: int) -> pd.DataFrame:
+        own = self.columns[index]
+        return self.base.assign(**own) if own else self.base
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
 
 
 def schema(feature_set: FeatureSet, frame: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:

@@ -16,8 +16,10 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.training.train import (
+    Frames,
     Layout,
     datasets,
+    frame_for,
     offset_for,
     rows_of,
     schema,
@@ -26,11 +28,12 @@ from expansion_scorer.training.train import (
 
 
 def _datasets(
-    frame: pd.DataFrame, folds: Sequence[Layout], feature_set: FeatureSet, cfg: TrainingConfig
+    frames: Frames, folds: Sequence[Layout], feature_set: FeatureSet, cfg: TrainingConfig
 ) -> list[tuple[lgb.Dataset, lgb.Dataset]]:
     """Binned once per fold and reused by every trial."""
     out = []
     for fold in folds:
+        frame = frame_for(frames, fold)
         fit, valid = rows_of(frame, fold.fit_dates), rows_of(frame, fold.calib_dates)
         numeric, categories = schema(feature_set, pd.concat([fit, valid]))
         offset = offset_for(fit, cfg)
@@ -53,10 +56,10 @@ def _suggest(trial: optuna.Trial, base: LightGBMParams) -> LightGBMParams:
 
 
 def tune(
-    frame: pd.DataFrame, folds: Sequence[Layout], feature_set: FeatureSet, cfg: TrainingConfig
+    frames: Frames, folds: Sequence[Layout], feature_set: FeatureSet, cfg: TrainingConfig
 ) -> tuple[LightGBMParams, optuna.Study]:
     """The best parameters found in `cfg.tuning.trials` trials (the configured ones first)."""
-    data = _datasets(frame, folds, feature_set, cfg)
+    data = _datasets(frames, folds, feature_set, cfg)
 
     def objective(trial: optuna.Trial) -> float:
         params = _suggest(trial, cfg.lightgbm)
