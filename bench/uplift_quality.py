@@ -1,16 +1,19 @@
 """Benchmark: does ranking by uplift realise more incremental expansions than ranking by propensity?
 
 Generates a world, trains the propensity champion through the CLI into a throw-away SQLite
-MLflow store, then per seed: weekly scoring runs every `--every` weeks over three quarters with
-a holdout salted by the seed, the world's simulated response to the program
-(`serving.simulation.respond`, drawn from the seed), and the uplift training
+MLflow store, then per seed the real loop on a world of its own that answers the program
+(`data.synthetic.ProgramWorld`, seeded by the seed; `serving.simulation.run_program`): weekly
+scoring runs every `--every` weeks over three quarters with a holdout salted by the seed, CSMs
+touching what they were shown with `--compliance`, the world advancing with those touches; then
+the uplift training
 (`target: uplift`, the shipped uplift settings but for the folds). Prints, per seed and as
 medians over seeds, on the held-out cohort folds: the Qini coefficient of the uplift ranking,
-the propensity ranking (the score each assignment was drawn with) and the oracle (the true
-effect per assignment), and the incremental expansions realised at capacity by each.
+the propensity ranking (the score each assignment was drawn with) and the oracle (the world's
+true lift, `p_touched - p_expand`, of each assignment), and the incremental expansions realised
+at capacity by each.
 
     .venv/bin/python bench/uplift_quality.py [--accounts 3000] [--seeds 3] [--first-seed 0]
-        [--every 4] [--fraction 0.5] [--compliance 0.7] [--effect 0.5] [--folds 2]
+        [--every 4] [--fraction 0.5] [--compliance 0.7] [--strength 1] [--folds 2]
         [--test-cohorts 4] [--reuse DIR]
 """
 
@@ -33,8 +36,8 @@ import yaml
 
 from expansion_scorer.cli import main
 from expansion_scorer.config import load_feature_set, load_training_config, override
-from expansion_scorer.data.synthetic import generate_world
-from expansion_scorer.serving.simulation import respond
+from expansion_scorer.data.synthetic import ProgramWorld, generate_world
+from expansion_scorer.serving.simulation import run_program
 from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT
 from expansion_scorer.training.uplift_job import uplift_job
 
@@ -57,7 +60,9 @@ def run(args: argparse.Namespace) -> None:
         generate_world(world, n_accounts=args.accounts, seed=0, months=24)
         assert main(["train", str(world)]) == 0
     # three quarters whose 90-day horizons all close before the world ends (2024-12-31)
-    weeks = _mondays(date(2024, 1, 1), date(2024, 9, 30), args.every)
+    weeks = [
+        date.fromisoformat(w) for w in _mondays(date(2024, 1, 1), date(2024, 9, 30), args.every)
+    ]
     serving = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
     features = load_feature_set()
     cfg = override(
@@ -76,13 +81,17 @@ def run(args: argparse.Namespace) -> None:
         serving["holdout"] = {"fraction": args.fraction, "salt": f"bench-{seed}"}
         config.write_text(yaml.safe_dump(serving, allow_unicode=True))
         out = root / f"weekly-{seed}"
-        for week in weeks:
-            code = main(["score", str(world), "--as-of", week, "--out", str(out),
+        program = ProgramWorld(root / f"world-{seed}", weeks[0], n_accounts=args.accounts,
+                               seed=seed, months=24, strength=args.strength)  # fmt: skip
+        data = program.out
+
+        def score(as_of: date, out: Path = out, config: Path = config, data: Path = data) -> None:
+            code = main(["score", str(data), "--as-of", str(as_of), "--out", str(out),
                          "--config", str(config)])  # fmt: skip
             assert code == 0
-        data = root / f"responded-{seed}"
-        truth = respond(world, out, data, features, compliance=args.compliance,
-                        effect=args.effect, seed=seed)  # fmt: skip
+
+        truth = run_program(program, weeks, score, out, features, compliance=args.compliance,
+                            seed=seed)  # fmt: skip
         trained = time.perf_counter()
         result = uplift_job(data, out, cfg, features)
         pooled = result.backtest.pooled
@@ -128,7 +137,7 @@ if __name__ == "__main__":
     parser.add_argument("--every", type=int, default=4, help="weeks between scoring runs")
     parser.add_argument("--fraction", type=float, default=0.5)
     parser.add_argument("--compliance", type=float, default=0.7)
-    parser.add_argument("--effect", type=float, default=0.5)
+    parser.add_argument("--strength", type=float, default=1.0, help="scale of a touch's effect")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--test-cohorts", type=int, default=4)
     parser.add_argument(

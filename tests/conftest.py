@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from expansion_scorer.cli import share_cores_politely
 from tests import pgserver
@@ -59,6 +62,53 @@ def champion(trained_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     return trained_store
+
+
+PROGRAM_WEEKS = ["2024-04-01", "2024-05-06", "2024-07-01", "2024-08-05"]
+"""Two quarters of the program fixture, two weekly runs each."""
+
+
+@dataclass(frozen=True)
+class Program:
+    out: Path
+    """The weekly output root, with its history."""
+    config: Path
+    world: Path
+    """The world as it happened, with the program's touches."""
+    truth: pd.DataFrame
+
+
+@pytest.fixture(scope="session")
+def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """Two quarters of the real loop, shared by the tests that read them (a test that writes
+    copies the output root first): score with half the candidates held out, CSMs touch what they
+    were shown (80% of it), the world advances with those touches."""
+    from expansion_scorer.cli import main
+    from expansion_scorer.config import load_feature_set
+    from expansion_scorer.data.synthetic import ProgramWorld
+    from expansion_scorer.serving.simulation import run_program
+
+    root = tmp_path_factory.mktemp("program")
+    raw = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
+    raw["holdout"] = {"fraction": 0.5, "salt": "test"}
+    config = root / "serving.yaml"
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    out = root / "weekly"
+    world = ProgramWorld(
+        root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
+    )  # a strong program, for a small world to show
+
+    def score(as_of: date) -> None:
+        args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out), "--per-csm",
+                "--config", str(config)]  # fmt: skip
+        assert main(args) == 0
+
+    weeks = [date.fromisoformat(w) for w in PROGRAM_WEEKS]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
+        mp.chdir(root)
+        truth = run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
+    return Program(out, config, world.out, truth)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -18,13 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from expansion_scorer.config import load_feature_set
-from expansion_scorer.data.synthetic import ProgramWorld
 from expansion_scorer.serving.holdout import draws, period_of
-from expansion_scorer.serving.simulation import run_program
+from tests.conftest import PROGRAM_WEEKS as WEEKS
+from tests.conftest import Program
 from tests.helpers import run_cli
-
-WEEKS = ["2024-04-01", "2024-05-06", "2024-07-01", "2024-08-05"]  # two quarters, two runs each
 
 
 def _config(tmp_path: Path, holdout: str) -> Path:
@@ -54,43 +49,6 @@ def _assignments(out: Path) -> pd.DataFrame:
         return con.execute("SELECT * FROM assignments ORDER BY period, account_id").df()
     finally:
         con.close()
-
-
-@dataclass(frozen=True)
-class Program:
-    out: Path
-    """The weekly output root, with its history."""
-    config: Path
-    world: Path
-    """The world as it happened, with the program's touches."""
-    truth: pd.DataFrame
-
-
-@pytest.fixture(scope="module")
-def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Program:
-    """Two quarters of the real loop, shared by the tests that read them (a test that writes
-    copies the output root first): score with half the candidates held out, CSMs touch what they
-    were shown (80% of it), the world advances with those touches."""
-    from expansion_scorer.cli import main
-
-    root = tmp_path_factory.mktemp("program")
-    config = _config(root, "{fraction: 0.5, salt: test}")
-    out = root / "weekly"
-    world = ProgramWorld(
-        root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
-    )  # a strong program, for a small world to show
-
-    def score(as_of: date) -> None:
-        args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out), "--per-csm",
-                "--config", str(config)]  # fmt: skip
-        assert main(args) == 0
-
-    weeks = [date.fromisoformat(w) for w in WEEKS]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
-        mp.chdir(root)
-        truth = run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
-    return Program(out, config, world.out, truth)
 
 
 def test_the_holdout_is_drawn_once_a_period_and_never_shown_to_a_csm(

@@ -1,8 +1,9 @@
 """`expansion train --program OUT` with `target: uplift`: learnt from the weekly holdout.
 
-A program of four weekly runs over two quarters with half the candidates held out, the world's
-response to it (serving.simulation.respond), then the uplift model trained, backtested against
-the propensity ranking, registered under its own name, and refused on too little randomization.
+A program of four weekly runs over two quarters with half the candidates held out, in a world
+that answers the touches week by week (the shared `program` fixture), then the uplift model
+trained, backtested against the propensity ranking, registered under its own name, and refused
+on too little randomization.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import pytest
 import yaml
 
 from expansion_scorer.config import load_feature_set
-from expansion_scorer.serving.simulation import respond
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.uplift import UpliftModel
 from expansion_scorer.training.uplift_job import uplift_frame
+from tests.conftest import PROGRAM_WEEKS as WEEKS
+from tests.conftest import Program
 from tests.helpers import run_cli
 
-WEEKS = ["2024-04-01", "2024-05-06", "2024-07-01", "2024-08-05"]  # two quarters, two runs each
 UPLIFT = """\
 target: uplift
 uplift:
@@ -36,28 +37,9 @@ uplift:
 
 
 @pytest.fixture(scope="module")
-def responded(
-    world_dir: Path, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
+def responded(program: Program) -> tuple[Path, Path]:
     """The world after a program of four weekly runs (holdout 0.5), and the output root."""
-    from expansion_scorer.cli import main
-
-    root = tmp_path_factory.mktemp("uplift-program")
-    raw = yaml.safe_load((Path(__file__).parents[2] / "serving" / "default.yaml").read_text())
-    raw["holdout"] = {"fraction": 0.5, "salt": "uplift"}
-    config = root / "serving.yaml"
-    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    out = root / "weekly"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
-        mp.chdir(root)
-        for week in WEEKS:
-            args = ["score", str(world_dir), "--as-of", week, "--out", str(out), "--config",
-                    str(config)]  # fmt: skip
-            assert main(args) == 0
-    data = root / "responded"
-    respond(world_dir, out, data, load_feature_set(), compliance=0.8, effect=0.6, seed=5)
-    return data, out
+    return program.world, program.out
 
 
 @pytest.fixture(scope="module")
