@@ -108,7 +108,7 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     np.testing.assert_allclose(served["score"], wrapper.predict_proba(frame), rtol=0, atol=1e-12)
     assert ((served["score"] > 0) & (served["score"] < 1)).all()
     assert not np.allclose(wrapper.predict_proba(frame), wrapper.raw_proba(frame))
-    expected = wrapper.expected_expansion_arr(frame)
+    expected = wrapper.predict_proba(frame) * wrapper.expected_size(frame)
     np.testing.assert_allclose(expected, served["expected_expansion_arr"], rtol=1e-12)
     assert (expected > 0).all()
 

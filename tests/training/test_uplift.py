@@ -43,9 +43,13 @@ def responded(program: Program) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def frame(responded: tuple[Path, Path]) -> pd.DataFrame:
+def frame(responded: tuple[Path, Path], trained_store: Path) -> pd.DataFrame:
+    """The uplift training frame, its features read as the champion that scored the weeks
+    reads them (its learned affinity)."""
     data, out = responded
-    return uplift_frame(data, out, load_feature_set())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
+        return uplift_frame(data, out, load_feature_set())
 
 
 def _config(where: Path, text: str = UPLIFT) -> Path:

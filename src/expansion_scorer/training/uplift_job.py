@@ -25,6 +25,7 @@ from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
+from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import as_dates, build_pairs
 from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
@@ -32,6 +33,7 @@ from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
 from expansion_scorer.serving.measure import outcomes
 from expansion_scorer.tracking import configure, experiment_id
 from expansion_scorer.training.job import PromoteResult, _git_commit, _requirements
+from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -109,11 +111,36 @@ def matured_assignments(
     return measured.rename(columns={"score": PROPENSITY})
 
 
+def scored_catalogue(feature_set: FeatureSet, propensity: str) -> FeatureSet:
+    """The definitions as the weekly run scores with them: where they leave the affinity or the
+    plan order to the data, the propensity champion's (`serving` reads them from it), so the
+    uplift model learns from the features it will be given."""
+    if not (feature_set.affinity_learned or feature_set.plan_order_auto):
+        return feature_set
+    uri = f"models:/{propensity}@champion"
+    configure()
+    try:
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except (mlflow.exceptions.MlflowException, OSError):
+        raise UserError(
+            f"target: uplift reads the features as {uri} scores them (its learned affinity and"
+            " plan order), and none loads; train the propensity model first"
+        ) from None
+    if not isinstance(model, PropensityModel):
+        raise UserError(f"{uri} is not a propensity model; register one under that name")
+    return for_model(feature_set, model.affinity, model.plan_order)
+
+
 def with_features(
-    data_dir: DataSource, matured: pd.DataFrame, feature_set: FeatureSet
+    data_dir: DataSource,
+    matured: pd.DataFrame,
+    feature_set: FeatureSet,
+    propensity: str = "expansion-propensity",
 ) -> pd.DataFrame:
     """Each assignment with its features as of the day it was drawn, computed by the feature
-    pipeline of the training snapshots, and the oracle when the data has one."""
+    pipeline of the training snapshots with the catalogue the weekly run scored with, and the
+    oracle when the data has one."""
+    feature_set = scored_catalogue(feature_set, propensity)
     keep = ["account_id", "assigned_on", "period", "arm", "csm_owner", "horizon_days",
             PROPENSITY, OUTCOME, "expansion_arr"]  # fmt: skip
     if matured.empty:
@@ -131,12 +158,17 @@ def with_features(
                                                      ignore_index=True)  # fmt: skip
 
 
-def uplift_frame(data_dir: DataSource, program: Path, feature_set: FeatureSet) -> pd.DataFrame:
+def uplift_frame(
+    data_dir: DataSource,
+    program: Path,
+    feature_set: FeatureSet,
+    propensity: str = "expansion-propensity",
+) -> pd.DataFrame:
     """Per matured listed or held-out assignment: its features as of the day it was drawn, the
     propensity score it was drawn with, whether it expanded within the horizon, and the oracle
     when the data has one."""
     return with_features(data_dir, matured_assignments(data_dir, program, feature_set),
-                         feature_set)  # fmt: skip
+                         feature_set, propensity)  # fmt: skip
 
 
 def _plan(frame: pd.DataFrame, cfg: TrainingConfig) -> tuple[list[CohortFold], CohortFold, int]:
@@ -196,7 +228,7 @@ def uplift_job(
             " matured cohorts: train again once their horizon has passed"
         )
     _plan(matured, cfg)  # refuse before any feature is computed
-    frame = with_features(data_dir, matured, feature_set)
+    frame = with_features(data_dir, matured, feature_set, cfg.registered_model)
     folds, final, horizon = _plan(frame, cfg)  # again: accounts without features have left
     cohorts = sorted(frame["assigned_on"].unique())
     bt = backtest_uplift(frame, folds, feature_set, cfg)
@@ -320,7 +352,7 @@ def promote_uplift_job(
         )  # fmt: skip
         key = features.model_dump_json()
         if key not in frames:
-            frames[key] = uplift_frame(data_dir, program, features)
+            frames[key] = uplift_frame(data_dir, program, features, cfg.registered_model)
         frame = frames[key]
         folds, _, _ = _plan(frame, same)
         metrics[role] = backtest_uplift(frame, folds, features, same).pooled[UPLIFT]
