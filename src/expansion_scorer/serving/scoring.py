@@ -21,6 +21,7 @@ from expansion_scorer.features.build import build_features
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import account_status, build_entities
+from expansion_scorer.progress import progress
 from expansion_scorer.serving.explain import (
     contributions,
     family_points,
@@ -259,7 +260,9 @@ def score_features(
             None if given is None else given[i : i + chunk_rows],
             uplift,
         )
-        for i in range(0, len(frame), chunk_rows)
+        for i in progress(
+            range(0, len(frame), chunk_rows), "scoring and explaining", -(-len(frame) // chunk_rows)
+        )
     ]
     scores = pd.concat([s for s, _ in pieces])
     points = pd.concat([p for _, p in pieces])
