@@ -72,7 +72,8 @@ def prepare(accounts: int, world_accounts: int) -> Path:
 def measure(path: Path, mode: str, chunk_rows: int) -> dict[str, Any]:
     from expansion_scorer.config import load_feature_set, load_serving_config
     from expansion_scorer.serving import treeshap
-    from expansion_scorer.serving.job import load_model, score_features
+    from expansion_scorer.serving.job import load_model
+    from expansion_scorer.serving.scoring import score_features
 
     explain = mode != "plain"
     if mode in treeshap.METHODS:  # this process explains with that method, not the default

@@ -49,7 +49,8 @@ from expansion_scorer.serving.explain import (
     readiness,
     reasons,
 )
-from expansion_scorer.serving.job import load_model, score_features
+from expansion_scorer.serving.job import load_model
+from expansion_scorer.serving.scoring import score_features
 
 OUT = Path(__file__).parent / "out" / "score_explain"
 PAGE = os.sysconf("SC_PAGE_SIZE")

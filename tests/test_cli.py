@@ -63,3 +63,29 @@ def test_a_program_world_is_advanced_from_the_command_line(
     code, _, err = run_cli(["generate", "--out", str(tmp_path / "none"), "--advance-to",
                             "2023-06-19"], capsys)  # fmt: skip
     assert code == 2 and "--program-start" in err
+
+
+def test_progress_shows_on_a_terminal_only_and_never_under_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from expansion_scorer import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.delenv(progress.QUIET, raising=False)
+    assert list(progress.progress(range(3), "folds")) == [0, 1, 2]
+    assert "folds" in terminal.getvalue() and "/3 [" in terminal.getvalue()  # done/total, time
+    monkeypatch.setenv(progress.QUIET, "1")
+    quiet = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert list(progress.progress(range(3), "folds")) == [0, 1, 2]
+    assert quiet.getvalue() == ""
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a pipe or a log file
+    monkeypatch.delenv(progress.QUIET)
+    assert not progress.shown()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from expansion_scorer.config import Engine
 from expansion_scorer.errors import UserError
+from expansion_scorer.progress import QUIET
 
 if TYPE_CHECKING:
     from expansion_scorer.data.sources import DataSource
@@ -70,6 +71,12 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="expansion", description=__doc__)
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars, only the step lines (also EXPANSION_QUIET=1; bars show only on a"
+        " terminal)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     gen = sub.add_parser("generate", help="write a synthetic SaaS world in the data contract")
@@ -709,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     share_cores_politely()
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    if args.quiet:
+        os.environ[QUIET] = "1"
     try:
         COMMANDS[args.command](args)
     except UserError as exc:

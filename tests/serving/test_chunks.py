@@ -9,7 +9,8 @@ import pandas as pd
 
 from expansion_scorer.config import load_feature_set, load_serving_config
 from expansion_scorer.data.loading import open_world
-from expansion_scorer.serving.job import load_model, score_features, score_frame
+from expansion_scorer.serving.job import load_model
+from expansion_scorer.serving.scoring import score_features, score_frame
 
 AS_OF = date(2024, 9, 1)
 

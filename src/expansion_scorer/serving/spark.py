@@ -16,7 +16,7 @@ import pandas as pd
 from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.features import spark as engine
-from expansion_scorer.serving.job import PRESCORED, Scored, finish_scoring
+from expansion_scorer.serving.scoring import PRESCORED, Scored, finish_scoring
 from expansion_scorer.training.model import PropensityModel
 
 UDF_RESULT = "score double, expected_expansion_arr double"
@@ -76,7 +76,7 @@ def score_frame_spark(
     serving: ServingConfig,
     model_version: str,
 ) -> Scored:
-    """`serving.job.score_frame` with Spark computing eligibility, features and scores."""
+    """`serving.scoring.score_frame` with Spark computing eligibility, features and scores."""
     serving.check_against(feature_set)
     world, status = spark_features(data_dir, as_of, feature_set)
     frame = score_spark(world, feature_set, model, pinned_uri(model_uri, model_version))

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.progress import progress
 from expansion_scorer.training import baselines
 from expansion_scorer.training.metrics import captured_arr, evaluate
 from expansion_scorer.training.model import PropensityModel
@@ -366,7 +367,7 @@ def backtest(
     check_folds(frame_for(frames, folds[0]), folds)  # the labels are the same in every frame
     results = [
         run_fold(frames, fold, feature_set, cfg, params or cfg.lightgbm, with_baselines)
-        for fold in folds
+        for fold in progress(folds, "backtest folds")
     ]
     scores = pd.concat([r.scores for r in results], ignore_index=True)
     scorers = list(results[0].metrics)

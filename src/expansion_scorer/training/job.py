@@ -35,6 +35,7 @@ from expansion_scorer.features.catalogue import (
 )
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities, labels, training_dates
+from expansion_scorer.progress import Stages
 from expansion_scorer.tracking import configure, experiment_id
 from expansion_scorer.training import baselines, report
 from expansion_scorer.training.backtest import (
@@ -237,9 +238,11 @@ def train_job(
     """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate."""
     baselines.check_features(cfg.baselines, feature_set)
     check_season_feature(cfg, feature_set)
+    stages = Stages("train", ["training set", "backtest", "random-split check", "final fit"])
     world = load_world(data_dir, cutoff=until)
     feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
     frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
+    stages.done("training set")
     dates = sorted(frame["as_of"].unique())
     plan = plan_backtest(dates, cfg)
     configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
@@ -253,9 +256,12 @@ def train_job(
 
         params, study = tune(frames, folds, feature_set, cfg)
     bt = backtest(frames, folds, feature_set, cfg, params)
+    stages.done("backtest")
     frame = frame_for(frames, final_fit)  # the final model's features, from here on
     random_auc = random_split_auc(frame, dates, feature_set, cfg, params)
+    stages.done("random-split check")
     final = fit(frame, final_fit, feature_set, cfg, params)
+    stages.done("final fit")
     final.plan_order = list(feature_set.plan_order)
     if final_fit.index in affinities:
         final.affinity = affinities[final_fit.index].pairs

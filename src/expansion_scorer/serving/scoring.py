@@ -1,0 +1,298 @@
+"""The scoring core: from a feature frame to the ranked, explained list, whichever engine made it.
+
+`score_frame` builds the features with DuckDB and hands them to `finish_scoring`; the Spark
+engine (`serving.spark`) builds them on Spark and hands them to the same function, so scores,
+reasons, motion, readiness and uplift are one piece of code. `serving.job` wires it into the
+weekly run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.data.loading import World
+from expansion_scorer.errors import UserError
+from expansion_scorer.features.build import build_features
+from expansion_scorer.features.catalogue import for_model
+from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.snapshots import account_status, build_entities
+from expansion_scorer.progress import progress
+from expansion_scorer.serving.explain import (
+    contributions,
+    family_points,
+    motions,
+    readiness,
+    reasons,
+    uplift_points,
+)
+from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.training.uplift import UpliftModel
+
+
+def band_of(score: float, bands: dict[str, float]) -> str:
+    for name, low in sorted(bands.items(), key=lambda kv: -kv[1]):
+        if score >= low:
+            return name
+    return "none"
+
+
+@dataclass(frozen=True)
+class Scored:
+    scores: pd.DataFrame
+    """One row per eligible account, in rank order."""
+    drivers: pd.DataFrame
+    """Per account and reason family, the impact on the score in points."""
+    excluded: pd.DataFrame
+    """Every account that exists at the as-of date and cannot be scored, with the reason."""
+    features: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The feature frame, in rank order."""
+
+
+def uplift_columns(serving: ServingConfig) -> list[str]:
+    """With `rank_by: uplift`: the uplift, expected incremental ARR and what makes a touch
+    matter; otherwise none."""
+    if serving.rank_by != "uplift":
+        return []
+    slots = [f"uplift_reason_{i + 1}" for i in range(serving.reasons)]
+    return ["uplift", "expected_incremental_arr", *slots, "uplift_reason_against"]
+
+
+def score_columns(serving: ServingConfig) -> list[str]:
+    return [
+        "rank", "account_id", "crm_id", "account_name", "csm_owner", "score",
+        "expected_expansion_arr", *uplift_columns(serving)[:2], "band", "readiness",
+        "readiness_reason", "motion", *[f"reason_{i + 1}" for i in range(serving.reasons)],
+        "reason_against", *uplift_columns(serving)[2:], "talking_points", "model_version",
+        "as_of",
+    ]  # fmt: skip
+
+
+def _delivered_base(model: PropensityModel, base_logit: float) -> float:
+    """The score of an account with no information: the base rate as the model delivers it,
+    through its calibrator (with the offset at its mean, which `base_logit` already holds)."""
+    raw = np.array([1.0 / (1.0 + np.exp(-base_logit))])
+    if model.calibrator is None:
+        return float(raw[0])
+    shift = None if model.offset is None else np.array([model.offset.mean])
+    return float(model.calibrator.transform(raw, shift)[0])
+
+
+def check_schema(model: PropensityModel, frame: pd.DataFrame, model_version: str) -> None:
+    """Stop, in one line, when the features do not give the model what it was trained on."""
+    missing = [c for c in model.feature_names if c not in frame.columns]
+    mistyped = [
+        f"{c} (expects a number, gets {frame[c].dtype})"
+        for c in model.numeric
+        if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c])
+    ] + [
+        f"{c} (expects text categories, gets {frame[c].dtype})"
+        for c in model.categories
+        if c in frame.columns and pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    if missing or mistyped:
+        said = []
+        if missing:
+            said.append(f"missing {', '.join(missing)}")
+        if mistyped:
+            said.append(f"mistyped {', '.join(mistyped)}")
+        raise UserError(
+            f"model {model_version} does not match the features: {'; '.join(said)};"
+            " score with the feature definitions it was trained on, or retrain"
+        )
+
+
+def score_frame(
+    world: World,
+    as_of: date,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    model_version: str,
+    uplift: UpliftModel | None = None,
+) -> Scored:
+    """Scores, reasons, motion and readiness for every eligible account; the rest with why not."""
+    feature_set = for_model(feature_set, model.affinity, model.plan_order)
+    serving.check_against(feature_set)
+    status = account_status(world.con, as_of)
+    build_entities(world.con, [as_of])
+    build_expansions(world.con, feature_set)
+    frame = build_features(
+        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
+    )
+    return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version, uplift)
+
+
+PRESCORED = "__score"
+"""A feature-frame column holding scores computed elsewhere (the Spark engine's UDF)."""
+
+
+def finish_scoring(
+    status: pd.DataFrame,
+    frame: pd.DataFrame,
+    as_of: date,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    model_version: str,
+    uplift: UpliftModel | None = None,
+) -> Scored:
+    """From the status of every account and the eligible ones' features to the ranked list.
+
+    Whichever engine made `frame`, scoring and explaining from here on is the same code; a
+    `PRESCORED` column, when present, is the score instead of the model's predict on the driver.
+    """
+    excluded = status[status["excluded_reason"].notna()].reset_index(drop=True)
+    eligible = status[status["excluded_reason"].isna()]
+    frame = frame.merge(
+        eligible[["account_id", "crm_id", "account_name", "csm_owner"]], on="account_id"
+    )
+    if len(frame) != len(eligible):  # pragma: no cover - an invariant of the SQL
+        raise AssertionError("eligible accounts and feature rows disagree")
+    given = frame.pop(PRESCORED).to_numpy(dtype="float64") if PRESCORED in frame else None
+    columns = score_columns(serving)
+    check_schema(model, frame, model_version)
+    if uplift is not None:
+        missing = [c for c in uplift.feature_names if c not in frame.columns]
+        if missing:
+            raise UserError(
+                f"the uplift model does not match the features: missing {', '.join(missing)};"
+                " score with the feature definitions it was trained on, or retrain it"
+            )
+    if frame.empty:
+        return Scored(pd.DataFrame(columns=columns), pd.DataFrame(), excluded, frame)
+
+    scores, drivers, order = score_features(
+        frame, model, feature_set, serving, model_version, as_of, given=given, uplift=uplift
+    )
+    return Scored(scores, drivers, excluded, frame.iloc[order].reset_index(drop=True))
+
+
+CHUNK_ROWS = 100_000
+"""Accounts scored and explained at a time: bounds the SHAP matrix and the model matrix."""
+
+
+def _score_chunk(
+    frame: pd.DataFrame,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    explain: bool,
+    given: np.ndarray | None = None,
+    uplift: UpliftModel | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    p = model.predict_proba(frame) if given is None else given
+    if explain:
+        contrib = contributions(model, frame)
+        base = _delivered_base(model, contrib.base_logit)
+        points = family_points(contrib, feature_set, p, base)
+        said = [
+            reasons(frame, contrib, points, feature_set, serving.reasons),
+            motions(frame, points, serving),
+        ]
+    else:
+        points = pd.DataFrame(index=frame.index)
+        blank = {f"reason_{k + 1}": "" for k in range(serving.reasons)}
+        said = [
+            pd.DataFrame(
+                {**blank, "reason_against": "", "motion_key": "", "motion": "",
+                 "talking_points": [[] for _ in range(len(frame))]},
+                index=frame.index,
+            )
+        ]  # fmt: skip
+    scores = pd.concat(
+        [
+            # a frame built elsewhere (a benchmark's, say) may hold no CRM id: it reads empty
+            frame.reindex(columns=["account_id", "crm_id", "account_name", "csm_owner"]),
+            *said,
+            readiness(frame, serving),
+        ],
+        axis=1,
+    )
+    scores["score"] = p
+    # score x the size model's ARR given an expansion; empty when the model has no size model
+    size = model.expected_size(frame)
+    scores["expected_expansion_arr"] = p * size
+    if uplift is not None:
+        listed, held = uplift.arms(frame)
+        scores["uplift"] = listed - held
+        scores["expected_incremental_arr"] = scores["uplift"] * size
+        slots = [f"reason_{k + 1}" for k in range(serving.reasons)] + ["reason_against"]
+        if explain:
+            contrib, touch = uplift_points(uplift, frame, feature_set)
+            why = reasons(frame, contrib, touch, feature_set, serving.reasons)
+        else:
+            why = pd.DataFrame({slot: "" for slot in slots}, index=frame.index)
+        for slot in slots:
+            scores[f"uplift_{slot}"] = why[slot].to_numpy()
+    return scores, points
+
+
+def score_features(
+    frame: pd.DataFrame,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    model_version: str,
+    as_of: date,
+    explain: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+    given: np.ndarray | None = None,
+    uplift: UpliftModel | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Score (and explain) a feature frame chunk by chunk, then rank it.
+
+    Returns the ranked scores, the family impacts in the same order (empty without
+    explanations) and the rank order as row positions of `frame`. `given` holds scores already
+    computed for the rows of `frame` (by Spark); without it the model scores them here.
+    """
+    pieces = [
+        _score_chunk(
+            frame.iloc[i : i + chunk_rows],
+            model,
+            feature_set,
+            serving,
+            explain,
+            None if given is None else given[i : i + chunk_rows],
+            uplift,
+        )
+        for i in progress(
+            range(0, len(frame), chunk_rows), "scoring and explaining", -(-len(frame) // chunk_rows)
+        )
+    ]
+    scores = pd.concat([s for s, _ in pieces])
+    points = pd.concat([p for _, p in pieces])
+    del pieces
+    p = scores["score"].to_numpy()
+    scores["band"] = [band_of(v, serving.bands) for v in p]
+    scores["model_version"] = model_version
+    scores["as_of"] = as_of
+    band_order = {
+        b: i for i, (b, _) in enumerate(sorted(serving.bands.items(), key=lambda kv: -kv[1]))
+    }
+    scores["_band"] = scores["band"].map(band_order).fillna(len(band_order))
+    scores["_ready"] = (scores["readiness"] != "ready").astype(int)
+    scores = scores.reset_index(drop=True)
+    # Within a band, ready accounts first, then by score, or by expected expansion ARR when the
+    # serving config asks (accounts without a size estimate go after those with one). By
+    # uplift, what a touch adds orders the whole list: a band or readiness says how likely an
+    # expansion is, not whether a call makes it more likely, which the uplift already weighs.
+    worth = ["expected_expansion_arr"] if serving.rank_by == "expected_arr" else []
+    first = ["_band", "_ready"]
+    if serving.rank_by == "uplift":
+        first, worth = [], ["expected_incremental_arr", "uplift"]
+    order = scores.sort_values(
+        [*first, *worth, "score", "account_id"],
+        ascending=[*[True] * len(first), *[False] * len(worth), False, True],
+        kind="stable",
+        na_position="last",
+    ).index.to_numpy()
+    scores = scores.iloc[order].reset_index(drop=True)
+    scores["rank"] = np.arange(1, len(scores) + 1)
+    drivers = points.reset_index(drop=True).iloc[order].reset_index(drop=True).round(2)
+    drivers.insert(0, "account_id", scores["account_id"])
+    return scores, drivers, order
