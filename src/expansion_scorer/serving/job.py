@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from expansion_scorer.config import Engine, FeatureSet, ServingConfig
@@ -80,13 +81,17 @@ def load_model(uri: str) -> tuple[PropensityModel, str]:
     model = loaded.unwrap_python_model()
     if not isinstance(model, PropensityModel):
         raise UserError(f"model {uri} is not an expansion-propensity model")
-    label = uri
+    return model, version_label(client, uri)
+
+
+def version_label(client: MlflowClient, uri: str) -> str:
+    """'expansion-propensity v3' for a registry URI (by alias or version); other URIs as given."""
     if uri.startswith("models:/") and "@" in uri:
         name, alias = uri[len("models:/") :].split("@", 1)
-        label = f"{name} v{client.get_model_version_by_alias(name, alias).version}"
-    elif uri.startswith("models:/"):
-        label = uri[len("models:/") :].replace("/", " v")
-    return model, label
+        return f"{name} v{client.get_model_version_by_alias(name, alias).version}"
+    if uri.startswith("models:/"):
+        return uri[len("models:/") :].replace("/", " v")
+    return uri
 
 
 def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
@@ -98,7 +103,7 @@ def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
         "train one with `expansion train DATA --config <a config with target: uplift> --program"
         " OUT`, or set rank_by: score"
     )
-    configure()
+    client = configure()
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as exc:
@@ -110,11 +115,7 @@ def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
     model = loaded.unwrap_python_model()
     if not isinstance(model, UpliftModel):
         raise UserError(f"serving config: uplift_model {uri} is not an uplift model; {fix}")
-    label = uri.removeprefix("models:/")
-    if "@" in label:
-        name, alias = label.split("@", 1)
-        label = f"{name} v{configure().get_model_version_by_alias(name, alias).version}"
-    return model, label.replace("/", " v")
+    return model, version_label(client, uri)
 
 
 def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
