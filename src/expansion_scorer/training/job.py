@@ -36,8 +36,8 @@ from expansion_scorer.features.catalogue import (
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities, labels, training_dates
 from expansion_scorer.progress import Stages
-from expansion_scorer.tracking import configure, experiment_id
-from expansion_scorer.training import baselines, report
+from expansion_scorer.tracking import ModelRef, configure, experiment_id
+from expansion_scorer.training import report
 from expansion_scorer.training.backtest import (
     MODEL,
     TRUTH_COLUMN,
@@ -217,16 +217,6 @@ def _shrink_params(plan: Plan) -> dict[str, str]:
     }
 
 
-def check_season_feature(cfg: TrainingConfig, feature_set: FeatureSet) -> None:
-    """The offset reads a numeric feature by name; a wrong name stops before any work."""
-    numeric = {f.name for f in feature_set.features if f.kind == "numeric"}
-    if cfg.season_feature is not None and cfg.season_feature not in numeric:
-        raise UserError(
-            f"training config: season_feature names {cfg.season_feature!r}, which is not a"
-            " numeric feature; name one (month_of_year) or set it to null"
-        )
-
-
 def train_job(
     data_dir: DataSource,
     cfg: TrainingConfig,
@@ -236,8 +226,7 @@ def train_job(
     promote: bool = False,
 ) -> TrainResult:
     """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate."""
-    baselines.check_features(cfg.baselines, feature_set)
-    check_season_feature(cfg, feature_set)
+    cfg.check_against(feature_set)  # the CLI's Settings checked this at load; a caller in code
     stages = Stages("train", ["training set", "backtest", "random-split check", "final fit"])
     world = load_world(data_dir, cutoff=until)
     feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
@@ -265,9 +254,10 @@ def train_job(
     final.plan_order = list(feature_set.plan_order)
     if final_fit.index in affinities:
         final.affinity = affinities[final_fit.index].pairs
-    resolved = cfg.model_copy(
-        update={"lightgbm": params, "tuning": cfg.tuning.model_copy(update={"trials": 0})}
-    )
+    resolved = TrainingConfig.model_validate(
+        {**cfg.model_dump(), "lightgbm": params.model_dump(), "tuning": {**cfg.tuning.model_dump(),
+         "trials": 0}}
+    )  # fmt: skip
     k = cfg.capacity.k
     bayes = bt.pooled.get(TRUTH_COLUMN, {}).get("roc_auc")
     table = report.fold_table(bt, k)
@@ -404,7 +394,7 @@ def train_job(
         )
     result = TrainResult(
         run_id=run.info.run_id,
-        model_uri=f"models:/{cfg.registered_model}/{version}",
+        model_uri=ModelRef(cfg.registered_model, version).uri,
         version=version,
         alias=alias,
         metrics=bt.pooled[MODEL],
@@ -449,16 +439,16 @@ def _recipe(
             f"{name} v{version} predicts {stored.horizon_days} days ahead, not"
             f" {cfg.horizon_days}; models of different horizons cannot be compared: use --force"
         )
-    same_folds = stored.model_copy(
-        update={
-            "capacity": cfg.capacity,
+    same_folds = TrainingConfig.model_validate(
+        {
+            **stored.model_dump(),
+            "capacity": cfg.capacity.model_dump(),
             "test_months": cfg.test_months,
-            "backtest": stored.backtest.model_copy(
-                update={
-                    "folds": cfg.backtest.folds,
-                    "calibration_months": cfg.backtest.calibration_months,
-                }
-            ),
+            "backtest": {
+                **stored.backtest.model_dump(),
+                "folds": cfg.backtest.folds,
+                "calibration_months": cfg.backtest.calibration_months,
+            },
         }
     )
     return same_folds, features

@@ -14,9 +14,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from expansion_scorer.config import GateConfig
+from expansion_scorer.tracking import CHALLENGER, CHAMPION
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = ["CHALLENGER", "CHAMPION", "Decision", "alias_version", "assign_new_version", "decide"]
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:

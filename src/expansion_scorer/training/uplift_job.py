@@ -31,7 +31,7 @@ from expansion_scorer.features.snapshots import as_dates, build_pairs
 from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
 from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
 from expansion_scorer.serving.measure import outcomes
-from expansion_scorer.tracking import configure, experiment_id
+from expansion_scorer.tracking import ModelRef, alias_uri, configure, experiment_id
 from expansion_scorer.training.job import PromoteResult, _git_commit, _requirements
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.registry import (
@@ -117,7 +117,7 @@ def scored_catalogue(feature_set: FeatureSet, propensity: str) -> FeatureSet:
     uplift model learns from the features it will be given."""
     if not (feature_set.affinity_learned or feature_set.plan_order_auto):
         return feature_set
-    uri = f"models:/{propensity}@champion"
+    uri = alias_uri(propensity, CHAMPION)
     configure()
     try:
         model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
@@ -302,7 +302,7 @@ def uplift_job(
         mlflow.set_tag("registered_alias", alias)
     return UpliftResult(
         run_id=run.info.run_id,
-        model_uri=f"models:/{name}/{version}",
+        model_uri=ModelRef(name, version).uri,
         version=version,
         alias=alias,
         backtest=bt,
