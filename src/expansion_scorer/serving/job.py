@@ -15,6 +15,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from expansion_scorer import schemas
 from expansion_scorer.config import Engine, FeatureSet, ServingConfig, TrainingConfig
 from expansion_scorer.data.database import DatabaseError
 from expansion_scorer.data.loading import World, open_world
@@ -28,6 +29,7 @@ from expansion_scorer.serving.history import (
     ASSIGNMENTS_STAGED,
     HISTORY_FILE,
     STAGED,
+    Past,
     apply_stage,
     keyed,
     read_assignments,
@@ -291,6 +293,10 @@ def score_job(
         lap("triggers")
         table = flat(scored.scores, serving)
         table.insert(list(table.columns).index("band") + 1, "arm", arms.arm)
+        schemas.check(schemas.scores_schema(list(serving.bands)), table)
+        schemas.check(schemas.drivers_schema(), scored.drivers)
+        schemas.check(schemas.triggers_schema(), triggers)
+        schemas.check(schemas.excluded_schema(), scored.excluded)
         shown = scored.scores[~held].reset_index(drop=True)
         meta = {
             "as_of": str(as_of),
@@ -563,7 +569,7 @@ def _manifest_body(
     serving: ServingConfig,
     scored: Scored,
     triggers: pd.DataFrame,
-    past: object,
+    past: Past,
 ) -> dict[str, object]:
     excluded = scored.excluded
     eligible = len(scored.scores)
@@ -589,7 +595,7 @@ def _manifest_body(
             "excluded_by_reason": {str(k): int(v) for k, v in reasons.items()},
         },
         "triggers": {
-            "previous_run": str(getattr(past, "as_of", None) or ""),
+            "previous_run": str(past.as_of or ""),
             "fired": len(triggers),
             "by_kind": {str(k): int(v) for k, v in kinds.items()},
         },

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from expansion_scorer import schemas
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource, data_root
@@ -156,7 +157,6 @@ class TrainResult:
     leakage_alarm: bool
     """The random-split AUC exceeds the time-split AUC by more than the configured gap."""
     decision: Decision | None = None
-    extra: dict[str, object] = field(default_factory=dict)
     shrink: str = ""
     """What the backtest was shrunk from and to, and why; empty when it ran as configured."""
 
@@ -232,6 +232,7 @@ def train_job(
     feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
     frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
     stages.done("training set")
+    schemas.check(schemas.training_schema(feature_set), frame)  # before anything is logged
     dates = sorted(frame["as_of"].unique())
     plan = plan_backtest(dates, cfg)
     configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
