@@ -52,11 +52,11 @@ from expansion_scorer.training.backtest import (
 )
 from expansion_scorer.training.registry import (
     CHALLENGER,
-    CHAMPION,
     Decision,
-    alias_version,
     assign_new_version,
+    contenders,
     decide,
+    make_champion,
 )
 from expansion_scorer.training.train import FoldFrames, Frames, Layout, fit, frame_for
 
@@ -464,15 +464,11 @@ def promote_job(
     """Compare challenger and champion on the same latest folds; move `champion` if it earns it."""
     client = configure()
     name = cfg.registered_model
-    challenger = alias_version(client, name, CHALLENGER)
-    champion = alias_version(client, name, CHAMPION)
-    if challenger is None:
-        raise UserError(f"{name} has no @{CHALLENGER}; train a model first (`expansion train`)")
-    if champion is None or champion == challenger:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
-        client.delete_registered_model_alias(name, CHALLENGER)
-        decision = Decision(True, "no champion to compare with: the challenger becomes champion")
-        return PromoteResult(decision, challenger, champion, [], None)
+    found = contenders(client, name, "train a model first (`expansion train`)")
+    if found.settled is not None:
+        return PromoteResult(found.settled, found.challenger, found.champion, [], None)
+    challenger, champion = found.challenger, found.champion
+    assert champion is not None  # without one, `contenders` settled it
 
     world = load_world(data_dir, cutoff=until)
     recipes = {
@@ -529,6 +525,5 @@ def promote_job(
         name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
     )
     if decision.promote:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
-        client.delete_registered_model_alias(name, CHALLENGER)
+        make_champion(client, name, challenger)
     return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)
