@@ -231,7 +231,7 @@ def score_job(
     model_uri = model_uri or alias_uri(TrainingConfig().registered_model, CHAMPION)
     model, registered = load_versioned(model_uri)
     version = registered.label if registered is not None else model_uri
-    feature_set = for_model(feature_set, model.affinity, model.plan_order)  # the model's catalogue
+    feature_set = for_model(feature_set, model.affinity, model.plan_order)  # once, for every step
     uplift, uplift_version = load_uplift(serving)
     lap("load_model")
     if engine is Engine.SPARK:
