@@ -23,6 +23,14 @@ from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
+from expansion_scorer.outputs import (
+    csv_writer,
+    locked,
+    parquet_writer,
+    recover,
+    text_writer,
+    write_outputs,
+)
 from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.history import (
@@ -49,14 +57,6 @@ from expansion_scorer.serving.monitor import (
     model_record,
     recommendation,
     reference,
-)
-from expansion_scorer.serving.output import (
-    csv_writer,
-    locked,
-    parquet_writer,
-    recover,
-    text_writer,
-    write_outputs,
 )
 from expansion_scorer.serving.report import UNASSIGNED, render_report
 from expansion_scorer.serving.scoring import Scored, score_columns, score_frame

@@ -36,9 +36,9 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions, build_movements
 from expansion_scorer.features.revenue import quarter_table
 from expansion_scorer.features.snapshots import book_arr, build_pairs, data_span, labels
+from expansion_scorer.outputs import bytes_writer, csv_writer, text_writer, write_outputs
 from expansion_scorer.serving.history import randomized_assignments
 from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED, period_of
-from expansion_scorer.serving.output import bytes_writer, csv_writer, text_writer, write_outputs
 
 MIN_PER_ARM = 20
 """Fewer accounts than this in either arm: the group is reported as too small to say."""
