@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/vulture
 
 test: lint browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -8,6 +8,8 @@ import pytest
 
 from tests.helpers import run_cli
 
+SHIPPED = Path(__file__).parents[1]
+
 
 @pytest.mark.parametrize(
     ("flag", "value", "says"),
@@ -25,6 +27,51 @@ def test_an_override_outside_a_fields_limits_stops_before_any_data_is_read(
     assert code == 2
     assert err.strip().splitlines() == [f"error: config command line: {says}"]
     assert not (mlflow_store / "store").exists()  # nothing tracked, nothing registered
+
+
+@pytest.mark.parametrize("command", ["score", "monitor", "measure"])
+def test_a_template_typo_stops_the_command_before_any_data_is_read(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a serving config whose first motion label uses a filter that does not exist
+    text = (SHIPPED / "serving" / "default.yaml").read_text(encoding="utf-8")
+    broken = tmp_path / "serving.yaml"
+    broken.write_text(text.replace("label: Add seats", "label: '{{ seats|nmu }}'"), "utf-8")
+    out = tmp_path / "out"
+    when = ["--as-of", "2024-01-01"] if command == "score" else []
+    args = [command, str(tmp_path / "nowhere"), *when, "--out", str(out), "--config", str(broken)]
+
+    code, _, err = run_cli(args, capsys)
+
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"serving config {broken}: motion seats: label: template does not parse" in err
+    assert not out.exists()
+
+
+def test_score_loads_the_model_its_training_config_registers(
+    mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = mlflow_store / "out"
+    retail = ["--features", str(SHIPPED / "features" / "online_retail.yaml"), "--config",
+              str(SHIPPED / "serving" / "online_retail.yaml")]  # fmt: skip
+    # the Online Retail features and serving config with the built-in training config disagree
+    code, _, err = run_cli(["score", str(mlflow_store), "--as-of", "2024-01-01", "--out",
+                            str(out), *retail], capsys)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "baselines.utilisation_feature" in err and "--training-config" in err
+
+    # with its training config, score looks for that config's model (none is registered here)
+    world = mlflow_store / "world"
+    code, _, err = run_cli(["generate", "--out", str(world), "--accounts", "40", "--months", "8"],
+                           capsys)  # fmt: skip
+    assert code == 0, err
+    training = ["--training-config", str(SHIPPED / "training" / "online_retail.yaml")]
+    code, _, err = run_cli(["score", str(world), "--as-of", "2023-08-01", "--out", str(out),
+                            *retail, *training], capsys)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "models:/expansion-propensity-online-retail@champion cannot be loaded" in err
+    assert not out.exists()
 
 
 def test_a_program_world_is_advanced_from_the_command_line(

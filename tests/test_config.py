@@ -9,11 +9,15 @@ import yaml
 
 from expansion_scorer.config import (
     Engine,
+    Settings,
+    load_feature_set,
     load_serving_config,
+    load_settings,
     load_training_config,
     override,
 )
 from expansion_scorer.errors import UserError
+from expansion_scorer.tracking import ModelRef, resolve
 from tests.helpers import run_cli
 
 SHIPPED = Path(__file__).parents[1]
@@ -72,3 +76,79 @@ def test_an_unknown_engine_is_refused_before_anything_runs(
     assert stopped.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "'flink' is not an engine; use one of duckdb, spark" in err
     assert not out.exists()
+
+
+def test_the_shipped_recipes_load_as_one_settings_object() -> None:
+    settings = load_settings()
+    assert settings.champion() == "models:/expansion-propensity@champion"
+    retail = load_settings(
+        SHIPPED / "features" / "online_retail.yaml",
+        SHIPPED / "training" / "online_retail.yaml",
+        SHIPPED / "serving" / "online_retail.yaml",
+    )
+    # the model training registers is the one scoring loads
+    assert retail.training is not None
+    assert retail.champion() == f"models:/{retail.training.registered_model}@champion"
+    assert retail.champion() == "models:/expansion-propensity-online-retail@champion"
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        ({"motions": {"seats": {"label": "Add seats", "families": ["seatz"]}}},
+         "motion seats names unknown families seatz"),
+        ({"triggers": {"top_band": "boiling"}}, "triggers.top_band boiling is not a band"),
+        ({"readiness": [{"name": "young", "feature": "tenure", "op": "<", "value": 90,
+                         "says": "too young"}]}, "readiness rule young reads unknown feature"),
+        ({"motions": {"seats": {"label": "{{ seats|nmu }} seats", "families": ["seats"]}}},
+         "motion seats: label: template does not parse (No filter named 'nmu'.)"),
+    ],
+)  # fmt: skip
+def test_a_serving_config_that_disagrees_with_the_features_stops_at_load(
+    edit: dict[str, object], says: str, tmp_path: Path
+) -> None:
+    path = _edited(tmp_path, "serving/default.yaml", edit)
+    with pytest.raises(UserError) as caught:
+        load_settings(serving=path)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"serving config {path}: ") and says in message
+
+
+def test_a_training_config_that_disagrees_with_the_features_stops_at_load(tmp_path: Path) -> None:
+    path = _edited(tmp_path, "training/default.yaml", {"season_feature": "month"})
+    with pytest.raises(UserError, match=r"training config .*: season_feature names 'month'"):
+        load_settings(training=path, serving=False)
+    # the Online Retail features with the built-in training config: its baselines read seats
+    with pytest.raises(UserError) as caught:
+        load_settings(SHIPPED / "features" / "online_retail.yaml", None,
+                      SHIPPED / "serving" / "online_retail.yaml")  # fmt: skip
+    assert "baselines.utilisation_feature names 'seat_utilisation'" in str(caught.value)
+    assert "pass --training-config" in str(caught.value)
+
+
+def test_settings_built_in_code_are_checked_too() -> None:
+    serving = load_serving_config().model_dump()
+    serving["triggers"]["top_band"] = "boiling"
+    with pytest.raises(ValueError, match="not a band"):
+        Settings.model_validate({"features": load_feature_set(), "serving": serving})
+
+
+def test_an_override_goes_through_the_settings(tmp_path: Path) -> None:
+    settings = load_settings(serving=False, training_overrides={"horizon_days": 60})
+    assert settings.training is not None and settings.training.horizon_days == 60
+    with pytest.raises(UserError, match="config command line: horizon_days"):
+        load_settings(serving=False, training_overrides={"horizon_days": 3})
+
+
+def test_a_model_is_named_by_its_name_and_version(mlflow_store: Path) -> None:
+    ref = ModelRef("expansion-propensity", "3")
+    assert ref.uri == "models:/expansion-propensity/3"
+    assert ref.label == "expansion-propensity v3"
+    assert ModelRef.from_label(ref.label) == ref
+    assert ModelRef.from_label("runs:/abc/model") is None
+    from expansion_scorer.tracking import configure
+
+    client = configure()
+    assert resolve(client, ref.uri) == ref
+    assert resolve(client, "runs:/abc/model") is None

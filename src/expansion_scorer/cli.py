@@ -17,6 +17,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.progress import QUIET
 
 if TYPE_CHECKING:
+    from expansion_scorer.config import Settings
     from expansion_scorer.data.sources import DataSource
 
 
@@ -163,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", type=Path, required=True)
     sc.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
     sc.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+    sc.add_argument(
+        "--training-config",
+        type=Path,
+        help="the training YAML the model was trained with: its registered_model is the one"
+        " scored at @champion (default: built-in, expansion-propensity)",
+    )
     sc.add_argument(
         "--per-csm", action="store_true", help="also write per_csm/<csm>.csv, each CSM's capacity"
     )
@@ -341,20 +348,21 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_feature_set, load_training_config, override
+    from expansion_scorer.config import load_settings
     from expansion_scorer.jobs import train_job
 
-    cfg = load_training_config(args.config)
     updates: dict[str, object] = {}
     if args.horizon_days is not None:
         updates["horizon_days"] = args.horizon_days
     if args.trials is not None:
         updates["tuning.trials"] = args.trials
-    if updates:  # validated like the config file, so --horizon-days 3 stops here
-        cfg = override(cfg, updates)
+    # validated like the config file, so --horizon-days 3 stops here, before any data is read
+    settings = load_settings(args.features, args.config, serving=False, training_overrides=updates)
+    cfg = settings.training
+    assert cfg is not None
     config_text = args.config.read_text(encoding="utf-8") if args.config else None
     if cfg.target == "uplift":
-        _train_uplift(args, cfg, config_text)
+        _train_uplift(args, settings, config_text)
         return
     if args.program is not None:
         raise UserError(
@@ -364,7 +372,7 @@ def _train(args: argparse.Namespace) -> None:
     result = train_job(
         _data(args),
         cfg,
-        load_feature_set(args.features),
+        settings.features,
         until=args.train_until,
         config_text=config_text,
         promote=args.promote,
@@ -372,18 +380,17 @@ def _train(args: argparse.Namespace) -> None:
     _print_training(result)
 
 
-def _train_uplift(args: argparse.Namespace, cfg: object, config_text: str | None) -> None:
-    from expansion_scorer.config import TrainingConfig, load_feature_set
+def _train_uplift(args: argparse.Namespace, settings: Settings, config_text: str | None) -> None:
     from expansion_scorer.training.uplift_job import uplift_job
 
-    assert isinstance(cfg, TrainingConfig)
+    cfg = settings.training
+    assert cfg is not None
     if args.train_until is not None or args.promote or args.trials:
         raise UserError(
             "target: uplift takes no --train-until, --trials or --promote; it learns from every"
             " matured cohort of --program (promote with `expansion promote --config`)"
         )
-    result = uplift_job(_data(args), args.program, cfg, load_feature_set(args.features),
-                        config_text)  # fmt: skip
+    result = uplift_job(_data(args), args.program, cfg, settings.features, config_text)
     final = result.final
     print(
         f"uplift (T-learner): {result.rows:,} matured listed and held-out assignments in"
@@ -484,10 +491,12 @@ def _promote(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_feature_set, load_serving_config
-    from expansion_scorer.serving.job import DEFAULT_MODEL, score_job
+    from expansion_scorer.config import load_settings
+    from expansion_scorer.serving.job import score_job
     from expansion_scorer.serving.sink import open_sink
 
+    settings = load_settings(args.features, args.training_config, args.config)
+    assert settings.serving is not None
     if args.to_table and not args.to:
         raise UserError("--to-table names a table in the database --to gives; add --to URL")
     sink = open_sink(args.to, args.to_table) if args.to else None
@@ -495,9 +504,9 @@ def _score(args: argparse.Namespace) -> None:
         _data(args),
         args.as_of,
         args.out,
-        load_feature_set(args.features),
-        load_serving_config(args.config),
-        model_uri=args.model or DEFAULT_MODEL,
+        settings.features,
+        settings.serving,
+        model_uri=args.model or settings.champion(),
         csm_files=args.per_csm,
         engine=args.engine,
         sink=sink,
@@ -524,11 +533,12 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_feature_set, load_serving_config
+    from expansion_scorer.config import load_settings
     from expansion_scorer.serving.measure import measure_job
 
-    serving = load_serving_config(args.config)
-    result = measure_job(_data(args), args.out, load_feature_set(args.features), serving)
+    settings = load_settings(args.features, training=False, serving=args.config)
+    assert settings.serving is not None
+    result = measure_job(_data(args), args.out, settings.features, settings.serving)
     s = result.summary
     p = s["pooled"]
     print(
@@ -568,11 +578,13 @@ def _measure(args: argparse.Namespace) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_feature_set, load_serving_config
+    from expansion_scorer.config import load_settings
     from expansion_scorer.serving.job import monitor_job
 
-    serving = load_serving_config(args.config)
-    result = monitor_job(_data(args), args.out, load_feature_set(args.features), serving)
+    settings = load_settings(args.features, training=False, serving=args.config)
+    serving = settings.serving
+    assert serving is not None
+    result = monitor_job(_data(args), args.out, settings.features, serving)
     cfg = serving.monitor
     print(
         f"drift of the run of {result.as_of} ({result.model_version}) against its training"
@@ -638,17 +650,15 @@ def _online_retail(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import (
-        load_feature_set,
-        load_serving_config,
-        load_training_config,
-    )
+    from expansion_scorer.config import load_settings
     from expansion_scorer.data.synthetic import generate_world
     from expansion_scorer.features.snapshots import data_span
     from expansion_scorer.jobs import load_world, train_job
     from expansion_scorer.serving.job import score_job
 
     started = time.perf_counter()
+    settings = load_settings()
+    assert settings.training is not None and settings.serving is not None
     data = args.out / "data"
     print(f"1/4 generating {args.accounts:,} accounts into {data}")
     generate_world(data, n_accounts=args.accounts, seed=args.seed)
@@ -661,12 +671,18 @@ def _demo(args: argparse.Namespace) -> None:
     if as_of < end - timedelta(days=15):
         as_of = date(end.year + end.month // 12, end.month % 12 + 1, 1)
     print("3/4 training")
-    features = load_feature_set()
-    result = train_job(data, load_training_config(), features)
+    features = settings.features
+    result = train_job(data, settings.training, features)
     _print_training(result)
     print(f"4/4 scoring as of {as_of}")
     scored = score_job(
-        data, as_of, args.out / "scores", features, load_serving_config(), csm_files=True
+        data,
+        as_of,
+        args.out / "scores",
+        features,
+        settings.serving,
+        model_uri=settings.champion(),
+        csm_files=True,
     )
     for path in scored.files:
         print(f"  {path}")

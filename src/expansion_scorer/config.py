@@ -394,6 +394,31 @@ class TrainingConfig(_Strict):
     early stopping and calibration on a few months of one season keep the seasons apart; the
     offset is part of the feature's explanation. null: no offset."""
 
+    def check_against(self, features: FeatureSet) -> None:
+        """`problem_with`, raised: for callers that build their configs in code."""
+        problem = self.problem_with(features)
+        if problem:
+            raise UserError(problem)
+
+    def problem_with(self, features: FeatureSet) -> str | None:
+        """Why these settings cannot train on `features` (a baseline or the season offset
+        reads a feature that is not there), or None."""
+        names = {f.name for f in features.features}
+        for key in ("utilisation_feature", "growth_feature", "recency_feature"):
+            value = getattr(self.baselines, key)
+            if value not in names:
+                return (
+                    f"training config: baselines.{key} names {value!r}, which is not a feature;"
+                    " use a name from the feature definitions"
+                )
+        numeric = {f.name for f in features.features if f.kind == "numeric"}
+        if self.season_feature is not None and self.season_feature not in numeric:
+            return (
+                f"training config: season_feature names {self.season_feature!r}, which is not a"
+                " numeric feature; name one (month_of_year) or set it to null"
+            )
+        return None
+
 
 class MotionDef(_Strict):
     label: str
@@ -489,7 +514,14 @@ class ServingConfig(_Strict):
     program: ProgramConfig = ProgramConfig()
 
     def check_against(self, features: FeatureSet) -> None:
-        """Families and features named here must exist in the feature definitions."""
+        """`problem_with`, raised: for callers that build their configs in code."""
+        problem = self.problem_with(features)
+        if problem:
+            raise UserError(problem)
+
+    def problem_with(self, features: FeatureSet) -> str | None:
+        """Why this config cannot speak about `features` (a family, a feature or a template
+        column that is not there, a band that does not exist), or None."""
         from expansion_scorer.serving.text import check_template
 
         families = {f.family for f in features.features}
@@ -498,13 +530,13 @@ class ServingConfig(_Strict):
         for key, motion in self.motions.items():
             unknown = sorted(set(motion.families) - families)
             if unknown:
-                raise UserError(
+                return (
                     f"serving config: motion {key} names unknown families {', '.join(unknown)};"
                     f" known: {', '.join(sorted(families))}"
                 )
             told = sorted(set(motion.families) & context)
             if told:
-                raise UserError(
+                return (
                     f"serving config: motion {key} names context families {', '.join(told)},"
                     " which are never told to a CSM; drop them from the motion"
                 )
@@ -521,19 +553,50 @@ class ServingConfig(_Strict):
         for where, source in templates:
             problem = check_template(source, features.row_columns, where)
             if problem:
-                raise UserError(f"serving config: {problem}")
+                return f"serving config: {problem}"
         for kind, rules in (("readiness", self.readiness), ("trigger", self.triggers.rules)):
             for rule in rules:
                 if rule.feature not in names:
-                    raise UserError(
+                    return (
                         f"serving config: {kind} rule {rule.name} reads unknown feature"
                         f" {rule.feature}; use a feature from the feature definitions"
                     )
         if self.triggers.top_band not in self.bands:
-            raise UserError(
+            return (
                 f"serving config: triggers.top_band {self.triggers.top_band} is not a band;"
                 f" use one of {', '.join(self.bands)}"
             )
+        return None
+
+
+class Settings(_Strict):
+    """What a command reads, validated together at start: the feature definitions and the
+    training and/or serving configs, each checked against the features. A part a command does
+    not read is None (`train` has no serving config, `monitor` no training config)."""
+
+    features: FeatureSet
+    training: TrainingConfig | None = None
+    serving: ServingConfig | None = None
+
+    @model_validator(mode="after")
+    def _parts_agree(self) -> Settings:
+        for part in (self.training, self.serving):
+            problem = None if part is None else part.problem_with(self.features)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The registered model training writes and scoring reads: the training config's
+        `registered_model` (the built-in one's when no training config is read)."""
+        return (self.training or TrainingConfig()).registered_model
+
+    def champion(self) -> str:
+        """The URI `score` loads without --model."""
+        from expansion_scorer.tracking import CHAMPION, alias_uri
+
+        return alias_uri(self.model_name, CHAMPION)
 
 
 def _read_yaml(path: Path | None, default_name: str) -> object:
@@ -608,3 +671,33 @@ def load_training_config(path: Path | None = None) -> TrainingConfig:
 
 def load_serving_config(path: Path | None = None) -> ServingConfig:
     return _parse(ServingConfig, _read_yaml(path, "serving.yaml"), str(path or "serving.yaml"))
+
+
+def load_settings(
+    features: Path | None = None,
+    training: Path | Literal[False] | None = None,
+    serving: Path | Literal[False] | None = None,
+    training_overrides: dict[str, object] | None = None,
+) -> Settings:
+    """Every config a command reads, validated and cross-checked before any data is: None
+    loads the built-in file, False leaves the part out. Overrides (dotted keys of the training
+    config) are validated like the file."""
+    feature_set = load_feature_set(features)
+    cfg = None if training is False else load_training_config(training)
+    if cfg is not None and training_overrides:
+        cfg = override(cfg, training_overrides)
+    scoring = None if serving is False else load_serving_config(serving)
+    try:
+        return Settings(features=feature_set, training=cfg, serving=scoring)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        kind, _, rest = problem.partition(" config: ")
+        path = training if kind == "training" else serving
+        where = str(path) if path else f"built-in {kind}.yaml"
+        hint = ""
+        if kind == "training" and scoring is not None:
+            hint = "; scoring reads the training config for its model: pass --training-config"
+        raise UserError(
+            f"{kind} config {where}: {rest} (features: {features or 'built-in features.yaml'})"
+            + hint
+        ) from None

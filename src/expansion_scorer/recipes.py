@@ -16,15 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from expansion_scorer.config import (
-    load_feature_set,
-    load_serving_config,
-    load_training_config,
-)
+from expansion_scorer.config import load_settings
 from expansion_scorer.data.online_retail import convert
 from expansion_scorer.features.snapshots import data_span
+from expansion_scorer.outputs import csv_writer, write_outputs
 from expansion_scorer.serving.job import score_job
-from expansion_scorer.serving.output import csv_writer, write_outputs
 from expansion_scorer.training.backtest import MODEL
 from expansion_scorer.training.job import TrainResult, load_world, train_job, training_frame
 from expansion_scorer.training.metrics import evaluate
@@ -48,9 +44,14 @@ class RecipeResult:
 
 def online_retail_job(source: Path, out_dir: Path) -> RecipeResult:
     data = out_dir / "data"
+    settings = load_settings(
+        _config("online_retail_features.yaml"),
+        _config("online_retail_training.yaml"),
+        _config("online_retail_serving.yaml"),
+    )
+    features, cfg, serving = settings.features, settings.training, settings.serving
+    assert cfg is not None and serving is not None
     counts = convert(source, data)
-    features = load_feature_set(_config("online_retail_features.yaml"))
-    cfg = load_training_config(_config("online_retail_training.yaml"))
     trained = train_job(data, cfg, features)
 
     frame = training_frame(load_world(data, None), features, cfg, None)
@@ -78,7 +79,7 @@ def online_retail_job(source: Path, out_dir: Path) -> RecipeResult:
         as_of,
         out_dir / "scores",
         features,
-        load_serving_config(_config("online_retail_serving.yaml")),
+        serving,
         model_uri=trained.model_uri,
     )
     files = write_outputs(out_dir, {"comparison.csv": csv_writer(comparison)})

@@ -1,14 +1,19 @@
-"""Where MLflow keeps runs and models: `MLFLOW_TRACKING_URI`, else SQLite in ./mlruns."""
+"""Where MLflow keeps runs and models (`MLFLOW_TRACKING_URI`, else SQLite in ./mlruns), and how a
+registered model is named."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from mlflow.store.artifact.utils.models import get_model_name_and_version
 from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 def tracking_uri() -> str:
@@ -39,3 +44,42 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     db = _sqlite_path(tracking_uri())
     location = (db.parent.resolve() / "artifacts").as_uri() if db is not None else None
     return str(client.create_experiment(name, artifact_location=location))
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version. Its URI and its label are built from the name and the
+    version here, and nowhere else."""
+
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def label(self) -> str:
+        """How lists, the history and the console name it: 'expansion-propensity v3'."""
+        return f"{self.name} v{self.version}"
+
+    @classmethod
+    def from_label(cls, label: str) -> ModelRef | None:
+        """The version a history row names (the history keys each run by `label`); None for a
+        run scored with a model outside the registry."""
+        name, sep, number = label.rpartition(" v")
+        return cls(name, number) if sep and name and number.isdigit() else None
+
+
+def alias_uri(name: str, alias: str) -> str:
+    """Whichever version of `name` holds `alias`: 'models:/expansion-propensity@champion'."""
+    return f"models:/{name}@{alias}"
+
+
+def resolve(client: MlflowClient, uri: str) -> ModelRef | None:
+    """The registered version a `models:/` URI (by alias or by version) points to; None for a
+    run, a logged model or a file."""
+    if not uri.startswith("models:/"):
+        return None
+    found = get_model_name_and_version(client, uri)
+    return ModelRef(found[0], str(found[1])) if len(found) == 2 else None

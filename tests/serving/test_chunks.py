@@ -9,6 +9,7 @@ import pandas as pd
 
 from expansion_scorer.config import load_feature_set, load_serving_config
 from expansion_scorer.data.loading import open_world
+from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.serving.job import load_model
 from expansion_scorer.serving.scoring import score_features, score_frame
 
@@ -17,7 +18,9 @@ AS_OF = date(2024, 9, 1)
 
 def test_chunked_scores_and_explanations_equal_one_pass(world_dir: Path, champion: Path) -> None:
     model, version = load_model("models:/expansion-propensity@champion")
-    features, serving = load_feature_set(), load_serving_config()
+    # the definitions as the model scores with them (its learned affinity), as the job does
+    features = for_model(load_feature_set(), model.affinity, model.plan_order)
+    serving = load_serving_config()
     whole = score_frame(
         open_world(world_dir, cutoff=AS_OF), AS_OF, model, features, serving, version
     )

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from expansion_scorer.serving.output import neutral_text, write_csv
+from expansion_scorer.outputs import neutral_text, write_csv
 from tests.helpers import HOSTILE_NAMES, run_cli, with_hostile_names
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -134,5 +134,5 @@ def test_the_package_writes_csv_only_through_the_one_writer() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("to_csv", "writer", "DictWriter"):
                 writers.append(f"{path.relative_to(root)}:{node.lineno}:{node.attr}")
 
-    # Then only serving/output.py writes CSV
-    assert writers and all(w.startswith("serving/output.py:") for w in writers), writers
+    # Then only outputs.py writes CSV
+    assert writers and all(w.startswith("outputs.py:") for w in writers), writers

@@ -19,6 +19,7 @@ import pytest
 
 from expansion_scorer.config import load_feature_set, load_serving_config
 from expansion_scorer.data.loading import open_world
+from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.serving.job import load_model
 from expansion_scorer.serving.scoring import score_frame
 
@@ -51,7 +52,8 @@ def test_served_model_scores_a_feature_frame_like_the_batch_run(
 ) -> None:
     model, version = load_model(MODEL)
     world = open_world(world_dir, cutoff=AS_OF)
-    scored = score_frame(world, AS_OF, model, load_feature_set(), load_serving_config(), version)
+    features = for_model(load_feature_set(), model.affinity, model.plan_order)  # as the job does
+    scored = score_frame(world, AS_OF, model, features, load_serving_config(), version)
     frame = scored.features[model.feature_names].head(40)
     batch = scored.scores.set_index("account_id").loc[scored.features["account_id"].head(40)]
     port = _free_port()

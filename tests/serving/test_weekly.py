@@ -188,7 +188,7 @@ def test_rerunning_a_week_replaces_it_and_is_byte_identical(
 KILLER = """
 import os, signal, sys
 import expansion_scorer.serving.history as history
-import expansion_scorer.serving.output as output
+import expansion_scorer.outputs as output
 from expansion_scorer.cli import main
 
 point, real_replace, real_connect = sys.argv[1], os.replace, history._connect

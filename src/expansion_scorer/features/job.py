@@ -15,7 +15,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import build_movements
 from expansion_scorer.features.revenue import GROUPABLE, revenue_chart, revenue_table
 from expansion_scorer.features.snapshots import data_span
-from expansion_scorer.serving.output import bytes_writer, csv_writer, write_outputs
+from expansion_scorer.outputs import bytes_writer, csv_writer, write_outputs
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import duckdb
 import pandas as pd
 
 from expansion_scorer.data.loading import sql_str
+from expansion_scorer.errors import UserError
+from expansion_scorer.serving.holdout import COMPARED, HOLDOUT
 
 HISTORY_FILE = "history.duckdb"
 TABLES = {
@@ -245,3 +247,19 @@ def read_assignments(
         ).df()
     finally:
         con.close()
+
+
+def randomized_assignments(
+    out_root: Path, no_history: str, no_holdout: str
+) -> tuple[Path, pd.DataFrame]:
+    """The history under `out_root` and its compared (listed and held-out) assignments; one line
+    when there is no history or nobody has been held out, ending with the caller's `no_history`
+    or `no_holdout` (what to do, in the caller's terms)."""
+    history = Path(out_root) / HISTORY_FILE
+    if not history.is_file():
+        raise UserError(f"{out_root}: no weekly history ({HISTORY_FILE}); {no_history}")
+    assigned = read_assignments(history)
+    randomized = assigned[assigned["arm"].isin(COMPARED)]
+    if not (randomized["arm"] == HOLDOUT).any():
+        raise UserError(f"{history}: no account has been held out yet; {no_holdout}")
+    return history, randomized

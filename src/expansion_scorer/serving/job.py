@@ -13,22 +13,31 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from expansion_scorer.config import Engine, FeatureSet, ServingConfig
+from expansion_scorer import schemas
+from expansion_scorer.config import Engine, FeatureSet, ServingConfig, TrainingConfig
 from expansion_scorer.data.database import DatabaseError
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
+from expansion_scorer.outputs import (
+    csv_writer,
+    locked,
+    parquet_writer,
+    recover,
+    text_writer,
+    write_outputs,
+)
 from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.history import (
     ASSIGNMENTS_STAGED,
     HISTORY_FILE,
     STAGED,
+    Past,
     apply_stage,
     keyed,
     read_assignments,
@@ -49,27 +58,18 @@ from expansion_scorer.serving.monitor import (
     recommendation,
     reference,
 )
-from expansion_scorer.serving.output import (
-    csv_writer,
-    locked,
-    parquet_writer,
-    recover,
-    text_writer,
-    write_outputs,
-)
 from expansion_scorer.serving.report import UNASSIGNED, render_report
 from expansion_scorer.serving.scoring import Scored, score_columns, score_frame
 from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
-from expansion_scorer.tracking import configure
+from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri, configure, resolve
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.uplift import UpliftModel
 
-DEFAULT_MODEL = "models:/expansion-propensity@champion"
 
-
-def load_model(uri: str) -> tuple[PropensityModel, str]:
-    """The wrapped model and a readable version ('expansion-propensity v3')."""
+def load_versioned(uri: str) -> tuple[PropensityModel, ModelRef | None]:
+    """The wrapped model and the registered version the URI points to (None outside the
+    registry)."""
     client = configure()
     try:
         loaded = mlflow.pyfunc.load_model(uri)
@@ -81,17 +81,14 @@ def load_model(uri: str) -> tuple[PropensityModel, str]:
     model = loaded.unwrap_python_model()
     if not isinstance(model, PropensityModel):
         raise UserError(f"model {uri} is not an expansion-propensity model")
-    return model, version_label(client, uri)
+    return model, resolve(client, uri)
 
 
-def version_label(client: MlflowClient, uri: str) -> str:
-    """'expansion-propensity v3' for a registry URI (by alias or version); other URIs as given."""
-    if uri.startswith("models:/") and "@" in uri:
-        name, alias = uri[len("models:/") :].split("@", 1)
-        return f"{name} v{client.get_model_version_by_alias(name, alias).version}"
-    if uri.startswith("models:/"):
-        return uri[len("models:/") :].replace("/", " v")
-    return uri
+def load_model(uri: str) -> tuple[PropensityModel, str]:
+    """The wrapped model and how lists name it ('expansion-propensity v3'; other URIs as
+    given)."""
+    model, ref = load_versioned(uri)
+    return model, ref.label if ref is not None else uri
 
 
 def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
@@ -115,7 +112,8 @@ def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
     model = loaded.unwrap_python_model()
     if not isinstance(model, UpliftModel):
         raise UserError(f"serving config: uplift_model {uri} is not an uplift model; {fix}")
-    return model, version_label(client, uri)
+    ref = resolve(client, uri)
+    return model, ref.label if ref is not None else uri
 
 
 def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
@@ -194,7 +192,7 @@ def score_job(
     out_dir: Path,
     feature_set: FeatureSet,
     serving: ServingConfig,
-    model_uri: str = DEFAULT_MODEL,
+    model_uri: str | None = None,
     csm_files: bool = False,
     engine: Engine = Engine.DUCKDB,
     sink: Sink | None = None,
@@ -230,8 +228,10 @@ def score_job(
     validate(world, feature_set.events)
     inputs = input_summary(world)
     lap("read_and_validate")
-    model, version = load_model(model_uri)
-    feature_set = for_model(feature_set, model.affinity, model.plan_order)  # the model's catalogue
+    model_uri = model_uri or alias_uri(TrainingConfig().registered_model, CHAMPION)
+    model, registered = load_versioned(model_uri)
+    version = registered.label if registered is not None else model_uri
+    feature_set = for_model(feature_set, model.affinity, model.plan_order)  # once, for every step
     uplift, uplift_version = load_uplift(serving)
     lap("load_model")
     if engine is Engine.SPARK:
@@ -293,6 +293,10 @@ def score_job(
         lap("triggers")
         table = flat(scored.scores, serving)
         table.insert(list(table.columns).index("band") + 1, "arm", arms.arm)
+        schemas.check(schemas.scores_schema(list(serving.bands)), table)
+        schemas.check(schemas.drivers_schema(), scored.drivers)
+        schemas.check(schemas.triggers_schema(), triggers)
+        schemas.check(schemas.excluded_schema(), scored.excluded)
         shown = scored.scores[~held].reset_index(drop=True)
         meta = {
             "as_of": str(as_of),
@@ -348,7 +352,7 @@ def score_job(
         if sink is not None:
             body["sink"] = sink.describe()  # the URL without its password
         drift, warnings = _weekly_drift(
-            world, out_dir, model, version, feature_set, serving, scored
+            world, out_dir, model, registered, version, feature_set, serving, scored
         )
         if drift.get("reference_file"):
             writers[str(drift["reference_file"])] = text_writer(str(drift.pop("reference")))
@@ -429,6 +433,7 @@ def _weekly_drift(
     world: World,
     out_dir: Path,
     model: PropensityModel,
+    registered: ModelRef | None,
     version: str,
     feature_set: FeatureSet,
     serving: ServingConfig,
@@ -436,7 +441,7 @@ def _weekly_drift(
 ) -> tuple[dict[str, object], list[str]]:
     """PSI of this run against the model's training months (cached per model as
     `reference-<model>.json`), for the manifest, and a warning line when something drifted."""
-    record = model_record(version)
+    record = None if registered is None else model_record(registered)
     if record is None or scored.features.empty:
         return {"checked": False, "why": "no training window recorded for this model"}, []
     cfg = serving.monitor
@@ -491,11 +496,11 @@ def monitor_job(
     latest = runs.sort_values(["as_of", "model_version"]).iloc[-1]
     as_of = pd.Timestamp(latest["as_of"]).date()
     version = str(latest["model_version"])
-    record = model_record(version)
-    if record is None:
+    registered = ModelRef.from_label(version)
+    record = None if registered is None else model_record(registered)
+    if registered is None or record is None:
         raise UserError(f"model {version}: not a registered version with a training record")
-    name, _, number = version.rpartition(" v")
-    model, _ = load_model(f"models:/{name}/{number}")
+    model, _ = load_versioned(registered.uri)
     cfg = serving.monitor
     own = for_model(feature_set, model.affinity, model.plan_order)
     ref = reference(world, model, own, record.fit_dates, cfg)
@@ -564,7 +569,7 @@ def _manifest_body(
     serving: ServingConfig,
     scored: Scored,
     triggers: pd.DataFrame,
-    past: object,
+    past: Past,
 ) -> dict[str, object]:
     excluded = scored.excluded
     eligible = len(scored.scores)
@@ -590,7 +595,7 @@ def _manifest_body(
             "excluded_by_reason": {str(k): int(v) for k, v in reasons.items()},
         },
         "triggers": {
-            "previous_run": str(getattr(past, "as_of", None) or ""),
+            "previous_run": str(past.as_of or ""),
             "fired": len(triggers),
             "by_kind": {str(k): int(v) for k, v in kinds.items()},
         },

@@ -36,9 +36,9 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions, build_movements
 from expansion_scorer.features.revenue import quarter_table
 from expansion_scorer.features.snapshots import book_arr, build_pairs, data_span, labels
-from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
+from expansion_scorer.outputs import bytes_writer, csv_writer, text_writer, write_outputs
+from expansion_scorer.serving.history import randomized_assignments
 from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED, period_of
-from expansion_scorer.serving.output import bytes_writer, csv_writer, text_writer, write_outputs
 
 MIN_PER_ARM = 20
 """Fewer accounts than this in either arm: the group is reported as too small to say."""
@@ -334,19 +334,11 @@ def measure_job(
     data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
 ) -> MeasureResult:
     """Measure the program from the weekly history under `out_root`; write `measure/`."""
-    history = Path(out_root) / HISTORY_FILE
-    if not history.is_file():
-        raise UserError(
-            f"{out_root}: no weekly history ({HISTORY_FILE}); run `expansion score` into this"
-            " folder every week with a holdout first"
-        )
-    assigned = read_assignments(history)
-    randomized = assigned[assigned["arm"].isin(COMPARED)]
-    if randomized.empty or not (randomized["arm"] == HOLDOUT).any():
-        raise UserError(
-            f"{history}: no account has been held out yet; score weekly with"
-            " holdout.fraction above 0 (serving config) to build a control group"
-        )
+    history, randomized = randomized_assignments(
+        out_root,
+        "run `expansion score` into this folder every week with a holdout first",
+        "score weekly with holdout.fraction above 0 (serving config) to build a control group",
+    )
     measured, end, book_arr = outcomes(data_dir, feature_set, randomized)
     if measured.empty:
         first = min(pd.to_datetime(randomized["assigned_on"]).dt.date)

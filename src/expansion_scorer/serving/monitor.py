@@ -24,7 +24,7 @@ from expansion_scorer.data.loading import World
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities, data_span, labels, month_starts
-from expansion_scorer.tracking import configure
+from expansion_scorer.tracking import ModelRef, configure
 from expansion_scorer.training.model import PropensityModel
 
 EPS = 1e-4  # floor for a bin's share, so an empty bin does not make PSI infinite
@@ -70,13 +70,10 @@ class ModelRecord:
     promised_precision: float
 
 
-def model_record(version_label: str) -> ModelRecord | None:
-    """From 'expansion-propensity v3' to the run's final fit months and backtest metrics."""
-    name, _, number = version_label.rpartition(" v")
-    if not name or not number.isdigit():
-        return None
+def model_record(ref: ModelRef) -> ModelRecord | None:
+    """The registered version's final fit months and backtest metrics, from its run."""
     client = configure()
-    run_id = client.get_model_version(name, number).run_id
+    run_id = client.get_model_version(ref.name, ref.version).run_id
     if not run_id:
         return None
     run = client.get_run(run_id)
@@ -87,7 +84,7 @@ def model_record(version_label: str) -> ModelRecord | None:
     lift = float(run.data.metrics.get("test_lift_at_capacity", float("nan")))
     base = float(run.data.metrics.get("test_base_rate", float("nan")))
     return ModelRecord(
-        version=version_label,
+        version=ref.label,
         fit_dates=month_starts(first, last),
         capacity_k=int(run.data.params.get("capacity_k", 100)),
         promised_lift=lift,

@@ -18,7 +18,6 @@ from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import World
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import build_features
-from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import account_status, build_entities
 from expansion_scorer.progress import progress
@@ -82,8 +81,9 @@ def _delivered_base(model: PropensityModel, base_logit: float) -> float:
     return float(model.calibrator.transform(raw, shift)[0])
 
 
-def check_schema(model: PropensityModel, frame: pd.DataFrame, model_version: str) -> None:
-    """Stop, in one line, when the features do not give the model what it was trained on."""
+def check_schema(model: PropensityModel | UpliftModel, frame: pd.DataFrame, name: str) -> None:
+    """Stop, in one line, when the features do not give a model (the propensity model or the
+    uplift model beside it) what it was trained on."""
     missing = [c for c in model.feature_names if c not in frame.columns]
     mistyped = [
         f"{c} (expects a number, gets {frame[c].dtype})"
@@ -101,7 +101,7 @@ def check_schema(model: PropensityModel, frame: pd.DataFrame, model_version: str
         if mistyped:
             said.append(f"mistyped {', '.join(mistyped)}")
         raise UserError(
-            f"model {model_version} does not match the features: {'; '.join(said)};"
+            f"{name} does not match the features: {'; '.join(said)};"
             " score with the feature definitions it was trained on, or retrain"
         )
 
@@ -115,9 +115,10 @@ def score_frame(
     model_version: str,
     uplift: UpliftModel | None = None,
 ) -> Scored:
-    """Scores, reasons, motion and readiness for every eligible account; the rest with why not."""
-    feature_set = for_model(feature_set, model.affinity, model.plan_order)
-    serving.check_against(feature_set)
+    """Scores, reasons, motion and readiness for every eligible account; the rest with why not.
+
+    `feature_set` is the definitions as the model scores with them (`for_model`: its learned
+    affinity and plan order), resolved once by the caller."""
     status = account_status(world.con, as_of)
     build_entities(world.con, [as_of])
     build_expansions(world.con, feature_set)
@@ -155,14 +156,9 @@ def finish_scoring(
         raise AssertionError("eligible accounts and feature rows disagree")
     given = frame.pop(PRESCORED).to_numpy(dtype="float64") if PRESCORED in frame else None
     columns = score_columns(serving)
-    check_schema(model, frame, model_version)
+    check_schema(model, frame, f"model {model_version}")
     if uplift is not None:
-        missing = [c for c in uplift.feature_names if c not in frame.columns]
-        if missing:
-            raise UserError(
-                f"the uplift model does not match the features: missing {', '.join(missing)};"
-                " score with the feature definitions it was trained on, or retrain it"
-            )
+        check_schema(uplift, frame, "the uplift model")
     if frame.empty:
         return Scored(pd.DataFrame(columns=columns), pd.DataFrame(), excluded, frame)
 

@@ -121,11 +121,19 @@ def names_in(source: str) -> set[str]:
 
 
 def check_template(source: str, columns: set[str], where: str) -> str | None:
-    """Why the template cannot be rendered from rows holding `columns`, or None when it can."""
+    """Why the template cannot be rendered from rows holding `columns`, or None when it can.
+
+    The template is compiled here, so an unknown filter or test stops at load; at render it
+    would only have fallen back to the plain description."""
     try:
         unknown = sorted(names_in(source) - columns)
+        compile_template(source)
     except TemplateError as exc:
-        return f"{where}: template does not parse ({exc}); fix its Jinja syntax"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return (
+            f"{where}: template does not parse ({first}); fix its Jinja syntax (our filters:"
+            f" {', '.join(sorted(_FILTERS))})"
+        )
     if unknown:
         return (
             f"{where}: template reads {', '.join(unknown)}, which the scored row does not hold;"

@@ -8,7 +8,7 @@ block's first date: an embargo of one horizon, so no training label reaches into
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -292,7 +292,6 @@ class Backtest:
     pooled: dict[str, dict[str, float]]
     scores: pd.DataFrame
     random_split_auc: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def scorers(self) -> list[str]:

@@ -17,21 +17,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from expansion_scorer.config import BaselineConfig, FeatureSet
-from expansion_scorer.errors import UserError
 
 NAMES = ("rule", "logistic", "recent")
-
-
-def check_features(cfg: BaselineConfig, feature_set: FeatureSet) -> None:
-    """The rules read features by name; a renamed feature is an error at start, not a 0.5."""
-    names = {f.name for f in feature_set.features}
-    for key in ("utilisation_feature", "growth_feature", "recency_feature"):
-        value = getattr(cfg, key)
-        if value not in names:
-            raise UserError(
-                f"training config: baselines.{key} names {value!r}, which is not a feature;"
-                " use a name from the feature definitions"
-            )
 
 
 def rule_score(frame: pd.DataFrame, cfg: BaselineConfig) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from expansion_scorer import schemas
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource, data_root
@@ -36,8 +37,8 @@ from expansion_scorer.features.catalogue import (
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities, labels, training_dates
 from expansion_scorer.progress import Stages
-from expansion_scorer.tracking import configure, experiment_id
-from expansion_scorer.training import baselines, report
+from expansion_scorer.tracking import ModelRef, configure, experiment_id
+from expansion_scorer.training import report
 from expansion_scorer.training.backtest import (
     MODEL,
     TRUTH_COLUMN,
@@ -51,11 +52,11 @@ from expansion_scorer.training.backtest import (
 )
 from expansion_scorer.training.registry import (
     CHALLENGER,
-    CHAMPION,
     Decision,
-    alias_version,
     assign_new_version,
+    contenders,
     decide,
+    make_champion,
 )
 from expansion_scorer.training.train import FoldFrames, Frames, Layout, fit, frame_for
 
@@ -156,7 +157,6 @@ class TrainResult:
     leakage_alarm: bool
     """The random-split AUC exceeds the time-split AUC by more than the configured gap."""
     decision: Decision | None = None
-    extra: dict[str, object] = field(default_factory=dict)
     shrink: str = ""
     """What the backtest was shrunk from and to, and why; empty when it ran as configured."""
 
@@ -217,16 +217,6 @@ def _shrink_params(plan: Plan) -> dict[str, str]:
     }
 
 
-def check_season_feature(cfg: TrainingConfig, feature_set: FeatureSet) -> None:
-    """The offset reads a numeric feature by name; a wrong name stops before any work."""
-    numeric = {f.name for f in feature_set.features if f.kind == "numeric"}
-    if cfg.season_feature is not None and cfg.season_feature not in numeric:
-        raise UserError(
-            f"training config: season_feature names {cfg.season_feature!r}, which is not a"
-            " numeric feature; name one (month_of_year) or set it to null"
-        )
-
-
 def train_job(
     data_dir: DataSource,
     cfg: TrainingConfig,
@@ -236,13 +226,13 @@ def train_job(
     promote: bool = False,
 ) -> TrainResult:
     """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate."""
-    baselines.check_features(cfg.baselines, feature_set)
-    check_season_feature(cfg, feature_set)
+    cfg.check_against(feature_set)  # the CLI's Settings checked this at load; a caller in code
     stages = Stages("train", ["training set", "backtest", "random-split check", "final fit"])
     world = load_world(data_dir, cutoff=until)
     feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
     frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
     stages.done("training set")
+    schemas.check(schemas.training_schema(feature_set), frame)  # before anything is logged
     dates = sorted(frame["as_of"].unique())
     plan = plan_backtest(dates, cfg)
     configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
@@ -265,9 +255,10 @@ def train_job(
     final.plan_order = list(feature_set.plan_order)
     if final_fit.index in affinities:
         final.affinity = affinities[final_fit.index].pairs
-    resolved = cfg.model_copy(
-        update={"lightgbm": params, "tuning": cfg.tuning.model_copy(update={"trials": 0})}
-    )
+    resolved = TrainingConfig.model_validate(
+        {**cfg.model_dump(), "lightgbm": params.model_dump(), "tuning": {**cfg.tuning.model_dump(),
+         "trials": 0}}
+    )  # fmt: skip
     k = cfg.capacity.k
     bayes = bt.pooled.get(TRUTH_COLUMN, {}).get("roc_auc")
     table = report.fold_table(bt, k)
@@ -404,7 +395,7 @@ def train_job(
         )
     result = TrainResult(
         run_id=run.info.run_id,
-        model_uri=f"models:/{cfg.registered_model}/{version}",
+        model_uri=ModelRef(cfg.registered_model, version).uri,
         version=version,
         alias=alias,
         metrics=bt.pooled[MODEL],
@@ -449,16 +440,16 @@ def _recipe(
             f"{name} v{version} predicts {stored.horizon_days} days ahead, not"
             f" {cfg.horizon_days}; models of different horizons cannot be compared: use --force"
         )
-    same_folds = stored.model_copy(
-        update={
-            "capacity": cfg.capacity,
+    same_folds = TrainingConfig.model_validate(
+        {
+            **stored.model_dump(),
+            "capacity": cfg.capacity.model_dump(),
             "test_months": cfg.test_months,
-            "backtest": stored.backtest.model_copy(
-                update={
-                    "folds": cfg.backtest.folds,
-                    "calibration_months": cfg.backtest.calibration_months,
-                }
-            ),
+            "backtest": {
+                **stored.backtest.model_dump(),
+                "folds": cfg.backtest.folds,
+                "calibration_months": cfg.backtest.calibration_months,
+            },
         }
     )
     return same_folds, features
@@ -473,15 +464,11 @@ def promote_job(
     """Compare challenger and champion on the same latest folds; move `champion` if it earns it."""
     client = configure()
     name = cfg.registered_model
-    challenger = alias_version(client, name, CHALLENGER)
-    champion = alias_version(client, name, CHAMPION)
-    if challenger is None:
-        raise UserError(f"{name} has no @{CHALLENGER}; train a model first (`expansion train`)")
-    if champion is None or champion == challenger:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
-        client.delete_registered_model_alias(name, CHALLENGER)
-        decision = Decision(True, "no champion to compare with: the challenger becomes champion")
-        return PromoteResult(decision, challenger, champion, [], None)
+    found = contenders(client, name, "train a model first (`expansion train`)")
+    if found.settled is not None:
+        return PromoteResult(found.settled, found.challenger, found.champion, [], None)
+    challenger, champion = found.challenger, found.champion
+    assert champion is not None  # without one, `contenders` settled it
 
     world = load_world(data_dir, cutoff=until)
     recipes = {
@@ -538,6 +525,5 @@ def promote_job(
         name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
     )
     if decision.promote:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
-        client.delete_registered_model_alias(name, CHALLENGER)
+        make_champion(client, name, challenger)
     return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)

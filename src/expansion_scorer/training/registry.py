@@ -14,9 +14,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from expansion_scorer.config import GateConfig
+from expansion_scorer.errors import UserError
+from expansion_scorer.tracking import CHALLENGER, CHAMPION
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = [
+    "CHALLENGER", "CHAMPION", "Contenders", "Decision", "alias_version", "assign_new_version",
+    "contenders", "decide", "make_champion",
+]  # fmt: skip
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -31,6 +35,34 @@ def assign_new_version(client: MlflowClient, name: str, version: str) -> str:
     alias = CHALLENGER if alias_version(client, name, CHAMPION) is not None else CHAMPION
     client.set_registered_model_alias(name, alias, version)
     return alias
+
+
+def make_champion(client: MlflowClient, name: str, version: str) -> None:
+    """`version` becomes @champion; the challenger alias goes with it."""
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.delete_registered_model_alias(name, CHALLENGER)
+
+
+@dataclass(frozen=True)
+class Contenders:
+    challenger: str
+    champion: str | None
+    settled: Decision | None = None
+    """Set when there was no champion to compare with: the challenger is champion now."""
+
+
+def contenders(client: MlflowClient, name: str, how_to_train: str) -> Contenders:
+    """@challenger and @champion of `name`, the gate's preamble for every model kind: no
+    challenger stops in one line; no champion (or the same version) settles it by promotion."""
+    challenger = alias_version(client, name, CHALLENGER)
+    champion = alias_version(client, name, CHAMPION)
+    if challenger is None:
+        raise UserError(f"{name} has no @{CHALLENGER}; {how_to_train}")
+    if champion is None or champion == challenger:
+        make_champion(client, name, challenger)
+        settled = Decision(True, "no champion to compare with: the challenger becomes champion")
+        return Contenders(challenger, champion, settled)
+    return Contenders(challenger, champion)
 
 
 @dataclass

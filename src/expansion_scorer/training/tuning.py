@@ -43,8 +43,9 @@ def _datasets(
 
 
 def _suggest(trial: optuna.Trial, base: LightGBMParams) -> LightGBMParams:
-    return base.model_copy(
-        update={
+    return LightGBMParams.model_validate(
+        {
+            **base.model_dump(),
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.15, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
             "min_child_samples": trial.suggest_int("min_child_samples", 20, 500, log=True),
@@ -86,4 +87,4 @@ def tune(
         skip_if_exists=True,
     )
     study.optimize(objective, n_trials=cfg.tuning.trials, n_jobs=1)
-    return cfg.lightgbm.model_copy(update=study.best_params), study
+    return LightGBMParams.model_validate({**cfg.lightgbm.model_dump(), **study.best_params}), study

@@ -28,18 +28,18 @@ from expansion_scorer.features.build import build_features
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import as_dates, build_pairs
-from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
-from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED
+from expansion_scorer.serving.history import HISTORY_FILE, randomized_assignments
+from expansion_scorer.serving.holdout import HOLDOUT, LISTED
 from expansion_scorer.serving.measure import outcomes
-from expansion_scorer.tracking import configure, experiment_id
+from expansion_scorer.tracking import ModelRef, alias_uri, configure, experiment_id
 from expansion_scorer.training.job import PromoteResult, _git_commit, _requirements
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.registry import (
-    CHALLENGER,
     CHAMPION,
     Decision,
-    alias_version,
     assign_new_version,
+    contenders,
+    make_champion,
 )
 from expansion_scorer.training.uplift import (
     ORACLE,
@@ -94,19 +94,13 @@ def matured_assignments(
     """The listed and held-out assignments of the history under `program` whose horizon has
     closed in the data, with whether each expanded within it (as `expansion measure` reads it)
     and the propensity score it was drawn with."""
-    history = Path(program) / HISTORY_FILE
-    if not history.is_file():
-        raise UserError(
-            f"{program}: no weekly history ({HISTORY_FILE}); target: uplift learns from the"
-            " weekly runs' holdout: pass --program the output root `expansion score` writes to"
-        )
-    assigned = read_assignments(history)
-    randomized = assigned[assigned["arm"].isin(COMPARED)]
-    if not (randomized["arm"] == HOLDOUT).any():
-        raise UserError(
-            f"{history}: no account has been held out yet; target: uplift needs a control"
-            " group: score weekly with holdout.fraction above 0 (serving config)"
-        )
+    _, randomized = randomized_assignments(
+        program,
+        "target: uplift learns from the weekly runs' holdout: pass --program the output root"
+        " `expansion score` writes to",
+        "target: uplift needs a control group: score weekly with holdout.fraction above 0"
+        " (serving config)",
+    )
     measured, _, _ = outcomes(data_dir, feature_set, randomized)
     return measured.rename(columns={"score": PROPENSITY})
 
@@ -117,7 +111,7 @@ def scored_catalogue(feature_set: FeatureSet, propensity: str) -> FeatureSet:
     uplift model learns from the features it will be given."""
     if not (feature_set.affinity_learned or feature_set.plan_order_auto):
         return feature_set
-    uri = f"models:/{propensity}@champion"
+    uri = alias_uri(propensity, CHAMPION)
     configure()
     try:
         model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
@@ -302,7 +296,7 @@ def uplift_job(
         mlflow.set_tag("registered_alias", alias)
     return UpliftResult(
         run_id=run.info.run_id,
-        model_uri=f"models:/{name}/{version}",
+        model_uri=ModelRef(name, version).uri,
         version=version,
         alias=alias,
         backtest=bt,
@@ -321,15 +315,11 @@ def promote_uplift_job(
     the challenger realises more incremental expansions at capacity (or when forced)."""
     client = configure()
     name = cfg.uplift.registered_model
-    challenger = alias_version(client, name, CHALLENGER)
-    champion = alias_version(client, name, CHAMPION)
-    if challenger is None:
-        raise UserError(f"{name} has no @{CHALLENGER}; train one first (`expansion train`)")
-    if champion is None or champion == challenger:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
-        client.delete_registered_model_alias(name, CHALLENGER)
-        decision = Decision(True, "no champion to compare with: the challenger becomes champion")
-        return PromoteResult(decision, challenger, champion, [], None)
+    found = contenders(client, name, "train one first (`expansion train`)")
+    if found.settled is not None:
+        return PromoteResult(found.settled, found.challenger, found.champion, [], None)
+    challenger, champion = found.challenger, found.champion
+    assert champion is not None  # without one, `contenders` settled it
     if program is None:
         raise UserError(
             "promoting an uplift model refits both on the weekly runs' holdout: pass --program"
@@ -386,6 +376,5 @@ def promote_uplift_job(
         name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
     )
     if decision.promote:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
-        client.delete_registered_model_alias(name, CHALLENGER)
+        make_champion(client, name, challenger)
     return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expansion_scorer.serving.output import (
+from expansion_scorer.outputs import (
     csv_writer,
     neutralise_formulas,
     text_writer,
