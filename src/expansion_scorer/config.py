@@ -366,6 +366,37 @@ class UpliftConfig(_Strict):
         return self
 
 
+class LearningConfig(_Strict):
+    """Learners the trainer fits on every layout; the one with the best ROC AUC on that
+    layout's calibration months is kept (never a test fold's).
+
+    - `single`: one booster on the label, with `lightgbm` as configured;
+    - `regularised`: one booster with `leaves` leaves and at least `rows_per_leaf` x the
+      training positives in a leaf: few noisy labels buy fewer, larger leaves;
+    - `motions`: one regularised booster per expansion motion (seats, plan, cross-sell) on that
+      motion's label, combined as the chance of any: 1 - the product of (1 - p). Only for the
+      label `motion: any` over a seat ledger; a motion with too few expansions leaves it out.
+    """
+
+    candidates: list[Literal["single", "regularised", "motions"]] = Field(
+        default=["single", "regularised", "motions"], min_length=1
+    )
+    leaves: int = Field(default=7, ge=2)
+    rows_per_leaf: float = Field(default=0.1, gt=0, le=1)
+    """A leaf holds at least this share of the training positives (and `lightgbm`'s
+    min_child_samples, whichever is larger)."""
+    min_positives: int = Field(default=30, ge=1)
+    """`motions` needs this many expansions of each motion in the training and in the
+    calibration snapshots."""
+
+    @field_validator("candidates")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"candidates {value} name a learner twice")
+        return value
+
+
 class TrainingConfig(_Strict):
     target: Literal["propensity", "uplift"] = "propensity"
     """propensity: the chance to expand; uplift: what a CSM's touch changes in it, from the
@@ -381,6 +412,7 @@ class TrainingConfig(_Strict):
     experiment: str = "expansion-scorer"
     registered_model: str = "expansion-propensity"
     lightgbm: LightGBMParams = LightGBMParams()
+    learning: LearningConfig = LearningConfig()
     backtest: BacktestConfig = BacktestConfig()
     capacity: CapacityConfig = CapacityConfig()
     baselines: BaselineConfig = BaselineConfig()
