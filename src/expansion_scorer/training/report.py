@@ -170,8 +170,9 @@ def shap_summary(
 
 LEARNERS = {
     "single": "one booster on the label",
-    "regularised": "one booster with fewer, larger leaves",
-    "motions": "one booster per motion, combined as the chance of any",
+    "regularised": "one booster with fewer, larger leaves: leaves / rows a leaf as a share of"
+    " the positives",
+    "motions": "one regularised booster per motion, combined as the chance of any",
 }
 
 
@@ -184,8 +185,9 @@ def learner_lines(bt: Backtest, final: Choice | None) -> str:
         tried = ", ".join(f"{k} {v:.4f}" for k, v in choice.calibration_auc.items())
         skipped = "".join(f"; {k} not tried: {why}" for k, why in choice.skipped.items())
         fitted = f" (motions fitted: {', '.join(choice.motions)})" if choice.motions else ""
+        kind = choice.learner.split(" ")[0]
         return (
-            f"- {name}: **{choice.learner}** ({LEARNERS[choice.learner]}); calibration ROC AUC"
+            f"- {name}: **{choice.learner}** ({LEARNERS[kind]}); calibration ROC AUC"
             f" {tried}{fitted}{skipped}"
         )
 

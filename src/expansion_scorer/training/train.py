@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.config import FeatureSet, LightGBMParams, Strength, TrainingConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.training.calibration import Calibrator
@@ -217,10 +217,10 @@ class _Rows:
     categories: dict[str, list[str]]
 
 
-def regularised(params: LightGBMParams, cfg: TrainingConfig, positives: int) -> LightGBMParams:
-    """Fewer, larger leaves: `learning.leaves` of at least `rows_per_leaf` x the positives."""
-    rows = max(params.min_child_samples, int(np.ceil(cfg.learning.rows_per_leaf * positives)))
-    leaves = min(params.num_leaves, cfg.learning.leaves)
+def regularised(params: LightGBMParams, strength: Strength, positives: int) -> LightGBMParams:
+    """Fewer, larger leaves: `strength.leaves` of at least `rows_per_leaf` x the positives."""
+    rows = max(params.min_child_samples, int(np.ceil(strength.rows_per_leaf * positives)))
+    leaves = min(params.num_leaves, strength.leaves)
     return params.model_copy(update={"num_leaves": leaves, "min_child_samples": rows})
 
 
@@ -232,41 +232,44 @@ def _head(rows: _Rows, params: LightGBMParams, cfg: TrainingConfig, label: str, 
     return Head(name, booster, offset)
 
 
-def _motions_unfit(frame: pd.DataFrame, rows: _Rows, cfg: TrainingConfig) -> str | list[str]:
+def _motions_to_fit(frame: pd.DataFrame, rows: _Rows, cfg: TrainingConfig) -> str | list[str]:
     """The motions the `motions` learner fits on these rows, or why it cannot."""
     if cfg.label.motion != "any" or cfg.label.product is not None:
         return f"the label is one motion ({cfg.label.motion}), not any expansion"
     if any(motion_label(m) not in frame.columns for m in EXPANSION_KINDS):
         return "the data has no expansion motions (a revenue ledger)"
+    least = cfg.learning.min_positives
     kept = [
         m
         for m in EXPANSION_KINDS
         if min(int(rows.fit[motion_label(m)].sum()), int(rows.calib[motion_label(m)].sum()))
-        >= cfg.learning.min_positives
+        >= least
     ]
     if not kept:
-        return (
-            f"no motion has {cfg.learning.min_positives} expansions in both the training and"
-            " the calibration snapshots"
-        )
+        return f"no motion has {least} expansions in both the training and calibration snapshots"
     return kept
 
 
 def _learn(
-    learner: str, frame: pd.DataFrame, rows: _Rows, params: LightGBMParams, cfg: TrainingConfig
+    kind: str,
+    strength: Strength | None,
+    frame: pd.DataFrame,
+    rows: _Rows,
+    params: LightGBMParams,
+    cfg: TrainingConfig,
 ) -> tuple[Head, ...] | str:
     """The heads of one learner on these rows, or why it does not apply."""
-    if learner == "single":
+    if strength is None:
         return (_head(rows, params, cfg, "label", "any"),)
-    if learner == "regularised":
-        own = regularised(params, cfg, int(rows.fit["label"].sum()))
+    if kind == "regularised":
+        own = regularised(params, strength, int(rows.fit["label"].sum()))
         return (_head(rows, own, cfg, "label", "any"),)
-    motions = _motions_unfit(frame, rows, cfg)
+    motions = _motions_to_fit(frame, rows, cfg)
     if isinstance(motions, str):
         return motions
     return tuple(
-        _head(rows, regularised(params, cfg, int(rows.fit[label].sum())), cfg, label, motion)
-        for motion, label in ((m, motion_label(m)) for m in motions)
+        _head(rows, regularised(params, strength, int(rows.fit[label].sum())), cfg, label, m)
+        for m, label in ((m, motion_label(m)) for m in motions)
     )
 
 
@@ -298,10 +301,10 @@ def fit(
     scored: dict[str, float] = {}
     skipped: dict[str, str] = {}
     motions: tuple[str, ...] = ()
-    for learner in cfg.learning.candidates:
-        heads = _learn(learner, frame, rows, params or cfg.lightgbm, cfg)
+    for learner, kind, strength in cfg.learning.learners():
+        heads = _learn(kind, strength, frame, rows, params or cfg.lightgbm, cfg)
         if isinstance(heads, str):
-            skipped[learner] = heads
+            skipped[kind] = heads
             continue
         model = PropensityModel(
             booster=heads[0].booster,
@@ -311,7 +314,7 @@ def fit(
             size_booster=size,
             offset=offset,
         )
-        if learner == "motions":
+        if kind == "motions":
             model.motions = heads
             motions = tuple(h.name for h in heads)
         model.learner = learner
