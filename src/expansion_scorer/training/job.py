@@ -468,9 +468,10 @@ def _recipe(
 ) -> tuple[TrainingConfig, FeatureSet]:
     """The training config and features a registered version was made with, on cfg's folds."""
     run_id = client.get_model_version(name, version).run_id
-    stored = TrainingConfig.model_validate(
-        mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
-    )
+    logged = mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
+    # A model logged before the learners were chosen was one booster: refit it as one.
+    logged.setdefault("learning", {"candidates": ["single"]})
+    stored = TrainingConfig.model_validate(logged)
     features = FeatureSet.model_validate(
         mlflow.artifacts.load_dict(f"runs:/{run_id}/config/features.json")
     )
