@@ -136,8 +136,11 @@ def _kept(result: TrainResult) -> str:
     return f"{folds} / {result.learner}"
 
 
-def table(sizes: list[int], seeds: list[int], months: int, structure: str) -> None:
-    """The README's quality table: per world and size, the configured learners against `single`."""
+def table(
+    sizes: list[int], seeds: list[int], months: int, structure: str, baseline: bool = True
+) -> None:
+    """The README's quality table: per world and size, the configured learners against `single`
+    (without `baseline`, the configured learners only, with their own ceiling fit)."""
     worlds = [("default", 0), *(("random", s) for s in seeds)]
     print(
         "| world | accounts | Bayes ROC AUC | ceiling share | single: share, of ceiling |"
@@ -146,16 +149,26 @@ def table(sizes: list[int], seeds: list[int], months: int, structure: str) -> No
     print("|---|---|---|---|---|---|---|---|")
     for accounts in sizes:
         for kind, seed in worlds:
-            single = measure(accounts, months, seed, kind, structure, learners=["single"])
-            chosen = measure(accounts, months, seed, kind, structure, ceiling=False)
-            chosen.ceiling_share = single.ceiling_share
+            single = (
+                measure(accounts, months, seed, kind, structure, learners=["single"])
+                if baseline
+                else None
+            )
+            chosen = measure(accounts, months, seed, kind, structure, ceiling=single is None)
+            if single is not None:
+                chosen.ceiling_share = single.ceiling_share
             name = "default" if kind == "default" else f"random, seed {seed}"
-            bayes = single.result.bayes_auc or float("nan")
+            bayes = chosen.result.bayes_auc or float("nan")
+            alone = (
+                f"{single.result.share_of_bayes:.3f}, {single.of_ceiling:.3f}"
+                if single is not None
+                else "-"
+            )
             print(
-                f"| {name} | {accounts:,} | {bayes:.3f} | {single.ceiling_share:.3f} |"
-                f" {single.result.share_of_bayes:.3f}, {single.of_ceiling:.3f} |"
+                f"| {name} | {accounts:,} | {bayes:.3f} | {chosen.ceiling_share:.3f} | {alone} |"
                 f" {chosen.result.share_of_bayes:.3f}, **{chosen.of_ceiling:.3f}** |"
-                f" {_kept(chosen.result)} | {single.took:.0f} s, {chosen.took:.0f} s |",
+                f" {_kept(chosen.result)} |"
+                f" {'-' if single is None else f'{single.took:.0f} s'}, {chosen.took:.0f} s |",
                 flush=True,
             )
 
@@ -183,11 +196,14 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="300,800,3000")
     parser.add_argument("--random-seeds", default="1,2,3,4,5")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="with --table: skip the `single` runs"
+    )
     args = parser.parse_args()
     if args.table:
         sizes = [int(s) for s in args.sizes.split(",")]
         seeds = [int(s) for s in args.random_seeds.split(",")]
-        table(sizes, seeds, args.months, args.structure)
+        table(sizes, seeds, args.months, args.structure, baseline=not args.no_baseline)
         return
     learners = args.learners.split(",") if args.learners else None
     run = measure(
