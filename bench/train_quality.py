@@ -23,6 +23,7 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -32,6 +33,7 @@ from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import TrainingConfig, load_feature_set, load_training_config
 from expansion_scorer.data.synthetic import Catalogue, generate_world
+from expansion_scorer.training.job import TrainResult
 
 
 def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
@@ -67,6 +69,110 @@ def _feature_ceiling(frame: pd.DataFrame, cfg: TrainingConfig) -> float:
     return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
 
 
+@dataclass
+class Measured:
+    """One world trained once: the result and, with the ceiling, how far the features reach."""
+
+    result: TrainResult
+    cfg: TrainingConfig
+    took: float
+    ceiling_share: float | None
+
+    @property
+    def of_ceiling(self) -> float | None:
+        share = self.result.share_of_bayes
+        if share is None or not self.ceiling_share:
+            return None
+        return share / self.ceiling_share
+
+
+def measure(
+    accounts: int,
+    months: int,
+    seed: int,
+    catalogue_kind: str,
+    structure: str,
+    trials: int = 0,
+    ceiling: bool = True,
+    learners: list[str] | None = None,
+) -> Measured:
+    """Generate a world, train it into a throw-away store and, with `ceiling`, fit the ceiling."""
+    from expansion_scorer.jobs import train_job
+
+    catalogue = Catalogue.of(catalogue_kind, seed, structure)
+    here = Path.cwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        started = time.perf_counter()
+        generate_world(data, n_accounts=accounts, seed=seed, months=months, catalogue=catalogue)
+        print(
+            f"world: {accounts:,} accounts, {months} months, catalogue {catalogue_kind},"
+            f" structure {structure}, seed {seed}, {time.perf_counter() - started:.0f}s",
+            flush=True,
+        )
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        os.chdir(tmp)
+        try:
+            cfg = load_training_config()
+            update: dict[str, object] = {"tuning": cfg.tuning.model_copy(update={"trials": trials})}
+            if learners:
+                update["learning"] = cfg.learning.model_copy(update={"candidates": learners})
+            cfg = cfg.model_copy(update=update)
+            started = time.perf_counter()
+            result = train_job(data, cfg, load_feature_set())
+            took = time.perf_counter() - started
+            share = None
+            if ceiling and result.bayes_auc is not None:
+                auc = _feature_ceiling(_frame_with_truth(data, cfg), cfg)
+                share = (auc - 0.5) / (result.bayes_auc - 0.5)
+        finally:
+            os.chdir(here)
+    return Measured(result, cfg, took, share)
+
+
+def _kept(result: TrainResult) -> str:
+    """The learner each fold kept, then the final fit's: `motions, single / motions`."""
+    folds = ", ".join(f.choice.learner if f.choice else "single" for f in result.backtest.folds)
+    return f"{folds} / {result.learner}"
+
+
+def table(
+    sizes: list[int], seeds: list[int], months: int, structure: str, baseline: bool = True
+) -> None:
+    """The README's quality table: per world and size, the configured learners against `single`
+    (without `baseline`, the configured learners only, with their own ceiling fit)."""
+    worlds = [("default", 0), *(("random", s) for s in seeds)]
+    print(
+        "| world | accounts | Bayes ROC AUC | ceiling share | single: share, of ceiling |"
+        " chosen: share, of ceiling | learner kept (folds / final) | train time single, chosen |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for accounts in sizes:
+        for kind, seed in worlds:
+            single = (
+                measure(accounts, months, seed, kind, structure, learners=["single"])
+                if baseline
+                else None
+            )
+            chosen = measure(accounts, months, seed, kind, structure, ceiling=single is None)
+            if single is not None:
+                chosen.ceiling_share = single.ceiling_share
+            name = "default" if kind == "default" else f"random, seed {seed}"
+            bayes = chosen.result.bayes_auc or float("nan")
+            alone = (
+                f"{single.result.share_of_bayes:.3f}, {single.of_ceiling:.3f}"
+                if single is not None
+                else "-"
+            )
+            print(
+                f"| {name} | {accounts:,} | {bayes:.3f} | {chosen.ceiling_share:.3f} | {alone} |"
+                f" {chosen.result.share_of_bayes:.3f}, **{chosen.of_ceiling:.3f}** |"
+                f" {_kept(chosen.result)} |"
+                f" {'-' if single is None else f'{single.took:.0f} s'}, {chosen.took:.0f} s |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=3000)
@@ -80,48 +186,43 @@ def main() -> None:
     )
     parser.add_argument("--catalogue", choices=["default", "random"], default="default")
     parser.add_argument("--structure", choices=["usage", "budget", "renewal"], default="usage")
+    parser.add_argument(
+        "--learners", help="comma-separated learning.candidates instead of the configured ones"
+    )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="the README's table: every size in --sizes, the default world and --random-seeds",
+    )
+    parser.add_argument("--sizes", default="300,800,3000")
+    parser.add_argument("--random-seeds", default="1,2,3,4,5")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="with --table: skip the `single` runs"
+    )
     args = parser.parse_args()
-    catalogue = Catalogue.of(args.catalogue, args.seed, args.structure)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        started = time.perf_counter()
-        generate_world(
-            data, n_accounts=args.accounts, seed=args.seed, months=args.months, catalogue=catalogue
-        )
-        print(
-            f"world: {args.accounts:,} accounts, {args.months} months, catalogue {args.catalogue},"
-            f" structure {args.structure}, seed {args.seed}, {time.perf_counter() - started:.0f}s"
-        )
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        os.chdir(tmp)
-
-        from expansion_scorer.jobs import train_job
-
-        cfg = load_training_config()
-        cfg = cfg.model_copy(
-            update={"tuning": cfg.tuning.model_copy(update={"trials": args.trials})}
-        )
-        started = time.perf_counter()
-        result = train_job(data, cfg, load_feature_set())
-        took = time.perf_counter() - started
-        ceiling = _feature_ceiling(_frame_with_truth(data, cfg), cfg) if args.ceiling else None
-
+    if args.table:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        seeds = [int(s) for s in args.random_seeds.split(",")]
+        table(sizes, seeds, args.months, args.structure, baseline=not args.no_baseline)
+        return
+    learners = args.learners.split(",") if args.learners else None
+    run = measure(
+        args.accounts, args.months, args.seed, args.catalogue, args.structure, args.trials,
+        args.ceiling, learners,
+    )  # fmt: skip
+    result, cfg = run.result, run.cfg
     m = result.metrics
     print(result.table)
     for line in result.margins:
         print(line)
-    print(f"training took {took:.0f}s ({result.rows:,} snapshots)")
+    print(f"training took {run.took:.0f}s ({result.rows:,} snapshots)")
     print(f"pooled test ROC AUC {m['roc_auc']:.3f}, Bayes-limit {result.bayes_auc:.3f}")
     print(f"share of the Bayes gap: {result.share_of_bayes:.3f}")
-    if ceiling is not None and result.bayes_auc is not None:
-        ceiling_share = (ceiling - 0.5) / (result.bayes_auc - 0.5)
-        print(
-            f"feature ceiling (LightGBM fitted to the true log-odds, same folds): ROC AUC"
-            f" {ceiling:.3f}, share {ceiling_share:.3f}"
-        )
-        if result.share_of_bayes is not None:
-            print(f"share of the ceiling reached: {result.share_of_bayes / ceiling_share:.3f}")
+    print(f"learner kept (folds / final): {_kept(result)}")
+    if run.ceiling_share is not None:
+        print(f"feature ceiling (LightGBM fitted to the true log-odds, same folds): share"
+              f" {run.ceiling_share:.3f}")  # fmt: skip
+        print(f"share of the ceiling reached: {run.of_ceiling:.3f}")
     print(
         f"lift at capacity (k={cfg.capacity.k}) {m['lift_at_capacity']:.2f},"
         f" recall {m['recall_at_capacity']:.1%}; top-decile lift {m['lift_top_decile']:.2f}"

@@ -427,6 +427,11 @@ def _print_training(result: object) -> None:
     print(result.table)
     for line in result.margins:
         print(line)
+    kept = ", ".join(f"{f.choice.learner}" for f in bt.folds if f.choice is not None)
+    print(
+        f"learner kept on the calibration months: {result.learner} for the final model"
+        + (f" (folds: {kept})" if kept else "")
+    )
     uncal = bt.pooled["model_uncalibrated"]
     print(
         f"pooled test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"

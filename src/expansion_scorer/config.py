@@ -366,6 +366,59 @@ class UpliftConfig(_Strict):
         return self
 
 
+class Strength(_Strict):
+    """How hard a regularised learner is held back: few leaves, each of many rows."""
+
+    leaves: int = Field(ge=2)
+    rows_per_leaf: float = Field(gt=0, le=1)
+    """A leaf holds at least this share of the positives the booster learns from (and
+    `lightgbm.min_child_samples`, whichever is larger)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.leaves}/{self.rows_per_leaf:.0%}"
+
+
+class LearningConfig(_Strict):
+    """Learners the trainer fits on every layout; the one with the best ROC AUC on that
+    layout's calibration months is kept (never a test fold's).
+
+    - `single`: one booster on the label, with `lightgbm` as configured;
+    - `regularised`: one booster with fewer, larger leaves, at each of `strengths`: few noisy
+      labels are learnt better by a simpler model, and leaf sizes scale with the positives;
+    - `motions`: one regularised booster per expansion motion (seats, plan, cross-sell) on that
+      motion's label, at each of `strengths`, combined as the chance of any: 1 - the product of
+      (1 - p). Only for the label `motion: any` over a seat ledger; a motion with fewer than
+      `min_positives` expansions on a layout's training or calibration snapshots is left out.
+    """
+
+    candidates: list[Literal["single", "regularised", "motions"]] = Field(
+        default=["single", "regularised", "motions"], min_length=1
+    )
+    strengths: list[Strength] = Field(
+        default=[Strength(leaves=7, rows_per_leaf=0.1), Strength(leaves=3, rows_per_leaf=0.3)],
+        min_length=1,
+    )
+    min_positives: int = Field(default=30, ge=1)
+
+    @field_validator("candidates")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"candidates {value} name a learner twice")
+        return value
+
+    def learners(self) -> list[tuple[str, str, Strength | None]]:
+        """(name, kind, strength) of every learner tried, in order: e.g. `motions 3/30%`."""
+        out: list[tuple[str, str, Strength | None]] = []
+        for kind in self.candidates:
+            if kind == "single":
+                out.append((kind, kind, None))
+            else:
+                out.extend((f"{kind} {s.name}", kind, s) for s in self.strengths)
+        return out
+
+
 class TrainingConfig(_Strict):
     target: Literal["propensity", "uplift"] = "propensity"
     """propensity: the chance to expand; uplift: what a CSM's touch changes in it, from the
@@ -381,6 +434,7 @@ class TrainingConfig(_Strict):
     experiment: str = "expansion-scorer"
     registered_model: str = "expansion-propensity"
     lightgbm: LightGBMParams = LightGBMParams()
+    learning: LearningConfig = LearningConfig()
     backtest: BacktestConfig = BacktestConfig()
     capacity: CapacityConfig = CapacityConfig()
     baselines: BaselineConfig = BaselineConfig()

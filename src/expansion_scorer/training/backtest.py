@@ -20,7 +20,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.progress import progress
 from expansion_scorer.training import baselines
 from expansion_scorer.training.metrics import captured_arr, evaluate
-from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.training.model import Choice, PropensityModel
 from expansion_scorer.training.train import (
     Frames,
     Layout,
@@ -284,6 +284,9 @@ class FoldResult:
     metrics: dict[str, dict[str, float]]
     """Scorer -> metric -> value."""
     best_iteration: int
+    """The most rounds any of the model's boosters kept."""
+    choice: Choice | None = None
+    """The learner the fold's calibration months chose, and how each did."""
 
 
 @dataclass
@@ -350,7 +353,8 @@ def run_fold(
         layout=layout,
         scores=scores,
         metrics=_metrics(scores, scorers, cfg.capacity.k),
-        best_iteration=model.booster.current_iteration(),
+        best_iteration=max(h.booster.current_iteration() for h in model.heads),
+        choice=model.choice,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import mlflow
 import mlflow.artifacts
 import mlflow.data.pandas_dataset
@@ -22,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from expansion_scorer import schemas
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
-from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.loading import World, is_consumption, open_world
 from expansion_scorer.data.sources import DataSource, data_root
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
@@ -34,7 +35,7 @@ from expansion_scorer.features.catalogue import (
     fit_affinity,
     resolve_plans,
 )
-from expansion_scorer.features.ledger import build_expansions
+from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions
 from expansion_scorer.features.snapshots import build_entities, labels, training_dates
 from expansion_scorer.progress import Stages
 from expansion_scorer.tracking import ModelRef, configure, experiment_id
@@ -58,7 +59,14 @@ from expansion_scorer.training.registry import (
     decide,
     make_champion,
 )
-from expansion_scorer.training.train import FoldFrames, Frames, Layout, fit, frame_for
+from expansion_scorer.training.train import (
+    FoldFrames,
+    Frames,
+    Layout,
+    fit,
+    frame_for,
+    motion_label,
+)
 
 TRUTH_FILE = "truth.parquet"
 
@@ -86,7 +94,22 @@ def training_frame(
         world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
     )
     y = labels(world.con, cfg.horizon_days, cfg.label)
+    if "motions" in cfg.learning.candidates and not is_consumption(world.con):
+        y = with_motion_labels(world.con, y, cfg)
     return features.merge(y, on=["account_id", "as_of"], how="inner", validate="one_to_one")
+
+
+def with_motion_labels(
+    con: duckdb.DuckDBPyConnection, y: pd.DataFrame, cfg: TrainingConfig
+) -> pd.DataFrame:
+    """`y` with one label column per expansion motion, for the `motions` learner (the same
+    window and minimums as the label, one motion at a time)."""
+    keys = ["account_id", "as_of"]
+    for motion in EXPANSION_KINDS:
+        own = labels(con, cfg.horizon_days, cfg.label.model_copy(update={"motion": motion}))
+        own = own[[*keys, "label"]].rename(columns={"label": motion_label(motion)})
+        y = y.merge(own, on=keys, how="left", validate="one_to_one")
+    return y
 
 
 def fold_frames(
@@ -159,6 +182,8 @@ class TrainResult:
     decision: Decision | None = None
     shrink: str = ""
     """What the backtest was shrunk from and to, and why; empty when it ran as configured."""
+    learner: str = "single"
+    """The learner the final fit's calibration months kept (`learning.candidates`)."""
 
     @property
     def share_of_bayes(self) -> float | None:
@@ -292,7 +317,9 @@ def train_job(
                 "seed": cfg.seed,
                 "git_commit": commit,
                 **{f"lgbm_{key}": v for key, v in params.model_dump().items()},
-                "lgbm_best_iteration": final.booster.current_iteration(),
+                "lgbm_best_iteration": max(h.booster.current_iteration() for h in final.heads),
+                "learner": final.learner,
+                "learning_candidates": ",".join(cfg.learning.candidates),
             }
         )
         pooled = _flat(bt.pooled, "test_")
@@ -312,6 +339,7 @@ def train_job(
                         "calibration_dates": _span(layout.calib_dates),
                         "test_dates": _span(layout.test_dates),
                         "best_iteration": fold.best_iteration,
+                        "learner": fold.choice.learner if fold.choice else "single",
                     }
                 )
                 mlflow.log_metrics(_flat(fold.metrics, ""))
@@ -390,6 +418,7 @@ def train_job(
                 commit=commit,
                 season_feature=None if final.offset is None else final.offset.feature,
                 shrink=plan.change,
+                choice=final.choice,
             ),
             "model_card.md",
         )
@@ -409,6 +438,7 @@ def train_job(
         params=params,
         leakage_alarm=random_auc - bt.pooled[MODEL]["roc_auc"] > cfg.backtest.random_split_alarm,
         shrink=plan.message,
+        learner=final.learner,
     )
     if promote and alias == CHALLENGER:
         result.decision = promote_job(data_dir, configured, until=until).decision
@@ -429,9 +459,10 @@ def _recipe(
 ) -> tuple[TrainingConfig, FeatureSet]:
     """The training config and features a registered version was made with, on cfg's folds."""
     run_id = client.get_model_version(name, version).run_id
-    stored = TrainingConfig.model_validate(
-        mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
-    )
+    logged = mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
+    # A model logged before the learners were chosen was one booster: refit it as one.
+    logged.setdefault("learning", {"candidates": ["single"]})
+    stored = TrainingConfig.model_validate(logged)
     features = FeatureSet.model_validate(
         mlflow.artifacts.load_dict(f"runs:/{run_id}/config/features.json")
     )

@@ -62,19 +62,58 @@ class Offset:
         return values.map(self.shifts).fillna(0.0).to_numpy(dtype="float64")
 
 
-def season_offset(rows: pd.DataFrame, feature: str, prior_rows: float = 50.0) -> Offset:
-    """Per value of `feature`, the log-odds of its label rate against the overall rate, each
+def season_offset(
+    rows: pd.DataFrame, feature: str, prior_rows: float = 50.0, label: str = "label"
+) -> Offset:
+    """Per value of `feature`, the log-odds of its `label` rate against the overall rate, each
     rate pulled towards the overall one as if `prior_rows` more rows had it."""
-    base = float(rows["label"].mean())
-    grouped = rows.groupby(pd.to_numeric(rows[feature], errors="coerce"))["label"]
+    base = float(rows[label].mean())
+    grouped = rows.groupby(pd.to_numeric(rows[feature], errors="coerce"))[label]
     rate = (grouped.sum() + prior_rows * base) / (grouped.size() + prior_rows)
     shift = np.log(rate / (1 - rate)) - np.log(base / (1 - base))
     offset = Offset(feature, {float(k): float(v) for k, v in shift.items()}, 0.0)
     return Offset(feature, offset.shifts, float(offset.of(rows).mean()))
 
 
+@dataclass(frozen=True)
+class Head:
+    """One booster of the model and the offset it starts from."""
+
+    name: str
+    booster: lgb.Booster
+    offset: Offset | None
+
+    def margin(self, x: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+        margin = np.asarray(self.booster.predict(x, raw_score=True), dtype="float64")
+        return margin if self.offset is None else margin + self.offset.of(frame)
+
+
+def any_of(p: np.ndarray) -> np.ndarray:
+    """The chance of at least one of independent events, per row: 1 - prod(1 - p) over axis 0."""
+    return 1.0 - np.prod(1.0 - np.asarray(p, dtype="float64"), axis=0)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which learner a layout kept, and how each did on its calibration months."""
+
+    learner: str
+    calibration_auc: dict[str, float]
+    """Learner -> ROC AUC of its raw probability on the layout's calibration months."""
+    skipped: dict[str, str]
+    """Learner -> why it was not tried on this layout."""
+    motions: tuple[str, ...] = ()
+    """The motions the `motions` learner fitted, when it was tried (a motion with fewer than
+    `learning.min_positives` expansions is left out)."""
+
+
 class PropensityModel(PythonModel):
-    """Probability of expansion within the horizon, and the ARR it would bring."""
+    """Probability of expansion within the horizon, and the ARR it would bring.
+
+    The probability comes from one booster (`booster`, from `offset`), or, for the `motions`
+    learner, from one booster per motion (`motions`) combined as the chance of any of them;
+    `offset` is then the delivered label's own, which the calibrator reads.
+    """
 
     offset: Offset | None = None
     """Models pickled before the season offset have no attribute of their own: they read None."""
@@ -83,6 +122,12 @@ class PropensityModel(PythonModel):
     definitions say `affinity: learned`: scoring computes the features with it."""
     plan_order: list[str] | None = None
     """The plans, lowest first, the model's features were computed with."""
+    motions: tuple[Head, ...] = ()
+    """With the `motions` learner, one head per motion; `booster` is then the first's."""
+    learner: str = "single"
+    """Which learner the calibration months chose (`LearningConfig`)."""
+    choice: Choice | None = None
+    """How each learner did on the calibration months; None on models saved before."""
 
     def __init__(
         self,
@@ -113,8 +158,17 @@ class PropensityModel(PythonModel):
         """The offset's log-odds per row; None without one (models saved before it had none)."""
         return None if self.offset is None else self.offset.of(frame)
 
+    @property
+    def heads(self) -> tuple[Head, ...]:
+        """The boosters behind the probability: one, or one per motion."""
+        return self.motions or (Head("any", self.booster, self.offset),)
+
     def _raw(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
-        margin = np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), "float64")
+        x = self.matrix(frame)
+        if self.motions:
+            parts = [1.0 / (1.0 + np.exp(-h.margin(x, frame))) for h in self.motions]
+            return any_of(np.stack(parts))
+        margin = np.asarray(self.booster.predict(x, raw_score=True), "float64")
         return 1.0 / (1.0 + np.exp(-(margin if shift is None else margin + shift)))
 
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from expansion_scorer.training import baselines
 from expansion_scorer.training.backtest import MODEL, TRUTH_COLUMN, UNCALIBRATED, Backtest
 from expansion_scorer.training.metrics import reliability
-from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.training.model import Choice, PropensityModel
 
 LABELS = {
     MODEL: "model",
@@ -125,8 +125,11 @@ def calibration_chart(bt: Backtest, path: Path) -> Path:
 
 
 def importance_chart(model: PropensityModel, path: Path, top: int = 25) -> Path:
-    gain = model.booster.feature_importance(importance_type="gain")
-    table = pd.Series(gain, index=model.booster.feature_name()).sort_values().tail(top)
+    gains = [
+        pd.Series(h.booster.feature_importance(importance_type="gain"), h.booster.feature_name())
+        for h in model.heads
+    ]
+    table = pd.concat(gains, axis=1).sum(axis=1).sort_values().tail(top)
     fig = Figure(figsize=(7, 0.3 * len(table) + 1.2))
     ax = fig.subplots()
     ax.barh(table.index, table.to_numpy())
@@ -165,6 +168,37 @@ def shap_summary(
     return path
 
 
+LEARNERS = {
+    "single": "one booster on the label",
+    "regularised": "one booster with fewer, larger leaves: leaves / rows a leaf as a share of"
+    " the positives",
+    "motions": "one regularised booster per motion, combined as the chance of any",
+}
+
+
+def learner_lines(bt: Backtest, final: Choice | None) -> str:
+    """The model card's section on the learner each layout kept, and the calibration AUCs."""
+    if final is None:
+        return ""
+
+    def said(name: str, choice: Choice) -> str:
+        tried = ", ".join(f"{k} {v:.4f}" for k, v in choice.calibration_auc.items())
+        skipped = "".join(f"; {k} not tried: {why}" for k, why in choice.skipped.items())
+        fitted = f" (motions fitted: {', '.join(choice.motions)})" if choice.motions else ""
+        kind = choice.learner.split(" ")[0]
+        return (
+            f"- {name}: **{choice.learner}** ({LEARNERS[kind]}); calibration ROC AUC"
+            f" {tried}{fitted}{skipped}"
+        )
+
+    rows = [said(f"fold {f.layout.index}", f.choice) for f in bt.folds if f.choice is not None]
+    return (
+        "\n## Learner\nEach layout fits every configured learner on its training months and keeps"
+        " the one with the best ROC AUC on its calibration months; the test months play no"
+        " part.\n\n" + "\n".join([*rows, said("final fit", final)]) + "\n"
+    )
+
+
 def model_card(
     *,
     name: str,
@@ -180,6 +214,7 @@ def model_card(
     commit: str,
     season_feature: str | None = None,
     shrink: str = "",
+    choice: Choice | None = None,
 ) -> str:
     pooled = bt.pooled
     scorers = [s for s in (MODEL, UNCALIBRATED, *baselines.NAMES, TRUTH_COLUMN) if s in pooled]
@@ -223,6 +258,7 @@ def model_card(
         if shrink
         else ""
     )
+    learner_section = learner_lines(bt, choice)
     return f"""# Model card: {name} v{version}
 
 Run `{run_id}`, commit `{commit}`, alias at registration: `{alias}`.
@@ -252,7 +288,7 @@ snapshot date with k = {k}.{season_line}{shrink_line}
 {chr(10).join("- " + line for line in margin_lines(bt))}
 
 {random_line}
-
+{learner_section}
 ## Limitations
 - Trained on the history in the window above; a change in pricing, packaging or the product's
   event tracking makes the past a poorer guide: retrain and compare with the champion.

@@ -13,12 +13,22 @@ from datetime import date
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
-from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.config import FeatureSet, LightGBMParams, Strength, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.training.calibration import Calibrator
-from expansion_scorer.training.model import Offset, PropensityModel, prepare, season_offset
+from expansion_scorer.training.model import (
+    Choice,
+    Head,
+    Offset,
+    PropensityModel,
+    prepare,
+    season_offset,
+)
 
 SIZE_ROUNDS = 200
 DATASET_PARAMS = {"feature_pre_filter": False, "verbosity": -1}
@@ -111,11 +121,16 @@ def require_both_outcomes(part: pd.DataFrame, what: str, fix: str) -> None:
     raise UserError(f"{what} ({span}, {len(part)} snapshots) holds {outcome}; {fix}")
 
 
-def offset_for(fit: pd.DataFrame, cfg: TrainingConfig) -> Offset | None:
+def motion_label(motion: str) -> str:
+    """The training frame's column of one motion's label (the `motions` learner reads it)."""
+    return f"label_{motion}"
+
+
+def offset_for(fit: pd.DataFrame, cfg: TrainingConfig, label: str = "label") -> Offset | None:
     """The seasonal offset of `cfg.season_feature`, learnt from the booster's training rows."""
     if cfg.season_feature is None or cfg.season_feature not in fit.columns:
         return None
-    return season_offset(fit, cfg.season_feature)
+    return season_offset(fit, cfg.season_feature, label=label)
 
 
 def datasets(
@@ -124,19 +139,20 @@ def datasets(
     numeric: list[str],
     categories: dict[str, list[str]],
     offset: Offset | None = None,
+    label: str = "label",
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
-    """Binned training and validation sets (validation on the training bins), ready to reuse;
-    with an offset, both start from it (LightGBM's init_score)."""
+    """Binned training and validation sets (validation on the training bins) of `label`, ready
+    to reuse; with an offset, both start from it (LightGBM's init_score)."""
     train_set = lgb.Dataset(
         prepare(fit, numeric, categories),
-        label=fit["label"].to_numpy(),
+        label=fit[label].to_numpy(),
         init_score=None if offset is None else offset.of(fit),
         params=DATASET_PARAMS,
         free_raw_data=False,
     ).construct()
     valid_set = lgb.Dataset(
         prepare(valid, numeric, categories),
-        label=valid["label"].to_numpy(),
+        label=valid[label].to_numpy(),
         init_score=None if offset is None else offset.of(valid),
         reference=train_set,
         params=DATASET_PARAMS,
@@ -166,9 +182,10 @@ def fit_booster(
     params: LightGBMParams,
     cfg: TrainingConfig,
     offset: Offset | None = None,
+    label: str = "label",
 ) -> lgb.Booster:
-    """LightGBM on `fit`, stopped early on `valid`, cut to its best iteration."""
-    train_set, valid_set = datasets(fit, valid, numeric, categories, offset)
+    """LightGBM on `fit`'s `label`, stopped early on `valid`, cut to its best iteration."""
+    train_set, valid_set = datasets(fit, valid, numeric, categories, offset, label)
     booster = train_early_stopped(params, train_set, valid_set, cfg)
     best = booster.best_iteration or booster.current_iteration()
     # A booster holding only the kept trees: SHAP and predict then agree without arguments.
@@ -192,6 +209,70 @@ def fit_size(
     return lgb.train(params, data, num_boost_round=SIZE_ROUNDS)
 
 
+@dataclass(frozen=True)
+class _Rows:
+    fit: pd.DataFrame
+    calib: pd.DataFrame
+    numeric: list[str]
+    categories: dict[str, list[str]]
+
+
+def regularised(params: LightGBMParams, strength: Strength, positives: int) -> LightGBMParams:
+    """Fewer, larger leaves: `strength.leaves` of at least `rows_per_leaf` x the positives."""
+    rows = max(params.min_child_samples, int(np.ceil(strength.rows_per_leaf * positives)))
+    leaves = min(params.num_leaves, strength.leaves)
+    return params.model_copy(update={"num_leaves": leaves, "min_child_samples": rows})
+
+
+def _head(rows: _Rows, params: LightGBMParams, cfg: TrainingConfig, label: str, name: str) -> Head:
+    offset = offset_for(rows.fit, cfg, label)
+    booster = fit_booster(
+        rows.fit, rows.calib, rows.numeric, rows.categories, params, cfg, offset, label
+    )
+    return Head(name, booster, offset)
+
+
+def _motions_to_fit(frame: pd.DataFrame, rows: _Rows, cfg: TrainingConfig) -> str | list[str]:
+    """The motions the `motions` learner fits on these rows, or why it cannot."""
+    if cfg.label.motion != "any" or cfg.label.product is not None:
+        return f"the label is one motion ({cfg.label.motion}), not any expansion"
+    if any(motion_label(m) not in frame.columns for m in EXPANSION_KINDS):
+        return "the data has no expansion motions (a revenue ledger)"
+    least = cfg.learning.min_positives
+    kept = [
+        m
+        for m in EXPANSION_KINDS
+        if min(int(rows.fit[motion_label(m)].sum()), int(rows.calib[motion_label(m)].sum()))
+        >= least
+    ]
+    if not kept:
+        return f"no motion has {least} expansions in both the training and calibration snapshots"
+    return kept
+
+
+def _learn(
+    kind: str,
+    strength: Strength | None,
+    frame: pd.DataFrame,
+    rows: _Rows,
+    params: LightGBMParams,
+    cfg: TrainingConfig,
+) -> tuple[Head, ...] | str:
+    """The heads of one learner on these rows, or why it does not apply."""
+    if strength is None:
+        return (_head(rows, params, cfg, "label", "any"),)
+    if kind == "regularised":
+        own = regularised(params, strength, int(rows.fit["label"].sum()))
+        return (_head(rows, own, cfg, "label", "any"),)
+    motions = _motions_to_fit(frame, rows, cfg)
+    if isinstance(motions, str):
+        return motions
+    return tuple(
+        _head(rows, regularised(params, strength, int(rows.fit[label].sum())), cfg, label, m)
+        for m, label in ((m, motion_label(m)) for m in motions)
+    )
+
+
 def fit(
     frame: pd.DataFrame,
     layout: Layout,
@@ -199,30 +280,54 @@ def fit(
     cfg: TrainingConfig,
     params: LightGBMParams | None = None,
 ) -> PropensityModel:
-    """The delivered model for one layout: booster, out-of-time calibrator and size model."""
+    """The delivered model for one layout: each configured learner fitted on the training
+    months, the one with the best ROC AUC on the calibration months kept (its `choice`), then
+    its out-of-time calibrator and the size model."""
     fit_rows = rows_of(frame, layout.fit_dates)
     calib_rows = rows_of(frame, layout.calib_dates)
     fix = "use more history, fewer folds or test_months, or a longer horizon"
     require_both_outcomes(fit_rows, f"{layout.name}: the training snapshots", fix)
     require_both_outcomes(calib_rows, f"{layout.name}: the calibration snapshots", fix)
     numeric, categories = schema(feature_set, pd.concat([fit_rows, calib_rows]))
+    rows = _Rows(fit_rows, calib_rows, numeric, categories)
     offset = offset_for(fit_rows, cfg)
-    booster = fit_booster(
-        fit_rows, calib_rows, numeric, categories, params or cfg.lightgbm, cfg, offset
-    )
     size = (
         fit_size(pd.concat([fit_rows, calib_rows]), numeric, categories, cfg)
         if cfg.size_model and "expansion_arr" in frame.columns
         else None
     )
-    model = PropensityModel(
-        booster=booster,
-        numeric=numeric,
-        categories=categories,
-        horizon_days=cfg.horizon_days,
-        size_booster=size,
-        offset=offset,
-    )
-    raw, y = model.raw_proba(calib_rows), calib_rows["label"].to_numpy()
-    model.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, model.shift(calib_rows))
-    return model
+    y = calib_rows["label"].to_numpy()
+    best: PropensityModel | None = None
+    scored: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    motions: tuple[str, ...] = ()
+    for learner, kind, strength in cfg.learning.learners():
+        heads = _learn(kind, strength, frame, rows, params or cfg.lightgbm, cfg)
+        if isinstance(heads, str):
+            skipped[kind] = heads
+            continue
+        model = PropensityModel(
+            booster=heads[0].booster,
+            numeric=numeric,
+            categories=categories,
+            horizon_days=cfg.horizon_days,
+            size_booster=size,
+            offset=offset,
+        )
+        if kind == "motions":
+            model.motions = heads
+            motions = tuple(h.name for h in heads)
+        model.learner = learner
+        scored[learner] = float(roc_auc_score(y, model.raw_proba(calib_rows)))
+        if best is None or scored[learner] > scored[best.learner]:
+            best = model
+    if best is None:
+        raise UserError(
+            f"{layout.name}: no learner in learning.candidates applies ("
+            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            + "); add single to learning.candidates"
+        )
+    best.choice = Choice(best.learner, scored, skipped, motions)
+    raw = best.raw_proba(calib_rows)
+    best.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, best.shift(calib_rows))
+    return best
