@@ -16,15 +16,15 @@ import duckdb
 import pandas as pd
 
 from expansion_scorer.config import LabelConfig
+from expansion_scorer.data.contract import held_on
 from expansion_scorer.data.loading import is_consumption, sql_str
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 
 RUN_RATE_DAYS = 90
 
-_CONTRACT_ARR = """(
+_CONTRACT_ARR = f"""(
     SELECT coalesce(sum(s.arr), 0) FROM subscriptions s
-    WHERE s.account_id = a.account_id AND s.start_date <= {day}
-      AND (s.end_date IS NULL OR s.end_date > {day})
+    WHERE s.account_id = a.account_id AND {held_on("s", "{day}")}
 )"""
 _RUN_RATE = f"""(
     SELECT coalesce(sum(r.amount), 0) * 365.0 / {RUN_RATE_DAYS} FROM revenue r
@@ -91,22 +91,75 @@ def training_dates(
     )
 
 
-def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
-    """Temp table `entities(account_id, as_of)` of the accounts eligible at each date."""
+def status_sql(consumption: bool) -> str:
+    """Per account and date of `snapshot_dates`: `arr_before` (ARR on the day before, from
+    contracts or the billed run-rate, as `arr_on`) and `excluded_reason`, NULL when eligible.
+
+    The one text of eligibility, in DuckDB's dialect; the Spark engine transpiles it. Joins
+    rather than correlated subqueries, which Spark plans poorly.
+    """
+    day = "d.as_of - 1"
+    if consumption:
+        money = f"""
+            SELECT d.as_of, r.account_id, sum(r.amount) * 365.0 / {RUN_RATE_DAYS} AS arr
+            FROM snapshot_dates d
+            JOIN revenue r ON r.date <= {day} AND r.date > {day} - {RUN_RATE_DAYS}
+            GROUP BY d.as_of, r.account_id"""
+    else:
+        money = f"""
+            SELECT d.as_of, s.account_id, sum(s.arr) AS arr FROM snapshot_dates d
+            JOIN subscriptions s ON {held_on("s", day)}
+            GROUP BY d.as_of, s.account_id"""
+    return f"""
+        WITH money AS ({money}),
+        contracted AS (
+            SELECT DISTINCT d.as_of, s.account_id FROM snapshot_dates d
+            JOIN subscriptions s ON s.start_date < d.as_of
+        ),
+        billed AS (
+            SELECT DISTINCT d.as_of, r.account_id FROM snapshot_dates d
+            JOIN revenue r ON r.date < d.as_of
+        )
+        SELECT a.account_id, a.crm_id, a.account_name, a.csm_owner, d.as_of,
+            m.arr AS arr_before,
+            CASE
+              WHEN a.created_at >= d.as_of THEN 'created on or after the as-of date'
+              WHEN m.arr > 0 THEN NULL
+              WHEN c.account_id IS NOT NULL
+                THEN 'no ARR on the day before the as-of date (churned or paused)'
+              WHEN b.account_id IS NOT NULL
+                THEN 'no revenue in the {RUN_RATE_DAYS} days before the as-of date'
+              ELSE 'no subscription or revenue yet'
+            END AS excluded_reason
+        FROM accounts a CROSS JOIN snapshot_dates d
+        LEFT JOIN money m ON m.account_id = a.account_id AND m.as_of = d.as_of
+        LEFT JOIN contracted c ON c.account_id = a.account_id AND c.as_of = d.as_of
+        LEFT JOIN billed b ON b.account_id = a.account_id AND b.as_of = d.as_of
+    """
+
+
+ENTITIES = """
+    SELECT account_id, as_of, arr_before FROM account_status
+    WHERE excluded_reason IS NULL
+    ORDER BY as_of, account_id
+"""
+"""The eligible (account, as_of) pairs of `account_status`, for both engines."""
+
+STATUS_COLUMNS = ["account_id", "crm_id", "account_name", "csm_owner", "excluded_reason"]
+
+
+def _snapshot_dates(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE snapshot_dates (as_of DATE)")
     if dates:
         con.executemany("INSERT INTO snapshot_dates VALUES (?)", [(d,) for d in dates])
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE entities AS
-        SELECT account_id, as_of, arr_before FROM (
-            SELECT a.account_id, d.as_of, {arr_on(con, "d.as_of - 1")} AS arr_before
-            FROM accounts a JOIN snapshot_dates d ON a.created_at < d.as_of
-        )
-        WHERE arr_before > 0
-        ORDER BY as_of, account_id
-        """
-    )
+
+
+def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
+    """Temp tables `account_status` (every account at each date) and `entities(account_id,
+    as_of, arr_before)` of the accounts eligible at each date."""
+    _snapshot_dates(con, dates)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE account_status AS {status_sql(is_consumption(con))}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE entities AS {ENTITIES}")
 
 
 def build_pairs(con: duckdb.DuckDBPyConnection, pairs: pd.DataFrame) -> None:
@@ -206,21 +259,9 @@ def _consumption_labels(
 
 def account_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     """Every account with whether it can be scored as of `as_of`, and why not when it cannot."""
-    return con.execute(
-        f"""
-        SELECT a.account_id, a.crm_id, a.account_name, a.csm_owner,
-            CASE
-              WHEN a.created_at >= DATE '{as_of}' THEN 'created on or after the as-of date'
-              WHEN {arr_on(con, f"DATE '{as_of}' - 1")} > 0 THEN NULL
-              WHEN EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = a.account_id
-                           AND s.start_date < DATE '{as_of}')
-                THEN 'no ARR on the day before the as-of date (churned or paused)'
-              WHEN EXISTS (SELECT 1 FROM revenue r WHERE r.account_id = a.account_id
-                           AND r.date < DATE '{as_of}')
-                THEN 'no revenue in the {RUN_RATE_DAYS} days before the as-of date'
-              ELSE 'no subscription or revenue yet'
-            END AS excluded_reason
-        FROM accounts a
-        ORDER BY a.account_id
-        """
+    _snapshot_dates(con, [as_of])
+    frame = con.execute(
+        f"SELECT {', '.join(STATUS_COLUMNS)} FROM ({status_sql(is_consumption(con))})"
+        " ORDER BY account_id"
     ).df()
+    return frame
