@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import load_feature_set
+from expansion_scorer.config import load_feature_set, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features import build, ledger, snapshots
+from expansion_scorer.features.catalogue import fit_affinity, resolve_plans
+from expansion_scorer.training.job import training_set
 from tests.helpers import rewrite_future
 
 if TYPE_CHECKING:
@@ -62,6 +64,11 @@ def _assert_same(duck: pd.DataFrame, other: pd.DataFrame) -> None:
             assert left.fillna("<NA>").tolist() == right.fillna("<NA>").tolist(), col
 
 
+def _cells(frame: pd.DataFrame) -> list[list[str]]:
+    """Every cell as text, a missing one as <NA> whichever engine's missing it is."""
+    return frame.astype(object).fillna("<NA>").astype(str).to_numpy().tolist()
+
+
 def test_spark_features_equal_duckdb_features(world_dir: Path, spark: SparkSession) -> None:
     duck = _duckdb_features(world_dir, DATES)
 
@@ -81,3 +88,29 @@ def test_spark_reader_cuts_off_rows_dated_on_or_after_as_of(
     other = _spark_features(spark, scrambled, [as_of], cutoff=as_of)
 
     _assert_same(_duckdb_features(world_dir, [as_of]), other)
+
+
+def test_spark_training_set_equals_duckdb(world_dir: Path, spark: SparkSession) -> None:
+    from expansion_scorer.features import spark as engine
+
+    cfg = load_training_config()
+    world = open_world(world_dir)
+    features = resolve_plans(world.con, load_feature_set())  # affinity: learned, as shipped
+    duck = training_set(world, features, cfg, None)
+
+    other = training_set(
+        open_world(world_dir), features, cfg, None, on=engine.read_world(spark, world_dir)
+    )
+
+    frame = duck.labelled
+    assert len(frame) > 2000 and frame["as_of"].nunique() > 12 and frame["label"].sum() > 50
+    _assert_same(frame, other.labelled)
+    assert list(duck.status.columns) == list(other.status.columns)
+    assert _cells(duck.status) == _cells(other.status)
+    # the affinity each fold fits, and the features it gives, are the same on both engines
+    dates = sorted(frame["as_of"].unique())[:-4]
+    fitted = fit_affinity(duck.affinity_data(cfg.horizon_days), dates)
+    assert fitted.pairs
+    assert fit_affinity(other.affinity_data(cfg.horizon_days), dates).pairs == fitted.pairs
+    own = features.with_catalogue(affinity=fitted.pairs)
+    _assert_same(duck.evaluate(own), other.evaluate(own))

@@ -154,29 +154,28 @@ def _snapshot_dates(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
         con.executemany("INSERT INTO snapshot_dates VALUES (?)", [(d,) for d in dates])
 
 
-def build_entities(con: duckdb.DuckDBPyConnection, dates: list[date]) -> None:
+def build_entities(
+    con: duckdb.DuckDBPyConnection, dates: list[date], pairs: pd.DataFrame | None = None
+) -> None:
     """Temp tables `account_status` (every account at each date) and `entities(account_id,
-    as_of, arr_before)` of the accounts eligible at each date."""
+    as_of, arr_before)` of the accounts eligible at each date; given `pairs` (account_id,
+    as_of), only those of them that are eligible then, the few snapshots a measurement needs."""
+    if pairs is not None:
+        pairs = pairs[["account_id", "as_of"]].drop_duplicates()
+        dates = sorted(set(pd.to_datetime(pairs["as_of"]).dt.date))
     _snapshot_dates(con, dates)
     con.execute(f"CREATE OR REPLACE TEMP TABLE account_status AS {status_sql(is_consumption(con))}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE entities AS {ENTITIES}")
-
-
-def build_pairs(con: duckdb.DuckDBPyConnection, pairs: pd.DataFrame) -> None:
-    """Temp table `entities` of the given (account_id, as_of) pairs that are eligible then: the
-    few snapshots a measurement needs, instead of every account at every date."""
+    if pairs is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE entities AS {ENTITIES}")
+        return
     con.execute("SELECT 1").fetchall()  # finish any open result: DuckDB refuses to register
-    con.register("wanted_pairs", pairs[["account_id", "as_of"]].drop_duplicates())
+    con.register("wanted_pairs", pairs)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE entities AS
-        SELECT account_id, as_of, arr_before FROM (
-            SELECT a.account_id, CAST(w.as_of AS DATE) AS as_of,
-                   {arr_on(con, "CAST(w.as_of AS DATE) - 1")} AS arr_before
-            FROM wanted_pairs w JOIN accounts a ON a.account_id = w.account_id
-             AND a.created_at < CAST(w.as_of AS DATE)
-        )
-        WHERE arr_before > 0
+        SELECT * FROM ({ENTITIES}) e
+        WHERE EXISTS (SELECT 1 FROM wanted_pairs w WHERE w.account_id = e.account_id
+                      AND CAST(w.as_of AS DATE) = e.as_of)
         ORDER BY as_of, account_id
         """
     )
@@ -193,49 +192,13 @@ def book_arr(con: duckdb.DuckDBPyConnection, as_of: date) -> float:
     return float(row[0]) if row else 0.0
 
 
-def labels(
-    con: duckdb.DuckDBPyConnection, horizon_days: int, label: LabelConfig | None = None
-) -> pd.DataFrame:
-    """Label of every entity: the chosen expansion in [as_of, as_of + horizon), and its ARR.
-
-    Needs temp table `movements` (ledger.build_movements). With minimums, the expansion ARR in
-    the window must reach both the absolute amount and the fraction of the ARR on as_of - 1.
-    """
-    label = label or LabelConfig()
-    if is_consumption(con):
-        return _consumption_labels(con, horizon_days, label)
-    kinds = EXPANSION_KINDS if label.motion == "any" else (label.motion,)
-    kind_list = ", ".join(f"'{k}'" for k in kinds)
-    product = f" AND m.product = {sql_str(label.product)}" if label.product else ""
-    frame = con.execute(
-        f"""
-        SELECT e.account_id, e.as_of,
-               coalesce(sum(m.arr_delta), 0) AS expansion_arr, any_value(e.arr_before) AS arr_before
-        FROM entities e LEFT JOIN movements m
-          ON m.account_id = e.account_id AND m.day >= e.as_of
-         AND m.day < e.as_of + {int(horizon_days)}
-         AND m.kind IN ({kind_list}) AND m.arr_delta > 0{product}
-        GROUP BY e.account_id, e.as_of
-        ORDER BY e.as_of, e.account_id
-        """
-    ).df()
-    amount = frame["expansion_arr"].astype("float64")
-    frame["label"] = (
-        (amount > 0)
-        & (amount >= label.min_expansion_arr)
-        & (amount >= label.min_expansion_pct * frame["arr_before"].astype("float64"))
-    ).astype("int32")
-    frame["expansion_arr"] = amount
-    return as_dates(frame[["account_id", "as_of", "label", "expansion_arr"]])
-
-
-def _consumption_labels(
-    con: duckdb.DuckDBPyConnection, horizon_days: int, label: LabelConfig
-) -> pd.DataFrame:
-    """Revenue in [T, T + h) at least (1 + min_growth) x revenue in [T - h, T)."""
+def labels_sql(consumption: bool, horizon_days: int, label: LabelConfig) -> str:
+    """The query behind `labels`, in DuckDB's dialect (the Spark engine transpiles it): per
+    entity the expansion ARR in [as_of, as_of + horizon) and the ARR before, or with billed
+    revenue the revenue in the horizon after and before as_of. Needs `entities`, `movements`."""
     h = int(horizon_days)
-    frame = con.execute(
-        f"""
+    if consumption:
+        return f"""
         SELECT e.account_id, e.as_of,
             coalesce(sum(r.amount) FILTER (WHERE r.date >= e.as_of), 0) AS after,
             coalesce(sum(r.amount) FILTER (WHERE r.date < e.as_of), 0) AS before
@@ -244,17 +207,71 @@ def _consumption_labels(
         GROUP BY e.account_id, e.as_of
         ORDER BY e.as_of, e.account_id
         """
-    ).df()
-    after = frame["after"].astype("float64")
-    before = frame["before"].astype("float64")
-    growth = (after - before) * 365.0 / h  # annualised, like ARR
-    frame["label"] = (
-        (before > 0)
-        & (after >= (1 + label.min_growth) * before)
-        & (growth >= label.min_expansion_arr)
-    ).astype("int32")
-    frame["expansion_arr"] = growth.where(frame["label"] == 1, 0.0)
+    kinds = EXPANSION_KINDS if label.motion == "any" else (label.motion,)
+    kind_list = ", ".join(f"'{k}'" for k in kinds)
+    product = f" AND m.product = {sql_str(label.product)}" if label.product else ""
+    return f"""
+        SELECT e.account_id, e.as_of,
+               coalesce(sum(m.arr_delta), 0) AS expansion_arr, any_value(e.arr_before) AS arr_before
+        FROM entities e LEFT JOIN movements m
+          ON m.account_id = e.account_id AND m.day >= e.as_of
+         AND m.day < e.as_of + {h}
+         AND m.kind IN ({kind_list}) AND m.arr_delta > 0{product}
+        GROUP BY e.account_id, e.as_of
+        ORDER BY e.as_of, e.account_id
+        """
+
+
+def finish_labels(
+    frame: pd.DataFrame, consumption: bool, horizon_days: int, label: LabelConfig
+) -> pd.DataFrame:
+    """From the rows of `labels_sql` to account_id, as_of, label and expansion_arr.
+
+    With contracts, the expansion ARR must reach both the absolute minimum and the fraction
+    of the ARR on as_of - 1; with billed revenue, the revenue after must be at least
+    (1 + min_growth) x the revenue before, and the annualised growth at least the minimum.
+    """
+    if consumption:
+        after = frame["after"].astype("float64")
+        before = frame["before"].astype("float64")
+        growth = (after - before) * 365.0 / int(horizon_days)  # annualised, like ARR
+        frame["label"] = (
+            (before > 0)
+            & (after >= (1 + label.min_growth) * before)
+            & (growth >= label.min_expansion_arr)
+        ).astype("int32")
+        frame["expansion_arr"] = growth.where(frame["label"] == 1, 0.0)
+    else:
+        amount = frame["expansion_arr"].astype("float64")
+        frame["label"] = (
+            (amount > 0)
+            & (amount >= label.min_expansion_arr)
+            & (amount >= label.min_expansion_pct * frame["arr_before"].astype("float64"))
+        ).astype("int32")
+        frame["expansion_arr"] = amount
     return as_dates(frame[["account_id", "as_of", "label", "expansion_arr"]])
+
+
+def labels(
+    con: duckdb.DuckDBPyConnection, horizon_days: int, label: LabelConfig | None = None
+) -> pd.DataFrame:
+    """Label of every entity: the chosen expansion in [as_of, as_of + horizon), and its ARR.
+
+    Needs temp table `movements` (ledger.build_movements).
+    """
+    label = label or LabelConfig()
+    consumption = is_consumption(con)
+    frame = con.execute(labels_sql(consumption, horizon_days, label)).df()
+    return finish_labels(frame, consumption, horizon_days, label)
+
+
+def statuses(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The temp table `account_status` of `build_entities`: every account at each date."""
+    frame = con.execute(
+        f"SELECT account_id, as_of, {', '.join(STATUS_COLUMNS[1:])} FROM account_status"
+        " ORDER BY as_of, account_id"
+    ).df()
+    return as_dates(frame)
 
 
 def account_status(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:

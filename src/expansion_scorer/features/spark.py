@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from expansion_scorer.config import FeatureSet, UsageWindow
+from expansion_scorer.config import FeatureSet, LabelConfig, UsageWindow
 from expansion_scorer.data.contract import TABLES
 from expansion_scorer.data.loading import locate_tables, sql_str, typed_view
+from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import (
     CATALOGUE_SIZES,
@@ -32,11 +33,20 @@ from expansion_scorer.features.build import (
     window_span,
 )
 from expansion_scorer.features.ledger import EXPANSION_KINDS, movements_sql
-from expansion_scorer.features.snapshots import ENTITIES, STATUS_COLUMNS, as_dates, status_sql
+from expansion_scorer.features.snapshots import (
+    ENTITIES,
+    STATUS_COLUMNS,
+    as_dates,
+    finish_labels,
+    labels_sql,
+    status_sql,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from sqlglot import exp
+
+    from expansion_scorer.features.frame import FeatureFrame, Labelling
 
 
 def spark_session() -> SparkSession:
@@ -84,6 +94,15 @@ class SparkWorld:
     @property
     def consumption(self) -> bool:
         return "revenue" in self.files
+
+
+def open_spark_world(data: DataSource, cutoff: date | None = None) -> SparkWorld:
+    """The contract files of a data directory read into the active (or a local) session."""
+    if isinstance(data, Sources):
+        raise UserError(
+            "--engine spark reads contract files only; with --sources, use --engine duckdb"
+        )
+    return read_world(spark_session(), Path(data), cutoff=cutoff)
 
 
 def read_world(spark: SparkSession, data_dir: Path, cutoff: date | None = None) -> SparkWorld:
@@ -155,17 +174,6 @@ def build_entities(world: SparkWorld, dates: list[date]) -> None:
     status = world.spark.sql(transpile(status_sql(world.consumption), "eligibility"))
     status.createOrReplaceTempView("account_status")
     _materialize(world.spark.sql(transpile(ENTITIES, "the entities")), "entities")
-
-
-def account_status(world: SparkWorld, as_of: date) -> pd.DataFrame:
-    """Every account with why it cannot be scored as of `as_of` (NULL when it can)."""
-    _dates_view(world.spark, [as_of])
-    frame = (
-        world.spark.sql(transpile(status_sql(world.consumption), "eligibility"))
-        .select(*STATUS_COLUMNS)
-        .toPandas()
-    )
-    return frame.sort_values("account_id", kind="stable").reset_index(drop=True)
 
 
 def build_expansions(world: SparkWorld, features: FeatureSet) -> None:
@@ -276,16 +284,17 @@ def usage_sql(features: FeatureSet) -> str:
 
 def event_agg_sql(features: FeatureSet) -> str:
     """The query of `event_agg`: per entity and tracked event, the quantity in the 28 days
-    before as_of (`q`) and in the 28 before those (`q_prev`)."""
+    before as_of (`q`) and in the 28 before those (`q_prev`), and the events in the first (`n`)."""
     return f"""
     WITH event_daily AS (
-        SELECT account_id, event, day, sum(q) AS q
+        SELECT account_id, event, day, sum(q) AS q, sum(n) AS n
         FROM usage WHERE {tracked_events(features, "event")}
         GROUP BY account_id, event, day
     )
     SELECT e.account_id, e.as_of, x.event,
         coalesce(sum(x.q) FILTER (WHERE x.day >= e.as_of - 28), 0) AS q,
-        coalesce(sum(x.q) FILTER (WHERE x.day < e.as_of - 28), 0) AS q_prev
+        coalesce(sum(x.q) FILTER (WHERE x.day < e.as_of - 28), 0) AS q_prev,
+        coalesce(sum(x.n) FILTER (WHERE x.day >= e.as_of - 28), 0) AS n
     FROM entities e JOIN event_daily x ON x.account_id = e.account_id
      AND x.day >= e.as_of - 56 AND x.day < e.as_of
     GROUP BY e.account_id, e.as_of, x.event
@@ -293,7 +302,7 @@ def event_agg_sql(features: FeatureSet) -> str:
     """
 
 
-def build_features(world: SparkWorld, features: FeatureSet) -> DataFrame:
+def build_features(world: SparkWorld, features: FeatureSet, usage_ready: bool = False) -> DataFrame:
     """A Spark frame of account_id, as_of and every defined feature, in definition order.
 
     Needs the `entities` and `expansions` views. Each feature's DuckDB `sql:` is transpiled and
@@ -302,10 +311,11 @@ def build_features(world: SparkWorld, features: FeatureSet) -> DataFrame:
     from pyspark.errors import PySparkException
 
     spark = world.spark
-    build_usage(world, features)
-    spark.sql(usage_sql(features)).createOrReplaceTempView("usage_agg")
-    spark.sql(event_agg_sql(features)).createOrReplaceTempView("event_agg")
-    spark.sql(CATALOGUE_SIZES).createOrReplaceTempView("catalogue_sizes")
+    if not usage_ready:  # else other definitions over the usage views already made
+        build_usage(world, features)
+        spark.sql(usage_sql(features)).createOrReplaceTempView("usage_agg")
+        spark.sql(event_agg_sql(features)).createOrReplaceTempView("event_agg")
+        spark.sql(CATALOGUE_SIZES).createOrReplaceTempView("catalogue_sizes")
     base = base_sql(features, world.has("support_tickets"), world.has("nps_responses"))
     spark.sql(transpile(base, "the base aggregates")).createOrReplaceTempView("feature_base")
     exprs = {f.name: transpile(f.sql, f"feature {f.name}") for f in features.features}
@@ -328,6 +338,72 @@ def build_features(world: SparkWorld, features: FeatureSet) -> DataFrame:
                 f"feature {f.name}: its sql does not run on Spark ({first}); fix it"
             ) from None
     return spark.sql(query)  # pragma: no cover - the query failed, yet no feature alone does
+
+
+def feature_relation(
+    world: SparkWorld, features: FeatureSet, dates: list[date]
+) -> tuple[DataFrame, pd.DataFrame]:
+    """The Spark frame of every eligible account's features at each date, and the collected
+    status of every account (as `snapshots.statuses`); the views it reads stay registered."""
+    build_entities(world, dates)
+    build_expansions(world, features)
+    frame = build_features(world, features)
+    status = world.spark.sql(
+        f"SELECT account_id, as_of, {', '.join(STATUS_COLUMNS[1:])} FROM account_status"
+    ).toPandas()
+    status = as_dates(status).sort_values(["as_of", "account_id"], kind="stable")
+    return frame, status.reset_index(drop=True)
+
+
+def feature_frame(
+    world: SparkWorld, features: FeatureSet, dates: list[date], labelling: Labelling | None
+) -> FeatureFrame:
+    """`frame.feature_frame` on Spark: the rows computed there, then collected."""
+    from expansion_scorer.features.frame import FeatureFrame
+
+    relation, status = feature_relation(world, features, dates)
+    labels = None if labelling is None else _labels(world, labelling)
+    return FeatureFrame(_collect(relation), status, labels)
+
+
+def label_frame(
+    world: SparkWorld, features: FeatureSet, dates: list[date], labelling: Labelling
+) -> pd.DataFrame:
+    """`frame.label_frame` on Spark: the labels alone of every account eligible at each date."""
+    build_entities(world, dates)
+    build_expansions(world, features)
+    return _labels(world, labelling)
+
+
+def _labels(world: SparkWorld, labelling: Labelling) -> pd.DataFrame:
+    """The labels of the `entities` view, from DuckDB's label query transpiled."""
+    label = labelling.label or LabelConfig()
+    query = labels_sql(world.consumption, labelling.horizon_days, label)
+    rows = world.spark.sql(transpile(query, "the labels")).toPandas()
+    labels = finish_labels(rows, world.consumption, labelling.horizon_days, label)
+    return labels.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
+
+
+def evaluate_features(world: SparkWorld, features: FeatureSet) -> pd.DataFrame:
+    """`build.evaluate_features` on Spark: other definitions (a fitted affinity) over the
+    entities and usage views of the last `feature_frame`, collected."""
+    return _collect(build_features(world, features, usage_ready=True))
+
+
+def query(world: SparkWorld, sql: str) -> pd.DataFrame:
+    """DuckDB SQL over the session's views, run by Spark and collected."""
+    return world.spark.sql(transpile(sql, "a query")).toPandas()
+
+
+def _collect(frame: DataFrame) -> pd.DataFrame:
+    """`to_pandas`, with a failure on the executors said in one line."""
+    from pyspark.errors import PySparkException
+
+    try:
+        return to_pandas(frame)
+    except PySparkException as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise UserError(f"Spark could not compute the features ({first})") from None
 
 
 def to_pandas(frame: DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import mlflow.artifacts
@@ -20,21 +21,19 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.config import Engine, FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource, data_root
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import build_features, evaluate_features
 from expansion_scorer.features.catalogue import (
     Affinity,
-    affinity_data,
     check_usable_events,
     fit_affinity,
     resolve_plans,
 )
-from expansion_scorer.features.ledger import build_expansions
-from expansion_scorer.features.snapshots import build_entities, labels, training_dates
+from expansion_scorer.features.frame import FeatureFrame, Labelling, feature_frame
+from expansion_scorer.features.snapshots import training_dates
 from expansion_scorer.progress import Stages
 from expansion_scorer.tracking import configure, experiment_id
 from expansion_scorer.training import baselines, report
@@ -59,6 +58,9 @@ from expansion_scorer.training.registry import (
 )
 from expansion_scorer.training.train import FoldFrames, Frames, Layout, fit, frame_for
 
+if TYPE_CHECKING:
+    from expansion_scorer.features.spark import SparkWorld
+
 TRUTH_FILE = "truth.parquet"
 
 
@@ -68,10 +70,15 @@ def load_world(data_dir: DataSource, cutoff: date | None) -> World:
     return world
 
 
-def training_frame(
-    world: World, feature_set: FeatureSet, cfg: TrainingConfig, until: date | None
-) -> pd.DataFrame:
-    """Point-in-time features and labels of every eligible (account, month start)."""
+def training_set(
+    world: World,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    until: date | None,
+    on: SparkWorld | None = None,
+) -> FeatureFrame:
+    """Point-in-time features and labels of every eligible (account, month start), computed
+    by DuckDB over `world`, or by Spark over `on` (the same tables) when given."""
     dates = training_dates(world.con, cfg.horizon_days, cfg.min_history_days, until)
     if not dates:
         raise UserError(
@@ -79,17 +86,23 @@ def training_frame(
             f" {until or 'the end of the data'}; use more history or a shorter horizon"
         )
     check_usable_events(world.con, world.label("usage_events"), max(dates))
-    build_entities(world.con, dates)
-    build_expansions(world.con, feature_set)
-    features = build_features(
-        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
-    )
-    y = labels(world.con, cfg.horizon_days, cfg.label)
-    return features.merge(y, on=["account_id", "as_of"], how="inner", validate="one_to_one")
+    labelling = Labelling(cfg.horizon_days, cfg.label)
+    return feature_frame(on or world, feature_set, dates, labelling)
+
+
+def training_frame(
+    world: World,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    until: date | None,
+    on: SparkWorld | None = None,
+) -> pd.DataFrame:
+    """`training_set` as one frame: the features with their labels."""
+    return training_set(world, feature_set, cfg, until, on).labelled
 
 
 def fold_frames(
-    world: World,
+    built: FeatureFrame,
     feature_set: FeatureSet,
     cfg: TrainingConfig,
     frame: pd.DataFrame,
@@ -98,11 +111,11 @@ def fold_frames(
     """`frame` for every layout, or with `affinity: learned` one frame per layout whose
     affinity is fitted on that layout's training snapshots only (and the fitted affinities).
 
-    Needs the temp tables `training_frame` left on `world` for the same feature set.
+    `built` is the training set `frame` comes from, for the same feature set.
     """
     if not feature_set.affinity_learned:
         return frame, {}
-    data = affinity_data(world.con, cfg.horizon_days)
+    data = built.affinity_data(cfg.horizon_days)
     keys = ["account_id", "as_of"]
     at = pd.MultiIndex.from_frame(frame[keys])
     names = [f.name for f in feature_set.features]
@@ -111,10 +124,7 @@ def fold_frames(
     for layout in layouts:
         fitted[layout.index] = affinity = fit_affinity(data, layout.fit_dates)
         own = feature_set.with_catalogue(affinity=affinity.pairs)
-        values = evaluate_features(
-            world.con, own, world.has("support_tickets"), world.has("nps_responses")
-        )
-        values = values.set_index(keys).reindex(at)
+        values = built.evaluate(own).set_index(keys).reindex(at)
         columns[layout.index] = {
             name: pd.Series(values[name].to_numpy(), index=frame.index, name=name)
             for name in names
@@ -234,21 +244,32 @@ def train_job(
     until: date | None = None,
     config_text: str | None = None,
     promote: bool = False,
+    engine: Engine = Engine.DUCKDB,
 ) -> TrainResult:
-    """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate."""
+    """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate.
+
+    With `Engine.SPARK` Spark builds the training set (eligibility, ledger, features, labels)
+    and the model trains on the collected frame; validation stays on DuckDB, on the driver.
+    """
     baselines.check_features(cfg.baselines, feature_set)
     check_season_feature(cfg, feature_set)
     stages = Stages("train", ["training set", "backtest", "random-split check", "final fit"])
     world = load_world(data_dir, cutoff=until)
     feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
-    frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
+    on = None
+    if engine is Engine.SPARK:
+        from expansion_scorer.features.spark import open_spark_world
+
+        on = open_spark_world(data_dir, cutoff=until)
+    built = training_set(world, feature_set, cfg, until, on)
+    frame = with_truth(data_dir, built.labelled, cfg.horizon_days)
     stages.done("training set")
     dates = sorted(frame["as_of"].unique())
     plan = plan_backtest(dates, cfg)
     configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
     folds, final_fit = plan.folds, plan.final
     check_folds(frame, [*folds, final_fit])
-    frames, affinities = fold_frames(world, feature_set, cfg, frame, [*folds, final_fit])
+    frames, affinities = fold_frames(built, feature_set, cfg, frame, [*folds, final_fit])
 
     params, study = cfg.lightgbm, None
     if cfg.tuning.trials > 0:
@@ -494,10 +515,11 @@ def promote_job(
     for role, (recipe, features) in recipes.items():
         key = features.model_dump_json()
         if key not in built:
-            frame = training_frame(world, features, recipe, until)
+            made = training_set(world, features, recipe, until)
+            frame = made.labelled
             # the same shrink as training on this history, so a short one can be gated too
             folds = plan_backtest(sorted(frame["as_of"].unique()), cfg).folds[-cfg.gate.folds :]
-            built[key] = folds, fold_frames(world, features, recipe, frame, folds)[0]
+            built[key] = folds, fold_frames(made, features, recipe, frame, folds)[0]
         folds, frames = built[key]
         test_dates = [d for f in folds for d in f.test_dates]
         bt = backtest(frames, folds, features, recipe, recipe.lightgbm, with_baselines=False)
