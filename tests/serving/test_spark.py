@@ -66,3 +66,31 @@ def test_spark_engine_reports_bad_input_in_one_line(
 
     assert said[0] == said[1]
     assert len(said[1].strip().splitlines()) == 1 and "timestamp" in said[1]
+
+
+def test_spark_monitor_equals_duckdb_monitor(
+    world_dir: Path,
+    champion: Path,
+    spark: SparkSession,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "weekly"
+    for week in ("2024-09-01", "2024-09-08"):
+        args = ["score", str(world_dir), "--as-of", week, "--out", str(out)]
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err
+
+    said = {}
+    for engine in ("duckdb", "spark"):
+        code, _, err = run_cli(
+            ["monitor", str(world_dir), "--out", str(out), "--engine", engine], capsys
+        )
+        assert code == 0, err
+        said[engine] = {
+            name: (out / "monitor" / name).read_bytes() for name in ("drift.csv", "outcomes.csv")
+        }
+
+    outcomes = pd.read_csv(out / "monitor" / "outcomes.csv")
+    assert len(outcomes) == 2 and (outcomes["lift_at_k"] > 0).all()
+    assert said["spark"] == said["duckdb"]
