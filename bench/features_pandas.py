@@ -27,19 +27,15 @@ import pandas as pd
 from expansion_scorer.config import UsageWindow, load_feature_set
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
-from expansion_scorer.features.build import build_features
-from expansion_scorer.features.ledger import build_expansions
-from expansion_scorer.features.snapshots import build_entities
+from expansion_scorer.features.frame import feature_frame
+from expansion_scorer.features.ledger import movements_sql
 
 OUT = Path(__file__).parent / "out" / "features_pandas"
 PLAN_CAP = {"starter": 10, "team": 50, "business": 250}
 
 
 def duckdb_side(world_dir: Path, dates: list[date]) -> pd.DataFrame:
-    world = open_world(world_dir)
-    build_entities(world.con, dates)
-    build_expansions(world.con, load_feature_set())
-    return build_features(world.con, load_feature_set(), True, True)
+    return feature_frame(open_world(world_dir), load_feature_set(), dates).features
 
 
 def _window(events: pd.DataFrame, t: pd.Timestamp, w: UsageWindow) -> pd.Series:
@@ -247,8 +243,8 @@ def pandas_side(world_dir: Path, dates: list[date], movements: pd.DataFrame) -> 
 
 def _ledger(world_dir: Path) -> pd.DataFrame:
     world = open_world(world_dir)
-    build_expansions(world.con, load_feature_set())
-    return world.con.execute("SELECT account_id, day, kind, arr_delta FROM movements").df()
+    movements = movements_sql(load_feature_set())
+    return world.con.execute(f"SELECT account_id, day, kind, arr_delta FROM ({movements})").df()
 
 
 def main() -> None:

@@ -25,9 +25,8 @@ import duckdb
 from expansion_scorer.config import load_feature_set, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
-from expansion_scorer.features.build import build_features
-from expansion_scorer.features.ledger import build_expansions
-from expansion_scorer.features.snapshots import build_entities, data_span, labels
+from expansion_scorer.features.frame import Labelling, feature_frame
+from expansion_scorer.features.snapshots import data_span
 
 OUT = Path(__file__).parent / "out" / "features_scale"
 
@@ -65,11 +64,8 @@ def main() -> None:
     last = end - timedelta(days=horizon)
     last -= timedelta(days=last.weekday())  # Mondays
     dates = [last - timedelta(weeks=i) for i in range(args.snapshots)][::-1]
-    build_entities(world.con, dates)
-    build_expansions(world.con, load_feature_set())
-    frame = build_features(world.con, load_feature_set(), True, True)
-    y = labels(world.con, horizon, load_training_config().label)
-    frame = frame.merge(y, on=["account_id", "as_of"], validate="one_to_one")
+    labelling = Labelling(horizon, load_training_config().label)
+    frame = feature_frame(world, load_feature_set(), dates, labelling).labelled
     took = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # KiB -> GiB
 

@@ -1,11 +1,16 @@
-"""Shared fixtures: tiny hand-written worlds, small generated worlds, a real SQLite MLflow store."""
+"""Shared fixtures: tiny hand-written worlds, small generated worlds, a real SQLite MLflow store,
+a local Spark session."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -14,6 +19,9 @@ import yaml
 from expansion_scorer.cli import share_cores_politely
 from tests import pgserver
 from tests.helpers import TINY
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 share_cores_politely()  # before any test module loads LightGBM
 
@@ -118,7 +126,6 @@ def postgres() -> Iterator[pgserver.Server]:
     Skipped where Debian's `postgresql` package is not installed, except in CI (`.ci/run`
     installs it), where its absence is a failure.
     """
-    import os
 
     if pgserver.binaries() is None:
         why = "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
@@ -139,3 +146,49 @@ def pg_database(postgres: pgserver.Server, request: pytest.FixtureRequest) -> st
         database="postgres",
     )
     return name
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkSession]:
+    """One local session on two cores for the module; CI must have Java and pyspark."""
+    missing = None
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        missing = "pyspark is not installed (make install installs it)"
+    if missing is None and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        missing = "Java is missing (.ci/run installs openjdk-17-jre-headless as root)"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"the Spark engine cannot be tested: {missing}")
+        pytest.skip(missing)
+    python = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # the UDF's workers need this venv
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("expansion-scorer-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    # Stopping a session leaves its JVM running (1.5 GB resident); the rest of the suite
+    # trains models on the same two cores, so end the JVM this fixture started.
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        gateway.shutdown()
+        proc = getattr(gateway, "proc", None)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    if python is None:
+        del os.environ["PYSPARK_PYTHON"]
+    else:
+        os.environ["PYSPARK_PYTHON"] = python

@@ -42,6 +42,16 @@ def _engine(text: str) -> Engine:
         raise argparse.ArgumentTypeError(f"{text!r} is not an engine; use one of {names}") from None
 
 
+def _engine_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--engine`, the same option on every command that reads data at scale."""
+    parser.add_argument(
+        "--engine",
+        type=_engine,
+        default=Engine.DUCKDB,
+        help=f"where {what} are computed: duckdb, or spark (the active or a local session)",
+    )
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -138,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--promote", action="store_true", help="run the promotion gate straight after training"
     )
+    _engine_argument(tr, "the training set")
     tr.add_argument(
         "--program",
         type=Path,
@@ -173,12 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--per-csm", action="store_true", help="also write per_csm/<csm>.csv, each CSM's capacity"
     )
-    sc.add_argument(
-        "--engine",
-        type=_engine,
-        default=Engine.DUCKDB,
-        help="where features and scores are computed (spark: the active or a local session)",
-    )
+    _engine_argument(sc, "features and scores")
     sc.add_argument(
         "--to",
         metavar="URL",
@@ -198,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--out", type=Path, required=True, help="the output root `score` writes to")
     mon.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
     mon.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+    _engine_argument(mon, "the training months' features and the outcomes")
 
     mea = sub.add_parser(
         "measure", help="the program's measured lift: listed against held-out accounts"
@@ -376,6 +383,7 @@ def _train(args: argparse.Namespace) -> None:
         until=args.train_until,
         config_text=config_text,
         promote=args.promote,
+        engine=args.engine,
     )
     _print_training(result)
 
@@ -385,6 +393,8 @@ def _train_uplift(args: argparse.Namespace, settings: Settings, config_text: str
 
     cfg = settings.training
     assert cfg is not None
+    if args.engine is not Engine.DUCKDB:
+        raise UserError("target: uplift trains on the duckdb engine only; drop --engine spark")
     if args.train_until is not None or args.promote or args.trials:
         raise UserError(
             "target: uplift takes no --train-until, --trials or --promote; it learns from every"
@@ -589,7 +599,7 @@ def _monitor(args: argparse.Namespace) -> None:
     settings = load_settings(args.features, training=False, serving=args.config)
     serving = settings.serving
     assert serving is not None
-    result = monitor_job(_data(args), args.out, settings.features, serving)
+    result = monitor_job(_data(args), args.out, settings.features, serving, engine=args.engine)
     cfg = serving.monitor
     print(
         f"drift of the run of {result.as_of} ({result.model_version}) against its training"

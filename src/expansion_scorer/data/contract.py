@@ -27,6 +27,8 @@ class Column:
     kind: Kind
     minimum: float | None = None
     maximum: float | None = None
+    default: float | None = None
+    """What an empty cell reads as (a usage row without a quantity counts once)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class TableSpec:
     optional: tuple[Column, ...]
     mandatory: bool
     dated_by: str
+    ends_by: str | None = None
+    """A column of end dates (exclusive) that can lie in the future of the row's date."""
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -43,6 +47,21 @@ class TableSpec:
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    # The point-in-time rules, in DuckDB's SQL (the Spark engine transpiles them): as of T, a
+    # row is known when it is dated strictly before T, and an end date on or after T is not
+    # known yet, so the row reads as open.
+    def known_before(self, dated: str, as_of: str) -> str:
+        """The predicate keeping a row whose `dated_by` value (the SQL `dated`) is before the
+        date `as_of` (a timestamp before its midnight)."""
+        return f"{dated} < {as_of}"
+
+    def as_known(self, column: str, value: str, as_of: str) -> str:
+        """The SQL `value` of `column` as known before `as_of`: an end date on or after it
+        reads as NULL (open)."""
+        if column != self.ends_by:
+            return value
+        return f"CASE WHEN {value} < {as_of} THEN {value} END"
 
 
 REVENUE_SOURCES = ("subscriptions", "revenue")
@@ -86,6 +105,7 @@ TABLES: dict[str, TableSpec] = {
             ),
             mandatory=False,  # subscriptions or revenue: see REVENUE_SOURCES
             dated_by="start_date",
+            ends_by="end_date",
         ),
         TableSpec(
             "revenue",
@@ -105,7 +125,10 @@ TABLES: dict[str, TableSpec] = {
                 Column("timestamp", "timestamp"),
                 Column("event", "str"),
             ),
-            optional=(Column("user_id", "str"), Column("quantity", "number", minimum=0)),
+            optional=(
+                Column("user_id", "str"),
+                Column("quantity", "number", minimum=0, default=1),
+            ),
             mandatory=True,
             dated_by="timestamp",
         ),
@@ -141,3 +164,9 @@ TABLES: dict[str, TableSpec] = {
         ),
     )
 }
+
+
+def held_on(alias: str, day: str) -> str:
+    """The subscription row `alias` is held on `day`: started on or before it and not yet
+    ended (`end_date` is exclusive); one definition of "open" for ARR, eligibility and features."""
+    return f"{alias}.start_date <= {day} AND ({alias}.end_date IS NULL OR {alias}.end_date > {day})"

@@ -137,7 +137,11 @@ def file_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
 
 
 def typed_select(spec: TableSpec, present: list[str], cutoff: date | None) -> str:
-    """SELECT casting each contract column; absent optional columns become typed NULLs."""
+    """SELECT casting each contract column; absent optional columns become typed NULLs.
+
+    DuckDB's dialect; the Spark engine transpiles the same text (`typed_view`).
+    """
+    as_of = f"DATE '{cutoff}'"
     exprs = []
     for col in spec.columns:
         sql_type = SQL_TYPES[col.kind]
@@ -149,12 +153,24 @@ def typed_select(spec: TableSpec, present: list[str], cutoff: date | None) -> st
             )
         else:
             expr = f"CAST(NULL AS {sql_type})"
-        if spec.name == "usage_events" and col.name == "quantity":
-            expr = f"coalesce({expr}, 1)"
-        if cutoff is not None and spec.name == "subscriptions" and col.name == "end_date":
-            expr = f"CASE WHEN {expr} < DATE '{cutoff}' THEN {expr} END"
+        if col.default is not None:
+            expr = f"coalesce({expr}, {col.default:g})"
+        if cutoff is not None:
+            expr = spec.as_known(col.name, expr, as_of)
         exprs.append(f'{expr} AS "{col.name}"')
     return ", ".join(exprs)
+
+
+def typed_view(spec: TableSpec, present: list[str] | None, cutoff: date | None) -> str:
+    """The query of view `<table>`: `raw_<table>` typed, without the rows dated on or after
+    the cutoff; with `present` None, the table is absent and reads as empty."""
+    if present is None:
+        return f"SELECT {typed_select(spec, [], None)} WHERE false"
+    where = ""
+    if cutoff is not None:
+        dated = f'TRY_CAST("{spec.dated_by}" AS {SQL_TYPES[spec.column(spec.dated_by).kind]})'
+        where = f" WHERE {spec.known_before(dated, f'DATE {sql_str(str(cutoff))}')}"
+    return f"SELECT {typed_select(spec, present, cutoff)} FROM raw_{spec.name}{where}"
 
 
 def _limit_memory(con: duckdb.DuckDBPyConnection) -> None:
@@ -313,17 +329,7 @@ def open_world(data: DataSource, cutoff: date | None = None, threads: int | None
     tables = _mapped_tables(con, data) if isinstance(data, Sources) else _file_tables(con, files)
     con.execute(f"CREATE TEMP TABLE world_info AS SELECT {'revenue' in tables} AS consumption")
     for name, spec in TABLES.items():
-        if name not in tables:  # an absent optional table reads as empty, with its columns
-            con.execute(f"CREATE VIEW {name} AS SELECT {typed_select(spec, [], None)} WHERE false")
-    for name in tables:
-        spec = TABLES[name]
-        present = raw_columns(con, name)
-        where = ""
-        if cutoff is not None:
-            dated = f'TRY_CAST("{spec.dated_by}" AS {SQL_TYPES[spec.column(spec.dated_by).kind]})'
-            where = f" WHERE {dated} < DATE '{cutoff}'"
-        con.execute(
-            f"CREATE VIEW {name} AS SELECT {typed_select(spec, present, cutoff)}"
-            f" FROM raw_{name}{where}"
-        )
+        # an absent optional table reads as empty, with its columns
+        present = raw_columns(con, name) if name in tables else None
+        con.execute(f"CREATE VIEW {name} AS {typed_view(spec, present, cutoff)}")
     return World(con=con, tables=tables, cutoff=cutoff)

@@ -1,8 +1,10 @@
 """Point-in-time features for every row of the `entities` table, computed by DuckDB.
 
-Each base aggregate reads only rows dated strictly before the entity's `as_of`; subscription
-rows that end on or after `as_of` are treated as open. The feature definitions in
-`features/features.yaml` are SQL expressions over these aggregates.
+Each base aggregate reads only rows dated strictly before the entity's `as_of`, and an end
+date on or after `as_of` reads as open: the rules of the table specs (`data.contract`). The
+base aggregates (`base_sql`) are one DuckDB text that the Spark engine transpiles; the usage
+windows (`prepare_usage`) are DuckDB's own. The feature definitions in `features/features.yaml`
+are SQL expressions over these aggregates.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, UsageWindow
+from expansion_scorer.data.contract import TABLES, held_on
 from expansion_scorer.data.loading import sql_str
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import plan_rank_values
@@ -39,82 +42,106 @@ def _limit_values(features: FeatureSet) -> str:
     return f"(VALUES {', '.join(rows)}) AS lim(plan, event, monthly)"
 
 
+def _known(table: str, alias: str, as_of: str = "e.as_of") -> str:
+    """The rows of `table` (as `alias`) known before `as_of`, by the table spec's rule."""
+    spec = TABLES[table]
+    return spec.known_before(f"{alias}.{spec.dated_by}", as_of)
+
+
 def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
-    open_on = "s.start_date <= {d} AND (s.end_date IS NULL OR s.end_date > {d})"
-    # An end_date on or after as_of is not yet known at as_of: the row reads as open.
-    subs = """
-        SELECT e.account_id, e.as_of, s.product, s.plan, s.seats, s.arr, s.start_date,
-               CASE WHEN s.end_date < e.as_of THEN s.end_date END AS end_date
-        FROM entities e JOIN subscriptions s
-          ON s.account_id = e.account_id AND s.start_date < e.as_of
+    """The base aggregates of every entity, in DuckDB's dialect; the Spark engine transpiles
+    this same text (`features.spark`).
+
+    Besides the contract tables it reads `entities`, `expansions`, `movements` and three
+    relations each engine computes its own way: `usage_agg` (every usage window per entity),
+    `event_agg` (per entity and tracked event, the quantity in the last 28 days and the 28
+    before) and `catalogue_sizes`. Every join reads rows dated strictly before the entity's
+    as_of, and an end date on or after as_of reads as open (`TableSpec.as_known`).
     """
+    now, ago = held_on("s", "s.as_of - 1"), held_on("s", "s.as_of - 91")
+    year_ago = held_on("s", "s.as_of - 366")
+    subs = TABLES["subscriptions"]
     tickets = (
-        """
+        f"""
         SELECT e.account_id, e.as_of, count(*) AS tickets_90d,
                count(*) FILTER (WHERE lower(t.priority) = 'urgent') AS urgent_tickets_90d,
                count(*) FILTER (WHERE lower(t.priority) = 'urgent' AND t.created_at >= e.as_of - 30)
                    AS urgent_tickets_30d
         FROM entities e JOIN support_tickets t ON t.account_id = e.account_id
-         AND t.created_at >= e.as_of - 90 AND t.created_at < e.as_of
-        GROUP BY ALL
+         AND t.created_at >= e.as_of - 90 AND {_known("support_tickets", "t")}
+        GROUP BY e.account_id, e.as_of
         """
         if has_tickets
         else "SELECT NULL::VARCHAR AS account_id, NULL::DATE AS as_of,"
         " 0 AS tickets_90d, 0 AS urgent_tickets_90d, 0 AS urgent_tickets_30d WHERE false"
     )
     nps = (
-        """
-        SELECT e.account_id, e.as_of,
-               first(n.score ORDER BY n.responded_at DESC, n.score) AS nps_last,
-               -- the response before the latest, for its change
-               list(n.score ORDER BY n.responded_at DESC, n.score)[2] AS nps_prev
-        FROM entities e JOIN nps_responses n ON n.account_id = e.account_id
-         AND n.responded_at < e.as_of
-        GROUP BY ALL
+        f"""
+        SELECT n.account_id, n.as_of,
+            -- the latest answer and the one before; on a tie of times, the lowest score first
+            max(n.score) FILTER (WHERE n.latest = 1) AS nps_last,
+            max(n.score) FILTER (WHERE n.latest = 2) AS nps_prev
+        FROM (
+            SELECT e.account_id, e.as_of, n.score, row_number() OVER (
+                PARTITION BY e.account_id, e.as_of ORDER BY n.responded_at DESC, n.score
+            ) AS latest
+            FROM entities e JOIN nps_responses n ON n.account_id = e.account_id
+             AND {_known("nps_responses", "n")}
+        ) n
+        GROUP BY n.account_id, n.as_of
         """
         if has_nps
         else "SELECT NULL::VARCHAR AS account_id, NULL::DATE AS as_of, NULL::DOUBLE AS nps_last,"
         " NULL::DOUBLE AS nps_prev WHERE false"
     )
     windowed = "".join(f'coalesce(u."{name}", 0) AS "{name}", ' for name in features.usage_windows)
+    anniversary = "n.first_start + INTERVAL (year(e.as_of) - year(n.first_start) + {k}) YEAR"
     return f"""
-    WITH subs AS ({subs}),
+    WITH subs AS (
+        SELECT e.account_id, e.as_of, s.product, s.plan, s.seats, s.arr, s.start_date,
+               {subs.as_known("end_date", "s.end_date", "e.as_of")} AS end_date
+        FROM entities e JOIN subscriptions s
+          ON s.account_id = e.account_id AND {_known("subscriptions", "s")}
+    ),
     sub_now AS (
         SELECT s.account_id, s.as_of,
-            coalesce(sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 1")}), 0) AS arr_now,
-            sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 91")}) AS arr_90d_ago,
-            coalesce(sum(s.seats) FILTER (WHERE {open_on.format(d="s.as_of - 1")}), 0) AS seats,
-            sum(s.seats) FILTER (WHERE {open_on.format(d="s.as_of - 91")}) AS seats_90d_ago,
-            sum(s.arr) FILTER (WHERE {open_on.format(d="s.as_of - 366")}) AS arr_365d_ago,
-            count(DISTINCT s.product) FILTER (WHERE {open_on.format(d="s.as_of - 1")})
-                AS products_owned,
-            list_sort(list(DISTINCT s.product) FILTER (WHERE {open_on.format(d="s.as_of - 1")}))
-                AS owned_products,
-            max(r.rank) FILTER (WHERE {open_on.format(d="s.as_of - 1")}) AS plan_rank,
-            arg_max(s.plan, r.rank) FILTER (WHERE {open_on.format(d="s.as_of - 1")}) AS plan,
+            coalesce(sum(s.arr) FILTER (WHERE {now}), 0) AS arr_now,
+            sum(s.arr) FILTER (WHERE {ago}) AS arr_90d_ago,
+            coalesce(sum(s.seats) FILTER (WHERE {now}), 0) AS seats,
+            sum(s.seats) FILTER (WHERE {ago}) AS seats_90d_ago,
+            sum(s.arr) FILTER (WHERE {year_ago}) AS arr_365d_ago,
+            count(DISTINCT CASE WHEN {now} THEN s.product END) AS products_owned,
+            list_sort(list(DISTINCT s.product) FILTER (WHERE {now})) AS owned_products,
+            max(r.rank) FILTER (WHERE {now}) AS plan_rank,
+            arg_max(s.plan, r.rank) FILTER (WHERE {now} AND r.rank IS NOT NULL) AS plan,
             min(s.start_date) AS first_start
         FROM subs s LEFT JOIN {plan_rank_values(features)} ON r.plan = s.plan
-        GROUP BY ALL
+        GROUP BY s.account_id, s.as_of
     ),
     owned AS (
-        SELECT DISTINCT s.account_id, s.as_of, s.product FROM subs s
-        WHERE {open_on.format(d="s.as_of - 1")}
+        SELECT DISTINCT s.account_id, s.as_of, s.product FROM subs s WHERE {now}
     ),
-    fit AS (
-        SELECT x.account_id, x.as_of, sum(x.q) AS unowned_fit_events_28d,
-               first(fit.product ORDER BY x.q DESC, x.event) AS top_unowned_fit,
-               first(x.event ORDER BY x.q DESC, x.event) AS top_unowned_fit_event,
-               sum(x.q_prev) AS unowned_fit_events_prev_28d
+    unowned AS (
+        SELECT x.account_id, x.as_of, x.event, x.q, x.q_prev, fit.product, row_number() OVER (
+            PARTITION BY x.account_id, x.as_of ORDER BY x.q DESC, x.event
+        ) AS top
         FROM event_agg x JOIN {_affinity_values(features)} ON fit.event = x.event
         WHERE NOT EXISTS (SELECT 1 FROM owned o WHERE o.account_id = x.account_id
                           AND o.as_of = x.as_of AND o.product = fit.product)
-        GROUP BY ALL
+    ),
+    fit AS (
+        SELECT x.account_id, x.as_of, sum(x.q) AS unowned_fit_events_28d,
+            max(x.product) FILTER (WHERE x.top = 1) AS top_unowned_fit,
+            max(x.event) FILTER (WHERE x.top = 1) AS top_unowned_fit_event,
+            sum(x.q_prev) AS unowned_fit_events_prev_28d
+        FROM unowned x
+        GROUP BY x.account_id, x.as_of
     ),
     limits AS (
         SELECT x.account_id, x.as_of, max(x.q * 30.0 / 28 / lim.monthly) AS plan_limit_use
-        FROM event_agg x JOIN sub_now n USING (account_id, as_of)
+        FROM event_agg x JOIN sub_now n ON n.account_id = x.account_id AND n.as_of = x.as_of
         JOIN {_limit_values(features)} ON lim.plan = n.plan AND lim.event = x.event
-        GROUP BY ALL
+        GROUP BY x.account_id, x.as_of
     ),
     past_expansions AS (
         SELECT e.account_id, e.as_of,
@@ -134,39 +161,41 @@ def base_sql(features: FeatureSet, has_tickets: bool, has_nps: bool) -> str:
             coalesce(sum(r.amount) FILTER (WHERE r.date >= e.as_of - 90), 0) AS revenue_90d,
             sum(r.amount) FILTER (WHERE r.date >= e.as_of - 180 AND r.date < e.as_of - 90)
                 AS revenue_prev_90d,
-            count(DISTINCT r.date) FILTER (WHERE r.date >= e.as_of - 90) AS billing_days_90d,
+            count(DISTINCT CASE WHEN r.date >= e.as_of - 90 THEN r.date END) AS billing_days_90d,
             count(DISTINCT r.date) AS billing_days_365d,
             max(r.date) AS last_billing
         FROM entities e JOIN revenue r ON r.account_id = e.account_id
-         AND r.date >= e.as_of - 365 AND r.date < e.as_of
+         AND r.date >= e.as_of - 365 AND {_known("revenue", "r")}
         GROUP BY e.account_id, e.as_of
     ),
     tickets AS ({tickets}),
     nps AS ({nps})
     SELECT e.account_id, e.as_of,
-        -- contracts give ARR; with usage-based pricing (a revenue table) it is the run-rate
-        coalesce(n.arr_now, b.revenue_90d * 365.0 / 90, 0) AS arr_now,
-        coalesce(n.arr_90d_ago, b.revenue_prev_90d * 365.0 / 90) AS arr_90d_ago,
-        n.arr_365d_ago,
+        -- contracts give ARR; with usage-based pricing (a revenue table) it is the run-rate.
+        -- A decimal divided is a DOUBLE in DuckDB, not in Spark: the casts say it for both.
+        coalesce(CAST(n.arr_now AS DOUBLE), CAST(b.revenue_90d * 365.0 AS DOUBLE) / 90, 0)
+            AS arr_now,
+        coalesce(CAST(n.arr_90d_ago AS DOUBLE), CAST(b.revenue_prev_90d * 365.0 AS DOUBLE) / 90)
+            AS arr_90d_ago,
+        CAST(n.arr_365d_ago AS DOUBLE) AS arr_365d_ago,
         n.seats, n.seats_90d_ago, n.products_owned, n.owned_products, n.plan,
         coalesce(b.billing_days_90d, 0) AS billing_days_90d,
         coalesce(b.billing_days_365d, 0) AS billing_days_365d,
-        e.as_of - b.last_billing AS days_since_billing,
+        date_diff('day', b.last_billing, e.as_of) AS days_since_billing,
         {windowed}
         {catalogue_size(features)} AS catalogue_size,
         coalesce(f.unowned_fit_events_28d, 0) AS unowned_fit_events_28d,
         f.top_unowned_fit, f.top_unowned_fit_event,
         coalesce(f.unowned_fit_events_prev_28d, 0) AS unowned_fit_events_prev_28d,
         coalesce(l.plan_limit_use, 0) AS plan_limit_use,
-        e.as_of - a.created_at AS tenure_days,
+        date_diff('day', a.created_at, e.as_of) AS tenure_days,
         date_diff('day', e.as_of, CASE
-            WHEN n.first_start + to_years(year(e.as_of) - year(n.first_start)) >= e.as_of
-            THEN n.first_start + to_years(year(e.as_of) - year(n.first_start))
-            ELSE n.first_start + to_years(year(e.as_of) - year(n.first_start) + 1)
+            WHEN {anniversary.format(k=0)} >= e.as_of THEN {anniversary.format(k=0)}
+            ELSE {anniversary.format(k=1)}
         END) AS days_to_renewal,
         coalesce(p.expansions_365d, 0) AS expansions_365d,
         coalesce(c.contractions_365d, 0) AS contractions_365d,
-        e.as_of - p.last_expansion AS days_since_expansion,
+        date_diff('day', p.last_expansion, e.as_of) AS days_since_expansion,
         coalesce(t.tickets_90d, 0) AS tickets_90d,
         coalesce(t.urgent_tickets_90d, 0) AS urgent_tickets_90d,
         coalesce(t.urgent_tickets_30d, 0) AS urgent_tickets_30d,
@@ -483,7 +512,6 @@ def _bind_each(
 def check_definitions(features: FeatureSet, where: str) -> None:
     """Bind every feature's SQL against empty contract tables: an unknown column or table, or
     an event outside the catalogue, fails here, at load, naming the definition."""
-    from expansion_scorer.data.contract import TABLES
     from expansion_scorer.data.loading import typed_select
     from expansion_scorer.features.ledger import build_expansions
     from expansion_scorer.features.snapshots import build_entities

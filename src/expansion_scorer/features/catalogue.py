@@ -18,7 +18,7 @@ training months, whose windows close before its calibration and test months begi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import FeatureSet
+from expansion_scorer.data.contract import held_on
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import plans_by_price
 from expansion_scorer.features.snapshots import as_dates
@@ -92,23 +93,39 @@ class AffinityData:
     products: list[str]
 
 
-def affinity_data(con: duckdb.DuckDBPyConnection, horizon_days: int) -> AffinityData:
-    """Needs temp tables `entities`, `movements` and `event_agg` (prepared with every event)."""
-    keys = con.execute("SELECT account_id, as_of FROM entities ORDER BY as_of, account_id").df()
+def affinity_data(
+    query: duckdb.DuckDBPyConnection | Callable[[str], pd.DataFrame], horizon_days: int
+) -> AffinityData:
+    """What an affinity is fitted from, read with `query` (DuckDB SQL, run by either engine;
+    a connection runs it there) from `entities`, `movements` and `event_agg` (prepared with
+    every event tracked)."""
+    if isinstance(query, duckdb.DuckDBPyConnection):
+        con = query
+
+        def query(sql: str) -> pd.DataFrame:
+            return con.execute(sql).df()
+
+    keys = query("SELECT account_id, as_of FROM entities ORDER BY as_of, account_id")
+    keys = as_dates(keys)
     index = pd.MultiIndex.from_frame(keys)
-    counts = con.execute(
-        f"""
-        WITH top AS (
-            SELECT event FROM event_agg GROUP BY event ORDER BY sum(n) DESC, event
-            LIMIT {MAX_EVENTS}
+    counts = as_dates(
+        query(
+            f"""
+            WITH top AS (
+                SELECT event FROM event_agg GROUP BY event ORDER BY sum(n) DESC, event
+                LIMIT {MAX_EVENTS}
+            )
+            SELECT account_id, as_of, event, n FROM event_agg
+            WHERE n > 0 AND event IN (SELECT event FROM top)
+            """
         )
-        SELECT account_id, as_of, event, n FROM event_agg
-        WHERE n > 0 AND event IN (SELECT event FROM top)
-        """
-    ).df()
-    totals = con.execute(
-        "SELECT account_id, as_of, sum(n) AS n FROM event_agg WHERE n > 0 GROUP BY ALL"
-    ).df()
+    )
+    totals = as_dates(
+        query(
+            "SELECT account_id, as_of, sum(n) AS n FROM event_agg WHERE n > 0"
+            " GROUP BY account_id, as_of"
+        )
+    )
     pivot = counts.pivot_table(
         index=["account_id", "as_of"], columns="event", values="n", aggfunc="sum", fill_value=0
     )
@@ -118,20 +135,24 @@ def affinity_data(con: duckdb.DuckDBPyConnection, horizon_days: int) -> Affinity
     shares = np.divide(
         matrix, total[:, None], out=np.zeros_like(matrix), where=total[:, None] > 0
     ).astype("float32")
-    held = con.execute(
-        """
-        SELECT DISTINCT e.account_id, e.as_of, s.product FROM entities e
-        JOIN subscriptions s ON s.account_id = e.account_id AND s.start_date < e.as_of
-         AND (s.end_date IS NULL OR s.end_date >= e.as_of)
-        """
-    ).df()
-    sold = con.execute(
-        f"""
-        SELECT DISTINCT e.account_id, e.as_of, m.product FROM entities e
-        JOIN movements m ON m.account_id = e.account_id AND m.kind = 'cross_sell'
-         AND m.day >= e.as_of AND m.day < e.as_of + {int(horizon_days)}
-        """
-    ).df()
+    held = as_dates(
+        query(
+            f"""
+            SELECT DISTINCT e.account_id, e.as_of, s.product FROM entities e
+            JOIN subscriptions s ON s.account_id = e.account_id
+             AND {held_on("s", "e.as_of - 1")}
+            """
+        )
+    )
+    sold = as_dates(
+        query(
+            f"""
+            SELECT DISTINCT e.account_id, e.as_of, m.product FROM entities e
+            JOIN movements m ON m.account_id = e.account_id AND m.kind = 'cross_sell'
+             AND m.day >= e.as_of AND m.day < e.as_of + {int(horizon_days)}
+            """
+        )
+    )
     products = sorted({str(p) for p in [*held["product"], *sold["product"]] if p is not None})
 
     def flags(rows: pd.DataFrame) -> np.ndarray:

@@ -1,11 +1,10 @@
 """The Spark engine's features: the data contract read into Spark, and the same features.
 
-`read_world` registers one temp view per table, typed per the contract and cut off at a date
-exactly as `data.loading.open_world` does for DuckDB. `base_sql` computes the per-(account,
-as_of) base aggregates of `features.build` in Spark SQL: window sums become range joins of daily
-totals to the entities, which Spark distributes well, where DuckDB uses running totals and ASOF
-joins. The ledger and every feature's `sql:` are DuckDB text transpiled with sqlglot, so a feature
-definition has one source for both engines.
+Everything is DuckDB text transpiled with sqlglot, so each rule has one source for both
+engines: the typed reader (`data.loading.typed_view`), eligibility (`snapshots.status_sql`), the
+ledger, the base aggregates (`build.base_sql`) and every feature's `sql:`. Only the usage windows
+are Spark's own (`usage_sql`): range joins of daily totals to the entities, which Spark
+distributes well, where DuckDB uses running totals and ASOF joins.
 """
 
 from __future__ import annotations
@@ -20,32 +19,34 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from expansion_scorer.config import FeatureSet, UsageWindow
-from expansion_scorer.data.contract import TABLES, Kind, TableSpec
-from expansion_scorer.data.loading import locate_tables, sql_str
+from expansion_scorer.config import FeatureSet, LabelConfig, UsageWindow
+from expansion_scorer.data.contract import TABLES
+from expansion_scorer.data.loading import locate_tables, sql_str, typed_view
+from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import (
     CATALOGUE_SIZES,
-    catalogue_size,
+    base_sql,
     event_filter,
     slope_scale,
     tracked_events,
     window_span,
 )
-from expansion_scorer.features.ledger import EXPANSION_KINDS, PRICE_ORDER, movements_sql
-from expansion_scorer.features.snapshots import RUN_RATE_DAYS, as_dates
+from expansion_scorer.features.ledger import EXPANSION_KINDS, movements_sql
+from expansion_scorer.features.snapshots import (
+    ENTITIES,
+    STATUS_COLUMNS,
+    as_dates,
+    finish_labels,
+    labels_sql,
+    status_sql,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from sqlglot import exp
 
-SPARK_TYPES: dict[Kind, str] = {
-    "str": "STRING",
-    "date": "DATE",
-    # Naive, like DuckDB's TIMESTAMP: no session time zone shifts an event across midnight.
-    "timestamp": "TIMESTAMP_NTZ",
-    "number": "DOUBLE",
-    "money": "DECIMAL(18, 4)",
-}
+    from expansion_scorer.features.frame import FeatureFrame, Labelling
 
 
 def spark_session() -> SparkSession:
@@ -95,52 +96,49 @@ class SparkWorld:
         return "revenue" in self.files
 
 
-def _typed_select(spec: TableSpec, present: list[str], cutoff: date | None) -> str:
-    """The Spark twin of `loading.typed_select`: same casts, defaults and cut-off of end dates."""
-    exprs = []
-    for col in spec.columns:
-        spark_type = SPARK_TYPES[col.kind]
-        if col.name in present:
-            quoted = f"`{col.name}`"
-            expr = (
-                f"CAST({quoted} AS STRING)"
-                if col.kind == "str"
-                else f"try_cast({quoted} AS {spark_type})"
-            )
-        else:
-            expr = f"CAST(NULL AS {spark_type})"
-        if spec.name == "usage_events" and col.name == "quantity":
-            expr = f"coalesce({expr}, 1D)"
-        if cutoff is not None and spec.name == "subscriptions" and col.name == "end_date":
-            expr = f"CASE WHEN {expr} < DATE '{cutoff}' THEN {expr} END"
-        exprs.append(f"{expr} AS `{col.name}`")
-    return ", ".join(exprs)
+def open_spark_world(data: DataSource, cutoff: date | None = None) -> SparkWorld:
+    """The contract files of a data directory read into the active (or a local) session."""
+    if isinstance(data, Sources):
+        raise UserError(
+            "--engine spark reads contract files only; with --sources, use --engine duckdb"
+        )
+    return read_world(spark_session(), Path(data), cutoff=cutoff)
 
 
 def read_world(spark: SparkSession, data_dir: Path, cutoff: date | None = None) -> SparkWorld:
     """Temp views `<table>` for every contract table, typed and cut off; absent ones empty."""
     files = locate_tables(Path(data_dir))
     for name, spec in TABLES.items():
-        if name not in files:
-            spark.sql(
-                f"SELECT {_typed_select(spec, [], None)} FROM (SELECT 1) WHERE false"
-            ).createOrReplaceTempView(name)
-            continue
-        path = str(files[name].resolve())
-        if path.endswith(".csv"):
-            # Every cell as text, as DuckDB's all_varchar read: the casts below type them.
-            raw = spark.read.csv(path, header=True, escape='"', multiLine=True)
-        else:
-            raw = spark.read.parquet(path)
-        raw.createOrReplaceTempView(f"raw_{name}")
-        where = ""
-        if cutoff is not None:
-            kind = spec.column(spec.dated_by).kind
-            where = f" WHERE try_cast(`{spec.dated_by}` AS {SPARK_TYPES[kind]}) < DATE '{cutoff}'"
-        spark.sql(
-            f"SELECT {_typed_select(spec, list(raw.columns), cutoff)} FROM raw_{name}{where}"
-        ).createOrReplaceTempView(name)
+        present = None
+        if name in files:
+            path = str(files[name].resolve())
+            if path.endswith(".csv"):
+                # Every cell as text, as DuckDB's all_varchar read: the casts type them.
+                raw = spark.read.csv(path, header=True, escape='"', multiLine=True)
+            else:
+                raw = spark.read.parquet(path)
+            raw.createOrReplaceTempView(f"raw_{name}")
+            present = list(raw.columns)
+        query = transpile(typed_view(spec, present, cutoff), f"the reader of {name}")
+        spark.sql(query).createOrReplaceTempView(name)
     return SparkWorld(spark=spark, files=files, cutoff=cutoff)
+
+
+def _add_years(node: exp.Expression) -> exp.Expression:
+    """DuckDB's `d + INTERVAL (n) YEAR` as Spark's `add_months(d, 12 * (n))`: Spark takes no
+    expression inside an interval. Both keep a 29 February on the 28th in other years."""
+    from sqlglot import exp
+
+    if (
+        isinstance(node, exp.Add)
+        and isinstance(node.expression, exp.Interval)
+        and node.expression.unit is not None
+        and node.expression.unit.name.upper() == "YEAR"
+        and not isinstance(node.expression.this, exp.Literal)
+    ):
+        months = exp.Mul(this=exp.Literal.number(12), expression=node.expression.this.copy())
+        return exp.Anonymous(this="add_months", expressions=[node.this.copy(), months])
+    return node
 
 
 def transpile(sql: str, what: str) -> str:
@@ -149,10 +147,11 @@ def transpile(sql: str, what: str) -> str:
     from sqlglot.errors import ParseError
 
     try:
-        return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+        tree = sqlglot.parse_one(sql, read="duckdb")
     except ParseError as exc:
         first = str(exc).splitlines()[0]
         raise UserError(f"{what}: its sql does not parse ({first}); fix it") from None
+    return tree.transform(_add_years).sql(dialect="spark")
 
 
 def _materialize(frame: DataFrame, view: str) -> None:
@@ -168,72 +167,13 @@ def _dates_view(spark: SparkSession, dates: list[date]) -> None:
     ).createOrReplaceTempView("snapshot_dates")
 
 
-def _status_sql(consumption: bool) -> str:
-    """Per account and snapshot date, NULL when eligible, else why not, as `account_status`.
-
-    ARR on the day before is the contracts' or the billed run-rate, as `snapshots.arr_on`;
-    joins rather than correlated subqueries, which Spark plans poorly.
-    """
-    day = "d.as_of - 1"
-    if consumption:
-        money = f"""
-            SELECT d.as_of, r.account_id, sum(r.amount) AS arr FROM snapshot_dates d
-            JOIN revenue r ON r.date <= {day} AND r.date > {day} - {RUN_RATE_DAYS}
-            GROUP BY d.as_of, r.account_id"""
-    else:
-        money = f"""
-            SELECT d.as_of, s.account_id, sum(s.arr) AS arr FROM snapshot_dates d
-            JOIN subscriptions s ON s.start_date <= {day}
-             AND (s.end_date IS NULL OR s.end_date > {day})
-            GROUP BY d.as_of, s.account_id"""
-    return f"""
-        WITH money AS ({money}),
-        contracted AS (
-            SELECT DISTINCT d.as_of, s.account_id FROM snapshot_dates d
-            JOIN subscriptions s ON s.start_date < d.as_of
-        ),
-        billed AS (
-            SELECT DISTINCT d.as_of, r.account_id FROM snapshot_dates d
-            JOIN revenue r ON r.date < d.as_of
-        )
-        SELECT a.account_id, a.crm_id, a.account_name, a.csm_owner, d.as_of,
-            CASE
-              WHEN a.created_at >= d.as_of THEN 'created on or after the as-of date'
-              WHEN m.arr > 0 THEN NULL
-              WHEN c.account_id IS NOT NULL
-                THEN 'no ARR on the day before the as-of date (churned or paused)'
-              WHEN b.account_id IS NOT NULL
-                THEN 'no revenue in the {RUN_RATE_DAYS} days before the as-of date'
-              ELSE 'no subscription or revenue yet'
-            END AS excluded_reason
-        FROM accounts a CROSS JOIN snapshot_dates d
-        LEFT JOIN money m ON m.account_id = a.account_id AND m.as_of = d.as_of
-        LEFT JOIN contracted c ON c.account_id = a.account_id AND c.as_of = d.as_of
-        LEFT JOIN billed b ON b.account_id = a.account_id AND b.as_of = d.as_of
-    """
-
-
 def build_entities(world: SparkWorld, dates: list[date]) -> None:
-    """Temp view `entities(account_id, as_of)`: the accounts eligible at each date, computed
-    once."""
+    """Temp views `account_status` (every account at each date) and `entities(account_id,
+    as_of, arr_before)`, the eligible ones, computed once."""
     _dates_view(world.spark, dates)
-    status = world.spark.sql(_status_sql(world.consumption))
+    status = world.spark.sql(transpile(status_sql(world.consumption), "eligibility"))
     status.createOrReplaceTempView("account_status")
-    entities = world.spark.sql(
-        "SELECT account_id, as_of FROM account_status WHERE excluded_reason IS NULL"
-    )
-    _materialize(entities, "entities")
-
-
-def account_status(world: SparkWorld, as_of: date) -> pd.DataFrame:
-    """Every account with why it cannot be scored as of `as_of` (NULL when it can)."""
-    _dates_view(world.spark, [as_of])
-    frame = (
-        world.spark.sql(_status_sql(world.consumption))
-        .select("account_id", "crm_id", "account_name", "csm_owner", "excluded_reason")
-        .toPandas()
-    )
-    return frame.sort_values("account_id", kind="stable").reset_index(drop=True)
+    _materialize(world.spark.sql(transpile(ENTITIES, "the entities")), "entities")
 
 
 def build_expansions(world: SparkWorld, features: FeatureSet) -> None:
@@ -244,19 +184,6 @@ def build_expansions(world: SparkWorld, features: FeatureSet) -> None:
     world.spark.sql(
         f"SELECT DISTINCT account_id, day FROM movements WHERE kind IN ({kinds}) AND arr_delta > 0"
     ).cache().createOrReplaceTempView("expansions")
-
-
-def _values(rows: list[tuple[object, ...]], names: tuple[str, ...], types: tuple[str, ...]) -> str:
-    """An inline table; an empty one keeps its column types."""
-    if not rows:
-        nulls = ", ".join(f"CAST(NULL AS {t})" for t in types)
-        return f"(SELECT * FROM VALUES ({nulls}) AS v({', '.join(names)}) WHERE false)"
-
-    def lit(value: object) -> str:
-        return sql_str(value) if isinstance(value, str) else repr(value)
-
-    body = ", ".join("(" + ", ".join(lit(v) for v in row) + ")" for row in rows)
-    return f"(SELECT * FROM VALUES {body} AS v({', '.join(names)}))"
 
 
 def build_usage(world: SparkWorld, features: FeatureSet) -> None:
@@ -333,37 +260,13 @@ def _slope_sql(windows: dict[str, UsageWindow], span: int) -> str:
     ),"""
 
 
-def base_sql(features: FeatureSet) -> str:
-    """Spark SQL of `features.build.base_sql`'s columns, same names, types and semantics.
-
-    Every join reads rows dated strictly before the entity's as_of: a usage window [a, b) keeps
-    days with a <= day < b <= as_of, and a subscription ending on or after as_of reads as open.
-    """
-    open_on = "s.start_date <= {d} AND (s.end_date IS NULL OR s.end_date > {d})"
-    now, ago = open_on.format(d="s.as_of - 1"), open_on.format(d="s.as_of - 91")
-    year_ago = open_on.format(d="s.as_of - 366")
-    ranks = (
-        transpile(PRICE_ORDER.removesuffix(" AS r"), "plan_order: auto")
-        if isinstance(features.plan_order, str)
-        else _values(
-            [(p, i) for i, p in enumerate(features.plan_order)], ("plan", "rank"), ("STRING", "INT")
-        )
-    )
-    fit = _values(list(features.affinity_pairs.items()), ("event", "product"), ("STRING", "STRING"))
-    # A limit like 5000.0 is a decimal literal in both dialects, so the division matches DuckDB.
-    limits = _values(
-        [
-            (plan, event, float(limit))
-            for plan, per_event in features.plan_limits.items()
-            for event, limit in per_event.items()
-        ],
-        ("plan", "event", "monthly"),
-        ("STRING", "STRING", "DECIMAL(18, 1)"),
-    )
+def usage_sql(features: FeatureSet) -> str:
+    """The query of `usage_agg`: every usage window of every entity, as `build.base_sql`
+    reads it, by range joins over the daily `usage` (DuckDB's are ASOF joins)."""
     totals = {n: w for n, w in features.usage_windows.items() if w.stat == "total"}
     slopes = {n: w for n, w in features.usage_windows.items() if w.stat == "slope"}
     windowed = [_window_sql(name, w) for name, w in totals.items()]
-    anniversary = "add_months(n.first_start, 12 * (year(e.as_of) - year(n.first_start) + {k}))"
+    picked = [f"u.`{n}`" for n in totals] + [f"sl.`{n}`" for n in slopes]
     return f"""
     WITH windows AS (
         SELECT e.account_id, e.as_of{"".join(", " + w for w in windowed)}
@@ -371,159 +274,35 @@ def base_sql(features: FeatureSet) -> str:
          AND d.day >= e.as_of - {window_span(features)} AND d.day < e.as_of
         GROUP BY e.account_id, e.as_of
     ),{_slope_sql(slopes, window_span(features))}
-    event_daily AS (
-        SELECT account_id, event, day, sum(q) AS q
-        FROM usage WHERE {tracked_events(features, "event")}
-        GROUP BY account_id, event, day
-    ),
-    event_agg AS (
-        SELECT e.account_id, e.as_of, x.event,
-            coalesce(sum(x.q) FILTER (WHERE x.day >= e.as_of - 28), 0) AS q,
-            coalesce(sum(x.q) FILTER (WHERE x.day < e.as_of - 28), 0) AS q_prev
-        FROM entities e JOIN event_daily x ON x.account_id = e.account_id
-         AND x.day >= e.as_of - 56 AND x.day < e.as_of
-        GROUP BY e.account_id, e.as_of, x.event
-        HAVING sum(x.q) > 0
-    ),
-    subs AS (
-        SELECT e.account_id, e.as_of, s.product, s.plan, s.seats, s.arr, s.start_date,
-               CASE WHEN s.end_date < e.as_of THEN s.end_date END AS end_date
-        FROM entities e JOIN subscriptions s
-          ON s.account_id = e.account_id AND s.start_date < e.as_of
-    ),
-    sub_now AS (
-        SELECT s.account_id, s.as_of,
-            coalesce(sum(s.arr) FILTER (WHERE {now}), 0) AS arr_now,
-            sum(s.arr) FILTER (WHERE {ago}) AS arr_90d_ago,
-            coalesce(sum(s.seats) FILTER (WHERE {now}), 0) AS seats,
-            sum(s.seats) FILTER (WHERE {ago}) AS seats_90d_ago,
-            sum(s.arr) FILTER (WHERE {year_ago}) AS arr_365d_ago,
-            count(DISTINCT CASE WHEN {now} THEN s.product END) AS products_owned,
-            array_sort(collect_set(CASE WHEN {now} THEN s.product END)) AS owned_products,
-            max_by(s.plan, r.rank) FILTER (WHERE {now} AND r.rank IS NOT NULL) AS plan,
-            min(s.start_date) AS first_start
-        FROM subs s LEFT JOIN {ranks} r ON r.plan = s.plan
-        GROUP BY s.account_id, s.as_of
-    ),
-    owned AS (
-        SELECT DISTINCT s.account_id, s.as_of, s.product FROM subs s WHERE {now}
-    ),
-    fit AS (
-        SELECT x.account_id, x.as_of, sum(x.q) AS unowned_fit_events_28d,
-            min_by(f.product, named_struct('q', -x.q, 'event', x.event)) AS top_unowned_fit,
-            min_by(x.event, named_struct('q', -x.q, 'event', x.event)) AS top_unowned_fit_event,
-            sum(x.q_prev) AS unowned_fit_events_prev_28d
-        FROM event_agg x JOIN {fit} f ON f.event = x.event
-        LEFT ANTI JOIN owned o
-          ON o.account_id = x.account_id AND o.as_of = x.as_of AND o.product = f.product
-        GROUP BY x.account_id, x.as_of
-    ),
-    limits AS (
-        SELECT x.account_id, x.as_of, max(x.q * 30.0 / 28 / l.monthly) AS plan_limit_use
-        FROM event_agg x JOIN sub_now n ON n.account_id = x.account_id AND n.as_of = x.as_of
-        JOIN {limits} l ON l.plan = n.plan AND l.event = x.event
-        GROUP BY x.account_id, x.as_of
-    ),
-    past_expansions AS (
-        SELECT e.account_id, e.as_of,
-            count(*) FILTER (WHERE x.day >= e.as_of - 365) AS expansions_365d,
-            max(x.day) AS last_expansion
-        FROM entities e JOIN expansions x ON x.account_id = e.account_id AND x.day < e.as_of
-        GROUP BY e.account_id, e.as_of
-    ),
-    contractions AS (
-        SELECT e.account_id, e.as_of, count(DISTINCT m.day) AS contractions_365d
-        FROM entities e JOIN movements m ON m.account_id = e.account_id
-         AND m.kind = 'contraction' AND m.day >= e.as_of - 365 AND m.day < e.as_of
-        GROUP BY e.account_id, e.as_of
-    ),
-    billed AS (
-        SELECT e.account_id, e.as_of,
-            coalesce(sum(r.amount) FILTER (WHERE r.date >= e.as_of - 90), 0) AS revenue_90d,
-            sum(r.amount) FILTER (WHERE r.date >= e.as_of - 180 AND r.date < e.as_of - 90)
-                AS revenue_prev_90d,
-            count(DISTINCT CASE WHEN r.date >= e.as_of - 90 THEN r.date END)
-                AS billing_days_90d,
-            count(DISTINCT r.date) AS billing_days_365d,
-            max(r.date) AS last_billing
-        FROM entities e JOIN revenue r ON r.account_id = e.account_id
-         AND r.date >= e.as_of - 365 AND r.date < e.as_of
-        GROUP BY e.account_id, e.as_of
-    ),
-    tickets AS (
-        SELECT e.account_id, e.as_of, count(*) AS tickets_90d,
-            count(*) FILTER (WHERE lower(t.priority) = 'urgent') AS urgent_tickets_90d,
-            count(*) FILTER (WHERE lower(t.priority) = 'urgent' AND t.day >= e.as_of - 30)
-                AS urgent_tickets_30d
-        FROM entities e
-        JOIN (SELECT account_id, priority, CAST(created_at AS DATE) AS day
-              FROM support_tickets) t
-          ON t.account_id = e.account_id AND t.day >= e.as_of - 90 AND t.day < e.as_of
-        GROUP BY e.account_id, e.as_of
-    ),
-    nps AS (
-        SELECT n.account_id, n.as_of,
-            -- the latest answer and the one before; on a tie of times, the lowest score first,
-            -- as in DuckDB's ordered first() and list()
-            max(n.score) FILTER (WHERE n.latest = 1) AS nps_last,
-            max(n.score) FILTER (WHERE n.latest = 2) AS nps_prev
-        FROM (
-            SELECT e.account_id, e.as_of, n.score, row_number() OVER (
-                PARTITION BY e.account_id, e.as_of ORDER BY n.responded_at DESC, n.score
-            ) AS latest
-            FROM entities e JOIN nps_responses n ON n.account_id = e.account_id
-             AND n.responded_at < CAST(e.as_of AS TIMESTAMP_NTZ)
-        ) n
-        GROUP BY n.account_id, n.as_of
-    )
-    SELECT e.account_id, e.as_of,
-        -- DuckDB turns a decimal divided into a DOUBLE; so does the explicit cast here
-        coalesce(CAST(n.arr_now AS DOUBLE),
-                 CAST(b.revenue_90d * 365.0 AS DOUBLE) / 90, 0D) AS arr_now,
-        coalesce(CAST(n.arr_90d_ago AS DOUBLE),
-                 CAST(b.revenue_prev_90d * 365.0 AS DOUBLE) / 90) AS arr_90d_ago,
-        CAST(n.arr_365d_ago AS DOUBLE) AS arr_365d_ago,
-        n.seats, n.seats_90d_ago, n.products_owned, n.owned_products, n.plan,
-        coalesce(b.billing_days_90d, 0) AS billing_days_90d,
-        coalesce(b.billing_days_365d, 0) AS billing_days_365d,
-        datediff(e.as_of, b.last_billing) AS days_since_billing,
-        {"".join(f"coalesce(u.`{name}`, 0) AS `{name}`, " for name in totals)}
-        {"".join(f"coalesce(sl.`{name}`, 0D) AS `{name}`, " for name in slopes)}
-        {catalogue_size(features)} AS catalogue_size,
-        coalesce(f.unowned_fit_events_28d, 0D) AS unowned_fit_events_28d,
-        f.top_unowned_fit, f.top_unowned_fit_event,
-        coalesce(f.unowned_fit_events_prev_28d, 0D) AS unowned_fit_events_prev_28d,
-        coalesce(l.plan_limit_use, 0D) AS plan_limit_use,
-        datediff(e.as_of, a.created_at) AS tenure_days,
-        datediff(CASE
-            WHEN {anniversary.format(k=0)} >= e.as_of THEN {anniversary.format(k=0)}
-            ELSE {anniversary.format(k=1)}
-        END, e.as_of) AS days_to_renewal,
-        coalesce(p.expansions_365d, 0) AS expansions_365d,
-        coalesce(c.contractions_365d, 0) AS contractions_365d,
-        datediff(e.as_of, p.last_expansion) AS days_since_expansion,
-        coalesce(t.tickets_90d, 0) AS tickets_90d,
-        coalesce(t.urgent_tickets_90d, 0) AS urgent_tickets_90d,
-        coalesce(t.urgent_tickets_30d, 0) AS urgent_tickets_30d,
-        nps.nps_last, nps.nps_prev,
-        a.employee_count, a.industry, a.segment, a.country
-    FROM entities e
-    JOIN accounts a ON a.account_id = e.account_id
-    LEFT JOIN sub_now n ON n.account_id = e.account_id AND n.as_of = e.as_of
+    entity_keys AS (SELECT account_id, as_of FROM entities)
+    SELECT e.account_id, e.as_of{"".join(", " + c for c in picked)}
+    FROM entity_keys e
     LEFT JOIN windows u ON u.account_id = e.account_id AND u.as_of = e.as_of
     {"LEFT JOIN slopes sl ON sl.account_id = e.account_id AND sl.as_of = e.as_of" if slopes else ""}
-    LEFT JOIN contractions c ON c.account_id = e.account_id AND c.as_of = e.as_of
-    LEFT JOIN fit f ON f.account_id = e.account_id AND f.as_of = e.as_of
-    LEFT JOIN limits l ON l.account_id = e.account_id AND l.as_of = e.as_of
-    LEFT JOIN past_expansions p ON p.account_id = e.account_id AND p.as_of = e.as_of
-    LEFT JOIN billed b ON b.account_id = e.account_id AND b.as_of = e.as_of
-    LEFT JOIN tickets t ON t.account_id = e.account_id AND t.as_of = e.as_of
-    LEFT JOIN nps ON nps.account_id = e.account_id AND nps.as_of = e.as_of
-    LEFT JOIN ({CATALOGUE_SIZES}) cat ON cat.as_of = e.as_of
     """
 
 
-def build_features(world: SparkWorld, features: FeatureSet) -> DataFrame:
+def event_agg_sql(features: FeatureSet) -> str:
+    """The query of `event_agg`: per entity and tracked event, the quantity in the 28 days
+    before as_of (`q`) and in the 28 before those (`q_prev`), and the events in the first (`n`)."""
+    return f"""
+    WITH event_daily AS (
+        SELECT account_id, event, day, sum(q) AS q, sum(n) AS n
+        FROM usage WHERE {tracked_events(features, "event")}
+        GROUP BY account_id, event, day
+    )
+    SELECT e.account_id, e.as_of, x.event,
+        coalesce(sum(x.q) FILTER (WHERE x.day >= e.as_of - 28), 0) AS q,
+        coalesce(sum(x.q) FILTER (WHERE x.day < e.as_of - 28), 0) AS q_prev,
+        coalesce(sum(x.n) FILTER (WHERE x.day >= e.as_of - 28), 0) AS n
+    FROM entities e JOIN event_daily x ON x.account_id = e.account_id
+     AND x.day >= e.as_of - 56 AND x.day < e.as_of
+    GROUP BY e.account_id, e.as_of, x.event
+    HAVING sum(x.q) > 0
+    """
+
+
+def build_features(world: SparkWorld, features: FeatureSet, usage_ready: bool = False) -> DataFrame:
     """A Spark frame of account_id, as_of and every defined feature, in definition order.
 
     Needs the `entities` and `expansions` views. Each feature's DuckDB `sql:` is transpiled and
@@ -532,8 +311,13 @@ def build_features(world: SparkWorld, features: FeatureSet) -> DataFrame:
     from pyspark.errors import PySparkException
 
     spark = world.spark
-    build_usage(world, features)
-    spark.sql(base_sql(features)).createOrReplaceTempView("feature_base")
+    if not usage_ready:  # else other definitions over the usage views already made
+        build_usage(world, features)
+        spark.sql(usage_sql(features)).createOrReplaceTempView("usage_agg")
+        spark.sql(event_agg_sql(features)).createOrReplaceTempView("event_agg")
+        spark.sql(CATALOGUE_SIZES).createOrReplaceTempView("catalogue_sizes")
+    base = base_sql(features, world.has("support_tickets"), world.has("nps_responses"))
+    spark.sql(transpile(base, "the base aggregates")).createOrReplaceTempView("feature_base")
     exprs = {f.name: transpile(f.sql, f"feature {f.name}") for f in features.features}
     casts = [
         f"CAST(({exprs[f.name]}) AS {'STRING' if f.kind == 'categorical' else 'DOUBLE'})"
@@ -554,6 +338,74 @@ def build_features(world: SparkWorld, features: FeatureSet) -> DataFrame:
                 f"feature {f.name}: its sql does not run on Spark ({first}); fix it"
             ) from None
     return spark.sql(query)  # pragma: no cover - the query failed, yet no feature alone does
+
+
+def feature_relation(
+    world: SparkWorld, features: FeatureSet, dates: list[date]
+) -> tuple[DataFrame, pd.DataFrame]:
+    """The Spark frame of every eligible account's features at each date, and the collected
+    status of every account (as `snapshots.statuses`); the views it reads stay registered."""
+    build_entities(world, dates)
+    build_expansions(world, features)
+    frame = build_features(world, features)
+    status = world.spark.sql(
+        f"SELECT account_id, as_of, {', '.join(STATUS_COLUMNS[1:])} FROM account_status"
+    ).toPandas()
+    status = as_dates(status).sort_values(["as_of", "account_id"], kind="stable")
+    return frame, status.reset_index(drop=True)
+
+
+def feature_frame(
+    world: SparkWorld, features: FeatureSet, dates: list[date], labelling: Labelling | None
+) -> FeatureFrame:
+    """`frame.feature_frame` on Spark: the rows computed there, then collected."""
+    from expansion_scorer.features.frame import FeatureFrame
+
+    relation, status = feature_relation(world, features, dates)
+    labels = None if labelling is None else _labels(world, labelling)
+    return FeatureFrame(_collect(relation), status, labels)
+
+
+def label_frame(
+    world: SparkWorld, features: FeatureSet, dates: list[date], labelling: Labelling
+) -> pd.DataFrame:
+    """`frame.label_frame` on Spark: the labels alone of every account eligible at each date."""
+    build_entities(world, dates)
+    build_expansions(world, features)
+    return _labels(world, labelling)
+
+
+def _labels(world: SparkWorld, labelling: Labelling) -> pd.DataFrame:
+    """The labels of the `entities` view, from DuckDB's label query transpiled."""
+    label = labelling.label or LabelConfig()
+    query = labels_sql(world.consumption, labelling.horizon_days, label, labelling.motions)
+    rows = world.spark.sql(transpile(query, "the labels")).toPandas()
+    labels = finish_labels(
+        rows, world.consumption, labelling.horizon_days, label, labelling.motions
+    )
+    return labels.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
+
+
+def evaluate_features(world: SparkWorld, features: FeatureSet) -> pd.DataFrame:
+    """`build.evaluate_features` on Spark: other definitions (a fitted affinity) over the
+    entities and usage views of the last `feature_frame`, collected."""
+    return _collect(build_features(world, features, usage_ready=True))
+
+
+def query(world: SparkWorld, sql: str) -> pd.DataFrame:
+    """DuckDB SQL over the session's views, run by Spark and collected."""
+    return world.spark.sql(transpile(sql, "a query")).toPandas()
+
+
+def _collect(frame: DataFrame) -> pd.DataFrame:
+    """`to_pandas`, with a failure on the executors said in one line."""
+    from pyspark.errors import PySparkException
+
+    try:
+        return to_pandas(frame)
+    except PySparkException as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise UserError(f"Spark could not compute the features ({first})") from None
 
 
 def to_pandas(frame: DataFrame) -> pd.DataFrame:

@@ -478,9 +478,14 @@ class MonitorResult:
 
 
 def monitor_job(
-    data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
+    data_dir: DataSource,
+    out_root: Path,
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    engine: Engine = Engine.DUCKDB,
 ) -> MonitorResult:
-    """Drift of the latest run against training, and outcomes of the runs that have matured."""
+    """Drift of the latest run against training, and outcomes of the runs that have matured;
+    with `Engine.SPARK`, Spark computes the training months' features and the outcomes."""
     out_root = Path(out_root)
     history = out_root / HISTORY_FILE
     if not history.is_file():
@@ -503,14 +508,21 @@ def monitor_job(
     model, _ = load_versioned(registered.uri)
     cfg = serving.monitor
     own = for_model(feature_set, model.affinity, model.plan_order)
-    ref = reference(world, model, own, record.fit_dates, cfg)
+    on = None
+    if engine is Engine.SPARK:
+        from expansion_scorer.features.spark import open_spark_world
+
+        on = open_spark_world(data_dir)
+    ref = reference(on or world, model, own, record.fit_dates, cfg)
     current = read_features(history, as_of, version)
     week = runs[
         (pd.to_datetime(runs["as_of"]).dt.date == as_of) & (runs["model_version"] == version)
     ]
     current = current.merge(week[["account_id", "score"]], on="account_id", how="right")
     drift = drift_table(ref, current, cfg)
-    outcomes = matured_outcomes(world, runs, feature_set, model.horizon_days, record.capacity_k)
+    outcomes = matured_outcomes(
+        world, runs, feature_set, model.horizon_days, record.capacity_k, on=on
+    )
     retrain, why = recommendation(drift, outcomes, record, cfg)
     summary = {
         "latest_run": str(as_of),

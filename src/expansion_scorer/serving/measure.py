@@ -33,9 +33,10 @@ from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions, build_movements
+from expansion_scorer.features.frame import Labelling, label_frame
+from expansion_scorer.features.ledger import EXPANSION_KINDS, build_movements
 from expansion_scorer.features.revenue import quarter_table
-from expansion_scorer.features.snapshots import book_arr, build_pairs, data_span, labels
+from expansion_scorer.features.snapshots import book_arr, data_span
 from expansion_scorer.outputs import bytes_writer, csv_writer, text_writer, write_outputs
 from expansion_scorer.serving.history import randomized_assignments
 from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED, period_of
@@ -66,12 +67,13 @@ def outcomes(
     matured = rows[(closes <= pd.Timestamp(end)).to_numpy()].reset_index(drop=True)
     if matured.empty:
         return matured.assign(expanded=pd.Series(dtype="int32")), end, 0.0
-    build_pairs(world.con, matured.rename(columns={"assigned_on": "as_of"}))
-    build_expansions(world.con, feature_set)
+    pairs = matured.rename(columns={"assigned_on": "as_of"})
     found = []
+    eligible = pd.DataFrame(columns=["account_id", "as_of"])
     for horizon in sorted(set(matured["horizon_days"].astype(int))):
         part = matured[matured["horizon_days"].astype(int) == horizon]
-        y = labels(world.con, horizon)
+        y = label_frame(world, feature_set, pairs, Labelling(horizon))
+        eligible = y[["account_id", "as_of"]]  # the same pairs at every horizon
         found.append(
             part.merge(
                 y.rename(columns={"as_of": "assigned_on", "label": "expanded"}),
@@ -87,11 +89,15 @@ def outcomes(
     measured["expanded"] = measured["expanded"].fillna(0).astype("int32")
     measured["expansion_arr"] = measured["expansion_arr"].fillna(0.0).astype("float64")
     if world.has("touches"):
+        world.con.execute("SELECT 1").fetchall()  # finish any open result before registering
+        world.con.register("eligible_pairs", eligible)
         touched = world.con.execute(
-            f"""SELECT DISTINCT e.account_id, e.as_of FROM entities e JOIN touches t
-            ON t.account_id = e.account_id AND CAST(t.touched_at AS DATE) >= e.as_of
-            AND CAST(t.touched_at AS DATE) < e.as_of + {TOUCH_DAYS}"""
+            f"""SELECT DISTINCT e.account_id, CAST(e.as_of AS DATE) AS as_of
+            FROM eligible_pairs e JOIN touches t
+            ON t.account_id = e.account_id AND CAST(t.touched_at AS DATE) >= CAST(e.as_of AS DATE)
+            AND CAST(t.touched_at AS DATE) < CAST(e.as_of AS DATE) + {TOUCH_DAYS}"""
         ).df()
+        world.con.unregister("eligible_pairs")
         touched["as_of"] = pd.to_datetime(touched["as_of"]).dt.date
         keys = set(zip(touched["account_id"], touched["as_of"], strict=True))
         measured["touched"] = [

@@ -14,17 +14,19 @@ import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, MonitorConfig
 from expansion_scorer.data.loading import World
-from expansion_scorer.features.build import build_features
-from expansion_scorer.features.ledger import build_expansions
-from expansion_scorer.features.snapshots import build_entities, data_span, labels, month_starts
+from expansion_scorer.features.frame import Labelling, feature_frame, label_frame
+from expansion_scorer.features.snapshots import data_span, month_starts
 from expansion_scorer.tracking import ModelRef, configure
+
+if TYPE_CHECKING:
+    from expansion_scorer.features.spark import SparkWorld
 from expansion_scorer.training.model import PropensityModel
 
 EPS = 1e-4  # floor for a bin's share, so an empty bin does not make PSI infinite
@@ -93,7 +95,7 @@ def model_record(ref: ModelRef) -> ModelRecord | None:
 
 
 def reference(
-    world: World,
+    world: World | SparkWorld,
     model: PropensityModel,
     feature_set: FeatureSet,
     dates: list[date],
@@ -106,11 +108,7 @@ def reference(
     usable = [d for d in dates if world.cutoff is None or d <= world.cutoff]
     if not usable:
         return {"dates": [], "columns": {}}
-    build_entities(world.con, usable)
-    build_expansions(world.con, feature_set)
-    frame = build_features(
-        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
-    )
+    frame = feature_frame(world, feature_set, usable).features
     family = {f.name: f.family for f in feature_set.features}
     columns = {
         c: bins_of(frame[c].to_numpy(dtype="float64"), cfg.bins)
@@ -167,8 +165,11 @@ def matured_outcomes(
     feature_set: FeatureSet,
     horizon_days: int,
     capacity_k: int,
+    on: SparkWorld | None = None,
 ) -> pd.DataFrame:
-    """Per past run whose horizon has closed in the data: precision and lift of its lists."""
+    """Per past run whose horizon has closed in the data: precision and lift of its lists.
+
+    The outcomes are computed on `on` (Spark, over the same tables) when given."""
     _, end = data_span(world.con)
     columns = [
         "as_of", "model_version", "scored", "base_rate", "top_k", "precision_at_k", "lift_at_k",
@@ -180,9 +181,8 @@ def matured_outcomes(
     matured = sorted(d for d in runs["as_of"].unique() if d + timedelta(days=horizon_days) <= end)
     if not matured:
         return pd.DataFrame(columns=columns)
-    build_entities(world.con, matured)
-    build_expansions(world.con, feature_set)
-    outcome = labels(world.con, horizon_days)[["account_id", "as_of", "label"]]
+    outcome = label_frame(on or world, feature_set, matured, Labelling(horizon_days))
+    outcome = outcome[["account_id", "as_of", "label"]]
     rows = []
     for (as_of, version), run in runs[runs["as_of"].isin(matured)].groupby(
         ["as_of", "model_version"], sort=True

@@ -1,7 +1,8 @@
 """The scoring core: from a feature frame to the ranked, explained list, whichever engine made it.
 
-`score_frame` builds the features with DuckDB and hands them to `finish_scoring`; the Spark
-engine (`serving.spark`) builds them on Spark and hands them to the same function, so scores,
+`score_frame` builds the features (`features.frame.feature_frame`) and hands them to
+`finish_scoring`; the Spark engine (`serving.spark`) builds them on Spark and hands them to the
+same function, so scores,
 reasons, motion, readiness and uplift are one piece of code. `serving.job` wires it into the
 weekly run.
 """
@@ -17,9 +18,7 @@ import pandas as pd
 from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import World
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import build_features
-from expansion_scorer.features.ledger import build_expansions
-from expansion_scorer.features.snapshots import account_status, build_entities
+from expansion_scorer.features.frame import feature_frame
 from expansion_scorer.progress import progress
 from expansion_scorer.serving.explain import (
     contributions,
@@ -119,13 +118,11 @@ def score_frame(
 
     `feature_set` is the definitions as the model scores with them (`for_model`: its learned
     affinity and plan order), resolved once by the caller."""
-    status = account_status(world.con, as_of)
-    build_entities(world.con, [as_of])
-    build_expansions(world.con, feature_set)
-    frame = build_features(
-        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
-    )
-    return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version, uplift)
+    built = feature_frame(world, feature_set, [as_of])
+    return finish_scoring(
+        built.status_on(as_of), built.features, as_of, model, feature_set, serving, model_version,
+        uplift,
+    )  # fmt: skip
 
 
 PRESCORED = "__score"

@@ -31,29 +31,24 @@ def pinned_uri(uri: str, version: str) -> str:
     return uri
 
 
-def spark_features(
-    data_dir: Path, as_of: date, feature_set: FeatureSet
-) -> tuple[engine.SparkWorld, pd.DataFrame]:
-    """Eligibility of every account as of the date, and the Spark world the features read."""
-    world = engine.read_world(engine.spark_session(), data_dir, cutoff=as_of)
-    status = engine.account_status(world, as_of)
-    engine.build_entities(world, [as_of])
-    engine.build_expansions(world, feature_set)
-    return world, status
-
-
 def score_spark(
-    world: engine.SparkWorld, feature_set: FeatureSet, model: PropensityModel, model_uri: str
-) -> pd.DataFrame:
-    """The feature frame in the DuckDB path's order, with the UDF's score as `PRESCORED`."""
+    world: engine.SparkWorld,
+    as_of: date,
+    feature_set: FeatureSet,
+    model: PropensityModel,
+    model_uri: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The status of every account as of the date, and the feature frame in the DuckDB path's
+    order with the UDF's score as `PRESCORED`."""
     import mlflow.pyfunc
     from pyspark.errors import PySparkException
     from pyspark.sql import functions as F
 
-    features = engine.build_features(world, feature_set)
+    features, status = engine.feature_relation(world, feature_set, [as_of])
+    status = status.drop(columns="as_of")
     missing = [c for c in model.feature_names if c not in features.columns]
     if missing:  # check_schema words it for the user; nothing to score
-        return engine.to_pandas(features)
+        return status, engine.to_pandas(features)
     predict = mlflow.pyfunc.spark_udf(
         world.spark, model_uri, result_type=UDF_RESULT, env_manager="local"
     )
@@ -61,7 +56,7 @@ def score_spark(
         PRESCORED, predict(F.struct(*[F.col(c) for c in model.feature_names])).getField("score")
     )
     try:
-        return engine.to_pandas(scored)
+        return status, engine.to_pandas(scored)
     except PySparkException as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise UserError(f"Spark could not compute the features or scores ({first})") from None
@@ -78,6 +73,7 @@ def score_frame_spark(
 ) -> Scored:
     """`serving.scoring.score_frame` with Spark computing eligibility, features and scores."""
     serving.check_against(feature_set)
-    world, status = spark_features(data_dir, as_of, feature_set)
-    frame = score_spark(world, feature_set, model, pinned_uri(model_uri, model_version))
+    world = engine.read_world(engine.spark_session(), data_dir, cutoff=as_of)
+    uri = pinned_uri(model_uri, model_version)
+    status, frame = score_spark(world, as_of, feature_set, model, uri)
     return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version)

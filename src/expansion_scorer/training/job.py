@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import mlflow
 import mlflow.artifacts
 import mlflow.data.pandas_dataset
@@ -22,21 +22,19 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from expansion_scorer import schemas
-from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
-from expansion_scorer.data.loading import World, is_consumption, open_world
+from expansion_scorer.config import Engine, FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource, data_root
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import build_features, evaluate_features
 from expansion_scorer.features.catalogue import (
     Affinity,
-    affinity_data,
     check_usable_events,
     fit_affinity,
     resolve_plans,
 )
-from expansion_scorer.features.ledger import EXPANSION_KINDS, build_expansions
-from expansion_scorer.features.snapshots import build_entities, labels, training_dates
+from expansion_scorer.features.frame import FeatureFrame, Labelling, feature_frame
+from expansion_scorer.features.snapshots import training_dates
 from expansion_scorer.progress import Stages
 from expansion_scorer.tracking import ModelRef, configure, experiment_id
 from expansion_scorer.training import report
@@ -65,8 +63,10 @@ from expansion_scorer.training.train import (
     Layout,
     fit,
     frame_for,
-    motion_label,
 )
+
+if TYPE_CHECKING:
+    from expansion_scorer.features.spark import SparkWorld
 
 TRUTH_FILE = "truth.parquet"
 
@@ -77,10 +77,15 @@ def load_world(data_dir: DataSource, cutoff: date | None) -> World:
     return world
 
 
-def training_frame(
-    world: World, feature_set: FeatureSet, cfg: TrainingConfig, until: date | None
-) -> pd.DataFrame:
-    """Point-in-time features and labels of every eligible (account, month start)."""
+def training_set(
+    world: World,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    until: date | None,
+    on: SparkWorld | None = None,
+) -> FeatureFrame:
+    """Point-in-time features and labels of every eligible (account, month start), computed
+    by DuckDB over `world`, or by Spark over `on` (the same tables) when given."""
     dates = training_dates(world.con, cfg.horizon_days, cfg.min_history_days, until)
     if not dates:
         raise UserError(
@@ -88,32 +93,24 @@ def training_frame(
             f" {until or 'the end of the data'}; use more history or a shorter horizon"
         )
     check_usable_events(world.con, world.label("usage_events"), max(dates))
-    build_entities(world.con, dates)
-    build_expansions(world.con, feature_set)
-    features = build_features(
-        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
-    )
-    y = labels(world.con, cfg.horizon_days, cfg.label)
-    if "motions" in cfg.learning.candidates and not is_consumption(world.con):
-        y = with_motion_labels(world.con, y, cfg)
-    return features.merge(y, on=["account_id", "as_of"], how="inner", validate="one_to_one")
+    motions = "motions" in cfg.learning.candidates  # the learner fits on each motion's label
+    labelling = Labelling(cfg.horizon_days, cfg.label, motions=motions)
+    return feature_frame(on or world, feature_set, dates, labelling)
 
 
-def with_motion_labels(
-    con: duckdb.DuckDBPyConnection, y: pd.DataFrame, cfg: TrainingConfig
+def training_frame(
+    world: World,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    until: date | None,
+    on: SparkWorld | None = None,
 ) -> pd.DataFrame:
-    """`y` with one label column per expansion motion, for the `motions` learner (the same
-    window and minimums as the label, one motion at a time)."""
-    keys = ["account_id", "as_of"]
-    for motion in EXPANSION_KINDS:
-        own = labels(con, cfg.horizon_days, cfg.label.model_copy(update={"motion": motion}))
-        own = own[[*keys, "label"]].rename(columns={"label": motion_label(motion)})
-        y = y.merge(own, on=keys, how="left", validate="one_to_one")
-    return y
+    """`training_set` as one frame: the features with their labels."""
+    return training_set(world, feature_set, cfg, until, on).labelled
 
 
 def fold_frames(
-    world: World,
+    built: FeatureFrame,
     feature_set: FeatureSet,
     cfg: TrainingConfig,
     frame: pd.DataFrame,
@@ -122,11 +119,11 @@ def fold_frames(
     """`frame` for every layout, or with `affinity: learned` one frame per layout whose
     affinity is fitted on that layout's training snapshots only (and the fitted affinities).
 
-    Needs the temp tables `training_frame` left on `world` for the same feature set.
+    `built` is the training set `frame` comes from, for the same feature set.
     """
     if not feature_set.affinity_learned:
         return frame, {}
-    data = affinity_data(world.con, cfg.horizon_days)
+    data = built.affinity_data(cfg.horizon_days)
     keys = ["account_id", "as_of"]
     at = pd.MultiIndex.from_frame(frame[keys])
     names = [f.name for f in feature_set.features]
@@ -135,10 +132,7 @@ def fold_frames(
     for layout in layouts:
         fitted[layout.index] = affinity = fit_affinity(data, layout.fit_dates)
         own = feature_set.with_catalogue(affinity=affinity.pairs)
-        values = evaluate_features(
-            world.con, own, world.has("support_tickets"), world.has("nps_responses")
-        )
-        values = values.set_index(keys).reindex(at)
+        values = built.evaluate(own).set_index(keys).reindex(at)
         columns[layout.index] = {
             name: pd.Series(values[name].to_numpy(), index=frame.index, name=name)
             for name in names
@@ -249,13 +243,24 @@ def train_job(
     until: date | None = None,
     config_text: str | None = None,
     promote: bool = False,
+    engine: Engine = Engine.DUCKDB,
 ) -> TrainResult:
-    """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate."""
+    """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate.
+
+    With `Engine.SPARK` Spark builds the training set (eligibility, ledger, features, labels)
+    and the model trains on the collected frame; validation stays on DuckDB, on the driver.
+    """
     cfg.check_against(feature_set)  # the CLI's Settings checked this at load; a caller in code
     stages = Stages("train", ["training set", "backtest", "random-split check", "final fit"])
     world = load_world(data_dir, cutoff=until)
     feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
-    frame = with_truth(data_dir, training_frame(world, feature_set, cfg, until), cfg.horizon_days)
+    on = None
+    if engine is Engine.SPARK:
+        from expansion_scorer.features.spark import open_spark_world
+
+        on = open_spark_world(data_dir, cutoff=until)
+    built = training_set(world, feature_set, cfg, until, on)
+    frame = with_truth(data_dir, built.labelled, cfg.horizon_days)
     stages.done("training set")
     schemas.check(schemas.training_schema(feature_set), frame)  # before anything is logged
     dates = sorted(frame["as_of"].unique())
@@ -263,7 +268,7 @@ def train_job(
     configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
     folds, final_fit = plan.folds, plan.final
     check_folds(frame, [*folds, final_fit])
-    frames, affinities = fold_frames(world, feature_set, cfg, frame, [*folds, final_fit])
+    frames, affinities = fold_frames(built, feature_set, cfg, frame, [*folds, final_fit])
 
     params, study = cfg.lightgbm, None
     if cfg.tuning.trials > 0:
@@ -512,10 +517,11 @@ def promote_job(
     for role, (recipe, features) in recipes.items():
         key = features.model_dump_json()
         if key not in built:
-            frame = training_frame(world, features, recipe, until)
+            made = training_set(world, features, recipe, until)
+            frame = made.labelled
             # the same shrink as training on this history, so a short one can be gated too
             folds = plan_backtest(sorted(frame["as_of"].unique()), cfg).folds[-cfg.gate.folds :]
-            built[key] = folds, fold_frames(world, features, recipe, frame, folds)[0]
+            built[key] = folds, fold_frames(made, features, recipe, frame, folds)[0]
         folds, frames = built[key]
         test_dates = [d for f in folds for d in f.test_dates]
         bt = backtest(frames, folds, features, recipe, recipe.lightgbm, with_baselines=False)

@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 from expansion_scorer.config import FeatureSet, LightGBMParams, Strength, TrainingConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS
+from expansion_scorer.features.snapshots import motion_label
 from expansion_scorer.training.calibration import Calibrator
 from expansion_scorer.training.model import (
     Choice,
@@ -119,11 +120,6 @@ def require_both_outcomes(part: pd.DataFrame, what: str, fix: str) -> None:
     span = f"{part['as_of'].min()}..{part['as_of'].max()}" if len(part) else "no dates"
     outcome = "no expansion" if positives == 0 else "only expansions"
     raise UserError(f"{what} ({span}, {len(part)} snapshots) holds {outcome}; {fix}")
-
-
-def motion_label(motion: str) -> str:
-    """The training frame's column of one motion's label (the `motions` learner reads it)."""
-    return f"label_{motion}"
 
 
 def offset_for(fit: pd.DataFrame, cfg: TrainingConfig, label: str = "label") -> Offset | None:

@@ -24,10 +24,9 @@ from expansion_scorer.config import FeatureSet, TrainingConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.build import build_features
 from expansion_scorer.features.catalogue import for_model
-from expansion_scorer.features.ledger import build_expansions
-from expansion_scorer.features.snapshots import as_dates, build_pairs
+from expansion_scorer.features.frame import feature_frame
+from expansion_scorer.features.snapshots import as_dates
 from expansion_scorer.serving.history import HISTORY_FILE, randomized_assignments
 from expansion_scorer.serving.holdout import HOLDOUT, LISTED
 from expansion_scorer.serving.measure import outcomes
@@ -140,11 +139,9 @@ def with_features(
     if matured.empty:
         return matured.reindex(columns=keep)
     world = open_world(data_dir)
-    build_pairs(world.con, matured.rename(columns={"assigned_on": "as_of"}))
-    build_expansions(world.con, feature_set)
-    features = build_features(
-        world.con, feature_set, world.has("support_tickets"), world.has("nps_responses")
-    ).rename(columns={"as_of": "assigned_on"})
+    pairs = matured.rename(columns={"assigned_on": "as_of"})
+    features = feature_frame(world, feature_set, pairs).features
+    features = features.rename(columns={"as_of": "assigned_on"})
     # an assignment whose account is not eligible on its own date (a corrected export) has no
     # features: it cannot be learnt from, and leaves both the fit and the backtest
     rows = matured[keep].merge(features, on=["account_id", "assigned_on"], how="inner")
