@@ -64,7 +64,8 @@ def main() -> None:
     last = end - timedelta(days=horizon)
     last -= timedelta(days=last.weekday())  # Mondays
     dates = [last - timedelta(weeks=i) for i in range(args.snapshots)][::-1]
-    labelling = Labelling(horizon, load_training_config().label)
+    cfg = load_training_config()  # with a label per motion, as `expansion train` builds
+    labelling = Labelling(horizon, cfg.label, motions="motions" in cfg.learning.candidates)
     frame = feature_frame(world, load_feature_set(), dates, labelling).labelled
     took = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # KiB -> GiB
