@@ -149,6 +149,8 @@ def test_other_names_train_and_score_with_no_yaml_edit(
     assert model.plan_order == ["bronze", "silver", "gold", "platinum"]
     assert model.affinity and set(model.affinity.values()) <= {"Insights", "Robots", "Bridges"}
     assert set(model.affinity) <= set(EVENTS.values())
+    # a shipped feature that names only our events and products is left out of the model
+    assert "analytics_need_90d" not in model.feature_names
 
     world = open_world(other_names, cutoff=date.fromisoformat(AS_OF))
     features = for_model(load_feature_set(), model.affinity, model.plan_order)

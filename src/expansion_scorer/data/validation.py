@@ -16,7 +16,7 @@ from expansion_scorer.data.loading import World, raw_columns
 from expansion_scorer.errors import ContractError
 
 if TYPE_CHECKING:
-    from expansion_scorer.config import FeatureSet
+    from expansion_scorer.config import FeatureDef, FeatureSet
 
 
 @dataclass(frozen=True)
@@ -251,9 +251,32 @@ def _unknown_events(world: World, catalogue: list[str]) -> list[str]:
     ]
 
 
-def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]:
-    """What the data names (events, products, plans), and each feature definition that names
-    something the data never holds, so reads nothing: a company's own names are not ours."""
+def _names_absent(f: FeatureDef, features: FeatureSet, known: set[str]) -> list[str]:
+    """The names `f` reads that the data never holds, when it reads nothing for them (nothing
+    it names is in the data, or none of the products or plans its sql names is); else []."""
+    quoted = set(re.findall(r"'([^']+)'", f.sql))  # the products and plans its sql names
+    literals = set(quoted)
+    if f.window is not None and f.window.event:
+        literals |= set(f.window.event)
+    for name, w in features.windows.items():  # and the events of the windows it reads
+        if w.event and re.search(rf"\b{name}\b", f.sql):
+            literals |= set(w.event)
+    named = sorted(literals - known)
+    if named and (not literals & known or (quoted and not quoted & known)):
+        return named
+    return []
+
+
+def reading_nothing(world: World, features: FeatureSet) -> list[str]:
+    """The features that name only what the data never holds (`catalogue`'s warnings): a
+    model does not learn from them, since their values measure nothing but missingness."""
+    events, products, plans = _data_names(world, features)
+    known = set(events) | set(products) | set(plans)
+    return [f.name for f in features.features if _names_absent(f, features, known)]
+
+
+def _data_names(world: World, features: FeatureSet) -> tuple[list[str], list[str], list[str]]:
+    """The events (most frequent first), products and plans the data holds."""
     con = world.con
 
     def names(sql: str) -> list[str]:
@@ -273,6 +296,14 @@ def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]
             if by_price
             else names("SELECT DISTINCT plan FROM subscriptions ORDER BY 1")
         )
+    return events, products, plans
+
+
+def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]:
+    """What the data names (events, products, plans), and each feature definition that names
+    something the data never holds, so reads nothing: a company's own names are not ours."""
+    events, products, plans = _data_names(world, features)
+    by_price = features.plan_order_auto
     found = [
         f"events ({len(events)}): {', '.join(events[:12])}{', ...' if len(events) > 12 else ''}",
         f"products ({len(products)}): {', '.join(products)}",
@@ -294,16 +325,8 @@ def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]
             " not seen as plan moves; add them to plan_order, lowest first"
         )
     for f in features.features:
-        quoted = set(re.findall(r"'([^']+)'", f.sql))  # the products and plans its sql names
-        literals = set(quoted)
-        if f.window is not None and f.window.event:
-            literals |= set(f.window.event)
-        for name, w in features.windows.items():  # and the events of the windows it reads
-            if w.event and re.search(rf"\b{name}\b", f.sql):
-                literals |= set(w.event)
-        named = sorted(literals - known)
-        # nothing it names is in the data, or none of the products or plans its sql names is
-        if named and (not literals & known or (quoted and not quoted & known)):
+        named = _names_absent(f, features, known)
+        if named:
             unread.append(
                 f"feature {f.name} names {', '.join(named)}, which the data never holds:"
                 " it reads nothing; rename them in the feature definitions"

@@ -7,6 +7,7 @@ fails before the MLflow run starts, so a failed training registers nothing.
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from expansion_scorer import schemas
 from expansion_scorer.config import Engine, FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource, data_root
-from expansion_scorer.data.validation import validate
+from expansion_scorer.data.validation import reading_nothing, validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import (
     Affinity,
@@ -107,6 +108,21 @@ def training_frame(
 ) -> pd.DataFrame:
     """`training_set` as one frame: the features with their labels."""
     return training_set(world, feature_set, cfg, until, on).labelled
+
+
+def learnable(world: World, feature_set: FeatureSet) -> FeatureSet:
+    """The features a model learns from: all but those that name only what the data never
+    holds (`expansion validate` lists them). Their values would measure missingness alone and
+    speak, in a CSM's list, of products and events the company does not have."""
+    unread = set(reading_nothing(world, feature_set))
+    if not unread:
+        return feature_set
+    print(
+        f"left out of the model, reading nothing in this data: {', '.join(sorted(unread))}",
+        file=sys.stderr,
+    )
+    kept = [f for f in feature_set.features if f.name not in unread]
+    return feature_set.model_copy(update={"features": kept})
 
 
 def fold_frames(
@@ -270,17 +286,18 @@ def train_job(
     check_folds(frame, [*folds, final_fit])
     frames, affinities = fold_frames(built, feature_set, cfg, frame, [*folds, final_fit])
 
+    learn = learnable(world, feature_set)
     params, study = cfg.lightgbm, None
     if cfg.tuning.trials > 0:
         from expansion_scorer.training.tuning import tune
 
-        params, study = tune(frames, folds, feature_set, cfg)
-    bt = backtest(frames, folds, feature_set, cfg, params)
+        params, study = tune(frames, folds, learn, cfg)
+    bt = backtest(frames, folds, learn, cfg, params)
     stages.done("backtest")
     frame = frame_for(frames, final_fit)  # the final model's features, from here on
-    random_auc = random_split_auc(frame, dates, feature_set, cfg, params)
+    random_auc = random_split_auc(frame, dates, learn, cfg, params)
     stages.done("random-split check")
-    final = fit(frame, final_fit, feature_set, cfg, params)
+    final = fit(frame, final_fit, learn, cfg, params)
     stages.done("final fit")
     final.plan_order = list(feature_set.plan_order)
     if final_fit.index in affinities:
@@ -524,7 +541,8 @@ def promote_job(
             built[key] = folds, fold_frames(made, features, recipe, frame, folds)[0]
         folds, frames = built[key]
         test_dates = [d for f in folds for d in f.test_dates]
-        bt = backtest(frames, folds, features, recipe, recipe.lightgbm, with_baselines=False)
+        learn = learnable(world, features)
+        bt = backtest(frames, folds, learn, recipe, recipe.lightgbm, with_baselines=False)
         metrics[role] = bt.pooled[MODEL]
     decision = decide(metrics["challenger"], metrics["champion"], cfg.gate, force)
 
