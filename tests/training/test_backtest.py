@@ -28,6 +28,7 @@ from tests.helpers import run_cli
 FAST = """
 capacity: {accounts_per_csm_per_week: 4, csms: 5}
 lightgbm: {learning_rate: 0.1, n_estimators: 300}
+learning: {candidates: [single]}
 """
 """The default backtest (3 folds over 6 test months, 3 calibration months), learning faster."""
 

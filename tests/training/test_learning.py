@@ -24,7 +24,8 @@ from tests.training.test_train import small_config
 
 @pytest.fixture(scope="module")
 def frame(world_dir: Path) -> pd.DataFrame:
-    return training_frame(open_world(world_dir), load_feature_set(), small_config(), None)
+    cfg = small_config(learning=LearningConfig())  # every learner: the motion labels too
+    return training_frame(open_world(world_dir), load_feature_set(), cfg, None)
 
 
 def learning(*candidates: str) -> LearningConfig:

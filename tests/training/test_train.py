@@ -21,6 +21,7 @@ test_months: 4
 backtest: {folds: 2, calibration_months: 2}
 capacity: {accounts_per_csm_per_week: 4, csms: 5}
 lightgbm: {learning_rate: 0.1, n_estimators: 300}
+learning: {candidates: [single]}  # one learner: the learners are under test in test_learning.py
 """
 
 
@@ -37,6 +38,10 @@ def small_config(**update: object) -> TrainingConfig:
             # A faster learning rate: fewer boosting rounds keep the suite within its budget.
             "lightgbm": load_training_config().lightgbm.model_copy(
                 update={"learning_rate": 0.1, "n_estimators": 300}
+            ),
+            # One learner: the learners are under test in test_learning.py, on their own.
+            "learning": load_training_config().learning.model_copy(
+                update={"candidates": ["single"]}
             ),
         }
     )
@@ -58,6 +63,7 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     for text in ("fold", "pooled", "rule", "logistic", "expanded", "lift@20", "Bayes-limit"):
         assert text in out, text
     assert "shrunk" not in out, "a history long enough keeps the configured backtest"
+    assert "learner kept on the calibration months: single for the final model" in out
     assert out.count("model beats") + out.count("model does NOT beat") == 3
     assert "random-split ROC AUC" in out and "calibration: Brier" in out
 
