@@ -132,7 +132,7 @@ def measure(
 
 def _kept(result: TrainResult) -> str:
     """The learner each fold kept, then the final fit's: `motions, single / motions`."""
-    folds = ", ".join(f.choice.learner if f.choice else "single" for f in result.backtest.folds)
+    folds = ", ".join(f.learner for f in result.backtest.folds)
     return f"{folds} / {result.learner}"
 
 

@@ -437,10 +437,9 @@ def _print_training(result: object) -> None:
     print(result.table)
     for line in result.margins:
         print(line)
-    kept = ", ".join(f"{f.choice.learner}" for f in bt.folds if f.choice is not None)
     print(
         f"learner kept on the calibration months: {result.learner} for the final model"
-        + (f" (folds: {kept})" if kept else "")
+        f" (folds: {', '.join(f.learner for f in bt.folds)})"
     )
     uncal = bt.pooled["model_uncalibrated"]
     print(

@@ -252,7 +252,9 @@ def finish_labels(
     With contracts, the expansion ARR must reach both the absolute minimum and the fraction
     of the ARR on as_of - 1; with billed revenue, the revenue after must be at least
     (1 + min_growth) x the revenue before, and the annualised growth at least the minimum.
+    With `motions`, each motion's own label too, by the same minimums (`labels_sql`).
     """
+    kinds = EXPANSION_KINDS if _per_motion(consumption, label, motions) else ()
     if consumption:
         after = frame["after"].astype("float64")
         before = frame["before"].astype("float64")
@@ -276,14 +278,11 @@ def finish_labels(
         amount = frame["expansion_arr"].astype("float64")
         frame["label"] = reached(amount)
         frame["expansion_arr"] = amount
-    own = (
-        [motion_label(k) for k in EXPANSION_KINDS]
-        if _per_motion(consumption, label, motions)
-        else []
+        for k in kinds:
+            frame[motion_label(k)] = reached(frame[f"arr_{k}"].astype("float64"))
+    return as_dates(
+        frame[["account_id", "as_of", "label", "expansion_arr", *map(motion_label, kinds)]]
     )
-    for k, column in zip(EXPANSION_KINDS, own, strict=False):
-        frame[column] = reached(frame[f"arr_{k}"].astype("float64"))
-    return as_dates(frame[["account_id", "as_of", "label", "expansion_arr", *own]])
 
 
 def labels(

@@ -17,7 +17,7 @@ import pandas as pd
 from expansion_scorer.config import FeatureDef, FeatureSet, ServingConfig
 from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.text import Columns, fill, is_missing, render, render_rows
-from expansion_scorer.training.model import Head, PropensityModel, any_of
+from expansion_scorer.training.model import Head, PropensityModel, any_of, sigmoid
 
 if TYPE_CHECKING:
     from expansion_scorer.training.uplift import UpliftModel
@@ -70,17 +70,13 @@ def contributions(
     ]
     if len(parts) == 1:
         return parts[0]
-    p = np.stack([_sigmoid(part.values.sum(axis=1).to_numpy() + part.base_logit) for part in parts])
+    p = np.stack([sigmoid(part.values.sum(axis=1).to_numpy() + part.base_logit) for part in parts])
     weight = p / np.maximum(any_of(p), 1e-12)
     values = parts[0].values.mul(weight[0], axis=0)
     for part, w in zip(parts[1:], weight[1:], strict=True):
         values += part.values.mul(w, axis=0)
-    base = any_of(np.array([_sigmoid(np.array([part.base_logit]))[0] for part in parts]))
+    base = float(any_of(sigmoid(np.array([part.base_logit for part in parts]))))
     return Contributions(values=values, base_logit=float(np.log(base / (1 - base))))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def uplift_points(

@@ -288,6 +288,10 @@ class FoldResult:
     choice: Choice | None = None
     """The learner the fold's calibration months chose, and how each did."""
 
+    @property
+    def learner(self) -> str:
+        return "single" if self.choice is None else self.choice.learner
+
 
 @dataclass
 class Backtest:
@@ -353,7 +357,7 @@ def run_fold(
         layout=layout,
         scores=scores,
         metrics=_metrics(scores, scorers, cfg.capacity.k),
-        best_iteration=max(h.booster.current_iteration() for h in model.heads),
+        best_iteration=model.rounds,
         choice=model.choice,
     )
 

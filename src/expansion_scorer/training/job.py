@@ -339,7 +339,7 @@ def train_job(
                 "seed": cfg.seed,
                 "git_commit": commit,
                 **{f"lgbm_{key}": v for key, v in params.model_dump().items()},
-                "lgbm_best_iteration": max(h.booster.current_iteration() for h in final.heads),
+                "lgbm_best_iteration": final.rounds,
                 "learner": final.learner,
                 "learning_candidates": ",".join(cfg.learning.candidates),
             }
@@ -361,7 +361,7 @@ def train_job(
                         "calibration_dates": _span(layout.calib_dates),
                         "test_dates": _span(layout.test_dates),
                         "best_iteration": fold.best_iteration,
-                        "learner": fold.choice.learner if fold.choice else "single",
+                        "learner": fold.learner,
                     }
                 )
                 mlflow.log_metrics(_flat(fold.metrics, ""))

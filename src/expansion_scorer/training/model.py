@@ -88,6 +88,11 @@ class Head:
         return margin if self.offset is None else margin + self.offset.of(frame)
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Log-odds to probability."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 def any_of(p: np.ndarray) -> np.ndarray:
     """The chance of at least one of independent events, per row: 1 - prod(1 - p) over axis 0."""
     return 1.0 - np.prod(1.0 - np.asarray(p, dtype="float64"), axis=0)
@@ -124,8 +129,6 @@ class PropensityModel(PythonModel):
     """The plans, lowest first, the model's features were computed with."""
     motions: tuple[Head, ...] = ()
     """With the `motions` learner, one head per motion; `booster` is then the first's."""
-    learner: str = "single"
-    """Which learner the calibration months chose (`LearningConfig`)."""
     choice: Choice | None = None
     """How each learner did on the calibration months; None on models saved before."""
 
@@ -159,6 +162,16 @@ class PropensityModel(PythonModel):
         return None if self.offset is None else self.offset.of(frame)
 
     @property
+    def learner(self) -> str:
+        """Which learner the calibration months chose (`LearningConfig`)."""
+        return "single" if self.choice is None else self.choice.learner
+
+    @property
+    def rounds(self) -> int:
+        """The most boosting rounds any of its boosters kept."""
+        return max(h.booster.current_iteration() for h in self.heads)
+
+    @property
     def heads(self) -> tuple[Head, ...]:
         """The boosters behind the probability: one, or one per motion."""
         return self.motions or (Head("any", self.booster, self.offset),)
@@ -166,10 +179,9 @@ class PropensityModel(PythonModel):
     def _raw(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
         x = self.matrix(frame)
         if self.motions:
-            parts = [1.0 / (1.0 + np.exp(-h.margin(x, frame))) for h in self.motions]
-            return any_of(np.stack(parts))
+            return any_of(np.stack([sigmoid(h.margin(x, frame)) for h in self.motions]))
         margin = np.asarray(self.booster.predict(x, raw_score=True), "float64")
-        return 1.0 / (1.0 + np.exp(-(margin if shift is None else margin + shift)))
+        return sigmoid(margin if shift is None else margin + shift)
 
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """The booster's probability with its offset, before calibration (what SHAP explains)."""

@@ -293,7 +293,7 @@ def fit(
         else None
     )
     y = calib_rows["label"].to_numpy()
-    best: PropensityModel | None = None
+    best: tuple[str, PropensityModel] | None = None
     scored: dict[str, float] = {}
     skipped: dict[str, str] = {}
     motions: tuple[str, ...] = ()
@@ -313,17 +313,17 @@ def fit(
         if kind == "motions":
             model.motions = heads
             motions = tuple(h.name for h in heads)
-        model.learner = learner
         scored[learner] = float(roc_auc_score(y, model.raw_proba(calib_rows)))
-        if best is None or scored[learner] > scored[best.learner]:
-            best = model
+        if best is None or scored[learner] > scored[best[0]]:
+            best = learner, model
     if best is None:
         raise UserError(
             f"{layout.name}: no learner in learning.candidates applies ("
             + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             + "); add single to learning.candidates"
         )
-    best.choice = Choice(best.learner, scored, skipped, motions)
-    raw = best.raw_proba(calib_rows)
-    best.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, best.shift(calib_rows))
-    return best
+    learner, kept = best
+    kept.choice = Choice(learner, scored, skipped, motions)
+    raw = kept.raw_proba(calib_rows)
+    kept.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, kept.shift(calib_rows))
+    return kept
