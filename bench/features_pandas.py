@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import UsageWindow, load_feature_set
+from expansion_scorer.config import UsageWindow
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
 from expansion_scorer.features.frame import feature_frame
 from expansion_scorer.features.ledger import movements_sql
+from expansion_scorer.settings import load_feature_set
 
 OUT = Path(__file__).parent / "out" / "features_pandas"
 PLAN_CAP = {"starter": 10, "team": 50, "business": 250}

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import duckdb
 
-from expansion_scorer.config import load_feature_set, load_training_config
+from expansion_scorer.config import load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
 from expansion_scorer.features.frame import Labelling, feature_frame
 from expansion_scorer.features.snapshots import data_span
+from expansion_scorer.settings import load_feature_set
 
 OUT = Path(__file__).parent / "out" / "features_scale"
 

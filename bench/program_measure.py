@@ -32,9 +32,9 @@ from pathlib import Path
 import yaml
 
 from expansion_scorer.cli import main
-from expansion_scorer.config import load_feature_set
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
 from expansion_scorer.serving.simulation import run_program
+from expansion_scorer.settings import load_feature_set
 
 
 def _weeks(first: date, per_quarter: int) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.serving.history import HISTORY_FILE, read_features
+from expansion_scorer.program.history import HISTORY_FILE, read_features
 
 OUT = Path(__file__).parent / "out" / "score_engines"
 AS_OF = "2024-12-01"

@@ -37,11 +37,10 @@ import numpy as np
 import pandas as pd
 import shap
 
-from expansion_scorer.config import load_feature_set, load_serving_config, load_training_config
+from expansion_scorer.config import load_serving_config, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
 from expansion_scorer.jobs import training_frame
-from expansion_scorer.serving import treeshap
 from expansion_scorer.serving.explain import (
     contributions,
     family_points,
@@ -51,6 +50,8 @@ from expansion_scorer.serving.explain import (
 )
 from expansion_scorer.serving.job import load_model
 from expansion_scorer.serving.scoring import score_features
+from expansion_scorer.settings import load_feature_set
+from expansion_scorer.training import treeshap
 
 OUT = Path(__file__).parent / "out" / "score_explain"
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -77,9 +77,10 @@ def _exports(world: Path, end: date) -> Path:
 
 def one(mode: str, world: Path, exports: Path | None) -> None:
     """A single timed run, in this process; prints one JSON line."""
-    from expansion_scorer.config import load_feature_set, load_training_config
+    from expansion_scorer.config import load_training_config
     from expansion_scorer.data.sources import load_sources
     from expansion_scorer.jobs import load_world, training_frame
+    from expansion_scorer.settings import load_feature_set
 
     def cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)

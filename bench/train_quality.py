@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from expansion_scorer.config import TrainingConfig, load_feature_set, load_training_config
+from expansion_scorer.config import TrainingConfig, load_training_config
 from expansion_scorer.data.synthetic import Catalogue, generate_world
+from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import TrainResult
 
 

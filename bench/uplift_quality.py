@@ -35,9 +35,10 @@ from pathlib import Path
 import yaml
 
 from expansion_scorer.cli import main
-from expansion_scorer.config import load_feature_set, load_training_config, override
+from expansion_scorer.config import load_training_config, override
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
 from expansion_scorer.serving.simulation import run_program
+from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT
 from expansion_scorer.training.uplift_job import uplift_job
 

@@ -52,8 +52,9 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def trained_store(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A store holding one champion trained on `world_dir`, trained once per session."""
-    from expansion_scorer.config import load_feature_set, load_training_config
+    from expansion_scorer.config import load_training_config
     from expansion_scorer.jobs import train_job
+    from expansion_scorer.settings import load_feature_set
 
     root = tmp_path_factory.mktemp("trained")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -92,9 +93,9 @@ def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pr
     copies the output root first): score with half the candidates held out, CSMs touch what they
     were shown (80% of it), the world advances with those touches."""
     from expansion_scorer.cli import main
-    from expansion_scorer.config import load_feature_set
     from expansion_scorer.data.synthetic import ProgramWorld
     from expansion_scorer.serving.simulation import run_program
+    from expansion_scorer.settings import load_feature_set
 
     root = tmp_path_factory.mktemp("program")
     raw = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
@@ -169,7 +170,7 @@ def spark() -> Iterator[SparkSession]:
         .appName("expansion-scorer-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.shuffle.partitions", "1")  # small worlds: one task a stage
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -10,13 +10,12 @@ import yaml
 from expansion_scorer.config import (
     Engine,
     Settings,
-    load_feature_set,
     load_serving_config,
-    load_settings,
     load_training_config,
     override,
 )
 from expansion_scorer.errors import UserError
+from expansion_scorer.settings import load_feature_set, load_settings
 from expansion_scorer.tracking import ModelRef, resolve
 from tests.helpers import run_cli
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from expansion_scorer import schemas
-from expansion_scorer.config import load_feature_set
 from expansion_scorer.errors import UserError
+from expansion_scorer.settings import load_feature_set
 
 SHIPPED = Path(__file__).parents[1]
 AS_OF = date(2024, 1, 1)

@@ -337,9 +337,9 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_feature_set
     from expansion_scorer.data.loading import open_world
     from expansion_scorer.data.validation import catalogue, validate
+    from expansion_scorer.settings import load_feature_set
 
     features = load_feature_set(args.features)
     data = _data(args)
@@ -355,8 +355,8 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_settings
     from expansion_scorer.jobs import train_job
+    from expansion_scorer.settings import load_settings
 
     updates: dict[str, object] = {}
     if args.horizon_days is not None:
@@ -434,6 +434,11 @@ def _print_training(result: object) -> None:
         f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]} and calibrated on"
         f" {final.calib_dates[0]}..{final.calib_dates[-1]}"
     )
+    if result.left_out:
+        print(
+            "left out of the model, reading nothing in this data:"
+            f" {', '.join(sorted(result.left_out))} (`expansion validate` lists them)"
+        )
     print(result.table)
     for line in result.margins:
         print(line)
@@ -505,9 +510,9 @@ def _promote(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_settings
     from expansion_scorer.serving.job import score_job
     from expansion_scorer.serving.sink import open_sink
+    from expansion_scorer.settings import load_settings
 
     settings = load_settings(args.features, args.training_config, args.config)
     assert settings.serving is not None
@@ -547,8 +552,8 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_settings
     from expansion_scorer.serving.measure import measure_job
+    from expansion_scorer.settings import load_settings
 
     settings = load_settings(args.features, training=False, serving=args.config)
     assert settings.serving is not None
@@ -592,8 +597,8 @@ def _measure(args: argparse.Namespace) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_settings
     from expansion_scorer.serving.job import monitor_job
+    from expansion_scorer.settings import load_settings
 
     settings = load_settings(args.features, training=False, serving=args.config)
     serving = settings.serving
@@ -628,8 +633,8 @@ def _monitor(args: argparse.Namespace) -> None:
 
 
 def _metrics(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_feature_set
     from expansion_scorer.features.job import metrics_job
+    from expansion_scorer.settings import load_feature_set
 
     result = metrics_job(_data(args), args.out, load_feature_set(args.features), by=args.by)
     table = result.table
@@ -664,11 +669,11 @@ def _online_retail(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from expansion_scorer.config import load_settings
     from expansion_scorer.data.synthetic import generate_world
     from expansion_scorer.features.snapshots import data_span
     from expansion_scorer.jobs import load_world, train_job
     from expansion_scorer.serving.job import score_job
+    from expansion_scorer.settings import load_settings
 
     started = time.perf_counter()
     settings = load_settings()

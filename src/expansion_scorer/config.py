@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from expansion_scorer.errors import UserError
+from expansion_scorer.text import check_template
 
 M = TypeVar("M", bound=BaseModel)
 ROW_COLUMNS = ("account_id", "account_name", "csm_owner", "as_of")
@@ -142,8 +143,6 @@ class FeatureSet(_Strict):
 
     @model_validator(mode="after")
     def _templates_read_the_scored_row(self) -> FeatureSet:
-        from expansion_scorer.serving.text import check_template
-
         columns = self.row_columns
         for f in self.features:
             for key, source in (("reason", f.reason), ("missing", f.missing)):
@@ -558,14 +557,23 @@ class ServingConfig(_Strict):
     rank_by: Literal["score", "expected_arr", "uplift"] = "score"
     """Order within a band: by score, by expected expansion ARR (score x predicted size), or by
     expected incremental ARR (the uplift model's uplift x predicted size)."""
-    uplift_model: str = "models:/expansion-uplift@champion"
-    """With rank_by uplift: the uplift model loaded next to the propensity model."""
+    uplift_model: str | None = None
+    """With rank_by uplift: the uplift model loaded next to the propensity model; by default
+    the champion of the name uplift training registers (`uplift.registered_model`)."""
     motions: dict[str, MotionDef] = Field(default_factory=dict)
     readiness: list[ReadinessRule] = Field(default_factory=list)
     triggers: TriggerConfig = TriggerConfig()
     monitor: MonitorConfig = MonitorConfig()
     holdout: HoldoutConfig = HoldoutConfig()
     program: ProgramConfig = ProgramConfig()
+
+    @property
+    def uplift_uri(self) -> str:
+        """The uplift model `rank_by: uplift` loads: `uplift_model`, or the champion of the name
+        uplift training registers, so training and scoring read the name from one place."""
+        from expansion_scorer.tracking import CHAMPION, alias_uri
+
+        return self.uplift_model or alias_uri(UpliftConfig().registered_model, CHAMPION)
 
     def check_against(self, features: FeatureSet) -> None:
         """`problem_with`, raised: for callers that build their configs in code."""
@@ -576,8 +584,6 @@ class ServingConfig(_Strict):
     def problem_with(self, features: FeatureSet) -> str | None:
         """Why this config cannot speak about `features` (a family, a feature or a template
         column that is not there, a band that does not exist), or None."""
-        from expansion_scorer.serving.text import check_template
-
         families = {f.family for f in features.features}
         names = {f.name for f in features.features}
         context = features.context_families
@@ -709,49 +715,9 @@ def override(model: M, updates: dict[str, object], where: str = "command line") 
     return _parse(type(model), raw, where)
 
 
-def load_feature_set(path: Path | None = None) -> FeatureSet:
-    """Parse the definitions, then check every feature's SQL binds against the base columns."""
-    from expansion_scorer.features.build import check_definitions
-
-    where = str(path or "features.yaml")
-    features = _parse(FeatureSet, _read_yaml(path, "features.yaml"), where)
-    check_definitions(features, where)
-    return features
-
-
 def load_training_config(path: Path | None = None) -> TrainingConfig:
     return _parse(TrainingConfig, _read_yaml(path, "training.yaml"), str(path or "training.yaml"))
 
 
 def load_serving_config(path: Path | None = None) -> ServingConfig:
     return _parse(ServingConfig, _read_yaml(path, "serving.yaml"), str(path or "serving.yaml"))
-
-
-def load_settings(
-    features: Path | None = None,
-    training: Path | Literal[False] | None = None,
-    serving: Path | Literal[False] | None = None,
-    training_overrides: dict[str, object] | None = None,
-) -> Settings:
-    """Every config a command reads, validated and cross-checked before any data is: None
-    loads the built-in file, False leaves the part out. Overrides (dotted keys of the training
-    config) are validated like the file."""
-    feature_set = load_feature_set(features)
-    cfg = None if training is False else load_training_config(training)
-    if cfg is not None and training_overrides:
-        cfg = override(cfg, training_overrides)
-    scoring = None if serving is False else load_serving_config(serving)
-    try:
-        return Settings(features=feature_set, training=cfg, serving=scoring)
-    except ValidationError as exc:
-        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        kind, _, rest = problem.partition(" config: ")
-        path = training if kind == "training" else serving
-        where = str(path) if path else f"built-in {kind}.yaml"
-        hint = ""
-        if kind == "training" and scoring is not None:
-            hint = "; scoring reads the training config for its model: pass --training-config"
-        raise UserError(
-            f"{kind} config {where}: {rest} (features: {features or 'built-in features.yaml'})"
-            + hint
-        ) from None

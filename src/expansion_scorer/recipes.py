@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from expansion_scorer.config import load_settings
 from expansion_scorer.data.online_retail import convert
 from expansion_scorer.features.snapshots import data_span
 from expansion_scorer.outputs import csv_writer, write_outputs
 from expansion_scorer.serving.job import score_job
+from expansion_scorer.settings import load_settings
 from expansion_scorer.training.backtest import MODEL
 from expansion_scorer.training.job import TrainResult, load_world, train_job, training_frame
 from expansion_scorer.training.metrics import evaluate

@@ -13,13 +13,14 @@ from urllib.parse import quote
 import pandas as pd
 import pytest
 
-from expansion_scorer.config import LabelConfig, load_feature_set
+from expansion_scorer.config import LabelConfig
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import load_sources, preset_text
 from expansion_scorer.data.validation import validate
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities, labels
+from expansion_scorer.settings import load_feature_set
 from tests import pgserver
 from tests.data.vendors import write_hubspot, write_salesforce, write_segment, write_stripe
 from tests.helpers import TINY, run_cli, write_tables

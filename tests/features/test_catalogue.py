@@ -13,12 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expansion_scorer.config import load_feature_set, load_training_config
+from expansion_scorer.config import load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.build import build_features, evaluate_features
 from expansion_scorer.features.catalogue import affinity_data, fit_affinity, for_model
 from expansion_scorer.features.ledger import build_expansions, plans_by_price
 from expansion_scorer.features.snapshots import build_entities, month_starts
+from expansion_scorer.settings import load_feature_set
 from tests.helpers import rewrite_future, run_cli
 
 EVENTS = {

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from expansion_scorer.config import load_feature_set
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities
+from expansion_scorer.settings import load_feature_set
 from tests.helpers import DATED_BY
 
 START = date(2023, 1, 1)

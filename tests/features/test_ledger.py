@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expansion_scorer.config import LabelConfig, load_feature_set
+from expansion_scorer.config import LabelConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.ledger import build_expansions, build_movements
 from expansion_scorer.features.snapshots import build_entities, labels
+from expansion_scorer.settings import load_feature_set
 from tests.helpers import write_tables
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expansion_scorer.config import load_feature_set
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities
+from expansion_scorer.settings import load_feature_set
 from tests.helpers import rewrite_future
 
 

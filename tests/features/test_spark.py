@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import load_feature_set, load_training_config
+from expansion_scorer.config import load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features import build, ledger, snapshots
 from expansion_scorer.features.catalogue import fit_affinity, resolve_plans
+from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import training_set
 from tests.helpers import rewrite_future
 

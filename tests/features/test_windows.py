@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from expansion_scorer.config import FeatureSet, UsageWindow, load_feature_set
+from expansion_scorer.config import FeatureSet, UsageWindow
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.build import prepare_usage
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities
+from expansion_scorer.settings import load_feature_set
 from tests.helpers import run_cli, write_tables
 
 WINDOWS = {

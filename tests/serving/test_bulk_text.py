@@ -13,7 +13,6 @@ import pytest
 from expansion_scorer.config import (
     FeatureSet,
     ServingConfig,
-    load_feature_set,
     load_serving_config,
     load_training_config,
 )
@@ -35,7 +34,8 @@ from expansion_scorer.serving.explain import (
     speak_rows,
 )
 from expansion_scorer.serving.job import load_model
-from expansion_scorer.serving.text import Columns, fill, fill_rows, render, render_rows
+from expansion_scorer.settings import load_feature_set
+from expansion_scorer.text import Columns, fill, fill_rows, render, render_rows
 from expansion_scorer.training.job import training_frame
 
 DATES = [date(2023, 11, 6), date(2024, 5, 6), date(2024, 9, 1)]

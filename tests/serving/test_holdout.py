@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import HoldoutConfig
-from expansion_scorer.serving.holdout import ASSIGNMENT_COLUMNS, assign_arms, draws, period_of
+from expansion_scorer.program.holdout import ASSIGNMENT_COLUMNS, assign_arms, draws, period_of
 
 AS_OF = date(2024, 7, 1)
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expansion_scorer.config import load_feature_set, load_serving_config
+from expansion_scorer.config import load_serving_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.serving.job import load_model
 from expansion_scorer.serving.scoring import score_frame
+from expansion_scorer.settings import load_feature_set
 
 AS_OF = date(2024, 9, 1)
 MODEL = "models:/expansion-propensity/1"

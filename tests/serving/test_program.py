@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from expansion_scorer.serving.holdout import draws, period_of
+from expansion_scorer.program.holdout import draws, period_of
 from tests.conftest import PROGRAM_WEEKS as WEEKS
 from tests.conftest import Program
 from tests.helpers import run_cli

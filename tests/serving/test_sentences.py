@@ -8,13 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expansion_scorer.config import load_feature_set, load_serving_config
+from expansion_scorer.config import load_serving_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities
 from expansion_scorer.serving.explain import points_text, speak
-from expansion_scorer.serving.text import MissingValue, check_template, fill, is_missing, plural
+from expansion_scorer.settings import load_feature_set
+from expansion_scorer.text import MissingValue, check_template, fill, is_missing, plural
 from tests.helpers import run_cli
 
 DATES = [date(2023, 11, 6), date(2024, 5, 6), date(2024, 9, 1)]

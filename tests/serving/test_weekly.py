@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from expansion_scorer.config import load_feature_set
+from expansion_scorer.settings import load_feature_set
 from tests.helpers import run_cli
 
 WEEK_1, WEEK_2 = "2024-09-01", "2024-09-08"
@@ -187,7 +187,7 @@ def test_rerunning_a_week_replaces_it_and_is_byte_identical(
 
 KILLER = """
 import os, signal, sys
-import expansion_scorer.serving.history as history
+import expansion_scorer.program.history as history
 import expansion_scorer.outputs as output
 from expansion_scorer.cli import main
 

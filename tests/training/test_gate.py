@@ -7,8 +7,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from expansion_scorer.config import load_feature_set
 from expansion_scorer.jobs import promote_job, train_job
+from expansion_scorer.settings import load_feature_set
 from expansion_scorer.tracking import configure
 from tests.helpers import run_cli
 from tests.training.test_train import small_config

@@ -9,14 +9,16 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from expansion_scorer.config import LabelConfig, LearningConfig, load_feature_set
+from expansion_scorer.config import LabelConfig, LearningConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.features.snapshots import motion_label
 from expansion_scorer.jobs import training_frame
-from expansion_scorer.serving.explain import contributions, family_points
+from expansion_scorer.serving.explain import family_points
 from expansion_scorer.serving.scoring import _delivered_base
+from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.backtest import plan_folds
+from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.model import any_of
 from expansion_scorer.training.train import fit
 from tests.training.test_train import small_config

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from expansion_scorer.config import load_feature_set
+from expansion_scorer.settings import load_feature_set
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.uplift import UpliftModel
 from expansion_scorer.training.uplift_job import uplift_frame

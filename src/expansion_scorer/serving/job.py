@@ -31,9 +31,7 @@ from expansion_scorer.outputs import (
     text_writer,
     write_outputs,
 )
-from expansion_scorer.serving import sink as sinks
-from expansion_scorer.serving import treeshap
-from expansion_scorer.serving.history import (
+from expansion_scorer.program.history import (
     ASSIGNMENTS_STAGED,
     HISTORY_FILE,
     STAGED,
@@ -45,7 +43,8 @@ from expansion_scorer.serving.history import (
     read_past,
     read_runs,
 )
-from expansion_scorer.serving.holdout import HOLDOUT, assign_arms, period_of
+from expansion_scorer.program.holdout import HOLDOUT, UNASSIGNED, assign_arms, period_of
+from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving.manifest import input_summary, render_manifest
 from expansion_scorer.serving.monitor import (
     SCORE,
@@ -58,11 +57,12 @@ from expansion_scorer.serving.monitor import (
     recommendation,
     reference,
 )
-from expansion_scorer.serving.report import UNASSIGNED, render_report
+from expansion_scorer.serving.report import render_report
 from expansion_scorer.serving.scoring import Scored, score_columns, score_frame
 from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
 from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri, configure, resolve
+from expansion_scorer.training import treeshap
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.uplift import UpliftModel
 
@@ -95,7 +95,7 @@ def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
     """With `rank_by: uplift`, the uplift model and its readable version; otherwise none."""
     if serving.rank_by != "uplift":
         return None, ""
-    uri = serving.uplift_model
+    uri = serving.uplift_uri
     fix = (
         "train one with `expansion train DATA --config <a config with target: uplift> --program"
         " OUT`, or set rank_by: score"
@@ -247,138 +247,233 @@ def score_job(
     else:
         scored = score_frame(world, as_of, model, feature_set, serving, version, uplift)
     lap("features_score_explain")
-    history = out_dir / HISTORY_FILE
     with locked(out_dir):
-        recover(out_dir, apply_stage(history))
-        past = read_past(history, as_of, version, serving.triggers.cooldown_weeks)
-        ranked = scored.scores.copy()
-        ranked["on_list"] = on_capacity_list(ranked, serving.accounts_per_csm).to_numpy()
-
-        def fire(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-            return find_triggers(
-                rows,
-                scored.drivers,
-                scored.features,
-                past,
-                serving.triggers,
-                feature_set,
-                as_of,
-                serving.accounts_per_csm,
-            )
-
-        # The holdout draws among this week's candidates (capacity lists and triggers), then
-        # the triggers a CSM sees are found again without the held-out accounts.
-        candidates, _ = fire(ranked)
-        period = period_of(as_of, serving.holdout.period)
-        recorded = read_assignments(history, period, through=as_of)
-        arms = assign_arms(
-            ranked,
-            ranked["account_id"].isin(candidates["account_id"]).to_numpy(),
-            recorded,
-            as_of,
-            serving.holdout,
-            serving.accounts_per_csm,
-            model.horizon_days,
-        )
-        held = arms.arm == HOLDOUT
-        ranked["on_list"] = arms.on_list
-        ranked["arm"] = arms.arm
-        triggers, shown_state = fire(ranked[~held].reset_index(drop=True))
-        state = (
-            ranked[["account_id"]]
-            .merge(shown_state, on="account_id", how="left")
-            .fillna({"fired": False, "trigger": ""})
-            .astype({"fired": bool})
-        )
-        lap("triggers")
-        table = flat(scored.scores, serving)
-        table.insert(list(table.columns).index("band") + 1, "arm", arms.arm)
-        schemas.check(schemas.scores_schema(list(serving.bands)), table)
-        schemas.check(schemas.drivers_schema(), scored.drivers)
-        schemas.check(schemas.triggers_schema(), triggers)
-        schemas.check(schemas.excluded_schema(), scored.excluded)
-        shown = scored.scores[~held].reset_index(drop=True)
-        meta = {
-            "as_of": str(as_of),
-            "model": version,
-            "horizon_days": model.horizon_days,
-            "capacity": serving.accounts_per_csm,
-            "bands": serving.bands,
-            "previous_run": str(past.as_of) if past.as_of else "",
-            "held_out": int(held.sum()),
-            "program": _measured(out_dir),
-            "holdout_period": period if serving.holdout.fraction > 0 else "",
+        recover(out_dir, apply_stage(out_dir / HISTORY_FILE))
+        week = run_week(
+            scored, world, as_of, model, (registered, version), feature_set, serving, out_dir,
+            csm_files,
+        )  # fmt: skip
+        seconds.update(week.seconds)
+        provenance: dict[str, object] = {
+            "model": {"uri": model_uri, "version": version},
+            "inputs": inputs,
+            "engine": engine.value,
+            "explainer": treeshap.method_for(model.booster),  # the TreeSHAP method used
         }
-        writers: dict[str, Callable[[Path], None]] = {
-            "scores.csv": csv_writer(for_people(table)),
-            "scores.parquet": parquet_writer(table),
-            "drivers.parquet": parquet_writer(scored.drivers),
-            "excluded.csv": csv_writer(scored.excluded),
-            "triggers.csv": csv_writer(for_people(triggers)),
-            "report.html": text_writer(
-                render_report(
-                    shown,
-                    scored.drivers[~held].reset_index(drop=True),
-                    scored.excluded,
-                    meta,
-                    triggers,
-                    serving.report_rows,
-                    frozenset(feature_set.context_families),
-                )
-            ),
-        }
-        if csm_files:
-            lists = table[arms.on_list].drop(columns="arm")
-            every = table["csm_owner"]
-            for name, rows in per_csm(lists, serving.accounts_per_csm, every).items():
-                writers[f"per_csm/{name}"] = csv_writer(for_people(rows))
-        staged = _history_rows(ranked, state, scored, model, as_of, version)
-        staged[ASSIGNMENTS_STAGED] = parquet_writer(arms.new)
-        body = _manifest_body(
-            as_of, model_uri, version, inputs, feature_set, serving, scored, triggers, past
-        )
-        body["engine"] = engine.value
         if uplift is not None:
-            body["uplift_model"] = {"uri": serving.uplift_model, "version": uplift_version}
-        body["holdout"] = {
-            **serving.holdout.model_dump(mode="json"),
-            "period": period,
-            "arms": {str(k): int(v) for k, v in pd.Series(arms.arm).value_counts().items()},
-            # counted the same on a re-run of the week, which finds them recorded
-            "assigned_this_week": len(arms.new)
-            + int((pd.to_datetime(recorded["assigned_on"]).dt.date == as_of).sum()),
-        }
-        body["explainer"] = treeshap.method_for(model.booster)  # the TreeSHAP method used
+            provenance["uplift_model"] = {"uri": serving.uplift_uri, "version": uplift_version}
         if sink is not None:
-            body["sink"] = sink.describe()  # the URL without its password
-        drift, warnings = _weekly_drift(
-            world, out_dir, model, registered, version, feature_set, serving, scored
-        )
-        if drift.get("reference_file"):
-            writers[str(drift["reference_file"])] = text_writer(str(drift.pop("reference")))
-        body["drift"] = drift
-        lap("drift")
-        lap("render")
-        run = {"started_at": started.isoformat(timespec="seconds"), "seconds": dict(seconds)}
-        writers["manifest.json"] = text_writer(render_manifest(body, run))
-        files = write_outputs(out_dir, writers, staged, apply_stage(history))
+            provenance["sink"] = sink.describe()  # the URL without its password
+        run: dict[str, object] = {
+            "started_at": started.isoformat(timespec="seconds"),
+            "seconds": dict(seconds),
+        }
+        files = publish(week, out_dir, provenance, run)
         written = (
             None
             if sink is None
-            else _to_database(sink, table, as_of, serving.reasons, world, started, out_dir)
+            else _to_database(sink, week.table, as_of, serving.reasons, world, started, out_dir)
         )
     return ScoreResult(
         files=files,
-        scored=len(table),
-        not_ready=int((table["readiness"] != "ready").sum()),
-        excluded=len(scored.excluded),
+        scored=len(week.table),
+        not_ready=int((week.table["readiness"] != "ready").sum()),
+        excluded=len(week.excluded),
         not_yet_customers=_created_on_or_after(data_dir, as_of),
         model_version=version,
-        triggers=len(triggers),
-        previous_run=past.as_of,
-        warnings=warnings,
+        triggers=len(week.triggers),
+        previous_run=week.previous_run,
+        warnings=week.warnings,
         written=written,
     )
+
+
+@dataclass(frozen=True)
+class WeeklyRun:
+    """One week's lists, report, history rows and manifest, made but not yet written."""
+
+    as_of: date
+    table: pd.DataFrame
+    """Every scored account in rank order with its arm: `scores.csv` and `scores.parquet`."""
+    drivers: pd.DataFrame
+    triggers: pd.DataFrame
+    """What a CSM is told this week (held-out accounts never fire)."""
+    excluded: pd.DataFrame
+    report: str
+    """`report.html`: what CSMs see, without the held-out accounts."""
+    per_csm: dict[str, pd.DataFrame]
+    """Each CSM's list by file name, when asked for (`--per-csm`)."""
+    history: dict[str, pd.DataFrame]
+    """The rows this week adds to the history, by staged file name."""
+    texts: dict[str, str]
+    """Other files: the cached drift reference of the model, when computed this week."""
+    manifest: dict[str, object]
+    """The week's part of the manifest; the job adds where the model and data came from."""
+    previous_run: date | None
+    warnings: list[str]
+    seconds: dict[str, float]
+
+
+def run_week(
+    scored: Scored,
+    world: World,
+    as_of: date,
+    model: PropensityModel,
+    named: tuple[ModelRef | None, str],
+    feature_set: FeatureSet,
+    serving: ServingConfig,
+    out_dir: Path,
+    csm_files: bool = False,
+) -> WeeklyRun:
+    """The week from its scores: the capacity lists, the holdout draw, the triggers, drift and
+    the report. It reads the history and the drift reference under `out_dir` and writes
+    nothing; `publish` does, and the caller holds the output root's lock between the two.
+
+    `named` is the model's registry version (None for a model outside the registry) and the
+    label the outputs show it by."""
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 3)
+        clock = now
+
+    registered, version = named
+    history = out_dir / HISTORY_FILE
+    past = read_past(history, as_of, version, serving.triggers.cooldown_weeks)
+    ranked = scored.scores.copy()
+    ranked["on_list"] = on_capacity_list(ranked, serving.accounts_per_csm).to_numpy()
+
+    def fire(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return find_triggers(
+            rows,
+            scored.drivers,
+            scored.features,
+            past,
+            serving.triggers,
+            feature_set,
+            as_of,
+            serving.accounts_per_csm,
+        )
+
+    # The holdout draws among this week's candidates (capacity lists and triggers), then
+    # the triggers a CSM sees are found again without the held-out accounts.
+    candidates, _ = fire(ranked)
+    period = period_of(as_of, serving.holdout.period)
+    recorded = read_assignments(history, period, through=as_of)
+    arms = assign_arms(
+        ranked,
+        ranked["account_id"].isin(candidates["account_id"]).to_numpy(),
+        recorded,
+        as_of,
+        serving.holdout,
+        serving.accounts_per_csm,
+        model.horizon_days,
+    )
+    held = arms.arm == HOLDOUT
+    ranked["on_list"] = arms.on_list
+    ranked["arm"] = arms.arm
+    triggers, shown_state = fire(ranked[~held].reset_index(drop=True))
+    state = (
+        ranked[["account_id"]]
+        .merge(shown_state, on="account_id", how="left")
+        .fillna({"fired": False, "trigger": ""})
+        .astype({"fired": bool})
+    )
+    lap("triggers")
+    table = flat(scored.scores, serving)
+    table.insert(list(table.columns).index("band") + 1, "arm", arms.arm)
+    schemas.check(schemas.scores_schema(list(serving.bands)), table)
+    schemas.check(schemas.drivers_schema(), scored.drivers)
+    schemas.check(schemas.triggers_schema(), triggers)
+    schemas.check(schemas.excluded_schema(), scored.excluded)
+
+    body = _manifest_body(as_of, feature_set, serving, scored, triggers, past)
+    body["holdout"] = {
+        **serving.holdout.model_dump(mode="json"),
+        "period": period,
+        "arms": {str(k): int(v) for k, v in pd.Series(arms.arm).value_counts().items()},
+        # counted the same on a re-run of the week, which finds them recorded
+        "assigned_this_week": len(arms.new)
+        + int((pd.to_datetime(recorded["assigned_on"]).dt.date == as_of).sum()),
+    }
+    drift, warnings = _weekly_drift(
+        world, out_dir, model, registered, version, feature_set, serving, scored
+    )
+    texts = {}
+    if drift.get("reference_file"):
+        texts[str(drift["reference_file"])] = str(drift.pop("reference"))
+    body["drift"] = drift
+    lap("drift")
+
+    meta = {
+        "as_of": str(as_of),
+        "model": version,
+        "horizon_days": model.horizon_days,
+        "capacity": serving.accounts_per_csm,
+        "bands": serving.bands,
+        "previous_run": str(past.as_of) if past.as_of else "",
+        "held_out": int(held.sum()),
+        "program": _measured(out_dir),
+        "holdout_period": period if serving.holdout.fraction > 0 else "",
+    }
+    report = render_report(
+        scored.scores[~held].reset_index(drop=True),
+        scored.drivers[~held].reset_index(drop=True),
+        scored.excluded,
+        meta,
+        triggers,
+        serving.report_rows,
+        frozenset(feature_set.context_families),
+    )
+    lists = {}
+    if csm_files:
+        listed = table[arms.on_list].drop(columns="arm")
+        lists = per_csm(listed, serving.accounts_per_csm, table["csm_owner"])
+    lap("render")
+    rows = _history_rows(ranked, state, scored, model, as_of, version)
+    rows[ASSIGNMENTS_STAGED] = arms.new
+    return WeeklyRun(
+        as_of=as_of,
+        table=table,
+        drivers=scored.drivers,
+        triggers=triggers,
+        excluded=scored.excluded,
+        report=report,
+        per_csm=lists,
+        history=rows,
+        texts=texts,
+        manifest=body,
+        previous_run=past.as_of,
+        warnings=warnings,
+        seconds=seconds,
+    )
+
+
+def publish(
+    week: WeeklyRun, out_dir: Path, provenance: dict[str, object], run: dict[str, object]
+) -> list[Path]:
+    """The week's files into `out_dir` and its rows into the history, together: every file is
+    staged first, and a run killed part-way leaves last week's outputs (`outputs.write_outputs`).
+    `provenance` (model, inputs, engine) joins the manifest's body; `run` (timings) does not
+    count towards its digest."""
+    writers: dict[str, Callable[[Path], None]] = {
+        "scores.csv": csv_writer(for_people(week.table)),
+        "scores.parquet": parquet_writer(week.table),
+        "drivers.parquet": parquet_writer(week.drivers),
+        "excluded.csv": csv_writer(week.excluded),
+        "triggers.csv": csv_writer(for_people(week.triggers)),
+        "report.html": text_writer(week.report),
+    }
+    for name, rows in week.per_csm.items():
+        writers[f"per_csm/{name}"] = csv_writer(for_people(rows))
+    for name, text in week.texts.items():
+        writers[name] = text_writer(text)
+    writers["manifest.json"] = text_writer(render_manifest({**week.manifest, **provenance}, run))
+    staged = {name: parquet_writer(rows) for name, rows in week.history.items()}
+    return write_outputs(out_dir, writers, staged, apply_stage(out_dir / HISTORY_FILE))
 
 
 def _to_database(
@@ -553,7 +648,8 @@ def _history_rows(
     model: PropensityModel,
     as_of: date,
     version: str,
-) -> dict[str, Callable[[Path], None]]:
+) -> dict[str, pd.DataFrame]:
+    """This week's rows of the history: scores, drivers and numeric features, by staged name."""
     rows = ranked[
         ["account_id", "account_name", "csm_owner", "rank", "score", "band", "on_list", "arm"]
     ]
@@ -566,17 +662,14 @@ def _history_rows(
     numeric = [c for c in model.numeric if c in scored.features.columns]
     features = scored.features[["account_id", *numeric]]
     return {
-        STAGED["scores"]: parquet_writer(rows),
-        STAGED["drivers"]: parquet_writer(keyed(scored.drivers, as_of, version)),
-        STAGED["features"]: parquet_writer(keyed(features, as_of, version)),
+        STAGED["scores"]: rows,
+        STAGED["drivers"]: keyed(scored.drivers, as_of, version),
+        STAGED["features"]: keyed(features, as_of, version),
     }
 
 
 def _manifest_body(
     as_of: date,
-    model_uri: str,
-    version: str,
-    inputs: dict[str, dict[str, object]],
     feature_set: FeatureSet,
     serving: ServingConfig,
     scored: Scored,
@@ -593,8 +686,6 @@ def _manifest_body(
     )
     return {
         "as_of": str(as_of),
-        "model": {"uri": model_uri, "version": version},
-        "inputs": inputs,
         "config": {
             "serving": serving.model_dump(mode="json"),
             "features": [f.name for f in feature_set.features],

@@ -1,6 +1,6 @@
 """`expansion measure`: does working the list cause expansion that would not have happened anyway?
 
-The weekly run holds out a random share of the accounts a CSM would work (`serving.holdout`).
+The weekly run holds out a random share of the accounts a CSM would work (`program.holdout`).
 Once an assignment's horizon has closed in the data, its outcome is read from the ARR ledger:
 whether the account expanded within the horizon from the day it was drawn, and by how much.
 The intent-to-treat effect is the listed accounts' expansion rate (and ARR) minus the held-out
@@ -31,80 +31,23 @@ import pandas as pd
 from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.sources import DataSource
-from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
-from expansion_scorer.features.frame import Labelling, label_frame
 from expansion_scorer.features.ledger import EXPANSION_KINDS, build_movements
 from expansion_scorer.features.revenue import quarter_table
-from expansion_scorer.features.snapshots import book_arr, data_span
+from expansion_scorer.features.snapshots import data_span
 from expansion_scorer.outputs import bytes_writer, csv_writer, text_writer, write_outputs
-from expansion_scorer.serving.history import randomized_assignments
-from expansion_scorer.serving.holdout import COMPARED, HOLDOUT, LISTED, period_of
+from expansion_scorer.program.history import randomized_assignments
+from expansion_scorer.program.holdout import COMPARED, HOLDOUT, LISTED, period_of
+from expansion_scorer.program.outcomes import TOUCH_DAYS, outcomes
 
 MIN_PER_ARM = 20
 """Fewer accounts than this in either arm: the group is reported as too small to say."""
 BOOTSTRAP = 1000
-TOUCH_DAYS = 7
-"""A listed account complies when it is touched within this many days of being listed."""
 PROGRAM_COLUMNS = [
     "scope", "group", "n_listed", "n_holdout", "rate_listed", "rate_holdout", "effect",
     "effect_low", "effect_high", "arr_listed", "arr_holdout", "arr_effect", "arr_effect_low",
     "arr_effect_high", "note",
 ]  # fmt: skip
-
-
-def outcomes(
-    data_dir: DataSource, feature_set: FeatureSet, assignments: pd.DataFrame
-) -> tuple[pd.DataFrame, date, float]:
-    """The matured assignments with `expanded` and `expansion_arr` within their horizon, the end
-    of the data, and the ARR of the book on the first matured cohort's date."""
-    world = open_world(data_dir)
-    validate(world, feature_set.events)
-    _, end = data_span(world.con)
-    rows = assignments.copy()
-    rows["assigned_on"] = pd.to_datetime(rows["assigned_on"]).dt.date
-    closes = pd.to_datetime(rows["assigned_on"]) + pd.to_timedelta(rows["horizon_days"], unit="D")
-    matured = rows[(closes <= pd.Timestamp(end)).to_numpy()].reset_index(drop=True)
-    if matured.empty:
-        return matured.assign(expanded=pd.Series(dtype="int32")), end, 0.0
-    pairs = matured.rename(columns={"assigned_on": "as_of"})
-    found = []
-    eligible = pd.DataFrame(columns=["account_id", "as_of"])
-    for horizon in sorted(set(matured["horizon_days"].astype(int))):
-        part = matured[matured["horizon_days"].astype(int) == horizon]
-        y = label_frame(world, feature_set, pairs, Labelling(horizon))
-        eligible = y[["account_id", "as_of"]]  # the same pairs at every horizon
-        found.append(
-            part.merge(
-                y.rename(columns={"as_of": "assigned_on", "label": "expanded"}),
-                on=["account_id", "assigned_on"],
-                how="left",
-            )
-        )
-    measured = pd.concat(found, ignore_index=True)
-    first = min(matured["assigned_on"])
-    book = book_arr(world.con, first)
-    # an assigned account that is no longer eligible on its own date (a corrected export)
-    # has no outcome: it counts as not expanded rather than silently leaving its arm
-    measured["expanded"] = measured["expanded"].fillna(0).astype("int32")
-    measured["expansion_arr"] = measured["expansion_arr"].fillna(0.0).astype("float64")
-    if world.has("touches"):
-        world.con.execute("SELECT 1").fetchall()  # finish any open result before registering
-        world.con.register("eligible_pairs", eligible)
-        touched = world.con.execute(
-            f"""SELECT DISTINCT e.account_id, CAST(e.as_of AS DATE) AS as_of
-            FROM eligible_pairs e JOIN touches t
-            ON t.account_id = e.account_id AND CAST(t.touched_at AS DATE) >= CAST(e.as_of AS DATE)
-            AND CAST(t.touched_at AS DATE) < CAST(e.as_of AS DATE) + {TOUCH_DAYS}"""
-        ).df()
-        world.con.unregister("eligible_pairs")
-        touched["as_of"] = pd.to_datetime(touched["as_of"]).dt.date
-        keys = set(zip(touched["account_id"], touched["as_of"], strict=True))
-        measured["touched"] = [
-            (a, d) in keys
-            for a, d in zip(measured["account_id"], measured["assigned_on"], strict=True)
-        ]
-    return measured, end, book
 
 
 def _per_account(rows: pd.DataFrame, accounts: pd.Index, arm: str, column: str) -> np.ndarray:

@@ -15,8 +15,9 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from expansion_scorer.program.holdout import UNASSIGNED
+
 BAR_WIDTH = 110  # pixels for the largest impact on the chart, either side of the axis
-UNASSIGNED = "Unassigned"
 
 
 def _chart(drivers: dict[str, float], context: frozenset[str]) -> list[dict[str, Any]]:

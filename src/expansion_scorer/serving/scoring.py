@@ -21,13 +21,13 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.frame import feature_frame
 from expansion_scorer.progress import progress
 from expansion_scorer.serving.explain import (
-    contributions,
     family_points,
     motions,
     readiness,
     reasons,
     uplift_points,
 )
+from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.uplift import UpliftModel
 

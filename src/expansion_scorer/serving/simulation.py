@@ -28,9 +28,9 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet
 from expansion_scorer.data.synthetic import ProgramWorld
-from expansion_scorer.serving.history import HISTORY_FILE, read_assignments
-from expansion_scorer.serving.holdout import BACKFILL, COMPARED, LISTED, draws
-from expansion_scorer.serving.measure import outcomes
+from expansion_scorer.program.history import HISTORY_FILE, read_assignments
+from expansion_scorer.program.holdout import BACKFILL, COMPARED, LISTED, draws
+from expansion_scorer.program.outcomes import outcomes
 
 TRUTH_FILE = "program_truth.parquet"
 TOUCH_DAYS = 5

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, TriggerConfig
+from expansion_scorer.program.history import Past
+from expansion_scorer.program.holdout import UNASSIGNED
 from expansion_scorer.serving.explain import OPERATORS
-from expansion_scorer.serving.history import Past
-from expansion_scorer.serving.report import UNASSIGNED
-from expansion_scorer.serving.text import Columns, render_rows
+from expansion_scorer.text import Columns, render_rows
 
 TRIGGER_COLUMNS = [
     "as_of", "rank", "account_id", "account_name", "csm_owner", "act_this_week", "score",

@@ -7,13 +7,12 @@ fails before the MLflow run starts, so a failed training registers nothing.
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import mlflow.artifacts
@@ -50,6 +49,7 @@ from expansion_scorer.training.backtest import (
     plan_backtest,
     random_split_auc,
 )
+from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.registry import (
     CHALLENGER,
     Decision,
@@ -115,14 +115,8 @@ def learnable(world: World, feature_set: FeatureSet) -> FeatureSet:
     holds (`expansion validate` lists them). Their values would measure missingness alone and
     speak, in a CSM's list, of products and events the company does not have."""
     unread = set(reading_nothing(world, feature_set))
-    if not unread:
-        return feature_set
-    print(
-        f"left out of the model, reading nothing in this data: {', '.join(sorted(unread))}",
-        file=sys.stderr,
-    )
     kept = [f for f in feature_set.features if f.name not in unread]
-    return feature_set.model_copy(update={"features": kept})
+    return feature_set.model_copy(update={"features": kept}) if unread else feature_set
 
 
 def fold_frames(
@@ -194,6 +188,8 @@ class TrainResult:
     """What the backtest was shrunk from and to, and why; empty when it ran as configured."""
     learner: str = "single"
     """The learner the final fit's calibration months kept (`learning.candidates`)."""
+    left_out: list[str] = field(default_factory=list)
+    """Features left out of the model because they read nothing in this data."""
 
     @property
     def share_of_bayes(self) -> float | None:
@@ -252,22 +248,40 @@ def _shrink_params(plan: Plan) -> dict[str, str]:
     }
 
 
-def train_job(
+@dataclass(frozen=True)
+class TrainingSet:
+    """What a model is trained from, read once from the data."""
+
+    built: FeatureFrame
+    """The training set as built, whose features are evaluated again per fold's affinity."""
+    frame: pd.DataFrame
+    """Its features with their labels (and the simulator's truth, when it has one)."""
+    features: FeatureSet
+    """The definitions, with the plan order resolved from the data."""
+    learn: FeatureSet
+    """Those the model learns from (`learnable`)."""
+    until: date | None = None
+
+    @property
+    def left_out(self) -> list[str]:
+        """The features left out of the model because they read nothing in this data."""
+        kept = {f.name for f in self.learn.features}
+        return [f.name for f in self.features.features if f.name not in kept]
+
+
+def prepare(
     data_dir: DataSource,
     cfg: TrainingConfig,
     feature_set: FeatureSet,
     until: date | None = None,
-    config_text: str | None = None,
-    promote: bool = False,
     engine: Engine = Engine.DUCKDB,
-) -> TrainResult:
-    """Backtest, baselines, calibration, tuning, final fit; log, register, optionally gate.
+) -> TrainingSet:
+    """Read and validate the data, and build the training set on the engine.
 
-    With `Engine.SPARK` Spark builds the training set (eligibility, ledger, features, labels)
-    and the model trains on the collected frame; validation stays on DuckDB, on the driver.
+    With `Engine.SPARK` Spark builds it (eligibility, ledger, features, labels) and the model
+    trains on the collected frame; validation stays on DuckDB, on the driver.
     """
     cfg.check_against(feature_set)  # the CLI's Settings checked this at load; a caller in code
-    stages = Stages("train", ["training set", "backtest", "random-split check", "final fit"])
     world = load_world(data_dir, cutoff=until)
     feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
     on = None
@@ -277,16 +291,53 @@ def train_job(
         on = open_spark_world(data_dir, cutoff=until)
     built = training_set(world, feature_set, cfg, until, on)
     frame = with_truth(data_dir, built.labelled, cfg.horizon_days)
-    stages.done("training set")
     schemas.check(schemas.training_schema(feature_set), frame)  # before anything is logged
+    return TrainingSet(built, frame, feature_set, learnable(world, feature_set), until)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model and everything measured on the way, before anything is logged."""
+
+    model: PropensityModel
+    backtest: Backtest
+    plan: Plan
+    """The backtest as run (`plan.cfg`), and what it was shrunk from when the history is short."""
+    configured: TrainingConfig
+    resolved: TrainingConfig
+    """The configuration as run: the shrunk backtest and the tuned parameters, no trials."""
+    params: LightGBMParams
+    frame: pd.DataFrame
+    """The final model's training frame (the simulator's truth dropped)."""
+    dates: list[date]
+    random_auc: float
+    affinities: dict[int, Affinity]
+    data: TrainingSet
+    study: Any = None
+    """The Optuna study, when tuned."""
+
+    @property
+    def bayes_auc(self) -> float | None:
+        return self.backtest.pooled.get(TRUTH_COLUMN, {}).get("roc_auc")
+
+    @property
+    def leakage_alarm(self) -> bool:
+        """The random-split AUC exceeds the time-split AUC by more than the configured gap."""
+        gap = self.random_auc - self.backtest.pooled[MODEL]["roc_auc"]
+        return gap > self.plan.cfg.backtest.random_split_alarm
+
+
+def train(data: TrainingSet, cfg: TrainingConfig) -> Trained:
+    """Backtest, baselines, calibration, tuning and the final fit, on the training set alone:
+    nothing is logged or registered (`log_and_register` does that)."""
+    stages = Stages("train", ["backtest", "random-split check", "final fit"])
+    frame, learn = data.frame, data.learn
     dates = sorted(frame["as_of"].unique())
     plan = plan_backtest(dates, cfg)
     configured, cfg = cfg, plan.cfg  # from here on, the backtest that fits the history
     folds, final_fit = plan.folds, plan.final
     check_folds(frame, [*folds, final_fit])
-    frames, affinities = fold_frames(built, feature_set, cfg, frame, [*folds, final_fit])
-
-    learn = learnable(world, feature_set)
+    frames, affinities = fold_frames(data.built, data.features, cfg, frame, [*folds, final_fit])
     params, study = cfg.lightgbm, None
     if cfg.tuning.trials > 0:
         from expansion_scorer.training.tuning import tune
@@ -299,19 +350,67 @@ def train_job(
     stages.done("random-split check")
     final = fit(frame, final_fit, learn, cfg, params)
     stages.done("final fit")
-    final.plan_order = list(feature_set.plan_order)
+    final.plan_order = list(data.features.plan_order)
     if final_fit.index in affinities:
         final.affinity = affinities[final_fit.index].pairs
     resolved = TrainingConfig.model_validate(
         {**cfg.model_dump(), "lightgbm": params.model_dump(), "tuning": {**cfg.tuning.model_dump(),
          "trials": 0}}
     )  # fmt: skip
+    return Trained(
+        model=final,
+        backtest=bt,
+        plan=plan,
+        configured=configured,
+        resolved=resolved,
+        params=params,
+        frame=frame.drop(columns=[TRUTH_COLUMN], errors="ignore"),
+        dates=dates,
+        random_auc=random_auc,
+        affinities=affinities,
+        data=data,
+        study=study,
+    )
+
+
+def train_job(
+    data_dir: DataSource,
+    cfg: TrainingConfig,
+    feature_set: FeatureSet,
+    until: date | None = None,
+    config_text: str | None = None,
+    promote: bool = False,
+    engine: Engine = Engine.DUCKDB,
+) -> TrainResult:
+    """`prepare`, `train`, `log_and_register`, and the gate when asked."""
+    made = Stages("train", ["training set"])
+    data = prepare(data_dir, cfg, feature_set, until, engine)
+    made.done("training set")
+    result = log_and_register(train(data, cfg), config_text)
+    if promote and result.alias == CHALLENGER:
+        result.decision = promote_job(data_dir, cfg, until=until).decision
+    return result
+
+
+def log_and_register(trained: Trained, config_text: str | None = None) -> TrainResult:
+    """The run in MLflow (parameters, fold metrics, reports, the model card) and the model
+    registered under the training config's name, as @champion when it is the first, else as
+    @challenger."""
+    bt, plan, final, params, study = (
+        trained.backtest,
+        trained.plan,
+        trained.model,
+        trained.params,
+        trained.study,
+    )
+    cfg, configured, resolved = plan.cfg, trained.configured, trained.resolved
+    folds, final_fit = plan.folds, plan.final
+    data, dates, until = trained.frame, trained.dates, trained.data.until
+    feature_set, affinities = trained.data.features, trained.affinities
+    random_auc, bayes = trained.random_auc, trained.bayes_auc
     k = cfg.capacity.k
-    bayes = bt.pooled.get(TRUTH_COLUMN, {}).get("roc_auc")
     table = report.fold_table(bt, k)
     margin_lines = report.margin_lines(bt)
-    data = frame.drop(columns=[TRUTH_COLUMN], errors="ignore")
-
     client = configure()
     exp = experiment_id(client, cfg.experiment)
     commit = _git_commit()
@@ -327,7 +426,7 @@ def train_job(
                 "test_dates": _span([d for f in folds for d in f.test_dates]),
                 "final_fit_dates": _span(final_fit.fit_dates),
                 "final_calibration_dates": _span(final_fit.calib_dates),
-                "snapshot_rows": len(frame),
+                "snapshot_rows": len(data),
                 "features": len(final.feature_names),
                 "folds": len(folds),
                 "test_months": cfg.test_months,
@@ -431,7 +530,7 @@ def train_job(
                 run_id=run.info.run_id,
                 data_window=f"snapshot dates {_span(dates)}"
                 + (f", data cut at {until}" if until else ""),
-                rows=len(frame),
+                rows=len(data),
                 horizon_days=cfg.horizon_days,
                 bt=bt,
                 k=k,
@@ -453,17 +552,16 @@ def train_job(
         bayes_auc=bayes,
         backtest=bt,
         final=final_fit,
-        rows=len(frame),
+        rows=len(data),
         random_split_auc=random_auc,
         table=table,
         margins=margin_lines,
         params=params,
-        leakage_alarm=random_auc - bt.pooled[MODEL]["roc_auc"] > cfg.backtest.random_split_alarm,
+        leakage_alarm=trained.leakage_alarm,
         shrink=plan.message,
         learner=final.learner,
+        left_out=trained.data.left_out,
     )
-    if promote and alias == CHALLENGER:
-        result.decision = promote_job(data_dir, configured, until=until).decision
     return result
 
 

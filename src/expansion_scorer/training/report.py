@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from expansion_scorer.training import baselines
 from expansion_scorer.training.backtest import MODEL, TRUTH_COLUMN, UNCALIBRATED, Backtest
+from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.metrics import reliability
 from expansion_scorer.training.model import Choice, PropensityModel
 
@@ -144,8 +145,6 @@ def shap_summary(
     model: PropensityModel, frame: pd.DataFrame, path: Path, seed: int, top: int = 20
 ) -> Path:
     """Each feature's SHAP values on a sample, coloured by the feature's value (a beeswarm)."""
-    from expansion_scorer.serving.explain import contributions
-
     sample = frame.sample(min(len(frame), 2000), random_state=seed)
     matrix = model.matrix(sample)
     values = contributions(model, sample).values.to_numpy()

@@ -27,7 +27,7 @@ from mlflow.pyfunc import PythonModel
 
 from expansion_scorer.config import FeatureSet, TrainingConfig
 from expansion_scorer.errors import UserError
-from expansion_scorer.serving.holdout import HOLDOUT, LISTED
+from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.training.metrics import incremental_at_capacity, qini_coefficient
 from expansion_scorer.training.model import prepare
 from expansion_scorer.training.train import DATASET_PARAMS, lgb_params, schema

@@ -21,7 +21,7 @@ import pandas as pd
 
 from expansion_scorer.data.loading import sql_str
 from expansion_scorer.errors import UserError
-from expansion_scorer.serving.holdout import COMPARED, HOLDOUT
+from expansion_scorer.program.holdout import COMPARED, HOLDOUT
 
 HISTORY_FILE = "history.duckdb"
 TABLES = {

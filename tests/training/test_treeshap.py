@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 import shap
 
-from expansion_scorer.config import TrainingConfig, load_feature_set, load_training_config
+from expansion_scorer.config import TrainingConfig, load_training_config
 from expansion_scorer.data.loading import open_world
-from expansion_scorer.serving import treeshap
-from expansion_scorer.serving.explain import contributions, family_points
+from expansion_scorer.serving.explain import family_points
 from expansion_scorer.serving.job import load_model
+from expansion_scorer.settings import load_feature_set
+from expansion_scorer.training import treeshap
+from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.job import train_job, training_frame
 from expansion_scorer.training.model import PropensityModel
 from tests.helpers import run_cli

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import HoldoutConfig
-from expansion_scorer.serving.report import UNASSIGNED
 
+UNASSIGNED = "Unassigned"
+"""The book of the accounts with no CSM: its own capacity, its own section of the report."""
 LISTED, HOLDOUT, BACKFILL, NONE = "listed", "holdout", "backfill", "none"
 COMPARED = (LISTED, HOLDOUT)
 """The arms `expansion measure` compares: drawn from the same candidates, with the same chance."""
