@@ -23,8 +23,6 @@ from expansion_scorer.features.snapshots import build_entities
 from expansion_scorer.serving.explain import (
     NO_MOTION,
     OPERATORS,
-    Contributions,
-    contributions,
     family_points,
     motions,
     points_text,
@@ -36,6 +34,7 @@ from expansion_scorer.serving.explain import (
 from expansion_scorer.serving.job import load_model
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.text import Columns, fill, fill_rows, render, render_rows
+from expansion_scorer.training.contributions import Contributions, contributions
 from expansion_scorer.training.job import training_frame
 
 DATES = [date(2023, 11, 6), date(2024, 5, 6), date(2024, 9, 1)]

@@ -171,6 +171,20 @@ def per_csm(
     return lists
 
 
+class Laps:
+    """How long each step of a run took, in seconds, for the manifest."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        """The time since the last lap (or the start), as `step`'s."""
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self._clock, 3)
+        self._clock = now
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     files: list[Path]
@@ -205,14 +219,8 @@ def score_job(
     after the files are published (`serving.sink`).
     """
     started = datetime.now(UTC)
-    clock = time.perf_counter()
-    seconds: dict[str, float] = {}
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[step] = round(now - clock, 3)
-        clock = now
+    laps = Laps()
+    lap, seconds = laps.lap, laps.seconds
 
     out_dir = Path(out_dir)
     serving.check_against(feature_set)  # before any data is read
@@ -331,14 +339,8 @@ def run_week(
 
     `named` is the model's registry version (None for a model outside the registry) and the
     label the outputs show it by."""
-    clock = time.perf_counter()
-    seconds: dict[str, float] = {}
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[step] = round(now - clock, 3)
-        clock = now
+    laps = Laps()
+    lap, seconds = laps.lap, laps.seconds
 
     registered, version = named
     history = out_dir / HISTORY_FILE
