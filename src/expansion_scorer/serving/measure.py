@@ -60,7 +60,7 @@ def outcomes(
     of the data, and the ARR of the book on the first matured cohort's date."""
     world = open_world(data_dir)
     validate(world, feature_set.events)
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     rows = assignments.copy()
     rows["assigned_on"] = pd.to_datetime(rows["assigned_on"]).dt.date
     closes = pd.to_datetime(rows["assigned_on"]) + pd.to_timedelta(rows["horizon_days"], unit="D")
@@ -274,7 +274,7 @@ def health(
     horizon before they happened, and how many weeks ahead); follow-through (the share of
     listed accounts touched); and the measured lift of the quarter's cohorts."""
     world = open_world(data_dir)
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     build_movements(world.con, feature_set)
     con = duckdb.connect(str(history), read_only=True)
     try:
