@@ -60,7 +60,7 @@ def main() -> None:
     spill.mkdir(parents=True, exist_ok=True)
     world.con.execute(f"SET memory_limit = '{args.memory}'")
     world.con.execute(f"SET temp_directory = '{spill}'")
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     horizon = load_training_config().horizon_days
     last = end - timedelta(days=horizon)
     last -= timedelta(days=last.weekday())  # Mondays

@@ -66,10 +66,10 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     """DATA_DIR and --sources, the same on every command that reads data."""
     parser.add_argument(
         "data_dir",
-        type=Path,
         nargs="?",
-        help="folder of contract files; with --sources, the folder the mapping's relative paths"
-        " start from, holding contract files for tables the mapping does not name",
+        help="folder of contract files (with --engine spark, also a URI such as"
+        " hdfs://namenode/data or s3a://bucket/data); with --sources, the folder the mapping's"
+        " relative paths start from, holding contract files for tables the mapping does not name",
     )
     parser.add_argument(
         "--sources",
@@ -252,16 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data(args: argparse.Namespace) -> DataSource:
     """The data a command reads: DATA_DIR's contract files, or the --sources mapping."""
-    from expansion_scorer.data.sources import load_sources
+    from expansion_scorer.data.sources import is_uri, load_sources
 
     if args.sources is not None:
-        return load_sources(args.sources, args.data_dir)
+        return load_sources(args.sources, None if args.data_dir is None else Path(args.data_dir))
     if args.data_dir is None:
         raise UserError(
             f"{args.command}: give DATA_DIR (a folder of contract files) or --sources"
             " sources.yaml (a source mapping)"
         )
-    return Path(args.data_dir)
+    return str(args.data_dir) if is_uri(str(args.data_dir)) else Path(args.data_dir)
 
 
 def _where(data: DataSource) -> str:
@@ -685,7 +685,7 @@ def _demo(args: argparse.Namespace) -> None:
     world = load_world(data, cutoff=None)
     for warning in world.warnings:
         print(f"    warning: {warning}")
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     as_of = date(end.year, end.month, 1)
     if as_of < end - timedelta(days=15):
         as_of = date(end.year + end.month // 12, end.month % 12 + 1, 1)

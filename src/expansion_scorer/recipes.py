@@ -72,7 +72,7 @@ def online_retail_job(source: Path, out_dir: Path) -> RecipeResult:
         scores["rfm"] = scores["rfm"].fillna(scores.pop("rfm_p"))
     comparison = _compare(scores, trained, cfg.capacity.k)
 
-    _, end = data_span(load_world(data, None).con)
+    _, end = data_span(load_world(data, None))
     as_of = date(end.year, end.month, 1)  # the month's run, on the newest data
     scored = score_job(
         data,

@@ -118,7 +118,7 @@ def trained_other(other_names: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 def test_plans_are_ordered_by_price_per_seat(other_names: Path) -> None:
     world = open_world(other_names)
-    assert plans_by_price(world.con) == ["bronze", "silver", "gold", "platinum"]
+    assert plans_by_price(world) == ["bronze", "silver", "gold", "platinum"]
 
 
 def test_validate_reports_the_catalogue_and_what_reads_nothing(

@@ -1,7 +1,8 @@
 """The Spark engine's features: the same frame as DuckDB's, on the same point-in-time rules.
 
-Both engines run one description of the reader, eligibility and the base aggregates (DuckDB's
-SQL, transpiled for Spark); these tests hold the two to 1e-9 on a generated world.
+Both engines run one description of the reader, validation, eligibility and the base aggregates
+(DuckDB's SQL, transpiled for Spark); these tests hold the two to 1e-9 on a generated world,
+read by Spark from a local path or a `file://` URI, and hold validation to the same lines.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from expansion_scorer.config import load_training_config
 from expansion_scorer.data.loading import open_world
+from expansion_scorer.data.validation import catalogue, validate
+from expansion_scorer.errors import ContractError
 from expansion_scorer.features import build, ledger, snapshots
 from expansion_scorer.features.catalogue import fit_affinity, resolve_plans
+from expansion_scorer.serving.manifest import input_summary
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import training_set
-from tests.helpers import rewrite_future
+from tests.helpers import TINY, rewrite_future, run_cli, write_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -91,17 +96,19 @@ def test_spark_reader_cuts_off_rows_dated_on_or_after_as_of(
     _assert_same(_duckdb_features(world_dir, [as_of]), other)
 
 
-def test_spark_training_set_equals_duckdb(world_dir: Path, spark: SparkSession) -> None:
+def test_spark_training_set_from_a_file_uri_equals_duckdb(
+    world_dir: Path, spark: SparkSession
+) -> None:
     from expansion_scorer.features import spark as engine
 
     cfg = load_training_config()
     world = open_world(world_dir)
-    features = resolve_plans(world.con, load_feature_set())  # affinity: learned, as shipped
+    features = resolve_plans(world, load_feature_set())  # affinity: learned, as shipped
     duck = training_set(world, features, cfg, None)
+    on_spark = engine.open_spark_world(world_dir.as_uri())  # the only world: no DuckDB beside it
 
-    other = training_set(
-        open_world(world_dir), features, cfg, None, on=engine.read_world(spark, world_dir)
-    )
+    assert resolve_plans(on_spark, load_feature_set()) == features
+    other = training_set(on_spark, features, cfg, None)
 
     frame = duck.labelled
     assert len(frame) > 2000 and frame["as_of"].nunique() > 12 and frame["label"].sum() > 50
@@ -115,3 +122,81 @@ def test_spark_training_set_equals_duckdb(world_dir: Path, spark: SparkSession) 
     assert fit_affinity(other.affinity_data(cfg.horizon_days), dates).pairs == fitted.pairs
     own = features.with_catalogue(affinity=fitted.pairs)
     _assert_same(duck.evaluate(own), other.evaluate(own))
+
+
+def test_spark_world_from_a_uri_reads_and_validates_as_duckdb(
+    world_dir: Path, spark: SparkSession
+) -> None:
+    from expansion_scorer.features import spark as engine
+
+    as_of = date.fromisoformat(AS_OF)
+    duck = open_world(world_dir, cutoff=as_of)
+    other = engine.open_spark_world(world_dir.as_uri(), cutoff=as_of)
+
+    assert validate(other, load_feature_set().events) == validate(duck, load_feature_set().events)
+    summary = input_summary(other)
+    assert summary == input_summary(duck)  # file names, rows, rows before as_of, content hashes
+    assert summary["usage_events"]["rows_before_as_of"] < summary["usage_events"]["rows"]
+    assert catalogue(other, load_feature_set()) == catalogue(duck, load_feature_set())
+
+
+def _bad_tables(case: str) -> dict[str, pd.DataFrame]:
+    tables = {name: frame.copy() for name, frame in TINY.items()}
+    if case == "duplicate account":
+        tables["accounts"].loc[2, "account_id"] = "A1"
+    elif case == "unknown account":
+        tables["subscriptions"].loc[3, "account_id"] = "Z7"
+    elif case == "future row":
+        tables["accounts"].loc[2, "created_at"] = "2025-01-01"
+    return tables
+
+
+def test_spark_validation_says_what_duckdb_says(spark: SparkSession, tmp_path: Path) -> None:
+    from expansion_scorer.features import spark as engine
+
+    said = {}
+    for case in ("duplicate account", "unknown account", "future row"):
+        data = write_tables(tmp_path / case.replace(" ", "_"), _bad_tables(case))
+        lines = []
+        for world in (open_world(data), engine.read_world(spark, data.as_uri())):
+            try:
+                lines.append("\n".join(validate(world).warnings))
+            except ContractError as exc:
+                lines.append(str(exc))
+        said[case] = lines
+
+    for case, (duck, other) in said.items():
+        assert other == duck, case
+    assert said["duplicate account"][0] == (
+        "accounts.csv: column account_id, row 1 (account_id 'A1'): duplicate account_id 'A1'"
+        " appears 2 times; account_id must be unique"
+    )
+    assert said["unknown account"][0].startswith(
+        "subscriptions.csv: column account_id, row 4 (account_id 'Z7'): account not in accounts"
+    )
+    assert (
+        "accounts.csv: 1 rows dated after the newest usage event (2024-04-01); check the"
+        " export's cut-off"
+    ) in said["future row"][0].splitlines()
+
+
+def test_spark_world_at_a_missing_uri_is_one_line(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from expansion_scorer.features import spark as engine
+
+    missing = (tmp_path / "nowhere").as_uri()
+    code, out, err = run_cli(["train", missing, "--engine", "spark"], capsys)
+
+    assert code == 2 and not out
+    assert err.strip() == f"error: {missing}: not a directory; pass the folder holding the tables"
+    both = write_tables(tmp_path / "both", TINY)
+    TINY["accounts"].to_parquet(both / "accounts.parquet")
+    with pytest.raises(ContractError) as duck:
+        open_world(both)
+    with pytest.raises(ContractError) as other:
+        engine.read_world(spark, both)
+    assert str(other.value) == str(duck.value)
+    assert "both accounts.parquet and accounts.csv exist" in str(duck.value)
+    code, _, err = run_cli(["train", missing], capsys)
+    assert code == 2 and err.startswith(f"error: {missing}: DuckDB reads a local folder, not a URI")

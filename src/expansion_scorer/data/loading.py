@@ -12,15 +12,18 @@ everything after it is shared.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any, Protocol
 
 import duckdb
+import pandas as pd
 
 from expansion_scorer.data.contract import REVENUE_SOURCES, SQL_TYPES, TABLES, TableSpec
-from expansion_scorer.data.sources import DataSource, Sources, expand_files
+from expansion_scorer.data.sources import DataSource, Sources, expand_files, is_uri
 from expansion_scorer.errors import ContractError, UserError
 
 
@@ -45,6 +48,26 @@ class TableSource:
         return f"{name} (from {source})" if source and source != name else name
 
 
+class AnyWorld(Protocol):
+    """What validation, the catalogue and the manifest read, on either engine: the tables
+    found, and DuckDB SQL over the views `<table>` and `raw_<table>` (`World`, or the Spark
+    engine's `SparkWorld`, which transpiles it)."""
+
+    @property
+    def tables(self) -> dict[str, TableSource]: ...
+    @property
+    def cutoff(self) -> date | None: ...
+    @property
+    def warnings(self) -> list[str]: ...
+    @property
+    def consumption(self) -> bool: ...
+    def has(self, table: str) -> bool: ...
+    def label(self, table: str) -> str: ...
+    def rows(self, sql: str) -> list[tuple[Any, ...]]: ...
+    def frame(self, sql: str) -> pd.DataFrame: ...
+    def sha256(self, table: str) -> str: ...
+
+
 @dataclass
 class World:
     con: duckdb.DuckDBPyConnection
@@ -62,6 +85,19 @@ class World:
     def consumption(self) -> bool:
         """Money comes from billed revenue (usage-based pricing), not from contracts."""
         return "revenue" in self.tables
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a DuckDB query over the world's views."""
+        return self.con.execute(sql).fetchall()
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A DuckDB query over the world's views, as a frame."""
+        return self.con.execute(sql).df()
+
+    def sha256(self, table: str) -> str:
+        """The content hash of the contract file a table is read from."""
+        with open(self.tables[table].files[0], "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def is_consumption(con: duckdb.DuckDBPyConnection) -> bool:
@@ -318,6 +354,11 @@ def _mapped_tables(con: duckdb.DuckDBPyConnection, sources: Sources) -> dict[str
 def open_world(data: DataSource, cutoff: date | None = None, threads: int | None = None) -> World:
     """Views `<table>` (typed, cut off) and `raw_<table>` (as written) for every table found,
     from a data directory or through a source mapping."""
+    if is_uri(data):
+        raise UserError(
+            f"{data}: DuckDB reads a local folder, not a URI; give a local path, or read the"
+            " URI with --engine spark (train, score, monitor)"
+        )
     if not isinstance(data, Sources):
         files = locate_tables(Path(data))  # before connecting: a wrong path costs nothing
     con = duckdb.connect()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -128,13 +128,28 @@ class Sources:
         return f"{self.path.name} tables.{table}"
 
 
-DataSource = Path | Sources
-"""What a job reads: a data directory of contract files, or a source mapping."""
+DataSource = Path | str | Sources
+"""What a job reads: a data directory of contract files, a source mapping, or (the Spark
+engine) a URI of a folder of contract files such as `hdfs://namenode/data`."""
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(data: DataSource) -> bool:
+    """Written with a scheme (`hdfs://`, `s3a://`, `file://`): a location for Hadoop to open,
+    not a local path."""
+    return isinstance(data, str) and _SCHEME.match(data) is not None
 
 
 def data_root(data: DataSource) -> Path | None:
-    """The data directory, when there is one (where the generator's truth.parquet may sit)."""
-    return data.data_dir if isinstance(data, Sources) else Path(data)
+    """The data directory, when there is one on this machine (where the generator's
+    truth.parquet may sit)."""
+    if isinstance(data, Sources):
+        return data.data_dir
+    if is_uri(data):
+        parts = urlsplit(str(data))
+        return Path(unquote(parts.path)) if parts.scheme == "file" else None
+    return Path(data)
 
 
 def _first_error(exc: ValidationError) -> str:

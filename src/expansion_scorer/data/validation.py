@@ -3,16 +3,19 @@
 The first violation ends the check with a `ContractError` naming the table, the column and an
 example row. Problems that are not errors (usage of accounts missing from `accounts`, such as
 free workspaces) come back as warnings; those rows simply never join an eligible account.
+
+Every check is DuckDB SQL over the `raw_<table>` views, run through the world's query surface
+(`rows`): by DuckDB, or by Spark on the same text transpiled, with the same messages.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from expansion_scorer.data.contract import SQL_TYPES, TABLES, Column, TableSpec
-from expansion_scorer.data.loading import World, raw_columns
+from expansion_scorer.data.loading import AnyWorld
 from expansion_scorer.errors import ContractError
 
 if TYPE_CHECKING:
@@ -31,24 +34,33 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _example(world: World, spec: TableSpec, condition: str) -> str:
+def _first(world: AnyWorld, sql: str) -> tuple[Any, ...] | None:
+    found = world.rows(sql)
+    return found[0] if found else None
+
+
+def _example(world: AnyWorld, spec: TableSpec, condition: str) -> str:
     """'row N (account_id ...)': the first raw row matching `condition`, 1-based as in the file."""
-    row = world.con.execute(
+    row = _first(
+        world,
         f"SELECT __row, account_id FROM (SELECT row_number() OVER () AS __row, *"
-        f" FROM raw_{spec.name}) WHERE {condition} ORDER BY __row LIMIT 1"
-    ).fetchone()
+        f" FROM raw_{spec.name}) WHERE {condition} ORDER BY __row LIMIT 1",
+    )
     if row is None:  # pragma: no cover - only called after a count found the row
         return "an unknown row"
     return f"row {row[0]} (account_id {_show(row[1])})"
 
 
-def _fail(world: World, spec: TableSpec, col: str, condition: str, problem: str, fix: str) -> None:
+def _fail(
+    world: AnyWorld, spec: TableSpec, col: str, condition: str, problem: str, fix: str
+) -> None:
     source = world.tables[spec.name]
     where = _example(world, spec, condition)
-    value = world.con.execute(
+    value = _first(
+        world,
         f'SELECT "{col}" FROM (SELECT row_number() OVER () AS __row, * FROM raw_{spec.name})'
-        f" WHERE {condition} ORDER BY __row LIMIT 1"
-    ).fetchone()
+        f" WHERE {condition} ORDER BY __row LIMIT 1",
+    )
     shown = _show(value[0]) if value else "?"
     raise ContractError(
         f"{source.label}: column {source.column(col)}, {where}: {problem} (value {shown}); {fix}"
@@ -61,10 +73,10 @@ def _cast(col: Column) -> str:
     return f'TRY_CAST("{col.name}" AS {SQL_TYPES[col.kind]})'
 
 
-def _check_table(world: World, spec: TableSpec) -> int:
+def _check_table(world: AnyWorld, spec: TableSpec) -> int:
     source = world.tables[spec.name]
     file = source.label
-    present = raw_columns(world.con, spec.name)
+    present = [str(c) for c in world.frame(f"SELECT * FROM raw_{spec.name} LIMIT 0").columns]
     missing = [c.name for c in spec.required if c.name not in present]
     if missing:
         fix = f"; map it under columns or select a column AS {missing[0]}" if source.mapped else ""
@@ -108,7 +120,7 @@ def _check_table(world: World, spec: TableSpec) -> int:
             )
         )
     counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, cond, _, _ in checks)
-    row = world.con.execute(f"SELECT count(*), {counts} FROM raw_{spec.name}").fetchone()
+    row = _first(world, f"SELECT count(*), {counts} FROM raw_{spec.name}")
     assert row is not None
     if row[0] == 0:
         raise ContractError(
@@ -121,7 +133,7 @@ def _check_table(world: World, spec: TableSpec) -> int:
     return int(row[0])
 
 
-def validate(world: World, catalogue: list[str] | str | None = None) -> ValidationReport:
+def validate(world: AnyWorld, catalogue: list[str] | str | None = None) -> ValidationReport:
     """Errors stop with one line; warnings (orphan rows, future rows, and usage events outside
     the `catalogue` of the feature definitions; none when it is `auto`, the data's own) are
     counted and returned."""
@@ -129,11 +141,11 @@ def validate(world: World, catalogue: list[str] | str | None = None) -> Validati
     for name in TABLES:
         if world.has(name):
             counts[name] = _check_table(world, TABLES[name])
-    con = world.con
-    dup = con.execute(
+    dup = _first(
+        world,
         "SELECT account_id, count(*) FROM raw_accounts GROUP BY ALL HAVING count(*) > 1"
-        " ORDER BY account_id LIMIT 1"
-    ).fetchone()
+        " ORDER BY account_id LIMIT 1",
+    )
     if dup:
         spec = TABLES["accounts"]
         where = _example(world, spec, f"account_id = '{str(dup[0]).replace(chr(39), chr(39) * 2)}'")
@@ -143,7 +155,7 @@ def validate(world: World, catalogue: list[str] | str | None = None) -> Validati
         )
     known = "CAST(account_id AS VARCHAR) IN (SELECT CAST(account_id AS VARCHAR) FROM raw_accounts)"
     money = "revenue" if world.consumption else "subscriptions"
-    orphans = con.execute(f"SELECT count(*) FROM raw_{money} WHERE NOT ({known})").fetchone()
+    orphans = _first(world, f"SELECT count(*) FROM raw_{money} WHERE NOT ({known})")
     if orphans and orphans[0]:
         _fail(
             world,
@@ -159,9 +171,10 @@ def validate(world: World, catalogue: list[str] | str | None = None) -> Validati
     for name in ("usage_events", "support_tickets", "nps_responses"):
         if not world.has(name):
             continue
-        found = con.execute(
-            f"SELECT count(*), count(DISTINCT account_id) FROM raw_{name} WHERE NOT ({known})"
-        ).fetchone()
+        found = _first(
+            world,
+            f"SELECT count(*), count(DISTINCT account_id) FROM raw_{name} WHERE NOT ({known})",
+        )
         if found and found[0]:
             warnings.append(
                 f"{world.label(name)}: {found[0]} rows of {found[1]} accounts not in accounts"
@@ -174,11 +187,11 @@ def validate(world: World, catalogue: list[str] | str | None = None) -> Validati
     return ValidationReport(row_counts=counts, warnings=warnings)
 
 
-def _check_touches(world: World, known: str) -> None:
+def _check_touches(world: AnyWorld, known: str) -> None:
     """A touch must be of a known account and dated inside the data: `expansion measure` reads
     touches as what happened, so a wrong one is an error, not a warning."""
     spec = TABLES["touches"]
-    orphans = world.con.execute(f"SELECT count(*) FROM raw_touches WHERE NOT ({known})").fetchone()
+    orphans = _first(world, f"SELECT count(*) FROM raw_touches WHERE NOT ({known})")
     if orphans and orphans[0]:
         _fail(
             world,
@@ -188,12 +201,10 @@ def _check_touches(world: World, known: str) -> None:
             f"account not in accounts ({orphans[0]} such rows)",
             "export touches of the accounts in accounts only",
         )
-    newest = world.con.execute(
-        "SELECT max(TRY_CAST(timestamp AS TIMESTAMP)) FROM raw_usage_events"
-    ).fetchone()
+    newest = _first(world, "SELECT max(TRY_CAST(timestamp AS TIMESTAMP)) FROM raw_usage_events")
     if newest and newest[0] is not None:
         late = f"{_cast(spec.column('touched_at'))} > TIMESTAMP '{newest[0]}' + INTERVAL 1 DAY"
-        row = world.con.execute(f"SELECT count(*) FROM raw_touches WHERE {late}").fetchone()
+        row = _first(world, f"SELECT count(*) FROM raw_touches WHERE {late}")
         if row and row[0]:
             _fail(
                 world,
@@ -206,11 +217,9 @@ def _check_touches(world: World, known: str) -> None:
             )
 
 
-def _future_rows(world: World) -> list[str]:
+def _future_rows(world: AnyWorld) -> list[str]:
     """Rows dated after the newest usage event, the export's own clock: a sign of a bad cut-off."""
-    newest = world.con.execute(
-        "SELECT max(TRY_CAST(timestamp AS TIMESTAMP)) FROM raw_usage_events"
-    ).fetchone()
+    newest = _first(world, "SELECT max(TRY_CAST(timestamp AS TIMESTAMP)) FROM raw_usage_events")
     if not newest or newest[0] is None:
         return []
     horizon = f"TIMESTAMP '{newest[0]}' + INTERVAL 1 DAY"
@@ -219,9 +228,7 @@ def _future_rows(world: World) -> list[str]:
         if name in ("usage_events", "touches") or not world.has(name):
             continue
         col = spec.column(spec.dated_by)
-        row = world.con.execute(
-            f"SELECT count(*) FROM raw_{name} WHERE {_cast(col)} > {horizon}"
-        ).fetchone()
+        row = _first(world, f"SELECT count(*) FROM raw_{name} WHERE {_cast(col)} > {horizon}")
         if row and row[0]:
             found.append(
                 f"{world.label(name)}: {row[0]} rows dated after the newest usage event"
@@ -230,17 +237,17 @@ def _future_rows(world: World) -> list[str]:
     return found
 
 
-def _unknown_events(world: World, catalogue: list[str]) -> list[str]:
+def _unknown_events(world: AnyWorld, catalogue: list[str]) -> list[str]:
     """Events outside the catalogue are counted, not rejected: they still count in windows
     over every event, and no window can ask for them by name."""
     listed = ", ".join("'" + e.replace("'", "''") + "'" for e in catalogue)
-    rows = world.con.execute(
+    rows = world.rows(
         f"""
         SELECT CAST(event AS VARCHAR) AS event, count(*) AS n FROM raw_usage_events
         WHERE CAST(event AS VARCHAR) NOT IN ({listed}) OR event IS NULL
         GROUP BY ALL ORDER BY n DESC, event
         """
-    ).fetchall()
+    )
     if not rows:
         return []
     total = sum(n for _, n in rows)
@@ -267,7 +274,7 @@ def _names_absent(f: FeatureDef, features: FeatureSet, known: set[str]) -> list[
     return []
 
 
-def reading_nothing(world: World, features: FeatureSet) -> list[str]:
+def reading_nothing(world: AnyWorld, features: FeatureSet) -> list[str]:
     """The features that name only what the data never holds (`catalogue`'s warnings): a
     model does not learn from them, since their values measure nothing but missingness."""
     events, products, plans = _data_names(world, features)
@@ -275,12 +282,11 @@ def reading_nothing(world: World, features: FeatureSet) -> list[str]:
     return [f.name for f in features.features if _names_absent(f, features, known)]
 
 
-def _data_names(world: World, features: FeatureSet) -> tuple[list[str], list[str], list[str]]:
+def _data_names(world: AnyWorld, features: FeatureSet) -> tuple[list[str], list[str], list[str]]:
     """The events (most frequent first), products and plans the data holds."""
-    con = world.con
 
     def names(sql: str) -> list[str]:
-        return [str(r[0]) for r in con.execute(sql).fetchall() if r[0] is not None]
+        return [str(r[0]) for r in world.rows(sql) if r[0] is not None]
 
     events = names(
         "SELECT CAST(event AS VARCHAR) FROM raw_usage_events GROUP BY 1 ORDER BY count(*) DESC"
@@ -292,14 +298,14 @@ def _data_names(world: World, features: FeatureSet) -> tuple[list[str], list[str
 
         products = names("SELECT DISTINCT product FROM subscriptions ORDER BY 1")
         plans = (
-            plans_by_price(con)
+            plans_by_price(world)
             if by_price
             else names("SELECT DISTINCT plan FROM subscriptions ORDER BY 1")
         )
     return events, products, plans
 
 
-def catalogue(world: World, features: FeatureSet) -> tuple[list[str], list[str]]:
+def catalogue(world: AnyWorld, features: FeatureSet) -> tuple[list[str], list[str]]:
     """What the data names (events, products, plans), and each feature definition that names
     something the data never holds, so reads nothing: a company's own names are not ours."""
     events, products, plans = _data_names(world, features)

@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import FeatureSet
 from expansion_scorer.data.contract import held_on
+from expansion_scorer.data.loading import AnyWorld
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import plans_by_price
 from expansion_scorer.features.snapshots import as_dates
@@ -44,27 +45,25 @@ MAX_EVENTS = 200
 """The most frequent events considered for the affinity; rarer ones are left out."""
 
 
-def resolve_plans(con: duckdb.DuckDBPyConnection, features: FeatureSet) -> FeatureSet:
+def resolve_plans(world: AnyWorld, features: FeatureSet) -> FeatureSet:
     """The definitions with `plan_order: auto` replaced by the data's plans, by price."""
     if not features.plan_order_auto:
         return features
-    return features.with_catalogue(plan_order=plans_by_price(con))
+    return features.with_catalogue(plan_order=plans_by_price(world))
 
 
-def check_usable_events(con: duckdb.DuckDBPyConnection, where: str, before: date) -> None:
+def check_usable_events(world: AnyWorld, where: str, before: date) -> None:
     """Stop when no usage event of a known account is dated before `before`: every usage
     feature would read nothing, and a model fitted on the rest would not say so."""
-    row = con.execute(
-        """
+    (row,) = world.rows(
+        f"""
         SELECT count(*),
-            count(*) FILTER (WHERE u.event IS NOT NULL AND u.timestamp < ?
+            count(*) FILTER (WHERE u.event IS NOT NULL AND u.timestamp < DATE '{before}'
                 AND u.account_id IN (SELECT account_id FROM accounts)),
             count(*) FILTER (WHERE u.account_id IN (SELECT account_id FROM accounts))
         FROM usage_events u
-        """,
-        [before],
-    ).fetchone()
-    assert row is not None
+        """
+    )
     total, usable, known = (int(v) for v in row)
     if usable:
         return

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from expansion_scorer.config import FeatureSet, LabelConfig
-from expansion_scorer.data.loading import World
+from expansion_scorer.config import Engine, FeatureSet, LabelConfig
+from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.sources import DataSource
 from expansion_scorer.features import build, ledger, snapshots
 from expansion_scorer.features.snapshots import STATUS_COLUMNS
 
@@ -87,12 +88,7 @@ class FeatureFrame:
         (built with every event tracked, `affinity: learned`)."""
         from expansion_scorer.features.catalogue import affinity_data
 
-        world = self._current()
-        if not isinstance(world, World):
-            from expansion_scorer.features import spark
-
-            return affinity_data(lambda sql: spark.query(world, sql), horizon_days)
-        return affinity_data(world.con, horizon_days)
+        return affinity_data(self._current().frame, horizon_days)
 
 
 _LATEST: dict[int, int] = {}
@@ -108,6 +104,16 @@ def _built(world: World | SparkWorld) -> int:
     """Count one more frame built on the world's connection or session; its number."""
     _LATEST[_key(world)] = number = _LATEST.get(_key(world), 0) + 1
     return number
+
+
+def open_data(data: DataSource, engine: Engine, cutoff: date | None = None) -> World | SparkWorld:
+    """The tables a job reads, on its engine: DuckDB views, or (`Engine.SPARK`) a Spark
+    session's, from a local folder or a URI; nothing else is opened on the driver."""
+    if engine is Engine.SPARK:
+        from expansion_scorer.features.spark import open_spark_world
+
+        return open_spark_world(data, cutoff=cutoff)
+    return open_world(data, cutoff=cutoff)
 
 
 At = Sequence[date] | pd.DataFrame

@@ -39,7 +39,7 @@ def metrics_job(
     row = world.con.execute("SELECT min(start_date) FROM subscriptions").fetchone()
     assert row is not None and row[0] is not None  # validation: subscriptions is not empty
     first = row[0]
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     build_movements(world.con, feature_set)
     table = revenue_table(world.con, first, end, by)
     if table.empty:

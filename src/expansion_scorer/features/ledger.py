@@ -17,7 +17,7 @@ from __future__ import annotations
 import duckdb
 
 from expansion_scorer.config import FeatureSet
-from expansion_scorer.data.loading import sql_str
+from expansion_scorer.data.loading import AnyWorld, sql_str
 
 EXPANSION_KINDS = ("seats", "plan", "cross_sell")
 
@@ -42,11 +42,9 @@ def plan_rank_values(features: FeatureSet) -> str:
     return f"(VALUES {rows}) AS r(plan, rank)"
 
 
-def plans_by_price(con: duckdb.DuckDBPyConnection) -> list[str]:
+def plans_by_price(world: AnyWorld) -> list[str]:
     """The plans of `subscriptions`, lowest first, as `plan_order: auto` ranks them."""
-    return [
-        str(r[0]) for r in con.execute(f"SELECT plan FROM {PRICE_ORDER} ORDER BY rank").fetchall()
-    ]
+    return [str(r[0]) for r in world.rows(f"SELECT plan FROM {PRICE_ORDER} ORDER BY rank")]
 
 
 # A row is held on day d-1 (before) or on day d (after); end_date is exclusive.

@@ -17,7 +17,7 @@ import pandas as pd
 
 from expansion_scorer.config import LabelConfig
 from expansion_scorer.data.contract import held_on
-from expansion_scorer.data.loading import is_consumption, sql_str
+from expansion_scorer.data.loading import AnyWorld, is_consumption, sql_str
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 
 RUN_RATE_DAYS = 90
@@ -59,13 +59,13 @@ def _next_month(d: date) -> date:
     return date(d.year + d.month // 12, d.month % 12 + 1, 1)
 
 
-def data_span(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
+def data_span(world: AnyWorld) -> tuple[date, date]:
     """When both revenue and usage are observed, and the exclusive end of what the data holds.
 
     Imports often carry subscriptions from years before usage tracking began; snapshots before
     the first usage would teach the model that old accounts have no usage.
     """
-    row = con.execute(
+    (row,) = world.rows(
         """
         SELECT greatest(coalesce((SELECT min(start_date) FROM subscriptions),
                                  (SELECT min(date) FROM revenue)),
@@ -74,16 +74,16 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
                         (SELECT max(start_date) FROM subscriptions),
                         (SELECT max(date) FROM revenue)) + 1
         """
-    ).fetchone()
-    assert row is not None and row[0] is not None
+    )
+    assert row[0] is not None
     return row[0], row[1]
 
 
 def training_dates(
-    con: duckdb.DuckDBPyConnection, horizon_days: int, min_history_days: int, until: date | None
+    world: AnyWorld, horizon_days: int, min_history_days: int, until: date | None
 ) -> list[date]:
     """Month starts whose label window closes on or before the end of the observed data."""
-    first, end = data_span(con)
+    first, end = data_span(world)
     if until is not None:
         end = min(end, until)
     return month_starts(

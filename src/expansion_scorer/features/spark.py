@@ -12,18 +12,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, LabelConfig, UsageWindow
 from expansion_scorer.data.contract import TABLES
-from expansion_scorer.data.loading import locate_tables, sql_str, typed_view
-from expansion_scorer.data.sources import DataSource, Sources
-from expansion_scorer.errors import UserError
+from expansion_scorer.data.loading import TableSource, check_tables, sql_str, typed_view
+from expansion_scorer.data.sources import DataSource, Sources, is_uri
+from expansion_scorer.errors import ContractError, UserError
 from expansion_scorer.features.build import (
     CATALOGUE_SIZES,
     base_sql,
@@ -84,44 +84,157 @@ def spark_session() -> SparkSession:
 
 @dataclass(frozen=True)
 class SparkWorld:
+    """The contract tables as temp views of a session: `raw_<table>` as written, `<table>`
+    typed and cut off; `rows` and `frame` run DuckDB SQL over them, transpiled."""
+
     spark: SparkSession
-    files: dict[str, Path]
+    tables: dict[str, TableSource]
+    locations: dict[str, str]
+    """Each table's file, as Hadoop names it (`hdfs://...`, `file:/...`)."""
     cutoff: date | None
+    warnings: list[str] = field(default_factory=list)
 
     def has(self, table: str) -> bool:
-        return table in self.files
+        return table in self.tables
+
+    def label(self, table: str) -> str:
+        return self.tables[table].label
 
     @property
     def consumption(self) -> bool:
-        return "revenue" in self.files
+        return "revenue" in self.tables
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a DuckDB query over the session's views, run by Spark."""
+        return [tuple(row) for row in self.spark.sql(transpile(sql, "a query")).collect()]
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A DuckDB query over the session's views, run by Spark and collected."""
+        return self.spark.sql(transpile(sql, "a query")).toPandas()
+
+    def sha256(self, table: str) -> str:
+        """The content hash of a table's file, streamed through Hadoop on the driver (the
+        same digest as `World.sha256` of the same bytes)."""
+        jvm = _jvm(self.spark)
+        path = jvm.org.apache.hadoop.fs.Path(self.locations[table])
+        fs = path.getFileSystem(self.spark._jsc.hadoopConfiguration())
+        digest = jvm.java.security.MessageDigest.getInstance("SHA-256")
+        stream = jvm.java.security.DigestInputStream(fs.open(path), digest)
+        sink = jvm.java.io.OutputStream.nullOutputStream()
+        jvm.org.apache.hadoop.io.IOUtils.copyBytes(stream, sink, 1 << 20, True)
+        return bytes(digest.digest()).hex()
 
 
 def open_spark_world(data: DataSource, cutoff: date | None = None) -> SparkWorld:
-    """The contract files of a data directory read into the active (or a local) session."""
+    """The contract files of a folder, a local path or any URI Hadoop reads (`hdfs://`,
+    `s3a://`, `file://`), read into the active (or a local) session."""
     if isinstance(data, Sources):
         raise UserError(
             "--engine spark reads contract files only; with --sources, use --engine duckdb"
         )
-    return read_world(spark_session(), Path(data), cutoff=cutoff)
+    return read_world(spark_session(), data, cutoff=cutoff)
 
 
-def read_world(spark: SparkSession, data_dir: Path, cutoff: date | None = None) -> SparkWorld:
-    """Temp views `<table>` for every contract table, typed and cut off; absent ones empty."""
-    files = locate_tables(Path(data_dir))
+def _jvm(spark: SparkSession) -> Any:
+    """The session's JVM, for Hadoop's FileSystem (a live session always has one)."""
+    jvm = spark._jvm
+    assert jvm is not None
+    return jvm
+
+
+def _hadoop_error(exc: Exception) -> str:
+    """The first line of a JVM failure, without Py4J's frame."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    return text.strip().splitlines()[0][:200]
+
+
+def locate_files(spark: SparkSession, location: str | Path) -> dict[str, str]:
+    """`loading.locate_tables` through Hadoop's FileSystem: `<table>.parquet` or `<table>.csv`
+    (not both) in the folder, every mandatory table and one source of money; the same lines."""
+    from py4j.protocol import Py4JError
+
+    where = str(location) if is_uri(str(location)) else Path(location).resolve().as_uri()
+    shown = str(location)
+    jvm = _jvm(spark)
+    try:
+        root = jvm.org.apache.hadoop.fs.Path(where)
+        fs = root.getFileSystem(spark._jsc.hadoopConfiguration())
+        if not fs.getFileStatus(root).isDirectory():
+            raise ContractError(f"{shown}: not a directory; pass the folder holding the tables")
+        found: dict[str, str] = {}
+        for spec in TABLES.values():
+            candidates = [jvm.org.apache.hadoop.fs.Path(root, f"{spec.name}.{ext}")
+                          for ext in ("parquet", "csv")]  # fmt: skip
+            present = [p for p in candidates if fs.isFile(p)]
+            if len(present) == 2:
+                raise ContractError(
+                    f"{spec.name}: both {present[0].getName()} and {present[1].getName()} exist"
+                    f" in {shown}; keep one"
+                )
+            if present:
+                found[spec.name] = str(fs.makeQualified(present[0]).toString())
+    except Py4JError as exc:
+        if "FileNotFoundException" in _hadoop_error(exc):
+            raise ContractError(
+                f"{shown}: not a directory; pass the folder holding the tables"
+            ) from None
+        raise UserError(
+            f"{shown}: cannot be listed ({_hadoop_error(exc)}); check the URI and that this"
+            " machine can reach it"
+        ) from None
+    check_tables(set(found), shown)
+    return found
+
+
+def read_world(spark: SparkSession, location: str | Path, cutoff: date | None = None) -> SparkWorld:
+    """Temp views `raw_<table>` (as written) and `<table>` (typed and cut off) for every
+    contract table; absent ones empty."""
+    from pyspark.errors import PySparkException
+
+    files = locate_files(spark, location)
+    tables: dict[str, TableSource] = {}
     for name, spec in TABLES.items():
         present = None
         if name in files:
-            path = str(files[name].resolve())
-            if path.endswith(".csv"):
-                # Every cell as text, as DuckDB's all_varchar read: the casts type them.
-                raw = spark.read.csv(path, header=True, escape='"', multiLine=True)
-            else:
-                raw = spark.read.parquet(path)
+            uri = files[name]
+            label = uri.rsplit("/", 1)[-1]
+            try:
+                if uri.endswith(".csv"):
+                    # Every cell as text, as DuckDB's all_varchar read: the casts type them.
+                    raw = spark.read.csv(uri, header=True, escape='"', multiLine=True)
+                else:
+                    raw = spark.read.parquet(uri)
+            except PySparkException as exc:
+                first = str(exc).strip().splitlines()[0][:200]
+                raise ContractError(
+                    f"{label}: cannot be read ({first}); re-export the file"
+                ) from None
             raw.createOrReplaceTempView(f"raw_{name}")
             present = list(raw.columns)
+            tables[name] = TableSource(label, ())
         query = transpile(typed_view(spec, present, cutoff), f"the reader of {name}")
         spark.sql(query).createOrReplaceTempView(name)
-    return SparkWorld(spark=spark, files=files, cutoff=cutoff)
+    return SparkWorld(spark=spark, tables=tables, locations=files, cutoff=cutoff)
+
+
+def _row_numbers(node: exp.Expression) -> exp.Expression:
+    """DuckDB's `row_number() OVER ()`, rows numbered as scanned (validation's "row N", 1-based
+    as in the file), as Spark's `row_number() OVER (ORDER BY monotonically_increasing_id())`:
+    Spark needs an order, and the ids grow in scan order of a file's splits."""
+    from sqlglot import exp
+
+    if (
+        isinstance(node, exp.Window)
+        and isinstance(node.this, exp.RowNumber)
+        and not node.args.get("partition_by")
+        and not node.args.get("order")
+    ):
+        ids = exp.Anonymous(this="monotonically_increasing_id", expressions=[])
+        numbered = node.copy()
+        numbered.set("order", exp.Order(expressions=[exp.Ordered(this=ids)]))
+        return numbered
+    return node
 
 
 def _add_years(node: exp.Expression) -> exp.Expression:
@@ -151,7 +264,7 @@ def transpile(sql: str, what: str) -> str:
     except ParseError as exc:
         first = str(exc).splitlines()[0]
         raise UserError(f"{what}: its sql does not parse ({first}); fix it") from None
-    return tree.transform(_add_years).sql(dialect="spark")
+    return tree.transform(_add_years).transform(_row_numbers).sql(dialect="spark")
 
 
 def _materialize(frame: DataFrame, view: str) -> None:
@@ -390,11 +503,6 @@ def evaluate_features(world: SparkWorld, features: FeatureSet) -> pd.DataFrame:
     """`build.evaluate_features` on Spark: other definitions (a fitted affinity) over the
     entities and usage views of the last `feature_frame`, collected."""
     return _collect(build_features(world, features, usage_ready=True))
-
-
-def query(world: SparkWorld, sql: str) -> pd.DataFrame:
-    """DuckDB SQL over the session's views, run by Spark and collected."""
-    return world.spark.sql(transpile(sql, "a query")).toPandas()
 
 
 def _collect(frame: DataFrame) -> pd.DataFrame:

@@ -27,7 +27,7 @@ def outcomes(
     of the data, and the ARR of the book on the first matured cohort's date."""
     world = open_world(data_dir)
     validate(world, feature_set.events)
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     rows = assignments.copy()
     rows["assigned_on"] = pd.to_datetime(rows["assigned_on"]).dt.date
     closes = pd.to_datetime(rows["assigned_on"]) + pd.to_timedelta(rows["horizon_days"], unit="D")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
@@ -18,11 +19,12 @@ from mlflow.exceptions import MlflowException
 from expansion_scorer import schemas
 from expansion_scorer.config import Engine, FeatureSet, ServingConfig, TrainingConfig
 from expansion_scorer.data.database import DatabaseError
-from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.loading import AnyWorld, World
 from expansion_scorer.data.sources import DataSource, Sources
 from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
+from expansion_scorer.features.frame import open_data
 from expansion_scorer.outputs import (
     csv_writer,
     locked,
@@ -65,6 +67,9 @@ from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri, configure, 
 from expansion_scorer.training import treeshap
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.uplift import UpliftModel
+
+if TYPE_CHECKING:
+    from expansion_scorer.features.spark import SparkWorld
 
 
 def load_versioned(uri: str) -> tuple[PropensityModel, ModelRef | None]:
@@ -232,7 +237,7 @@ def score_job(
     if sink is not None:
         sinks.check(sink, serving.reasons)
         lap("check_sink")
-    world = open_world(data_dir, cutoff=as_of)
+    world = open_data(data_dir, engine, cutoff=as_of)
     validate(world, feature_set.events)
     inputs = input_summary(world)
     lap("read_and_validate")
@@ -245,13 +250,13 @@ def score_job(
     if engine is Engine.SPARK:
         from expansion_scorer.serving.spark import score_frame_spark
 
-        assert not isinstance(data_dir, Sources)  # refused above
+        assert not isinstance(world, World)  # Engine.SPARK opened a SparkWorld
         if uplift is not None:
             raise UserError(
                 "rank_by: uplift is scored by the duckdb engine only; drop --engine spark or"
                 " set rank_by: score"
             )
-        scored = score_frame_spark(data_dir, as_of, model, model_uri, feature_set, serving, version)
+        scored = score_frame_spark(world, as_of, model, model_uri, feature_set, serving, version)
     else:
         scored = score_frame(world, as_of, model, feature_set, serving, version, uplift)
     lap("features_score_explain")
@@ -287,7 +292,7 @@ def score_job(
         scored=len(week.table),
         not_ready=int((week.table["readiness"] != "ready").sum()),
         excluded=len(week.excluded),
-        not_yet_customers=_created_on_or_after(data_dir, as_of),
+        not_yet_customers=_created_on_or_after(world, as_of),
         model_version=version,
         triggers=len(week.triggers),
         previous_run=week.previous_run,
@@ -324,7 +329,7 @@ class WeeklyRun:
 
 def run_week(
     scored: Scored,
-    world: World,
+    world: World | SparkWorld,
     as_of: date,
     model: PropensityModel,
     named: tuple[ModelRef | None, str],
@@ -483,7 +488,7 @@ def _to_database(
     table: pd.DataFrame,
     as_of: date,
     reasons: int,
-    world: World,
+    world: AnyWorld,
     started: datetime,
     out_dir: Path,
 ) -> Written:
@@ -501,10 +506,10 @@ def _to_database(
         ) from None
 
 
-def _crm_ids(world: World, account_ids: pd.Series) -> pd.Series | None:
+def _crm_ids(world: AnyWorld, account_ids: pd.Series) -> pd.Series | None:
     """Each account's CRM id (`crm_id`, an optional contract column of accounts); None when no
     account has one."""
-    ids = world.con.execute("SELECT account_id, crm_id FROM accounts WHERE crm_id IS NOT NULL").df()
+    ids = world.frame("SELECT account_id, crm_id FROM accounts WHERE crm_id IS NOT NULL")
     if ids.empty:
         return None
     mapping = ids.drop_duplicates("account_id").set_index("account_id")["crm_id"]
@@ -527,7 +532,7 @@ def _slug(text: str) -> str:
 
 
 def _weekly_drift(
-    world: World,
+    world: World | SparkWorld,
     out_dir: Path,
     model: PropensityModel,
     registered: ModelRef | None,
@@ -593,7 +598,7 @@ def monitor_job(
     with locked(out_root):
         recover(out_root, apply_stage(history))
         runs = read_runs(history)
-    world = open_world(data_dir)
+    world = open_data(data_dir, engine)
     validate(world)
     latest = runs.sort_values(["as_of", "model_version"]).iloc[-1]
     as_of = pd.Timestamp(latest["as_of"]).date()
@@ -605,21 +610,14 @@ def monitor_job(
     model, _ = load_versioned(registered.uri)
     cfg = serving.monitor
     own = for_model(feature_set, model.affinity, model.plan_order)
-    on = None
-    if engine is Engine.SPARK:
-        from expansion_scorer.features.spark import open_spark_world
-
-        on = open_spark_world(data_dir)
-    ref = reference(on or world, model, own, record.fit_dates, cfg)
+    ref = reference(world, model, own, record.fit_dates, cfg)
     current = read_features(history, as_of, version)
     week = runs[
         (pd.to_datetime(runs["as_of"]).dt.date == as_of) & (runs["model_version"] == version)
     ]
     current = current.merge(week[["account_id", "score"]], on="account_id", how="right")
     drift = drift_table(ref, current, cfg)
-    outcomes = matured_outcomes(
-        world, runs, feature_set, model.horizon_days, record.capacity_k, on=on
-    )
+    outcomes = matured_outcomes(world, runs, feature_set, model.horizon_days, record.capacity_k)
     retrain, why = recommendation(drift, outcomes, record, cfg)
     summary = {
         "latest_run": str(as_of),
@@ -707,11 +705,11 @@ def _manifest_body(
     }
 
 
-def _created_on_or_after(data_dir: DataSource, as_of: date) -> int:
-    """How many accounts the as-of date cannot see yet: a count for the console, never a feature."""
-    row = (
-        open_world(data_dir)
-        .con.execute(f"SELECT count(*) FROM accounts WHERE created_at >= DATE '{as_of}'")
-        .fetchone()
+def _created_on_or_after(world: AnyWorld, as_of: date) -> int:
+    """How many accounts the as-of date cannot see yet: a count for the console, never a feature.
+
+    Read from the rows as written, which the cut-off does not hide, cast as `accounts` casts."""
+    (row,) = world.rows(
+        f"SELECT count(*) FROM raw_accounts WHERE TRY_CAST(created_at AS DATE) >= DATE '{as_of}'"
     )
-    return int(row[0]) if row else 0
+    return int(row[0])

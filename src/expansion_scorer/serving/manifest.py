@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from expansion_scorer.data.loading import World
+from expansion_scorer.data.loading import AnyWorld
 
 
 def file_sha256(path: Path) -> str:
@@ -20,22 +20,18 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def input_summary(world: World) -> dict[str, dict[str, Any]]:
+def input_summary(world: AnyWorld) -> dict[str, dict[str, Any]]:
     """Per table: the file name (not its path), rows in the file, rows dated before the as-of
     date, and the file's content hash. A mapped table names its mapping entry instead, and
     hashes the files it names (a `files:` glob) or its SELECT's text (a `sql:` entry, whose
     files DuckDB opens itself)."""
     out: dict[str, dict[str, Any]] = {}
     for name, source in sorted(world.tables.items()):
-        total = world.con.execute(f"SELECT count(*) FROM raw_{name}").fetchone()
-        seen = world.con.execute(f"SELECT count(*) FROM {name}").fetchone()
-        counts = {
-            "rows": int(total[0]) if total else 0,
-            "rows_before_as_of": int(seen[0]) if seen else 0,
-        }
+        total = world.rows(f"SELECT count(*) FROM raw_{name}")[0][0]
+        seen = world.rows(f"SELECT count(*) FROM {name}")[0][0]
+        counts = {"rows": int(total), "rows_before_as_of": int(seen)}
         if not source.mapped:
-            path = source.files[0]
-            out[name] = {"file": path.name, **counts, "sha256": file_sha256(path)}
+            out[name] = {"file": source.label, **counts, "sha256": world.sha256(name)}
             continue
         digest = hashlib.sha256((source.sql or "").encode("utf-8"))
         for path in source.files:

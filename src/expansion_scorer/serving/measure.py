@@ -217,7 +217,7 @@ def health(
     horizon before they happened, and how many weeks ahead); follow-through (the share of
     listed accounts touched); and the measured lift of the quarter's cohorts."""
     world = open_world(data_dir)
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     build_movements(world.con, feature_set)
     con = duckdb.connect(str(history), read_only=True)
     try:

@@ -160,7 +160,7 @@ def drift_warning(table: pd.DataFrame, cfg: MonitorConfig) -> str | None:
 
 
 def matured_outcomes(
-    world: World,
+    world: World | SparkWorld,
     runs: pd.DataFrame,
     feature_set: FeatureSet,
     horizon_days: int,
@@ -170,7 +170,7 @@ def matured_outcomes(
     """Per past run whose horizon has closed in the data: precision and lift of its lists.
 
     The outcomes are computed on `on` (Spark, over the same tables) when given."""
-    _, end = data_span(world.con)
+    _, end = data_span(world)
     columns = [
         "as_of", "model_version", "scored", "base_rate", "top_k", "precision_at_k", "lift_at_k",
         "on_lists", "precision_on_lists", "lift_on_lists",

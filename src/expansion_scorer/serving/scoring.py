@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from expansion_scorer.serving.explain import (
 from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.uplift import UpliftModel
+
+if TYPE_CHECKING:
+    from expansion_scorer.features.spark import SparkWorld
 
 
 def band_of(score: float, bands: dict[str, float]) -> str:
@@ -106,7 +110,7 @@ def check_schema(model: PropensityModel | UpliftModel, frame: pd.DataFrame, name
 
 
 def score_frame(
-    world: World,
+    world: World | SparkWorld,
     as_of: date,
     model: PropensityModel,
     feature_set: FeatureSet,

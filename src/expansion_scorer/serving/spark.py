@@ -9,7 +9,6 @@ the outputs are made by the same code as the DuckDB path.
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
 
@@ -63,7 +62,7 @@ def score_spark(
 
 
 def score_frame_spark(
-    data_dir: Path,
+    world: engine.SparkWorld,
     as_of: date,
     model: PropensityModel,
     model_uri: str,
@@ -73,7 +72,6 @@ def score_frame_spark(
 ) -> Scored:
     """`serving.scoring.score_frame` with Spark computing eligibility, features and scores."""
     serving.check_against(feature_set)
-    world = engine.read_world(engine.spark_session(), data_dir, cutoff=as_of)
     uri = pinned_uri(model_uri, model_version)
     status, frame = score_spark(world, as_of, feature_set, model, uri)
     return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version)

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from expansion_scorer import schemas
 from expansion_scorer.config import Engine, FeatureSet, LightGBMParams, TrainingConfig
-from expansion_scorer.data.loading import World, open_world
+from expansion_scorer.data.loading import World
 from expansion_scorer.data.sources import DataSource, data_root
 from expansion_scorer.data.validation import reading_nothing, validate
 from expansion_scorer.errors import UserError
@@ -33,7 +33,7 @@ from expansion_scorer.features.catalogue import (
     fit_affinity,
     resolve_plans,
 )
-from expansion_scorer.features.frame import FeatureFrame, Labelling, feature_frame
+from expansion_scorer.features.frame import FeatureFrame, Labelling, feature_frame, open_data
 from expansion_scorer.features.snapshots import training_dates
 from expansion_scorer.progress import Stages
 from expansion_scorer.tracking import ModelRef, configure, experiment_id
@@ -72,14 +72,16 @@ if TYPE_CHECKING:
 TRUTH_FILE = "truth.parquet"
 
 
-def load_world(data_dir: DataSource, cutoff: date | None) -> World:
-    world = open_world(data_dir, cutoff=cutoff)
+def load_world(
+    data_dir: DataSource, cutoff: date | None, engine: Engine = Engine.DUCKDB
+) -> World | SparkWorld:
+    world = open_data(data_dir, engine, cutoff=cutoff)
     validate(world)
     return world
 
 
 def training_set(
-    world: World,
+    world: World | SparkWorld,
     feature_set: FeatureSet,
     cfg: TrainingConfig,
     until: date | None,
@@ -87,20 +89,20 @@ def training_set(
 ) -> FeatureFrame:
     """Point-in-time features and labels of every eligible (account, month start), computed
     by DuckDB over `world`, or by Spark over `on` (the same tables) when given."""
-    dates = training_dates(world.con, cfg.horizon_days, cfg.min_history_days, until)
+    dates = training_dates(world, cfg.horizon_days, cfg.min_history_days, until)
     if not dates:
         raise UserError(
             f"no snapshot month has a complete {cfg.horizon_days}-day label window before"
             f" {until or 'the end of the data'}; use more history or a shorter horizon"
         )
-    check_usable_events(world.con, world.label("usage_events"), max(dates))
+    check_usable_events(world, world.label("usage_events"), max(dates))
     motions = "motions" in cfg.learning.candidates  # the learner fits on each motion's label
     labelling = Labelling(cfg.horizon_days, cfg.label, motions=motions)
     return feature_frame(on or world, feature_set, dates, labelling)
 
 
 def training_frame(
-    world: World,
+    world: World | SparkWorld,
     feature_set: FeatureSet,
     cfg: TrainingConfig,
     until: date | None,
@@ -110,7 +112,7 @@ def training_frame(
     return training_set(world, feature_set, cfg, until, on).labelled
 
 
-def learnable(world: World, feature_set: FeatureSet) -> FeatureSet:
+def learnable(world: World | SparkWorld, feature_set: FeatureSet) -> FeatureSet:
     """The features a model learns from: all but those that name only what the data never
     holds (`expansion validate` lists them). Their values would measure missingness alone and
     speak, in a CSM's list, of products and events the company does not have."""
@@ -278,18 +280,13 @@ def prepare(
 ) -> TrainingSet:
     """Read and validate the data, and build the training set on the engine.
 
-    With `Engine.SPARK` Spark builds it (eligibility, ledger, features, labels) and the model
-    trains on the collected frame; validation stays on DuckDB, on the driver.
+    With `Engine.SPARK` Spark builds the training set (eligibility, ledger, features, labels)
+    and the model trains on the collected frame; validation runs there too.
     """
     cfg.check_against(feature_set)  # the CLI's Settings checked this at load; a caller in code
-    world = load_world(data_dir, cutoff=until)
-    feature_set = resolve_plans(world.con, feature_set)  # one plan order, kept with the model
-    on = None
-    if engine is Engine.SPARK:
-        from expansion_scorer.features.spark import open_spark_world
-
-        on = open_spark_world(data_dir, cutoff=until)
-    built = training_set(world, feature_set, cfg, until, on)
+    world = load_world(data_dir, cutoff=until, engine=engine)
+    feature_set = resolve_plans(world, feature_set)  # one plan order, kept with the model
+    built = training_set(world, feature_set, cfg, until)
     frame = with_truth(data_dir, built.labelled, cfg.horizon_days)
     schemas.check(schemas.training_schema(feature_set), frame)  # before anything is logged
     return TrainingSet(built, frame, feature_set, learnable(world, feature_set), until)
