@@ -338,7 +338,8 @@ def _generate(args: argparse.Namespace) -> None:
 
 def _validate(args: argparse.Namespace) -> None:
     from expansion_scorer.data.loading import open_world
-    from expansion_scorer.data.validation import catalogue, validate
+    from expansion_scorer.data.validation import validate
+    from expansion_scorer.features.catalogue import catalogue
     from expansion_scorer.settings import load_feature_set
 
     features = load_feature_set(args.features)

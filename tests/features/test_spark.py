@@ -17,10 +17,10 @@ import pytest
 
 from expansion_scorer.config import load_training_config
 from expansion_scorer.data.loading import open_world
-from expansion_scorer.data.validation import catalogue, validate
+from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import ContractError
 from expansion_scorer.features import build, ledger, snapshots
-from expansion_scorer.features.catalogue import fit_affinity, resolve_plans
+from expansion_scorer.features.catalogue import catalogue, fit_affinity, resolve_plans
 from expansion_scorer.serving.manifest import input_summary
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import training_set

@@ -18,6 +18,7 @@ training months, whose windows close before its calibration and test months begi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from expansion_scorer.config import FeatureSet
+from expansion_scorer.config import FeatureDef, FeatureSet
 from expansion_scorer.data.contract import held_on
 from expansion_scorer.data.loading import AnyWorld
 from expansion_scorer.errors import UserError
@@ -215,3 +216,99 @@ def for_model(
         plan_order=plans if features.plan_order_auto and plans else None,
         affinity=affinity if features.affinity_learned and affinity is not None else None,
     )
+
+
+def _names_absent(f: FeatureDef, features: FeatureSet, known: set[str]) -> list[str]:
+    """The names `f` reads that the data never holds, when it reads nothing for them (nothing
+    it names is in the data, or none of the products or plans its sql names is); else []."""
+    quoted = set(re.findall(r"'([^']+)'", f.sql))  # the products and plans its sql names
+    literals = set(quoted)
+    if f.window is not None and f.window.event:
+        literals |= set(f.window.event)
+    for name, w in features.windows.items():  # and the events of the windows it reads
+        if w.event and re.search(rf"\b{name}\b", f.sql):
+            literals |= set(w.event)
+    named = sorted(literals - known)
+    if named and (not literals & known or (quoted and not quoted & known)):
+        return named
+    return []
+
+
+def reading_nothing(world: AnyWorld, features: FeatureSet) -> list[str]:
+    """The features that name only what the data never holds (`catalogue`'s warnings): a
+    model does not learn from them, since their values measure nothing but missingness."""
+    events, products, plans = _data_names(world, features)
+    known = set(events) | set(products) | set(plans)
+    return [f.name for f in features.features if _names_absent(f, features, known)]
+
+
+def _data_names(world: AnyWorld, features: FeatureSet) -> tuple[list[str], list[str], list[str]]:
+    """The events (most frequent first), products and plans the data holds."""
+
+    def names(sql: str) -> list[str]:
+        return [str(r[0]) for r in world.rows(sql) if r[0] is not None]
+
+    events = names(
+        "SELECT CAST(event AS VARCHAR) FROM raw_usage_events GROUP BY 1 ORDER BY count(*) DESC"
+    )
+    products, plans = [], []
+    by_price = features.plan_order_auto
+    if world.has("subscriptions"):
+        products = names("SELECT DISTINCT product FROM subscriptions ORDER BY 1")
+        plans = (
+            plans_by_price(world)
+            if by_price
+            else names("SELECT DISTINCT plan FROM subscriptions ORDER BY 1")
+        )
+    return events, products, plans
+
+
+def catalogue(world: AnyWorld, features: FeatureSet) -> tuple[list[str], list[str]]:
+    """What the data names (events, products, plans), and each feature definition that names
+    something the data never holds, so reads nothing: a company's own names are not ours."""
+    events, products, plans = _data_names(world, features)
+    by_price = features.plan_order_auto
+    found = [
+        f"events ({len(events)}): {', '.join(events[:12])}{', ...' if len(events) > 12 else ''}",
+        f"products ({len(products)}): {', '.join(products)}",
+        f"plans ({len(plans)}{', by ARR per seat, lowest first' if by_price else ''}):"
+        f" {', '.join(plans)}",
+    ]
+    if features.affinity_learned:
+        found.append("affinity: learned from the training snapshots when a model is trained")
+    known = set(events) | set(products) | set(plans)
+    unread = []
+    listed = [] if isinstance(features.plan_order, str) else features.plan_order
+    order = [p for p in listed if p not in plans]
+    if plans and order:
+        unread.append(f"plan_order names {', '.join(order)}, which no subscription holds")
+    beyond = [p for p in plans if p not in listed]
+    if beyond and not by_price:
+        unread.append(
+            f"plans {', '.join(beyond)} are not in plan_order: upgrades to or from them are"
+            " not seen as plan moves; add them to plan_order, lowest first"
+        )
+    for f in features.features:
+        named = _names_absent(f, features, known)
+        if named:
+            unread.append(
+                f"feature {f.name} names {', '.join(named)}, which the data never holds:"
+                " it reads nothing; rename them in the feature definitions"
+            )
+    for name, w in features.windows.items():
+        if w.event and not set(w.event) & set(events):
+            unread.append(
+                f"window {name} counts {', '.join(w.event)}, which the usage log never holds"
+            )
+    for plan, limits in features.plan_limits.items():
+        absent = sorted({plan} - set(plans) | set(limits) - set(events))
+        if absent:
+            unread.append(
+                f"plan_limits {plan}: {', '.join(absent)} not in the data, so plan_limit_use"
+                " reads nothing from it; name your plans and metered events, or drop it"
+            )
+    for event, product in features.affinity_pairs.items():
+        if event not in events or (products and product not in products):
+            unread.append(f"affinity {event} -> {product}: not in the data ({event!r} or"
+                          f" {product!r} missing)")  # fmt: skip
+    return found, unread

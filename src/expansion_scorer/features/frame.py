@@ -15,26 +15,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from expansion_scorer.config import Engine, FeatureSet, LabelConfig
+from expansion_scorer.config import Engine, FeatureSet
 from expansion_scorer.data.loading import World, open_world
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.features import build, ledger, snapshots
-from expansion_scorer.features.snapshots import STATUS_COLUMNS
+from expansion_scorer.features.snapshots import STATUS_COLUMNS, Labelling
 
 if TYPE_CHECKING:
     from expansion_scorer.features.catalogue import AffinityData
     from expansion_scorer.features.spark import SparkWorld
-
-
-@dataclass(frozen=True)
-class Labelling:
-    """What a label is: an expansion within `horizon_days` of the as-of date, as `label` says."""
-
-    horizon_days: int
-    label: LabelConfig | None = None
-    motions: bool = False
-    """Also one label per expansion motion (`snapshots.motion_label`), when the label is any
-    expansion of a seat ledger: the `motions` learner fits on them."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +126,8 @@ def feature_frame(
 
         if isinstance(at, pd.DataFrame):
             raise ValueError("the Spark engine builds frames of snapshot dates only")
-        made = spark.feature_frame(world, feature_set, list(at), labelling)
-        return FeatureFrame(made.features, made.status, made.labels, world, _built(world))
+        features, status, labels = spark.feature_frame(world, feature_set, list(at), labelling)
+        return FeatureFrame(features, status, labels, world, _built(world))
     con = world.con
     _entities(world, at)
     ledger.build_expansions(con, feature_set)

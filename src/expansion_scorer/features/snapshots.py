@@ -10,6 +10,7 @@ revenue in [T, T + h) reaches (1 + min_growth) x its revenue in [T - h, T).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
@@ -19,6 +20,18 @@ from expansion_scorer.config import LabelConfig
 from expansion_scorer.data.contract import held_on
 from expansion_scorer.data.loading import AnyWorld, is_consumption, sql_str
 from expansion_scorer.features.ledger import EXPANSION_KINDS
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """What a label is: an expansion within `horizon_days` of the as-of date, as `label` says."""
+
+    horizon_days: int
+    label: LabelConfig | None = None
+    motions: bool = False
+    """Also one label per expansion motion (`snapshots.motion_label`), when the label is any
+    expansion of a seat ledger: the `motions` learner fits on them."""
+
 
 RUN_RATE_DAYS = 90
 

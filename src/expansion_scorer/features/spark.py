@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from sqlglot import exp
 
-    from expansion_scorer.features.frame import FeatureFrame, Labelling
+    from expansion_scorer.features.snapshots import Labelling
 
 
 def spark_session() -> SparkSession:
@@ -470,13 +470,12 @@ def feature_relation(
 
 def feature_frame(
     world: SparkWorld, features: FeatureSet, dates: list[date], labelling: Labelling | None
-) -> FeatureFrame:
-    """`frame.feature_frame` on Spark: the rows computed there, then collected."""
-    from expansion_scorer.features.frame import FeatureFrame
-
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """`frame.feature_frame` on Spark: the features, every account's status and (given
+    `labelling`) the labels, computed there, then collected."""
     relation, status = feature_relation(world, features, dates)
     labels = None if labelling is None else _labels(world, labelling)
-    return FeatureFrame(_collect(relation), status, labels)
+    return _collect(relation), status, labels
 
 
 def label_frame(

@@ -25,12 +25,13 @@ from expansion_scorer import schemas
 from expansion_scorer.config import Engine, FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.data.loading import World
 from expansion_scorer.data.sources import DataSource, data_root
-from expansion_scorer.data.validation import reading_nothing, validate
+from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import (
     Affinity,
     check_usable_events,
     fit_affinity,
+    reading_nothing,
     resolve_plans,
 )
 from expansion_scorer.features.frame import FeatureFrame, Labelling, feature_frame, open_data
