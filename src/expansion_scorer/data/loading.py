@@ -96,8 +96,13 @@ class World:
 
     def sha256(self, table: str) -> str:
         """The content hash of the contract file a table is read from."""
-        with open(self.tables[table].files[0], "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return file_sha256(self.tables[table].files[0])
+
+
+def file_sha256(path: Path) -> str:
+    """A file's content hash, read in chunks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def is_consumption(con: duckdb.DuckDBPyConnection) -> bool:

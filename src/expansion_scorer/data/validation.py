@@ -11,14 +11,11 @@ Every check is DuckDB SQL over the `raw_<table>` views, run through the world's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from expansion_scorer.data.contract import SQL_TYPES, TABLES, Column, TableSpec
 from expansion_scorer.data.loading import AnyWorld
 from expansion_scorer.errors import ContractError
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
-from expansion_scorer.data.loading import AnyWorld
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+from expansion_scorer.data.loading import AnyWorld, file_sha256
 
 
 def input_summary(world: AnyWorld) -> dict[str, dict[str, Any]]:

@@ -165,11 +165,9 @@ def matured_outcomes(
     feature_set: FeatureSet,
     horizon_days: int,
     capacity_k: int,
-    on: SparkWorld | None = None,
 ) -> pd.DataFrame:
-    """Per past run whose horizon has closed in the data: precision and lift of its lists.
-
-    The outcomes are computed on `on` (Spark, over the same tables) when given."""
+    """Per past run whose horizon has closed in the data: precision and lift of its lists,
+    computed on the world's engine."""
     _, end = data_span(world)
     columns = [
         "as_of", "model_version", "scored", "base_rate", "top_k", "precision_at_k", "lift_at_k",
@@ -181,7 +179,7 @@ def matured_outcomes(
     matured = sorted(d for d in runs["as_of"].unique() if d + timedelta(days=horizon_days) <= end)
     if not matured:
         return pd.DataFrame(columns=columns)
-    outcome = label_frame(on or world, feature_set, matured, Labelling(horizon_days))
+    outcome = label_frame(world, feature_set, matured, Labelling(horizon_days))
     outcome = outcome[["account_id", "as_of", "label"]]
     rows = []
     for (as_of, version), run in runs[runs["as_of"].isin(matured)].groupby(
