@@ -6,6 +6,7 @@ booster's training window (out of time), so it corrects drift as well as overcon
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -75,3 +76,46 @@ def _platt_with_offset(
         if np.abs(step).max() < 1e-10:
             break
     return np.array([beta[0]]), np.array([beta[1]])
+
+
+CV_FOLDS = 5
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, EPS, 1 - EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def choose_calibration(
+    raw: np.ndarray,
+    y: np.ndarray,
+    shift: np.ndarray | None,
+    methods: Sequence[str],
+    groups: np.ndarray,
+    seed: int,
+) -> tuple[str, dict[str, float]]:
+    """The method with the lowest log loss, cross-validated over groups (accounts), and every
+    method's loss. `none` (the raw probability) wins ties: a calibrator has to earn its place."""
+    raw = np.asarray(raw, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    _, codes = np.unique(groups, return_inverse=True)
+    fold = np.random.default_rng(seed).permutation(codes.max() + 1)[codes] % CV_FOLDS
+    losses: dict[str, float] = {}
+    for method in ["none", *(m for m in methods if m != "none")]:
+        if method == "none":
+            losses[method] = _log_loss(raw, y)
+            continue
+        predicted = np.empty(len(y))
+        for k in range(CV_FOLDS):
+            out, fit = fold == k, fold != k
+            if not out.any():
+                continue
+            if not 0 < y[fit].sum() < fit.sum():
+                predicted[out] = raw[out]
+                continue
+            part = None if shift is None else shift[fit]
+            cal = Calibrator(method).fit(raw[fit], y[fit], part)  # type: ignore[arg-type]
+            predicted[out] = cal.transform(raw[out], None if shift is None else shift[out])
+        losses[method] = _log_loss(predicted, y)
+    best = min(losses, key=lambda m: (losses[m], m != "none"))
+    return best, losses
