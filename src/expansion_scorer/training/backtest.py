@@ -71,6 +71,12 @@ class Shape:
             f" with {_count(self.calibration_months, 'calibration month')}"
         )
 
+    def said(self, crossfit: bool) -> str:
+        """As printed: cross-fitted backtests have no calibration months."""
+        if crossfit:
+            return f"{_count(self.folds, 'fold')} over {_count(self.test_months, 'test month')}"
+        return str(self)
+
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
@@ -240,13 +246,17 @@ class Plan:
         return f"backtest shrunk to fit the history: {self.change}" if self.change else ""
 
 
-def _changes(configured: Shape, shape: Shape, horizon_days: int) -> str:
+def _changes(configured: Shape, shape: Shape, horizon_days: int, crossfit: bool) -> str:
     """'backtest.folds 3 -> 1, ... (backtest.calibration_months 3, the 90-day embargo kept)'."""
     parts = {
         "backtest.folds": (configured.folds, shape.folds),
         "test_months": (configured.test_months, shape.test_months),
-        "backtest.calibration_months": (configured.calibration_months, shape.calibration_months),
     }
+    if not crossfit:
+        parts["backtest.calibration_months"] = (
+            configured.calibration_months,
+            shape.calibration_months,
+        )
     changed = [f"{name} {a} -> {b}" for name, (a, b) in parts.items() if a != b]
     kept = [f"{name} {a}" for name, (a, b) in parts.items() if a == b]
     return f"{', '.join(changed)} ({', '.join([*kept, f'the {horizon_days}-day embargo'])} kept)"
@@ -269,12 +279,14 @@ def plan_backtest(dates: Sequence[date], cfg: TrainingConfig) -> Plan:
     minimum = Shape(least.folds, least.test_months, least.calibration_months)
     found = f"{_count(len(dates), 'snapshot month')} ({_span(dates)}) with {h}-day labels closed"
     steps = shrink_steps(configured, minimum)
+    if blocks is not None:  # cross-fitted: no calibration months to shrink
+        steps = [s for s in steps if s.calibration_months == configured.calibration_months]
     for shape in steps:
         shrunk = _plan(dates, h, shape, blocks)
         if not isinstance(shrunk, str):
             change = (
-                f"{_changes(configured, shape, h)};"
-                f" the configured {configured} needs"
+                f"{_changes(configured, shape, h, blocks is not None)};"
+                f" the configured {configured.said(blocks is not None)} needs"
                 f" {months_needed(configured, h, dates[0], blocks)} snapshot months and the data"
                 " has"
                 f" {found}"
@@ -283,7 +295,13 @@ def plan_backtest(dates: Sequence[date], cfg: TrainingConfig) -> Plan:
     smallest = steps[-1] if steps else configured
     raise UserError(
         f"the history is too short for the smallest backtest: the data has {found}, and"
-        f" {smallest} and a {h}-day embargo before calibration and before the test needs"
+        f" {smallest.said(blocks is not None)} and a {h}-day embargo"
+        + (
+            " before the test and around each cross-fitting block"
+            if blocks is not None
+            else " before calibration and before the test"
+        )
+        + " needs"
         f" {months_needed(smallest, h, dates[0], blocks)} (backtest.minimum); use more history"
         " (a later --train-until) or a shorter horizon"
     )
@@ -429,18 +447,18 @@ def backtest(
 
 
 def _survivors(choice: Choice | None, cfg: TrainingConfig) -> list[str] | None:
-    """The learners fitted after the first fold: those within `halving_margin` of its best ROC
-    AUC on held-out predictions, and the parts of a surviving blend; None: all of them."""
+    """The learners fitted after the first fold (successive halving): the best booster learner
+    there and any other within `halving_margin` of it, and the gam and the blend when
+    configured; None: all of them."""
     margin = cfg.learning.halving_margin
     if choice is None or margin is None or not choice.calibration_auc:
         return None
-    aucs = choice.calibration_auc
+    aucs = {k: v for k, v in choice.calibration_auc.items() if k not in ("gam", "blend")}
+    if not aucs:
+        return None
     best = max(aucs.values())
     kept = [name for name, auc in aucs.items() if auc >= best - margin]
-    if "blend" in kept:
-        boosters = [n for n in aucs if n not in ("gam", "blend")]
-        kept += ["gam", max(boosters, key=lambda n: aucs[n])]
-    return sorted(set(kept), key=list(aucs).index)
+    return kept + [k for k in ("gam", "blend") if k in cfg.learning.candidates]
 
 
 def random_split_auc(

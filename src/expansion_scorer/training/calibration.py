@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 EPS = 1e-6
 TIE_BREAK = 1e-7
+MIN_SLOPE = 0.05
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -45,6 +47,14 @@ class Calibrator:
             self.y_ = np.array([float(lr.intercept_[0])])
         else:
             self.x_, self.y_ = _platt_with_offset(_logit(raw) - shift, np.asarray(shift), y)
+        if self.method == "platt" and self.x_[0] < MIN_SLOPE:
+            # A calibrator never reverses the model's order (a ranking that held-out rows read
+            # backwards is the learner's problem): the slope stops at MIN_SLOPE and the
+            # intercept is refitted under it.
+            fixed = 0.0 if shift is None else np.asarray(shift, dtype=np.float64)
+            z = MIN_SLOPE * (_logit(raw) - fixed) + fixed
+            self.x_ = np.array([MIN_SLOPE])
+            self.y_ = _intercept(z, y)
         return self
 
     def transform(self, raw: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
@@ -56,9 +66,21 @@ class Calibrator:
         else:
             fixed = 0.0 if shift is None else np.asarray(shift, dtype=np.float64)
             z = _logit(raw) - fixed
-            p = 1.0 / (1.0 + np.exp(-(self.x_[0] * z + self.y_[0] + fixed)))
+            p = expit(self.x_[0] * z + self.y_[0] + fixed)
         # Isotonic steps can hit exactly 0 or 1; a probability a CSM reads never should.
         return np.clip(p, EPS, 1 - EPS)
+
+
+def _intercept(offset: np.ndarray, y: np.ndarray, steps: int = 50) -> np.ndarray:
+    """The intercept of a logistic regression of y with a fixed offset, by Newton's method."""
+    b = 0.0
+    for _ in range(steps):
+        p = expit(offset + b)
+        step = float((y - p).sum()) / max(float((p * (1 - p)).sum()), 1e-12)
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return np.array([b])
 
 
 def _platt_with_offset(
@@ -68,7 +90,7 @@ def _platt_with_offset(
     design = np.column_stack([z, np.ones_like(z)])
     beta = np.array([1.0, 0.0])
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(design @ beta + offset)))
+        p = expit(design @ beta + offset)
         w = np.maximum(p * (1 - p), 1e-12)
         hessian = design.T @ (design * w[:, None]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, design.T @ (y - p))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
+from scipy.special import expit
 
 from expansion_scorer.training.model import prepare
 
@@ -113,7 +114,7 @@ def _loss(
     gradient."""
     z = x @ beta[:-1] + beta[-1] + offset
     loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
-    residual = (1.0 / (1.0 + np.exp(-z)) - y) / len(y)
+    residual = (expit(z) - y) / len(y)
     grad = np.append(x.T @ residual + l2 * beta[:-1], residual.sum())
     return loss + 0.5 * l2 * float(beta[:-1] @ beta[:-1]), grad
 
@@ -198,7 +199,12 @@ class SplineLogit:
         if len(self.l2) > 1 and dates is not None:
             when = np.asarray(dates)[keep]
             order = np.sort(np.unique(when))
-            cut = order[int(np.ceil(len(order) * 0.75))] if len(order) > 1 else None
+            # the latest quarter of the dates (at least one) is held out to choose the penalty
+            cut = (
+                order[min(int(np.ceil(len(order) * 0.75)), len(order) - 1)]
+                if len(order) > 1
+                else None
+            )
             early = when < cut if cut is not None else np.zeros(len(y), bool)
             if early.any() and (~early).any() and 0 < y[early].sum() < early.sum():
                 losses, beta = [], start

@@ -16,6 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
+from scipy.special import expit
 
 from expansion_scorer.errors import UserError
 from expansion_scorer.training.calibration import Calibrator
@@ -93,7 +94,7 @@ class Head:
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Log-odds to probability."""
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(expit(z), dtype="float64")
 
 
 def any_of(p: np.ndarray) -> np.ndarray:
@@ -123,6 +124,8 @@ class Choice:
     """The calibration kept (none, platt or isotonic)."""
     calibration_loss: dict[str, float] = field(default_factory=dict)
     """Calibration -> cross-validated log loss on the held-out predictions."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Learner -> seconds spent fitting it on this layout (its held-out and final fits)."""
 
 
 class PropensityModel(PythonModel):

@@ -217,6 +217,11 @@ def learner_summary(bt: Backtest, final: Choice | None) -> list[str]:
     if final.calibration_loss:
         losses = ", ".join(f"{k} {v:.4f}" for k, v in final.calibration_loss.items())
         lines.append(f"calibration kept: {final.calibration} (cross-validated log loss {losses})")
+    if final.seconds:
+        lines.append(
+            "fitting seconds, final fit: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in final.seconds.items())
+        )
     tested = [k for k in (*KINDS, "logistic") if k in bt.pooled]
     if tested:
         lines.append(

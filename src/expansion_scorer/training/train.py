@@ -11,6 +11,7 @@ one horizon so no label window is shared.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -374,8 +375,16 @@ def _booster_candidate(
     search: _Search,
     params: LightGBMParams,
     cfg: TrainingConfig,
+    latest: tuple[Head, ...] | None = None,
 ) -> _Candidate:
-    parts_heads = [_heads(kind, strength, motions, p, search, params, cfg) for p in search.parts]
+    """A booster learner on every part (`latest`: its heads on the last part, already fitted),
+    and its final model."""
+    parts_heads = [
+        latest
+        if latest is not None and i == len(search.parts) - 1
+        else _heads(kind, strength, motions, p, search, params, cfg)
+        for i, p in enumerate(search.parts)
+    ]
     held = []
     for part, heads in zip(search.parts, parts_heads, strict=True):
         own = _model(search, cfg, heads, offset_for(part.fit, cfg))
@@ -554,6 +563,8 @@ def fit_all(
     skipped: dict[str, str] = {}
     motions: tuple[str, ...] = ()
     boosters: dict[str, _Candidate] = {}
+    seconds: dict[str, float] = {}
+    tried: list[tuple[str, str, Strength | None, list[str]]] = []
     for learner, kind, strength in cfg.learning.learners():
         if learner not in wanted and kind not in wanted:
             continue
@@ -565,7 +576,37 @@ def fit_all(
                 continue
             fitted_motions = found
             motions = tuple(found)
-        boosters[learner] = _booster_candidate(kind, strength, fitted_motions, search, params, cfg)
+        tried.append((learner, kind, strength, fitted_motions))
+    latest: dict[str, tuple[Head, ...]] = {}
+    margin = cfg.learning.halving_margin
+    if only is None and margin is not None and len(search.parts) > 1 and len(tried) > 1:
+        # successive halving: every booster learner on the latest block first, and only those
+        # within the margin of the best there on the other blocks
+        last = search.parts[-1]
+        first_look: dict[str, float] = {}
+        for learner, kind, strength, fitted_motions in tried:
+            started = time.perf_counter()
+            latest[learner] = heads = _heads(
+                kind, strength, fitted_motions, last, search, params, cfg
+            )
+            seconds[learner] = time.perf_counter() - started
+            own = _model(search, cfg, heads, offset_for(last.fit, cfg))
+            first_look[learner] = float(
+                roc_auc_score(last.held["label"], own.logit(last.held, own.shift(last.held)))
+            )
+        best = max(first_look.values())
+        for learner, auc in first_look.items():
+            if auc < best - margin:
+                skipped[learner] = (
+                    f"trailed the best booster by {best - auc:.3f} ROC AUC on the latest block"
+                )
+        tried = [t for t in tried if t[0] not in skipped]
+    for learner, kind, strength, fitted_motions in tried:
+        started = time.perf_counter()
+        boosters[learner] = _booster_candidate(
+            kind, strength, fitted_motions, search, params, cfg, latest.get(learner)
+        )
+        seconds[learner] = seconds.get(learner, 0.0) + time.perf_counter() - started
         scored[learner] = float(roc_auc_score(y, boosters[learner].held_logit))
     candidates: dict[str, _Candidate] = dict(boosters)
     kinds: dict[str, _Candidate] = {}
@@ -573,7 +614,9 @@ def fit_all(
     if best_booster is not None:
         kinds["booster"] = boosters[best_booster]
     if "gam" in wanted and "gam" in cfg.learning.candidates:
+        started = time.perf_counter()
         candidates["gam"] = kinds["gam"] = _gam_candidate(search, cfg)
+        seconds["gam"] = time.perf_counter() - started
         scored["gam"] = float(roc_auc_score(y, candidates["gam"].held_logit))
     blend_weight = None
     if "blend" in wanted and "blend" in cfg.learning.candidates:
@@ -614,6 +657,7 @@ def fit_all(
         blend_weight=blend_weight,
         calibration=method,
         calibration_loss=losses,
+        seconds=seconds,
     )
     return Fitted(kept.model, {k: c.model for k, c in kinds.items()})
 
