@@ -410,8 +410,8 @@ class GamConfig(_Strict):
 
     knots: int = Field(default=5, ge=1, le=20)
     l2: list[float] = Field(default=[1e-1, 1e-2, 1e-3, 1e-4], min_length=1)
-    """Penalties on the standardised spline weights, chosen by log loss on the latest quarter
-    of the training months."""
+    """Penalties on the standardised spline weights, the one with the lowest log loss on the
+    held-out predictions kept."""
     max_rows: int = Field(default=200_000, ge=1_000)
     """The GAM fits on a sample of this many rows at most."""
 

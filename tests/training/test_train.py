@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from expansion_scorer.config import TrainingConfig, load_training_config
+from expansion_scorer.config import LearningConfig, TrainingConfig, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.jobs import train_job, training_frame
 from expansion_scorer.settings import load_feature_set
@@ -110,7 +110,8 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     served = model.predict(frame[wrapper.feature_names])
     np.testing.assert_allclose(served["score"], wrapper.predict_proba(frame), rtol=0, atol=1e-12)
     assert ((served["score"] > 0) & (served["score"] < 1)).all()
-    assert not np.allclose(wrapper.predict_proba(frame), wrapper.raw_proba(frame))
+    calibrated = not np.allclose(wrapper.predict_proba(frame), wrapper.raw_proba(frame))
+    assert calibrated == (wrapper.calibrator is not None)  # none is kept when it wins
     expected = wrapper.predict_proba(frame) * wrapper.expected_size(frame)
     np.testing.assert_allclose(expected, served["expected_expansion_arr"], rtol=1e-12)
     assert (expected > 0).all()
@@ -254,7 +255,7 @@ def test_the_season_offset_sets_each_months_start_and_is_explained_by_its_featur
     from expansion_scorer.training.contributions import contributions
     from expansion_scorer.training.train import fit
 
-    cfg = small_config()
+    cfg = small_config(learning=LearningConfig(candidates=["single"]))  # the booster's offset
     frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
     model = fit(frame, final_layout(sorted(frame["as_of"].unique()), cfg), load_feature_set(), cfg)
 

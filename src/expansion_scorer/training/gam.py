@@ -111,11 +111,11 @@ def _loss(
     beta: np.ndarray, x: np.ndarray, y: np.ndarray, offset: np.ndarray, l2: float
 ) -> tuple[float, np.ndarray]:
     """Mean log loss plus l2 / 2 x |weights|^2 (the intercept, last, unpenalised), and its
-    gradient."""
-    z = x @ beta[:-1] + beta[-1] + offset
+    gradient. `x` is single precision: the basis is wide, and the weights need no more."""
+    z = x @ beta[:-1].astype(np.float32) + beta[-1] + offset
     loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
     residual = (expit(z) - y) / len(y)
-    grad = np.append(x.T @ residual + l2 * beta[:-1], residual.sum())
+    grad = np.append(x.T @ residual.astype(np.float32) + l2 * beta[:-1], residual.sum())
     return loss + 0.5 * l2 * float(beta[:-1] @ beta[:-1]), grad
 
 
@@ -124,29 +124,21 @@ def _solve(
 ) -> np.ndarray:
     found = minimize(
         _loss, start, args=(x, y, offset, l2), jac=True, method="L-BFGS-B",
-        options={"maxiter": 500},
+        options={"maxiter": 300},
     )  # fmt: skip
-    return np.asarray(found.x)
-
-
-def _log_loss(beta: np.ndarray, x: np.ndarray, y: np.ndarray, offset: np.ndarray) -> float:
-    z = x @ beta[:-1] + beta[-1] + offset
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+    return np.asarray(found.x, dtype=np.float64)
 
 
 class SplineLogit:
-    """A GAM on the model matrix of `numeric` and `categories` (learned state ends in `_`).
-
-    `l2` is a grid: the penalty is chosen by log loss on the latest quarter of the training
-    rows' dates (`fit`'s `dates`), fitted on the rest, then the model is refitted on all rows.
-    """
+    """A GAM on the model matrix of `numeric` and `categories` (learned state ends in `_`),
+    its weights penalised by `l2` (`path` fits a grid of penalties at once)."""
 
     def __init__(
         self,
         numeric: list[str],
         categories: dict[str, list[str]],
         knots: int = 5,
-        l2: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4),
+        l2: float = 1e-2,
         max_rows: int = 200_000,
         seed: int = 7,
     ) -> None:
@@ -159,22 +151,17 @@ class SplineLogit:
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         x = prepare(frame, self.numeric, self.categories)
-        return (
-            np.column_stack([t.scaled(x[t.feature]) for t in self.terms_])
-            if self.terms_
-            else (np.zeros((len(frame), 0)))
-        )
+        if not self.terms_:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.column_stack([t.scaled(x[t.feature]) for t in self.terms_]).astype(np.float32)
 
-    def fit(
-        self,
-        frame: pd.DataFrame,
-        y: np.ndarray,
-        offset: np.ndarray | None = None,
-        dates: np.ndarray | None = None,
-    ) -> SplineLogit:
-        rng = np.random.default_rng(self.seed)
+    def _basis(
+        self, frame: pd.DataFrame, y: np.ndarray, offset: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The terms learnt from (a sample of) the rows, and their basis, labels and offset."""
         keep = np.arange(len(frame))
         if len(keep) > self.max_rows:  # a few hundred coefficients need no million rows
+            rng = np.random.default_rng(self.seed)
             keep = np.sort(rng.choice(keep, self.max_rows, replace=False))
         frame = frame.iloc[keep]
         y = np.asarray(y, dtype="float64")[keep]
@@ -192,29 +179,40 @@ class SplineLogit:
             if scaled is not None:
                 terms.append(scaled)
         self.terms_ = terms
-        basis = self._matrix(frame)
+        return self._matrix(frame), y, off
+
+    def _start(self, basis: np.ndarray, y: np.ndarray) -> np.ndarray:
         prior = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-        start = np.append(np.zeros(basis.shape[1]), np.log(prior / (1 - prior)))
-        self.l2_ = float(self.l2[0])
-        if len(self.l2) > 1 and dates is not None:
-            when = np.asarray(dates)[keep]
-            order = np.sort(np.unique(when))
-            # the latest quarter of the dates (at least one) is held out to choose the penalty
-            cut = (
-                order[min(int(np.ceil(len(order) * 0.75)), len(order) - 1)]
-                if len(order) > 1
-                else None
-            )
-            early = when < cut if cut is not None else np.zeros(len(y), bool)
-            if early.any() and (~early).any() and 0 < y[early].sum() < early.sum():
-                losses, beta = [], start
-                for l2 in sorted(self.l2, reverse=True):  # strongest first, each warm-starting
-                    beta = _solve(basis[early], y[early], off[early], l2, beta)
-                    losses.append((_log_loss(beta, basis[~early], y[~early], off[~early]), l2))
-                self.l2_ = min(losses)[1]
-        beta = _solve(basis, y, off, self.l2_, start)
-        self.coef_, self.intercept_ = beta[:-1], float(beta[-1])
+        return np.append(np.zeros(basis.shape[1]), np.log(prior / (1 - prior)))
+
+    def _set(self, beta: np.ndarray, l2: float) -> None:
+        self.coef_, self.intercept_, self.l2_ = beta[:-1], float(beta[-1]), float(l2)
+
+    def fit(
+        self, frame: pd.DataFrame, y: np.ndarray, offset: np.ndarray | None = None
+    ) -> SplineLogit:
+        basis, y, off = self._basis(frame, y, offset)
+        self._set(_solve(basis, y, off, self.l2, self._start(basis, y)), self.l2)
         return self
+
+    def path(
+        self,
+        frame: pd.DataFrame,
+        y: np.ndarray,
+        offset: np.ndarray | None,
+        grid: Sequence[float],
+        held: pd.DataFrame,
+    ) -> dict[float, np.ndarray]:
+        """Fitted at each penalty of `grid`, strongest first and each starting from the last:
+        the margins of `held` per penalty. The model is left at the weakest penalty."""
+        basis, y, off = self._basis(frame, y, offset)
+        beta = self._start(basis, y)
+        out = {}
+        for l2 in sorted(grid, reverse=True):
+            beta = _solve(basis, y, off, l2, beta)
+            self._set(beta, l2)
+            out[float(l2)] = self.margin(held)
+        return out
 
     def _terms(self, frame: pd.DataFrame) -> np.ndarray:
         """Rows x features: each feature's term in log-odds (centred on its training mean)."""

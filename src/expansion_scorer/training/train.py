@@ -401,31 +401,53 @@ def _booster_candidate(
     return _Candidate(np.concatenate(held), final)
 
 
-def _gam(
-    rows: pd.DataFrame, search: _Search, cfg: TrainingConfig, offset: Offset | None
-) -> SplineLogit:
-    g = cfg.learning.gam
-    return SplineLogit(search.numeric, search.categories, g.knots, g.l2, g.max_rows, cfg.seed).fit(
-        rows,
-        rows["label"].to_numpy(),
-        None if offset is None else offset.of(rows),
-        rows["as_of"].to_numpy(),
-    )
-
-
 def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
-    held = []
-    gam = None
+    """The gam fitted on every part along its penalty grid; the penalty with the lowest log loss
+    on the held-out rows is kept, and the final gam refitted with it on every training row."""
+    g = cfg.learning.gam
+    paths: list[dict[float, np.ndarray]] = []
+    shifts = []
+    last = None
     for part in search.parts:
         offset = offset_for(part.fit, cfg)
-        gam = _gam(part.fit, search, cfg, offset)
-        shift = 0.0 if offset is None else offset.of(part.held)
-        held.append(gam.margin(part.held) + shift)
+        last = SplineLogit(search.numeric, search.categories, g.knots, 0.0, g.max_rows, cfg.seed)
+        paths.append(
+            last.path(
+                part.fit, part.fit["label"].to_numpy(),
+                None if offset is None else offset.of(part.fit), g.l2, part.held,
+            )
+        )  # fmt: skip
+        shifts.append(np.zeros(len(part.held)) if offset is None else offset.of(part.held))
+    y, shift = search.y, np.concatenate(shifts)
+
+    def held(l2: float) -> np.ndarray:
+        return np.concatenate([p[l2] for p in paths]) + shift
+
+    def loss(l2: float) -> float:
+        z = held(l2)
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    best = min(paths[0], key=loss)
     offset = offset_for(search.rows if search.refit else search.parts[0].fit, cfg)
     final = _model(search, cfg, (), offset)
-    final.gam = _gam(search.rows, search, cfg, offset) if search.refit else gam
+    if search.refit:
+        final.gam = SplineLogit(
+            search.numeric, search.categories, g.knots, best, g.max_rows, cfg.seed
+        ).fit(
+            search.rows,
+            search.rows["label"].to_numpy(),
+            None if offset is None else offset.of(search.rows),
+        )
+    else:
+        assert last is not None
+        last.l2 = best
+        final.gam = last.fit(
+            search.parts[0].fit,
+            search.parts[0].fit["label"].to_numpy(),
+            None if offset is None else offset.of(search.parts[0].fit),
+        )
     final.weight = 0.0
-    return _Candidate(np.concatenate(held), final)
+    return _Candidate(held(best), final)
 
 
 BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
