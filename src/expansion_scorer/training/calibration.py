@@ -103,9 +103,20 @@ def _platt_with_offset(
 CV_FOLDS = 5
 
 
-def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+def _losses(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _clearly_better(gain: np.ndarray, codes: np.ndarray) -> bool:
+    """The per-row loss `gain` over the raw probability is positive beyond two standard errors,
+    accounts (`codes`) as the units: a calibrator fitted on noise does not pass."""
+    per_group = np.bincount(codes, weights=gain)
+    n = len(per_group)
+    if n < 2:
+        return False
+    mean = per_group.mean()
+    return bool(mean > 2 * per_group.std(ddof=1) / np.sqrt(n))
 
 
 def choose_calibration(
@@ -116,17 +127,17 @@ def choose_calibration(
     groups: np.ndarray,
     seed: int,
 ) -> tuple[str, dict[str, float]]:
-    """The method with the lowest log loss, cross-validated over groups (accounts), and every
-    method's loss. `none` (the raw probability) wins ties: a calibrator has to earn its place."""
+    """The method with the lowest log loss, cross-validated over groups (accounts), among
+    `none` and those that beat it by more than two standard errors; and every method's loss.
+    A calibrator has to earn its place: on a tie, or a gain within the noise, none is kept."""
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _, codes = np.unique(groups, return_inverse=True)
     fold = np.random.default_rng(seed).permutation(codes.max() + 1)[codes] % CV_FOLDS
-    losses: dict[str, float] = {}
-    for method in ["none", *(m for m in methods if m != "none")]:
-        if method == "none":
-            losses[method] = _log_loss(raw, y)
-            continue
+    plain = _losses(raw, y)
+    losses: dict[str, float] = {"none": float(plain.mean())}
+    best = "none"
+    for method in (m for m in methods if m != "none"):
         predicted = np.empty(len(y))
         for k in range(CV_FOLDS):
             out, fit = fold == k, fold != k
@@ -138,6 +149,8 @@ def choose_calibration(
             part = None if shift is None else shift[fit]
             cal = Calibrator(method).fit(raw[fit], y[fit], part)  # type: ignore[arg-type]
             predicted[out] = cal.transform(raw[out], None if shift is None else shift[out])
-        losses[method] = _log_loss(predicted, y)
-    best = min(losses, key=lambda m: (losses[m], m != "none"))
+        own = _losses(predicted, y)
+        losses[method] = float(own.mean())
+        if losses[method] < losses[best] and _clearly_better(plain - own, codes):
+            best = method
     return best, losses
