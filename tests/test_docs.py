@@ -1,0 +1,112 @@
+"""The docs stay true: the reference pages are what the code makes now, and every relative link
+in the README and under docs/ reaches a file."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, Field
+
+from expansion_scorer import docs
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKDOWN = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+@pytest.mark.parametrize("name", sorted(docs.pages()))
+def test_committed_reference_page_is_what_the_code_makes(name: str) -> None:
+    # Given the page the code makes now, when it is compared with the committed one, then they
+    # are the same, or the developer is told the one command that rewrites them.
+    committed = ROOT / "docs" / "reference" / name
+    expected = docs.pages()[name]
+    assert committed.is_file(), f"docs/reference/{name} is missing: run `{docs.REFRESH}`"
+    assert committed.read_text(encoding="utf-8") == expected, (
+        f"docs/reference/{name} is stale (the code changed since it was written): run"
+        f" `{docs.REFRESH}` from the repository root and commit docs/reference/"
+    )
+
+
+def test_pages_do_not_depend_on_the_terminal_or_our_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a narrow terminal and a source mapping set in the environment, then a wide one and
+    # none, the pages are the same: a developer's shell never changes a committed page.
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("EXPANSION_SOURCES", "/somewhere/sources.yaml")
+    narrow = docs.pages()
+    monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.delenv("EXPANSION_SOURCES")
+    assert docs.pages() == narrow
+    assert "/somewhere" not in narrow["cli.md"]
+
+
+class _Inner(BaseModel):
+    """A block of its own."""
+
+    depth: int = Field(default=3, ge=1)
+    """How deep it goes."""
+
+
+class _Outer(BaseModel):
+    name: str
+    """What it is called."""
+    inner: _Inner = _Inner(depth=5)
+    many: list[_Inner] = Field(default_factory=list)
+
+
+def test_config_page_walks_whatever_fields_a_model_has() -> None:
+    # Given a model the generator has never seen, with a nested block whose default differs
+    # from the block's own, the page lists every key by its dotted path with the parent's
+    # default, its limits and its docstring.
+    page = docs.config_page([("Toy", _Outer)])
+    assert "| `name` | text | required |  | What it is called. |" in page
+    assert "| `inner.depth` | whole number | `5` | >= 1 | How deep it goes. |" in page
+    assert "| `many[].depth` | whole number | `3` | >= 1 | How deep it goes. |" in page
+    assert "A block of its own." in page
+
+
+def test_cli_page_lists_every_subcommand_and_option() -> None:
+    # Given a parser with a subcommand the generator has never seen, its synopsis, options,
+    # defaults and help are on the page.
+    parser = argparse.ArgumentParser(prog="toy", description="A toy.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    deliver = sub.add_parser("deliver", help="send each list where it is read")
+    deliver.add_argument("--out", type=Path, required=True, help="the output root")
+    deliver.add_argument("--dry-run", action="store_true", help="say what would be sent")
+    deliver.add_argument("--retries", type=int, default=3)
+    page = docs.cli_page(parser)
+    assert "toy deliver --out OUT [--dry-run] [--retries RETRIES]" in page
+    assert "| `--out OUT` (required) | path |  | the output root |" in page
+    assert "| `--retries RETRIES` | whole number | `3` |  |" in page
+    assert "send each list where it is read" in page
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _links(path: Path) -> list[str]:
+    """The link targets of a Markdown file, outside fenced code blocks."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return LINK.findall(text)
+
+
+@pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_reaches_a_file(page: Path) -> None:
+    # Given each page of the README and docs/, every link that is not a web address or an
+    # anchor on the same page names a file or folder that exists, relative to the page.
+    broken = []
+    for target in _links(page):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue
+        if not (page.parent / target.split("#")[0]).exists():
+            broken.append(target)
+    assert not broken, f"{page.relative_to(ROOT)} links to missing files: {', '.join(broken)}"
+
+
+def test_the_link_check_sees_a_broken_link(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("[ok](page.md) [web](https://x.org) [gone](nowhere.md#top)\n")
+    assert _links(page) == ["page.md", "https://x.org", "nowhere.md#top"]
