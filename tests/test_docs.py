@@ -61,7 +61,7 @@ def test_config_page_walks_whatever_fields_a_model_has() -> None:
     # Given a model the generator has never seen, with a nested block whose default differs
     # from the block's own, the page lists every key by its dotted path with the parent's
     # default, its limits and its docstring.
-    page = docs.config_page([("Toy", _Outer)])
+    page = docs.config_page([("Toy", "`toy.yaml`", _Outer)])
     assert "| `name` | text | required |  | What it is called. |" in page
     assert "| `inner.depth` | whole number | `5` | >= 1 | How deep it goes. |" in page
     assert "| `many[].depth` | whole number | `3` | >= 1 | How deep it goes. |" in page

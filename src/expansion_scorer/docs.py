@@ -329,7 +329,7 @@ def _model_sections(
     return lines
 
 
-def config_page(configs: list[tuple[str, type[BaseModel]]]) -> str:
+def config_page(configs: list[tuple[str, str, type[BaseModel]]]) -> str:
     """The config reference: every field of each top-level model, nested models included."""
     lines = [
         _header("the pydantic models in `expansion_scorer.config`"),
@@ -339,10 +339,10 @@ def config_page(configs: list[tuple[str, type[BaseModel]]]) -> str:
         " is not listed is an error when the file loads (the models forbid extra keys), and so"
         " is a value outside its limits.",
         "",
-        *(f"- [{title}](#{_anchor(title)})" for title, _ in configs),
+        *(f"- [{title}](#{_anchor(title)}): {where}" for title, where, _ in configs),
     ]
-    for title, model in configs:
-        lines += ["", f"## {title}"]
+    for title, where, model in configs:
+        lines += ["", f"## {title}", "", where]
         lines += _model_sections(model, "", None, 2)
     return "\n".join(lines) + "\n"
 
@@ -411,11 +411,13 @@ def pages() -> dict[str, str]:
 
     with _without_our_environment():
         parser = build_parser()
-    configs: list[tuple[str, type[BaseModel]]] = [
-        ("Training: training/*.yaml (train --config, promote --config)", TrainingConfig),
-        ("Serving: serving/*.yaml (score, monitor, measure --config)", ServingConfig),
-        ("Feature definitions: features/*.yaml (--features)", FeatureSet),
-    ]
+    configs: list[tuple[str, str, type[BaseModel]]] = [
+        ("Training config", "`training/*.yaml`, read by `--config` of `train` and `promote`,"
+         " and by `--training-config` of `score`.", TrainingConfig),
+        ("Serving config", "`serving/*.yaml`, read by `--config` of `score`, `monitor` and"
+         " `measure`.", ServingConfig),
+        ("Feature definitions", "`features/*.yaml`, read by `--features`.", FeatureSet),
+    ]  # fmt: skip
     return {
         "cli.md": cli_page(parser),
         "config.md": config_page(configs),
