@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from expansion_scorer import docs
 
@@ -50,22 +50,39 @@ class _Inner(BaseModel):
     """How deep it goes."""
 
 
+class _Email(BaseModel):
+    to: str
+    password: SecretStr = SecretStr("hunter2")
+
+
+class _Webhook(BaseModel):
+    url: str
+    folder: Path = Path("out")
+
+
 class _Outer(BaseModel):
     name: str
     """What it is called."""
     inner: _Inner = _Inner(depth=5)
     many: list[_Inner] = Field(default_factory=list)
+    targets: list[_Email | _Webhook] = Field(default_factory=list, description="Where to send.")
 
 
 def test_config_page_walks_whatever_fields_a_model_has() -> None:
     # Given a model the generator has never seen, with a nested block whose default differs
     # from the block's own, the page lists every key by its dotted path with the parent's
     # default, its limits and its docstring.
+    toy = _Outer(name="toy")
+    assert toy.inner.depth == 5 and toy.targets == []
     page = docs.config_page([("Toy", "`toy.yaml`", _Outer)])
     assert "| `name` | text | required |  | What it is called. |" in page
     assert "| `inner.depth` | whole number | `5` | >= 1 | How deep it goes. |" in page
     assert "| `many[].depth` | whole number | `3` | >= 1 | How deep it goes. |" in page
     assert "A block of its own." in page
+    # a list of either of two blocks documents both, and odd defaults render (a secret masked)
+    assert "### `targets[]` (_Email)" in page and "### `targets[]` (_Webhook)" in page
+    assert "| `targets[].folder` | Path | `out` |" in page
+    assert "hunter2" not in page and "| `targets[].password` | SecretStr | `'**********'` |" in page
 
 
 def test_cli_page_lists_every_subcommand_and_option() -> None:
@@ -77,11 +94,16 @@ def test_cli_page_lists_every_subcommand_and_option() -> None:
     deliver.add_argument("--out", type=Path, required=True, help="the output root")
     deliver.add_argument("--dry-run", action="store_true", help="say what would be sent")
     deliver.add_argument("--retries", type=int, default=3)
+    deliver.add_argument("--secret-knob", help=argparse.SUPPRESS)
+    channels = deliver.add_subparsers(dest="channel")
+    channels.add_parser("email", help="by SMTP").add_argument("--host", default="127.0.0.1")
     page = docs.cli_page(parser)
-    assert "toy deliver --out OUT [--dry-run] [--retries RETRIES]" in page
+    assert "toy deliver --out OUT [--dry-run] [--retries RETRIES] COMMAND ...\n" in page
     assert "| `--out OUT` (required) | path |  | the output root |" in page
     assert "| `--retries RETRIES` | whole number | `3` |  |" in page
     assert "send each list where it is read" in page
+    assert "--secret-knob" not in page
+    assert "### toy deliver email" in page and "| `--host HOST` | text | `127.0.0.1` |  |" in page
 
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")

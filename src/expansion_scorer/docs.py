@@ -27,6 +27,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 REFRESH = "python -m expansion_scorer.docs"
 """The one command that rewrites every reference page (run from the repository root)."""
@@ -36,9 +37,7 @@ ENV_PREFIX = "EXPANSION_"
 
 
 def _header(source: str) -> str:
-    return (
-        f"<!-- Generated from {source} by `{REFRESH}`; do not edit by hand. -->\n"
-    )
+    return f"<!-- Generated from {source} by `{REFRESH}`; do not edit by hand. -->\n"
 
 
 def _cell(text: str) -> str:
@@ -81,10 +80,12 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpar
 
 
 def _arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The arguments a user writes: not --help, not a hidden one, not the subcommand itself."""
     return [
         a
         for a in parser._actions
         if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+        and a.help != argparse.SUPPRESS
     ]
 
 
@@ -109,10 +110,10 @@ def _synopsis(name: str, parser: argparse.ArgumentParser) -> str:
     words = [name]
     for action in _arguments(parser):
         form = _form(action)
-        optional = (
-            not action.required if action.option_strings else action.nargs in ("?", "*")
-        )
+        optional = not action.required if action.option_strings else action.nargs in ("?", "*")
         words.append(f"[{form}]" if optional else form)
+    if _subcommands(parser):
+        words.append("COMMAND ...")
     return " ".join(words)
 
 
@@ -127,7 +128,7 @@ def _value(action: argparse.Action) -> str:
     kind = action.type
     names = {str: "text", int: "whole number", float: "number", Path: "path", None: "text"}
     if kind in names:
-        return names[kind]  # type: ignore[index]
+        return names[kind]
     name = getattr(kind, "__name__", "value").strip("_")
     return {"date": "date (YYYY-MM-DD)", "positive": "whole number above 0"}.get(name, name)
 
@@ -168,21 +169,24 @@ def cli_page(parser: argparse.ArgumentParser) -> str:
     ]
     commands = _subcommands(parser)
     lines += ["", "| command | what it does |", "|---|---|"]
-    lines += [f"| [`{name}`](#{prog}-{name}) | {_cell(text)} |" for name, text, _ in commands]
+    lines += [
+        f"| [`{name}`](#{_anchor(f'{prog} {name}')}) | {_cell(text)} |"
+        for name, text, _ in commands
+    ]
     for name, text, sub in commands:
-        lines += [
-            "",
-            f"## {prog} {name}",
-            "",
-            _cell(text).replace("\\|", "|"),
-            "",
-            "```",
-            _synopsis(f"{prog} {name}", sub),
-            "```",
-            "",
-            *_argument_table(sub),
-        ]
+        lines += _command_section(f"{prog} {name}", text, sub, 2)
     return "\n".join(lines) + "\n"
+
+
+def _command_section(
+    name: str, text: str, parser: argparse.ArgumentParser, level: int
+) -> list[str]:
+    """One command's help, synopsis and arguments, then its own subcommands', if it has any."""
+    lines = ["", "#" * level + f" {name}", "", _cell(text).replace("\\|", "|"), ""]
+    lines += ["```", _synopsis(name, parser), "```", "", *_argument_table(parser)]
+    for sub_name, sub_text, sub in _subcommands(parser):
+        lines += _command_section(f"{name} {sub_name}", sub_text, sub, min(level + 1, 4))
+    return lines
 
 
 # ---- the configs ------------------------------------------------------------------------------
@@ -219,8 +223,9 @@ def _type(tp: Any) -> str:
     if origin is Literal:
         return " \\| ".join(_code(_yaml(v)) for v in get_args(tp))
     if origin in (Union, UnionType):
-        return " \\| ".join("null" if a is NoneType else _type(a) for a in get_args(tp))
-    if origin is list:
+        parts = ["null" if a is NoneType else _type(a) for a in get_args(tp)]
+        return " \\| ".join(dict.fromkeys(parts))
+    if origin in (list, tuple, set, frozenset):
         return f"list of {_type(get_args(tp)[0])}"
     if origin is dict:
         key, value = get_args(tp)
@@ -246,59 +251,46 @@ def _limits(metadata: list[Any]) -> str:
     return ", ".join(out)
 
 
-def _plain(value: Any) -> Any:
-    """A default as YAML would hold it."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def _yaml(value: Any) -> str:
+    """A default as YAML would hold it, through pydantic's own JSON conversion (models, enums,
+    dates, paths; a secret prints masked), so any field type a model gains renders."""
+    plain = to_jsonable_python(value, fallback=str)
     text = yaml.safe_dump(
-        _plain(value), default_flow_style=True, sort_keys=False, width=10**6, allow_unicode=True
+        plain, default_flow_style=True, sort_keys=False, width=10**6, allow_unicode=True
     )
     return text.strip().removesuffix("...").strip()
 
 
-def _models_in(tp: Any) -> tuple[str, type[BaseModel]] | None:
-    """The model a field holds, and how its entries are addressed: a model (`key`), a list of
-    models (`key[]`) or a map of them (`key.<name>`); None for a plain value."""
+def _models_in(tp: Any) -> list[tuple[str, type[BaseModel]]]:
+    """The models a field holds, each with how its entries are addressed: a model (`key`), a
+    list of models (`key[]`) or a map of them (`key.<name>`); a union may hold several (one
+    kind of entry each); none for a plain value."""
     origin = get_origin(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return "", tp
+        return [("", tp)]
     if origin in (Union, UnionType):
-        for arg in get_args(tp):
-            found = _models_in(arg)
-            if found:
-                return found
-    if origin is list:
-        found = _models_in(get_args(tp)[0])
-        return ("[]" + found[0], found[1]) if found else None
+        return [found for arg in get_args(tp) for found in _models_in(arg)]
+    if origin in (list, tuple, set, frozenset):
+        return [("[]" + suffix, m) for suffix, m in _models_in(get_args(tp)[0])]
     if origin is dict:
-        found = _models_in(get_args(tp)[1])
-        return (".<name>" + found[0], found[1]) if found else None
-    return None
+        return [(".<name>" + suffix, m) for suffix, m in _models_in(get_args(tp)[1])]
+    return []
 
 
 def _model_sections(
-    model: type[BaseModel], path: str, instance: BaseModel | None, level: int
+    model: type[BaseModel], path: str, instance: BaseModel | None, level: int, kind: str = ""
 ) -> list[str]:
     """A section for `model` at `path` (a table of its fields), then one per nested model. The
     defaults are read from `instance` where the parent sets one (`uplift.lightgbm` differs from
-    `lightgbm`), else from each field's own default."""
-    lines = ["", "#" * level + f" `{path}`", ""] if path else [""]
+    `lightgbm`), else from each field's own default. `kind` names the model when the path holds
+    one of several."""
+    lines = ["", "#" * level + f" `{path}`{kind}", ""] if path else [""]
     doc = model.__dict__.get("__doc__")
     if doc:
         lines += [inspect.cleandoc(doc), ""]
     docs = _attribute_docs(model)
     lines += ["| key | type | default | limits | what it means |", "|---|---|---|---|---|"]
-    nested: list[tuple[str, type[BaseModel], BaseModel | None]] = []
+    nested: list[tuple[str, str, type[BaseModel], BaseModel | None]] = []
     for name, field in model.model_fields.items():
         key = f"{path}.{name}" if path else name
         if field.is_required():
@@ -313,19 +305,19 @@ def _model_sections(
             default = _code(_yaml(value))
         found = _models_in(field.annotation)
         described = field.description or docs.get(name, "")
-        if found:
-            suffix, inner = found
-            sub = isinstance(value, BaseModel) and not suffix
-            nested.append((key + suffix, inner, value if sub else None))
-            described = (described + f" Its keys are under `{key + suffix}` below.").strip()
+        for suffix, inner in found:
+            sub = isinstance(value, BaseModel) and type(value) is inner and not suffix
+            kind = f" ({inner.__name__})" if len(found) > 1 else ""
+            nested.append((key + suffix, kind, inner, value if sub else None))
+            described = (described + f" Its keys are under `{key + suffix}`{kind} below.").strip()
             if sub:
                 default = "below"
         lines.append(
             f"| `{key}` | {_type(field.annotation)} | {default} | {_limits(field.metadata)} |"
             f" {_cell(described)} |"
         )
-    for key, inner, value in nested:
-        lines += _model_sections(inner, key, value, min(level + 1, 4))
+    for key, kind, inner, value in nested:
+        lines += _model_sections(inner, key, value, min(level + 1, 4), kind)
     return lines
 
 
