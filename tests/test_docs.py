@@ -115,20 +115,39 @@ def _links(path: Path) -> list[str]:
     return LINK.findall(text)
 
 
+def _anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to
+    hyphens, a repeated heading numbered from -1."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#+ (.*)$", text, flags=re.M):
+        anchor = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        seen[anchor] = seen.get(anchor, -1) + 1
+        if seen[anchor]:
+            seen[f"{anchor}-{seen[anchor]}"] = 0
+    return set(seen)
+
+
 @pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_reaches_a_file(page: Path) -> None:
-    # Given each page of the README and docs/, every link that is not a web address or an
-    # anchor on the same page names a file or folder that exists, relative to the page.
+    # Given each page of the README and docs/, every link that is not a web address names a
+    # file or folder that exists, relative to the page, and a heading there when it names one.
     broken = []
     for target in _links(page):
-        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+        if re.match(r"^[a-z]+:", target):
             continue
-        if not (page.parent / target.split("#")[0]).exists():
+        name, _, anchor = target.partition("#")
+        path = page.parent / name if name else page
+        if not path.exists() or (anchor and path.is_file() and anchor not in _anchors(path)):
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)} links to missing files: {', '.join(broken)}"
 
 
-def test_the_link_check_sees_a_broken_link(tmp_path: Path) -> None:
+def test_the_link_check_reads_links_and_headings(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
-    page.write_text("[ok](page.md) [web](https://x.org) [gone](nowhere.md#top)\n")
+    page.write_text(
+        "# A `page`: one\n\n## Twice\n\n## Twice\n\n[ok](page.md) [web](https://x.org)"
+        " [gone](nowhere.md#top)\n\n```\n[in code](skip.md)\n```\n"
+    )
     assert _links(page) == ["page.md", "https://x.org", "nowhere.md#top"]
+    assert _anchors(page) == {"a-page-one", "twice", "twice-1"}
