@@ -140,7 +140,9 @@ def test_every_relative_link_reaches_a_file(page: Path) -> None:
         path = page.parent / name if name else page
         if not path.exists() or (anchor and path.is_file() and anchor not in _anchors(path)):
             broken.append(target)
-    assert not broken, f"{page.relative_to(ROOT)} links to missing files: {', '.join(broken)}"
+    assert not broken, (
+        f"{page.relative_to(ROOT)} links to missing files or headings: {', '.join(broken)}"
+    )
 
 
 def test_the_link_check_reads_links_and_headings(tmp_path: Path) -> None:
