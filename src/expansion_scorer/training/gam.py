@@ -1,5 +1,6 @@
-"""A spline logistic model (a GAM): each numeric feature through a piecewise-linear spline, each
-categorical one-hot, one L2-penalised logistic regression over them all.
+"""A spline logistic model (a GAM): each numeric feature through a piecewise-linear spline (on
+the signed-log scale, knots at its quantiles), each categorical one-hot, one L2-penalised
+logistic regression over them all.
 
 A few thousand noisy labels are often learnt better by a smooth additive model than by trees,
 and its explanation is exact by construction: the log-odds are the intercept plus one term per
@@ -50,7 +51,7 @@ class _Term:
             seen = codes >= 0
             out[np.flatnonzero(seen), codes[seen]] = 1.0
             return out
-        x = column.to_numpy(dtype="float64")
+        x = signed_log(column.to_numpy(dtype="float64"))
         gone = np.isnan(x)
         x = np.clip(np.where(gone, self.fill, x), self.lo, self.hi)
         parts = [x] if self.linear else []
@@ -63,7 +64,14 @@ class _Term:
         return (self.raw(column) - np.asarray(self.mean)) / np.asarray(self.scale)
 
 
+def signed_log(x: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): counts, seats and revenue are heavy-tailed, and a spline's
+    segments between quantile knots are straight on this scale, not on the raw one."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
 def _numeric_term(name: str, x: np.ndarray, knots: int) -> _Term | None:
+    """The term of a numeric feature from its training values on the signed-log scale."""
     seen = x[~np.isnan(x)]
     if len(np.unique(seen)) < 2:
         if len(seen) == len(x):
@@ -169,7 +177,7 @@ class SplineLogit:
         x = prepare(frame, self.numeric, self.categories)
         terms: list[_Term] = []
         for name in self.numeric:
-            term = _numeric_term(name, x[name].to_numpy(dtype="float64"), self.knots)
+            term = _numeric_term(name, signed_log(x[name].to_numpy(dtype="float64")), self.knots)
             scaled = None if term is None else _with_scale(term, x[name])
             if scaled is not None:
                 terms.append(scaled)
