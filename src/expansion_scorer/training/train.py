@@ -11,8 +11,10 @@ one horizon so no label window is shared.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -103,14 +105,14 @@ def schema(feature_set: FeatureSet, frame: pd.DataFrame) -> tuple[list[str], dic
     return numeric, categories
 
 
-def lgb_params(params: LightGBMParams, seed: int) -> dict[str, Any]:
+def lgb_params(params: LightGBMParams, seed: int, threads: int = 0) -> dict[str, Any]:
     return {
         "objective": "binary",
         "verbosity": -1,
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": 0,
+        "num_threads": threads,
         "learning_rate": params.learning_rate,
         "num_leaves": params.num_leaves,
         "min_child_samples": params.min_child_samples,
@@ -170,11 +172,15 @@ def datasets(
 
 
 def train_early_stopped(
-    params: LightGBMParams, train_set: lgb.Dataset, valid_set: lgb.Dataset, cfg: TrainingConfig
+    params: LightGBMParams,
+    train_set: lgb.Dataset,
+    valid_set: lgb.Dataset,
+    cfg: TrainingConfig,
+    threads: int = 0,
 ) -> lgb.Booster:
     """LightGBM up to `params.n_estimators` rounds, stopped early on `valid_set`'s log loss."""
     return lgb.train(
-        lgb_params(params, cfg.seed),
+        lgb_params(params, cfg.seed, threads),
         train_set,
         num_boost_round=params.n_estimators,
         valid_sets=[valid_set],
@@ -192,10 +198,11 @@ def fit_booster(
     cfg: TrainingConfig,
     offset: Offset | None = None,
     label: str = "label",
+    threads: int = 0,
 ) -> lgb.Booster:
     """LightGBM on `fit`'s `label`, stopped early on `valid`, cut to its best iteration."""
     train_set, valid_set = datasets(fit, valid, numeric, categories, offset, label)
-    booster = train_early_stopped(params, train_set, valid_set, cfg)
+    booster = train_early_stopped(params, train_set, valid_set, cfg, threads)
     best = booster.best_iteration or booster.current_iteration()
     # A booster holding only the kept trees: SHAP and predict then agree without arguments.
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
@@ -227,6 +234,7 @@ def fit_rounds(
     rounds: int,
     offset: Offset | None = None,
     label: str = "label",
+    threads: int = 0,
 ) -> lgb.Booster:
     """LightGBM on `fit`'s `label` for a fixed number of rounds (found on held-out blocks)."""
     train_set = lgb.Dataset(
@@ -235,7 +243,9 @@ def fit_rounds(
         init_score=None if offset is None else offset.of(fit),
         params=DATASET_PARAMS,
     )
-    return lgb.train(lgb_params(params, cfg.seed), train_set, num_boost_round=max(rounds, 1))
+    return lgb.train(
+        lgb_params(params, cfg.seed, threads), train_set, num_boost_round=max(rounds, 1)
+    )
 
 
 def regularised(params: LightGBMParams, strength: Strength, positives: int) -> LightGBMParams:
@@ -301,6 +311,17 @@ class _Search:
         return self.held["label"].to_numpy()
 
 
+def _in_parallel(jobs: list[Callable[[int], Head]]) -> tuple[Head, ...]:
+    """The heads of a learner, fitted side by side where cores allow (LightGBM lets go of the
+    GIL), the cores shared among them; in order."""
+    cores = os.cpu_count() or 1
+    if len(jobs) < 2 or cores < 2:
+        return tuple(job(0) for job in jobs)
+    workers = min(len(jobs), cores)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return tuple(pool.map(lambda job: job(max(1, cores // workers)), jobs))
+
+
 def _heads(
     kind: str,
     strength: Strength | None,
@@ -312,19 +333,24 @@ def _heads(
 ) -> tuple[Head, ...]:
     """A booster learner's heads on one part, stopped early on its held-out rows."""
     wanted = [("any", "label")] if kind != "motions" else [(m, motion_label(m)) for m in motions]
-    heads = []
-    for name, label in wanted:
-        own = (
-            params
-            if strength is None
-            else regularised(params, strength, int(part.fit[label].sum()))
-        )
-        offset = offset_for(part.fit, cfg, label)
-        booster = fit_booster(
-            part.fit, part.held, search.numeric, search.categories, own, cfg, offset, label
-        )
-        heads.append(Head(name, booster, offset))
-    return tuple(heads)
+
+    def head(name: str, label: str) -> Callable[[int], Head]:
+        def fitted(threads: int) -> Head:
+            own = (
+                params
+                if strength is None
+                else regularised(params, strength, int(part.fit[label].sum()))
+            )
+            offset = offset_for(part.fit, cfg, label)
+            booster = fit_booster(
+                part.fit, part.held, search.numeric, search.categories, own, cfg, offset, label,
+                threads,
+            )  # fmt: skip
+            return Head(name, booster, offset)
+
+        return fitted
+
+    return _in_parallel([head(name, label) for name, label in wanted])
 
 
 def _refit(
@@ -336,21 +362,26 @@ def _refit(
     cfg: TrainingConfig,
 ) -> tuple[Head, ...]:
     """The heads refitted on every training row, each for the mean rounds its parts kept."""
-    heads = []
-    for i, first in enumerate(parts_heads[0]):
-        label = "label" if first.name == "any" else motion_label(first.name)
-        rounds = round(float(np.mean([h[i].booster.current_iteration() for h in parts_heads])))
-        own = (
-            params
-            if strength is None
-            else regularised(params, strength, int(search.rows[label].sum()))
-        )
-        offset = offset_for(search.rows, cfg, label)
-        booster = fit_rounds(
-            search.rows, search.numeric, search.categories, own, cfg, rounds, offset, label
-        )
-        heads.append(Head(first.name, booster, offset))
-    return tuple(heads)
+
+    def head(i: int, first: Head) -> Callable[[int], Head]:
+        def fitted(threads: int) -> Head:
+            label = "label" if first.name == "any" else motion_label(first.name)
+            rounds = round(float(np.mean([h[i].booster.current_iteration() for h in parts_heads])))
+            own = (
+                params
+                if strength is None
+                else regularised(params, strength, int(search.rows[label].sum()))
+            )
+            offset = offset_for(search.rows, cfg, label)
+            booster = fit_rounds(
+                search.rows, search.numeric, search.categories, own, cfg, rounds, offset, label,
+                threads,
+            )  # fmt: skip
+            return Head(first.name, booster, offset)
+
+        return fitted
+
+    return _in_parallel([head(i, first) for i, first in enumerate(parts_heads[0])])
 
 
 def _model(
