@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         "presets",
         nargs="+",
         metavar="PRESET",
-        help="stripe or stripe-metered, segment, salesforce or hubspot",
+        help="stripe or stripe-metered, segment, salesforce or hubspot, and for touches"
+        " salesforce-activity or hubspot-engagements",
     )
 
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
