@@ -460,3 +460,29 @@ def test_a_malformed_address_in_the_data_stops_before_the_week_is_published(
     assert not (tmp_path / "out" / "scores.csv").exists()
     assert not (tmp_path / "out" / "history.duckdb").exists()
     assert box.received == [] and hook.received == []
+
+
+def test_tasks_are_upserted_beside_the_scores_and_a_rerun_updates_them_in_place(
+    template: Template, champion: Path, servers: tuple[mailservers.Mailbox, int,
+                                                       mailservers.Hook],
+    postgres: object, pg_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from expansion_scorer.data.database import read_select
+
+    box, port, hook = servers
+    url = postgres.url(database=pg_database)  # type: ignore[attr-defined]
+    out = tmp_path / "weekly"
+    args = ["score", str(template.data), "--as-of", WEEK, "--out", str(out), "--per-csm",
+            "--config", str(_config(tmp_path / "serving.yaml", port)), "--to", url]  # fmt: skip
+    assert run_cli(args, capsys)[0] == 0
+    first = read_select(url, "SELECT * FROM expansion_tasks ORDER BY task_key").to_pandas()
+    code, _, err = run_cli(args, capsys)  # the same week again
+    assert code == 0, err
+    again = read_select(url, "SELECT * FROM expansion_tasks ORDER BY task_key").to_pandas()
+    files = pd.read_parquet(out / "tasks.parquet").sort_values("task_key")
+    assert again["task_key"].tolist() == first["task_key"].tolist() == files["task_key"].tolist()
+    assert (again["updated_at"] > first["updated_at"]).all()  # updated in place, not added
+    scores = read_select(url, "SELECT account_id, arm FROM expansion_scores").to_pandas()
+    held = set(pd.read_parquet(out / "scores.parquet").query("arm == 'holdout'")["account_id"])
+    assert not held & set(again["account_id"]) and not held & set(scores["account_id"])
+    assert set(again["account_id"]) <= set(scores["account_id"])

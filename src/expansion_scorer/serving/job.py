@@ -299,7 +299,10 @@ def score_job(
         written = (
             None
             if sink is None
-            else _to_database(sink, week.table, as_of, serving.reasons, world, started, out_dir)
+            else _to_database(
+                sink, week.table, as_of, serving.reasons, world, started, out_dir,
+                _tasks_for(planned, serving, started),
+            )  # fmt: skip
         )
     delivered = None
     if planned is not None and planned.messages:
@@ -525,6 +528,7 @@ def _to_database(
     world: AnyWorld,
     started: datetime,
     out_dir: Path,
+    tasks: sinks.Tasks | None = None,
 ) -> Written:
     """The published list into the sink's table, in one transaction; on failure, one line that
     says the files are out and the table is as it was. Held-out accounts stay out of it: the
@@ -532,12 +536,22 @@ def _to_database(
     table = table[table["arm"] != HOLDOUT]
     data = sinks.rows(table, _crm_ids(world, table["account_id"]), started, reasons)
     try:
-        return sinks.write(sink, data, as_of)
+        return sinks.write(sink, data, as_of, tasks)
     except DatabaseError as exc:
         raise UserError(
             f"{exc}; the table is as it was, the files in {out_dir} are this run's:"
             " fix that and re-run the week"
         ) from None
+
+
+def _tasks_for(
+    planned: deliveries.Plan | None, serving: ServingConfig, started: datetime
+) -> sinks.Tasks | None:
+    """With `deliver: tasks`, the week's tasks for the table beside the scores."""
+    cfg = None if serving.deliver is None else serving.deliver.tasks
+    if planned is None or cfg is None:
+        return None
+    return sinks.Tasks(cfg.table, sinks.task_rows(planned.tasks, started))
 
 
 def _delivered_week(week: WeeklyRun, world: AnyWorld, serving: ServingConfig) -> deliveries.Week:
