@@ -53,7 +53,7 @@ class _Handler:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
 
-    async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         box = self.box
@@ -71,7 +71,7 @@ class _Handler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         box = self.box
         box.datas += 1
         if box.kill_at_data == box.datas and box.kill_pid:
@@ -86,7 +86,7 @@ class _Handler:
 
 
 def _authenticator(box: Mailbox) -> Any:
-    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    def check(server: Any, session: Any, envelope: Any, _mechanism: str, data: Any) -> AuthResult:
         ok = (
             isinstance(data, LoginPassword)
             and data.login.decode() == USER
@@ -130,7 +130,7 @@ def webhook_server() -> Iterator[tuple[Hook, str]]:
     hook = Hook()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if hook.failures > 0:
                 hook.failures -= 1

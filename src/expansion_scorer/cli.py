@@ -1,4 +1,5 @@
-"""`expansion`: generate, validate, train, score, deliver, monitor, demo. User errors: one line, exit 2."""
+"""`expansion`: generate, validate, train, score, deliver, monitor, demo. User errors: one line,
+exit 2."""
 
 from __future__ import annotations
 

@@ -196,8 +196,9 @@ def test_no_delivery_holds_a_held_out_excluded_or_other_csms_account_or_runs_a_n
 ) -> None:  # fmt: skip
     box, port, hook = servers
     out = _copy(template, tmp_path / "weekly")
-    config = _config(tmp_path / "serving.yaml", port, chat={"webhook_env": HOOK_ENV,
-                                                            "markup": "markdown"})
+    config = _config(
+        tmp_path / "serving.yaml", port, chat={"webhook_env": HOOK_ENV, "markup": "markdown"}
+    )
     assert _deliver(out, config, capsys)[0] == 0
     table = pd.read_parquet(out / "scores.parquet")
     held = set(table.loc[table["arm"] == "holdout", "account_id"])
@@ -283,7 +284,7 @@ def test_refused_login_stops_in_one_line_without_the_password_and_sends_nothing(
     template: Template, servers: tuple[mailservers.Mailbox, int, mailservers.Hook],
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    box, port, hook = servers
+    box, port, _hook = servers
     box.refuse_login = True
     out = _copy(template, tmp_path / "weekly")
     before = _outbox(out)
@@ -330,7 +331,7 @@ def test_a_kill_between_two_messages_leaves_the_rest_to_send_once(
     template: Template, servers: tuple[mailservers.Mailbox, int, mailservers.Hook],
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    box, port, hook = servers
+    box, port, _hook = servers
     out = _copy(template, tmp_path / "weekly")
     config = _config(tmp_path / "serving.yaml", port)
     proc = _subprocess_deliver(out, config)
@@ -354,7 +355,7 @@ def test_a_kill_while_the_server_takes_a_message_leaves_it_in_doubt_not_sent_twi
     template: Template, servers: tuple[mailservers.Mailbox, int, mailservers.Hook],
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    box, port, hook = servers
+    box, port, _hook = servers
     out = _copy(template, tmp_path / "weekly")
     config = _config(tmp_path / "serving.yaml", port)
     proc = _subprocess_deliver(out, config)
@@ -397,15 +398,23 @@ def test_dry_run_writes_the_messages_and_sends_nothing(
 @pytest.mark.parametrize(
     ("deliver", "says"),
     [
-        ({"email": {"host": "h", "sender": "a@b.co", "password": "hunter2-secret"}},
-         "password is a secret and never sits in the config"),
-        ({"chat": {"webhook_env": "https://hooks.slack.com/services/T0/B0/hunter2-secret"}},
-         "webhook_env names the environment variable"),
-        ({"chat": {"webhook_url": "https://hooks.slack.com/services/T0/B0/hunter2-secret"}},
-         "webhook_url is a secret"),
+        (
+            {"email": {"host": "h", "sender": "a@b.co", "password": "hunter2-secret"}},
+            "password is a secret and never sits in the config",
+        ),
+        (
+            {"chat": {"webhook_env": "https://hooks.slack.com/services/T0/B0/hunter2-secret"}},
+            "webhook_env names the environment variable",
+        ),
+        (
+            {"chat": {"webhook_url": "https://hooks.slack.com/services/T0/B0/hunter2-secret"}},
+            "webhook_url is a secret",
+        ),
         ({"sms": {"to": "all"}}, "sms is not a channel: use email, chat, tasks"),
-        ({"email": {"host": "h", "sender": "a@b.co", "csms": {"Ana": "not an address"}}},
-         "the address of 'Ana' is not an address"),
+        (
+            {"email": {"host": "h", "sender": "a@b.co", "csms": {"Ana": "not an address"}}},
+            "the address of 'Ana' is not an address",
+        ),
     ],
 )
 def test_a_bad_deliver_block_stops_before_any_data_in_one_line(
@@ -469,7 +478,7 @@ def test_tasks_are_upserted_beside_the_scores_and_a_rerun_updates_them_in_place(
 ) -> None:  # fmt: skip
     from expansion_scorer.data.database import read_select
 
-    box, port, hook = servers
+    _box, port, _hook = servers
     url = postgres.url(database=pg_database)  # type: ignore[attr-defined]
     out = tmp_path / "weekly"
     args = ["score", str(template.data), "--as-of", WEEK, "--out", str(out), "--per-csm",
@@ -486,3 +495,13 @@ def test_tasks_are_upserted_beside_the_scores_and_a_rerun_updates_them_in_place(
     held = set(pd.read_parquet(out / "scores.parquet").query("arm == 'holdout'")["account_id"])
     assert not held & set(again["account_id"]) and not held & set(scores["account_id"])
     assert set(again["account_id"]) <= set(scores["account_id"])
+
+
+def test_the_example_deliver_block_in_the_shipped_config_loads() -> None:
+    from expansion_scorer.serving.deliver.settings import DeliverConfig
+
+    text = (ROOT / "serving" / "default.yaml").read_text(encoding="utf-8")
+    commented = text.split("# deliver:\n")[1].splitlines()
+    block = "deliver:\n" + "\n".join(line[1:] for line in commented)
+    cfg = DeliverConfig.model_validate(yaml.safe_load(block)["deliver"])
+    assert cfg.email is not None and cfg.chat is not None and cfg.tasks is not None

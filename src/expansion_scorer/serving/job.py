@@ -300,9 +300,15 @@ def score_job(
             None
             if sink is None
             else _to_database(
-                sink, week.table, as_of, serving.reasons, world, started, out_dir,
+                sink,
+                week.table,
+                as_of,
+                serving.reasons,
+                world,
+                started,
+                out_dir,
                 _tasks_for(planned, serving, started),
-            )  # fmt: skip
+            )
         )
     delivered = None
     if planned is not None and planned.messages:

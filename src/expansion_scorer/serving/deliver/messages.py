@@ -84,10 +84,15 @@ class Plan:
         """What went where, for the manifest: channel, recipient, address and content digest."""
         return {
             "messages": [
-                {"channel": m.channel, "recipient": m.recipient, "address": m.address,
-                 "accounts": len(m.accounts), "sha256": m.digest}
+                {
+                    "channel": m.channel,
+                    "recipient": m.recipient,
+                    "address": m.address,
+                    "accounts": len(m.accounts),
+                    "sha256": m.digest,
+                }
                 for m in self.messages
-            ],  # fmt: skip
+            ],
             "tasks": len(self.tasks),
             "csms_without_email": self.missing_address,
         }
@@ -113,9 +118,10 @@ class _Csm:
 
 def _by_csm(week: Week) -> list[_Csm]:
     """Each CSM's part of the week, held-out and unowned accounts left out."""
-    table = week.table[week.table["arm"].astype(str) != HOLDOUT]
-    shown = set(table["account_id"].astype(str))
-    triggers = week.triggers[week.triggers["account_id"].astype(str).isin(shown)]
+    is_held = week.table["arm"].astype(str) == HOLDOUT
+    held = week.table.loc[is_held, "account_id"].astype(str).unique()
+    table = week.table[~is_held]
+    triggers = week.triggers[~week.triggers["account_id"].astype(str).isin(held)]
     rows = {str(r["account_id"]): r for r in table.to_dict("records")}
     reasons = sorted(
         (c for c in table.columns if c.startswith("reason_") and c[7:].isdigit()),
@@ -153,7 +159,7 @@ def _by_csm(week: Week) -> list[_Csm]:
             (cards if bool(t["act_this_week"]) else also).append(item)
         listed = week.lists.get(owner, pd.DataFrame())
         if "account_id" in listed:
-            listed = listed[listed["account_id"].astype(str).isin(shown)]
+            listed = listed[~listed["account_id"].astype(str).isin(held)]
             listed = listed[listed["csm_owner"].astype(str) == owner]
         if cards or also or len(listed):
             out.append(_Csm(owner, cards, also, listed))
@@ -168,9 +174,11 @@ def _environment(html: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         finalize=None if html else (lambda v: " ".join(str(v).split())),
         loader=jinja2.FunctionLoader(
-            lambda name: resources.files("expansion_scorer")
-            .joinpath("serving", "templates", name)
-            .read_text(encoding="utf-8")
+            lambda name: (
+                resources.files("expansion_scorer")
+                .joinpath("serving", "templates", name)
+                .read_text(encoding="utf-8")
+            )
         ),
     )
     env.filters["pct"] = lambda v: f"{float(v):.0%}"
@@ -211,9 +219,7 @@ def _emails(week: Week, csms: list[_Csm], cfg: EmailConfig) -> tuple[list[Messag
         attachment = csv_bytes(csm.listed)
         filename = f"expansion-{week.as_of}-{slug(csm.name)}.csv"
         n = len(csm.cards)
-        subject = (
-            f"Expansion, week of {week.as_of}: {n} account{'s' if n != 1 else ''} to act on"
-        )
+        subject = f"Expansion, week of {week.as_of}: {n} account{'s' if n != 1 else ''} to act on"
         digest = _digest(address, subject, body_text, body_html, attachment)
         mail = EmailMessage(policy=SMTP)
         mail["Subject"] = subject

@@ -77,8 +77,10 @@ class Mailer:
 
     def __init__(self, cfg: EmailConfig) -> None:
         self.cfg = cfg
-        self.password = "" if cfg.password_env is None else _secret(
-            cfg.password_env, "email", f"the password of SMTP user {cfg.user}"
+        self.password = (
+            ""
+            if cfg.password_env is None
+            else _secret(cfg.password_env, "email", f"the password of SMTP user {cfg.user}")
         )
         self.smtp: smtplib.SMTP | None = None
 
@@ -174,7 +176,8 @@ def post(url: str, env: str, payload: bytes, timeout: float, in_doubt: Callable[
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ConnectionRefusedError | socket.gaierror):
             raise Refused(f"the webhook in ${env} cannot be reached (connection refused)") from None
-        raise InDoubt(f"the webhook in ${env} did not answer ({type(exc.reason).__name__})") from None
+        why = type(exc.reason).__name__
+        raise InDoubt(f"the webhook in ${env} did not answer ({why})") from None
     except (TimeoutError, OSError) as exc:
         raise InDoubt(f"the webhook in ${env} did not answer ({type(exc).__name__})") from None
 
@@ -317,7 +320,8 @@ def _dry_run(out_dir: Path, rows: pd.DataFrame) -> list[Path]:
     for row in rows.to_dict("records"):
         channel = str(row["channel"])
         ext = "eml" if channel == "email" else "json"
-        name = f"{_day(row['week'])}/{channel}/{slug(str(row['recipient']))}-{str(row['digest'])[:8]}"
+        who = f"{slug(str(row['recipient']))}-{str(row['digest'])[:8]}"
+        name = f"{_day(row['week'])}/{channel}/{who}"
         writers[f"{name}.{ext}"] = bytes_writer(bytes(row["payload"]))
     return write_outputs(Path(out_dir) / DRY_RUN_DIR, writers) if writers else []
 

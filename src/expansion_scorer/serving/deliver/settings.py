@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 CHANNELS = ("email", "chat", "tasks")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-"""An address a CSM reads mail at (`local@domain.tld`): no display name, no list, no spaces."""
+ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+"""An address a CSM reads mail at (`local@domain.tld`, in ASCII as SMTP without SMTPUTF8 takes
+it): no display name, no list, no spaces."""
 _SECRET_KEYS = {
     "password": "password_env",
     "pass": "password_env",
