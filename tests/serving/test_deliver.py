@@ -163,6 +163,10 @@ def test_every_csm_gets_one_digest_and_one_chat_message_and_a_rerun_sends_nothin
     assert len(tasks) == int(triggers["act_this_week"].sum()) > 0
     assert tasks["task_key"].is_unique
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    for path in [p for p in out.rglob("*") if p.is_file()]:  # no secret in any file written
+        data = path.read_bytes()
+        assert mailservers.PASSWORD.encode() not in data and b"xoxSECRETtoken" not in data
+    assert mailservers.PASSWORD not in stdout + err and "xoxSECRETtoken" not in stdout + err
     unaddressed = sorted(with_accounts - set(template.emails))
     assert manifest["deliver"]["csms_without_email"] == unaddressed != []  # reported
 
