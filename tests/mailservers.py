@@ -9,11 +9,14 @@ import json
 import os
 import signal
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -98,14 +101,38 @@ def _authenticator(box: Mailbox) -> Any:
     return check
 
 
+def certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (the certificate is its own CA)."""
+    cert, key = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @contextmanager
-def smtp_server() -> Iterator[tuple[Mailbox, int]]:
-    """An SMTP server on 127.0.0.1 that takes USER's login (PASSWORD) over plain text."""
+def smtp_server(
+    security: str = "none", cert: tuple[Path, Path] | None = None
+) -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server on 127.0.0.1 that takes USER's login (PASSWORD): over plain text, or with
+    `cert` after STARTTLS (`starttls`, which it then requires) or over implicit TLS (`tls`)."""
     box = Mailbox()
     port = free_port()
+    tls: dict[str, object] = {"auth_require_tls": False}
+    if cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+        tls = (
+            {"tls_context": context, "require_starttls": True}
+            if security == "starttls"
+            else {"ssl_context": context, "auth_require_tls": False}
+        )
     controller = Controller(
         _Handler(box), hostname="127.0.0.1", port=port, authenticator=_authenticator(box),
-        auth_require_tls=False, auth_exclude_mechanism=["CRAM-MD5"],
+        auth_exclude_mechanism=["CRAM-MD5"], **tls,
     )  # fmt: skip
     controller.start()
     try:

@@ -509,3 +509,29 @@ def test_the_example_deliver_block_in_the_shipped_config_loads() -> None:
     block = "deliver:\n" + "\n".join(line[1:] for line in commented)
     cfg = DeliverConfig.model_validate(yaml.safe_load(block)["deliver"])
     assert cfg.email is not None and cfg.chat is not None and cfg.tasks is not None
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_a_digest_goes_over_tls_to_a_server_whose_certificate_the_ca_file_vouches_for(
+    template: Template, security: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    cert = mailservers.certificate(tmp_path)
+    out = _copy(template, tmp_path / "weekly")
+    monkeypatch.setenv(SMTP_ENV, mailservers.PASSWORD)
+    with mailservers.smtp_server(security, cert) as (box, port), \
+            mailservers.webhook_server() as (hook, url):  # fmt: skip
+        monkeypatch.setenv(HOOK_ENV, url)
+        email = {"host": "127.0.0.1", "port": port, "security": security,
+                 "user": mailservers.USER, "password_env": SMTP_ENV,
+                 "sender": "expansion@example.com"}  # fmt: skip
+        untrusted = _config(tmp_path / "untrusted.yaml", port, email=email)
+        code, _, err = _deliver(out, untrusted, capsys)
+        assert code == 2 and err.count("\n") == 1 and "CERTIFICATE_VERIFY_FAILED" in err, err
+        assert box.received == []
+        trusted = _config(tmp_path / "trusted.yaml", port, email={**email, "ca_file": str(cert[0])})
+        code, _, err = _deliver(out, trusted, capsys)
+    assert code == 0, err
+    rows = _outbox(out)
+    assert len(box.received) == int((rows["channel"] == "email").sum()) > 0
+    assert set(rows["status"]) == {"delivered"} and len(hook.received) > 0

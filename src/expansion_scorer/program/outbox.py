@@ -63,11 +63,10 @@ def merge(con: duckdb.DuckDBPyConnection, staged: Path) -> None:
                           AND o.channel = s.channel AND o.recipient = s.recipient)""",
         [str(staged)],
     )
-    con.execute(
+    con.execute(  # whichever week was staged: only the newest week's messages still go
         f"""UPDATE outbox SET status = '{SUPERSEDED}' WHERE status IN ('{PENDING}', '{FAILED}')
-        AND EXISTS (SELECT 1 FROM {source} s WHERE s.channel = outbox.channel
-                    AND s.recipient = outbox.recipient AND s.week > outbox.week)""",
-        [str(staged)],
+        AND EXISTS (SELECT 1 FROM outbox n WHERE n.channel = outbox.channel
+                    AND n.recipient = outbox.recipient AND n.week > outbox.week)"""
     )
 
 

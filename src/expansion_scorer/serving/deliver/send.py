@@ -93,7 +93,13 @@ class Mailer:
 
     def connect(self) -> None:
         cfg = self.cfg
-        context = ssl.create_default_context()
+        try:
+            context = ssl.create_default_context(cafile=cfg.ca_file)
+        except OSError as exc:
+            raise UserError(
+                f"deliver email: ca_file {cfg.ca_file} cannot be read ({exc.strerror or exc}):"
+                " give a PEM bundle of the CA that signed the server's certificate"
+            ) from None
         try:
             if cfg.security == "tls":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(

@@ -67,6 +67,9 @@ class EmailConfig(_Strict):
     csms: dict[str, str] = Field(default_factory=dict)
     """CSM name -> address; wins over the accounts' `csm_email` column."""
     timeout_s: float = Field(default=30, gt=0)
+    ca_file: str | None = None
+    """A CA bundle (PEM) to verify the server's certificate with instead of the system's: a
+    relay whose certificate a private CA signed."""
 
     @field_validator("password_env")
     @classmethod
