@@ -482,15 +482,21 @@ def test_tasks_are_upserted_beside_the_scores_and_a_rerun_updates_them_in_place(
 ) -> None:  # fmt: skip
     from expansion_scorer.data.database import read_select
 
-    _box, port, _hook = servers
+    box, port, hook = servers
     url = postgres.url(database=pg_database)  # type: ignore[attr-defined]
     out = tmp_path / "weekly"
     args = ["score", str(template.data), "--as-of", WEEK, "--out", str(out), "--per-csm",
             "--config", str(_config(tmp_path / "serving.yaml", port)), "--to", url]  # fmt: skip
     assert run_cli(args, capsys)[0] == 0
     first = read_select(url, "SELECT * FROM expansion_tasks ORDER BY task_key").to_pandas()
+    rows = _outbox(out)  # `score` itself sent the week: one digest and one chat message a CSM
+    assert set(rows["status"]) == {"delivered"}
+    sent = Counter(str(_parsed(m)["To"]) for m in box.received)
+    assert set(sent.values()) == {1} and len(sent) == int((rows["channel"] == "email").sum())
+    assert len(hook.received) == int((rows["channel"] == "chat").sum()) > 1
     code, _, err = run_cli(args, capsys)  # the same week again
     assert code == 0, err
+    assert len(box.received) == sum(sent.values()) and len(hook.received) == len(rows) - len(sent)
     again = read_select(url, "SELECT * FROM expansion_tasks ORDER BY task_key").to_pandas()
     files = pd.read_parquet(out / "tasks.parquet").sort_values("task_key")
     assert again["task_key"].tolist() == first["task_key"].tolist() == files["task_key"].tolist()
