@@ -612,9 +612,10 @@ def _deliver(args: argparse.Namespace) -> None:
         for r in summary.itertuples():
             print(f"{str(r.week)[:10]} {r.channel!s:<6} {r.status!s:<11} {r.messages:>5,}")
         for w in waiting.to_dict("records"):
+            who = " ".join(str(w["recipient"]).split())  # a name's line breaks stay off the screen
             print(
-                f"  {str(w['week'])[:10]} {w['channel']} to {w['recipient']} ({w['address']}):"
-                f" {w['status']}, {w['attempts']} attempts; {w['answer'] or 'not tried yet'}"
+                f"  {str(w['week'])[:10]} {w['channel']} to {who} ({w['address']}):"
+                f" {w['status']} after {w['attempts']} attempts; {w['answer'] or 'not tried yet'}"
             )
         return
     serving = load_serving_config(args.config)

@@ -74,9 +74,17 @@ class Outbox:
     """The outbox of one history file, open for the length of a delivery run (the caller
     holds the output root's lock)."""
 
-    def __init__(self, history: Path) -> None:
-        self.con = duckdb.connect(str(history))
-        create(self.con)
+    def __init__(self, history: Path, read_only: bool = False) -> None:
+        self.con = duckdb.connect(str(history), read_only=read_only)
+        if not read_only:
+            create(self.con)
+
+    def exists(self) -> bool:
+        """Whether the history holds an outbox (a week has recorded deliveries)."""
+        found = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'outbox'"
+        ).fetchone()
+        return bool(found and found[0])
 
     def close(self) -> None:
         self.con.close()

@@ -35,6 +35,7 @@ from expansion_scorer.program.outbox import (
     FAILED,
     IN_DOUBT,
     SENDABLE,
+    SUPERSEDED,
     Outbox,
 )
 from expansion_scorer.serving.deliver.messages import slug
@@ -333,15 +334,19 @@ def _dry_run(out_dir: Path, rows: pd.DataFrame) -> list[Path]:
 
 
 def status(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per week, channel and state, how many messages; and each message not delivered, with
-    where it goes and the server's last answer."""
+    """Per week, channel and state, how many messages; and each message of the newest week, and
+    each of earlier weeks not delivered, with where it goes and the server's last answer."""
     history = _history(out_dir)
     with locked(out_dir):
-        box = Outbox(history)
+        box = Outbox(history, read_only=True)  # a look changes nothing
         try:
+            if not box.exists():
+                return pd.DataFrame(), pd.DataFrame()
             summary = box.summary()
-            open_rows = box.rows((*SENDABLE, IN_DOUBT), payload=False)
+            every = box.rows((*SENDABLE, IN_DOUBT, DELIVERED, SUPERSEDED), payload=False)
         finally:
             box.close()
-    return summary, open_rows[["week", "channel", "recipient", "address", "status",
-                               "attempts", "answer"]]  # fmt: skip
+    shown = every[(every["week"] == every["week"].max()) | every["status"].isin(SENDABLE)
+                  | (every["status"] == IN_DOUBT)]  # fmt: skip
+    return summary, shown[["week", "channel", "recipient", "address", "status", "attempts",
+                           "answer"]]  # fmt: skip
