@@ -584,6 +584,7 @@ def _print_deliveries(planned: object, delivered: object) -> None:
 
     if isinstance(planned, Plan):
         for name in planned.missing_address:
+            name = " ".join(name.split())
             print(
                 f"warning: deliver email: CSM {name} has no address (accounts' csm_email or"
                 " deliver.email.csms): no digest for them this week"

@@ -47,6 +47,7 @@ def write_salesforce(world: Path, out: Path) -> dict[str, str]:
         {
             "Id": [sf_id("005", i) for i in range(len(owners))],
             "Name": owners,
+            "Email": [f"{name.split()[0].lower()}@vendor.example" for name in owners],
             "IsActive": True,
         }
     )
@@ -88,7 +89,10 @@ def write_salesforce(world: Path, out: Path) -> dict[str, str]:
          ("Product_Account_Id__c", pa.string()), ("Customer_Segment__c", pa.string())]
     )  # fmt: skip
     _write(out / "salesforce", "Account", pd.concat([frame, extra]), account_schema)
-    user_schema = pa.schema([("Id", pa.string()), ("Name", pa.string()), ("IsActive", pa.bool_())])
+    user_schema = pa.schema(
+        [("Id", pa.string()), ("Name", pa.string()), ("Email", pa.string()),
+         ("IsActive", pa.bool_())]
+    )  # fmt: skip
     _write(out / "salesforce", "User", users, user_schema)
     return ids
 

@@ -297,14 +297,14 @@ def _send(
                 except Refused as exc:
                     box.mark(key, FAILED, str(exc), tried=True)
                     if attempt + 1 == cfg.attempts:
-                        problems.append(f"deliver {key[1]} to {key[2]}: {exc}")
+                        problems.append(f"deliver {key[1]} to {_one_line(key[2])}: {exc}")
                     else:
                         time.sleep(cfg.retry_wait_s * 2**attempt)
                     continue
                 except InDoubt as exc:
                     box.mark(key, IN_DOUBT, str(exc), tried=True)
                     problems.append(
-                        f"deliver {key[1]} to {key[2]}: in doubt, {exc}; check"
+                        f"deliver {key[1]} to {_one_line(key[2])}: in doubt, {exc}; check"
                         " whether it arrived, then --resend-in-doubt if not"
                     )
                     break
@@ -315,6 +315,11 @@ def _send(
         if mailer is not None:
             mailer.close()
     return sent
+
+
+def _one_line(text: str) -> str:
+    """A name as an error line shows it: its line breaks and tabs as spaces."""
+    return " ".join(text.split())
 
 
 def _day(value: Any) -> date:
