@@ -416,6 +416,10 @@ def test_dry_run_writes_the_messages_and_sends_nothing(
         ),
         ({"sms": {"to": "all"}}, "sms is not a channel: use email, chat, tasks"),
         (
+            {"chat": {"webhook_env": "EXPANSION_TEST_UNSET_HOOK"}},
+            "read from $EXPANSION_TEST_UNSET_HOOK, which is not set: export",
+        ),
+        (
             {"email": {"host": "h", "sender": "a@b.co", "csms": {"Ana": "not an address"}}},
             "the address of 'Ana' is not an address",
         ),
