@@ -101,30 +101,35 @@ class Mailer:
                 f"deliver email: ca_file {cfg.ca_file} cannot be read ({exc.strerror or exc}):"
                 " give a PEM bundle of the CA that signed the server's certificate"
             ) from None
+        smtp: smtplib.SMTP | None = None
         try:
             if cfg.security == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    cfg.host, cfg.port, timeout=cfg.timeout_s, context=context
-                )
+                smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_s, context=context)
             else:
                 smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
                 if cfg.security == "starttls":
                     smtp.starttls(context=context)
             if cfg.user is not None:
                 smtp.login(cfg.user, self.password)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise UserError(
+        except (OSError, smtplib.SMTPException) as exc:
+            if smtp is not None:
+                smtp.close()
+            raise self._connect_error(exc) from None
+        self.smtp = smtp
+
+    def _connect_error(self, exc: BaseException) -> UserError:
+        cfg = self.cfg
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return UserError(
                 f"deliver email: the SMTP server at {self.where} refused the login of"
                 f" {cfg.user} ({exc.smtp_code} {self._answer(exc.smtp_error)}): check the"
                 f" password in ${cfg.password_env} and the user"
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise UserError(
-                f"deliver email: cannot reach the SMTP server at {self.where}"
-                f" ({self._clean(str(exc)) or type(exc).__name__}): check host, port and"
-                " security (starttls, tls or none) under deliver.email"
-            ) from None
-        self.smtp = smtp
+            )
+        return UserError(
+            f"deliver email: cannot reach the SMTP server at {self.where}"
+            f" ({self._answer(str(exc)) or type(exc).__name__}): check host, port and"
+            " security (starttls, tls or none) under deliver.email"
+        )
 
     def _answer(self, raw: bytes | str) -> str:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
