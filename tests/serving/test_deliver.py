@@ -239,6 +239,7 @@ def test_no_delivery_holds_a_held_out_excluded_or_other_csms_account_or_runs_a_n
         assert "<" not in text and ">" not in text  # no link or mention Slack would read
         seen = mentioned(text)
         assert not seen & held and not seen & excluded
+        assert len({owner[a] for a in seen}) == 1  # one CSM's accounts a message
     tasks = pd.read_parquet(out / "tasks.parquet")
     assert not set(tasks["account_id"]) & held
     assert (tasks["owner"] == tasks["account_id"].map(owner)).all()
