@@ -447,6 +447,7 @@ def _train_uplift(args: argparse.Namespace, settings: Settings, config_text: str
 
 def _print_training(result: object) -> None:
     from expansion_scorer.jobs import TrainResult
+    from expansion_scorer.training import report
 
     assert isinstance(result, TrainResult)
     m = result.metrics
@@ -454,10 +455,14 @@ def _print_training(result: object) -> None:
     final = result.final
     if result.shrink:
         print(result.shrink)
+    decided = (
+        f"calibrated on {final.calib_dates[0]}..{final.calib_dates[-1]}"
+        if final.calib_dates
+        else "its learner and calibration chosen on out-of-fold predictions inside those months"
+    )
     print(
         f"snapshots: {result.rows:,} rows; {len(bt.folds)} rolling test folds, final model"
-        f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]} and calibrated on"
-        f" {final.calib_dates[0]}..{final.calib_dates[-1]}"
+        f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]}, {decided}"
     )
     if result.left_out:
         print(
@@ -468,9 +473,11 @@ def _print_training(result: object) -> None:
     for line in result.margins:
         print(line)
     print(
-        f"learner kept on the calibration months: {result.learner} for the final model"
+        f"learner kept on held-out predictions: {result.learner} for the final model"
         f" (folds: {', '.join(f.learner for f in bt.folds)})"
     )
+    for line in report.learner_summary(bt, result.choice):
+        print(line)
     uncal = bt.pooled["model_uncalibrated"]
     print(
         f"pooled test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"

@@ -283,7 +283,10 @@ def score_job(
             "model": {"uri": model_uri, "version": version},
             "inputs": inputs,
             "engine": engine.value,
-            "explainer": treeshap.method_for(model.booster),  # the TreeSHAP method used
+            # the TreeSHAP method used; a gam alone explains by its own exact terms
+            "explainer": "gam terms"
+            if model.booster is None
+            else treeshap.method_for(model.booster),
         }
         if uplift is not None:
             provenance["uplift_model"] = {"uri": serving.uplift_uri, "version": uplift_version}
