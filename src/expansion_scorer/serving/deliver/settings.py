@@ -56,17 +56,21 @@ class EmailConfig(_Strict):
     """One digest per CSM over SMTP."""
 
     host: str = Field(min_length=1)
+    """The SMTP server (a relay or the provider's submission host)."""
     port: int = Field(default=587, ge=1, le=65535)
+    """587 for starttls, 465 for tls, 25 for a local relay."""
     security: Literal["starttls", "tls", "none"] = "starttls"
     """starttls (port 587), tls (implicit TLS, port 465) or none (a relay on this machine)."""
     user: str | None = None
     """Who logs in; the password is read from `password_env`."""
     password_env: str | None = None
+    """The environment variable holding the SMTP password (never the password itself)."""
     sender: str = Field(min_length=3)
     """The From address."""
     csms: dict[str, str] = Field(default_factory=dict)
     """CSM name -> address; wins over the accounts' `csm_email` column."""
     timeout_s: float = Field(default=30, gt=0)
+    """Seconds to wait for the server at each step."""
     ca_file: str | None = None
     """A CA bundle (PEM) to verify the server's certificate with instead of the system's: a
     relay whose certificate a private CA signed."""
@@ -109,12 +113,14 @@ class ChatConfig(_Strict):
     webhook_env: str
     """The environment variable holding the default webhook URL."""
     per: Literal["csm", "channel"] = "csm"
+    """csm: a message to each CSM; channel: one message per webhook, for all its CSMs."""
     channels: dict[str, str] = Field(default_factory=dict)
     """CSM name -> the environment variable of their team's webhook; others use `webhook_env`."""
     markup: Literal["slack", "markdown"] = "slack"
     """slack: Slack's text with formatting off (`mrkdwn: false`); markdown: for receivers that
     render Markdown, data values with Markdown's punctuation escaped."""
     timeout_s: float = Field(default=15, gt=0)
+    """Seconds to wait for the webhook's answer."""
 
     @field_validator("webhook_env")
     @classmethod
@@ -136,6 +142,7 @@ class TasksConfig(_Strict):
     due_days: int = Field(default=7, ge=0, le=90)
     """Due this many days after the as-of date."""
     table: str = Field(default="expansion_tasks", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """With `--to`, the table the tasks are upserted into, beside the scores' table."""
 
 
 class DeliverConfig(_Strict):
