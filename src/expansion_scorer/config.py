@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from expansion_scorer.errors import UserError
+from expansion_scorer.serving.deliver.settings import DeliverConfig
 from expansion_scorer.text import check_template
 
 M = TypeVar("M", bound=BaseModel)
@@ -625,6 +626,8 @@ class ServingConfig(_Strict):
     monitor: MonitorConfig = MonitorConfig()
     holdout: HoldoutConfig = HoldoutConfig()
     program: ProgramConfig = ProgramConfig()
+    deliver: DeliverConfig | None = None
+    """Email digests, chat messages and CRM tasks from each published week; none by default."""
 
     @property
     def uplift_uri(self) -> str:
