@@ -193,14 +193,14 @@ class SplineLogit:
         prior = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
         return np.append(np.zeros(basis.shape[1]), np.log(prior / (1 - prior)))
 
-    def _set(self, beta: np.ndarray, l2: float) -> None:
-        self.coef_, self.intercept_, self.l2_ = beta[:-1], float(beta[-1]), float(l2)
+    def _set(self, beta: np.ndarray) -> None:
+        self.coef_, self.intercept_ = beta[:-1], float(beta[-1])
 
     def fit(
         self, frame: pd.DataFrame, y: np.ndarray, offset: np.ndarray | None = None
     ) -> SplineLogit:
         basis, y, off = self._basis(frame, y, offset)
-        self._set(_solve(basis, y, off, self.l2, self._start(basis, y)), self.l2)
+        self._set(_solve(basis, y, off, self.l2, self._start(basis, y)))
         return self
 
     def path(
@@ -218,7 +218,7 @@ class SplineLogit:
         out = {}
         for l2 in sorted(grid, reverse=True):
             beta = _solve(basis, y, off, l2, beta)
-            self._set(beta, l2)
+            self._set(beta)
             out[float(l2)] = self.margin(held)
         return out
 
