@@ -410,7 +410,7 @@ class GamConfig(_Strict):
     """The spline logistic model: knots per numeric feature and the L2 penalties tried."""
 
     knots: int = Field(default=5, ge=1, le=20)
-    l2: list[float] = Field(default=[1e-1, 1e-2, 1e-3, 1e-4], min_length=1)
+    l2: list[float] = Field(default=[10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.001], min_length=1)
     """Penalties on the standardised spline weights, the one with the lowest log loss on the
     held-out predictions kept."""
     max_rows: int = Field(default=200_000, ge=1_000)

@@ -132,7 +132,7 @@ def _solve(
 ) -> np.ndarray:
     found = minimize(
         _loss, start, args=(x, y, offset, l2), jac=True, method="L-BFGS-B",
-        options={"maxiter": 300},
+        options={"maxiter": 150, "ftol": 1e-6},  # a penalised loss needs no finer optimum
     )  # fmt: skip
     return np.asarray(found.x, dtype=np.float64)
 

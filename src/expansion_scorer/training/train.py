@@ -482,6 +482,8 @@ def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
 
 
 BOOTSTRAPS = 100
+FAR_BEHIND = 0.05
+"""A learner this far behind the best (ROC AUC) is not within the noise of a few thousand rows."""
 
 
 def _simplicity(name: str) -> tuple[int, float]:
@@ -507,7 +509,12 @@ def simplest_within_noise(
     of cross-validation; a few thousand noisy labels cannot tell a small margin from luck, and
     the simpler model is the safer bet out of time."""
     best = max(scored, key=lambda k: scored[k])
-    rivals = [k for k in held if k != best]
+    # only a simpler learner not far behind can be kept instead of the best
+    rivals = [
+        k
+        for k in held
+        if _simplicity(k) < _simplicity(best) and scored[best] - scored[k] < FAR_BEHIND
+    ]
     if not rivals:
         return best
     _, codes = np.unique(groups, return_inverse=True)
