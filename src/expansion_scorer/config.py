@@ -449,7 +449,7 @@ class LearningConfig(_Strict):
         min_length=1,
     )
     min_positives: int = Field(default=30, ge=1)
-    halving_margin: float | None = Field(default=0.01, ge=0)
+    halving_margin: float | None = Field(default=0.005, ge=0)
     """After the first backtest fold, a learner whose ROC AUC there trails the best by more
     than this is not fitted again (successive halving); null: every learner on every layout."""
     gam: GamConfig = GamConfig()
