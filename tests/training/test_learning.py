@@ -19,10 +19,10 @@ from expansion_scorer.jobs import training_frame
 from expansion_scorer.serving.explain import family_points
 from expansion_scorer.serving.scoring import _delivered_base
 from expansion_scorer.settings import load_feature_set
-from expansion_scorer.training.backtest import final_layout, plan_folds
+from expansion_scorer.training.backtest import _survivors, final_layout, plan_folds
 from expansion_scorer.training.calibration import Calibrator, choose_calibration
 from expansion_scorer.training.contributions import contributions
-from expansion_scorer.training.model import any_of
+from expansion_scorer.training.model import Choice, any_of
 from expansion_scorer.training.train import fit, fit_all, purged_blocks, simplest_within_noise
 from tests.helpers import run_cli
 from tests.training.test_train import small_config
@@ -244,3 +244,17 @@ def test_the_simplest_learner_within_one_standard_error_of_the_best_is_kept() ->
     held = {"single": signal + 0.01 * noise, "gam": signal}
     scored = {k: roc_auc_score(y, v) for k, v in held.items()}
     assert simplest_within_noise(held, scored, y, groups, 7) == "gam"
+
+
+def test_after_the_first_fold_only_the_best_boosters_the_gam_and_the_blend_go_on() -> None:
+    # Given the first fold's held-out ROC AUCs
+    cfg = small_config(learning=LearningConfig(halving_margin=0.01))
+    aucs = {"single": 0.705, "regularised 7/10%": 0.712, "motions 3/30%": 0.695, "gam": 0.69,
+            "blend": 0.715}  # fmt: skip
+    choice = Choice("blend", aucs, {})
+
+    # Then the boosters within the margin of the best booster, the gam and the blend go on
+    assert _survivors(choice, cfg) == ["single", "regularised 7/10%", "gam", "blend"]
+    # and without a margin every learner is fitted on every layout
+    every = small_config(learning=LearningConfig(halving_margin=None))
+    assert _survivors(choice, every) is None
