@@ -481,59 +481,6 @@ def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
     return _Candidate(held(best), final)
 
 
-BOOTSTRAPS = 100
-FAR_BEHIND = 0.05
-"""A learner this far behind the best (ROC AUC) is not within the noise of a few thousand rows."""
-
-
-def _simplicity(name: str) -> tuple[int, float]:
-    """The order learners are preferred in when the held-out rows cannot tell them apart: the
-    gam (additive), then boosters from the fewest leaves up, then the blend of two models."""
-    if name == "gam":
-        return (0, 0.0)
-    if name == "blend":
-        return (3, 0.0)
-    leaves = name.split(" ")[1].split("/")[0] if " " in name else "inf"
-    return (2 if name.startswith("motions") else 1, float(leaves))
-
-
-def simplest_within_noise(
-    held: Mapping[str, np.ndarray],
-    scored: Mapping[str, float],
-    y: np.ndarray,
-    groups: np.ndarray,
-    seed: int,
-) -> str:
-    """The learner kept: the simplest whose held-out ROC AUC is within one standard error of
-    the best's (the difference bootstrapped over accounts), as in the one-standard-error rule
-    of cross-validation; a few thousand noisy labels cannot tell a small margin from luck, and
-    the simpler model is the safer bet out of time."""
-    best = max(scored, key=lambda k: scored[k])
-    # only a simpler learner not far behind can be kept instead of the best
-    rivals = [
-        k
-        for k in held
-        if _simplicity(k) < _simplicity(best) and scored[best] - scored[k] < FAR_BEHIND
-    ]
-    if not rivals:
-        return best
-    _, codes = np.unique(groups, return_inverse=True)
-    rng = np.random.default_rng(seed)
-    n = codes.max() + 1
-    gaps: dict[str, list[float]] = {k: [] for k in rivals}
-    for _ in range(BOOTSTRAPS):
-        weight = np.bincount(rng.integers(0, n, n), minlength=n)[codes]
-        if not 0 < (weight * y).sum() < weight.sum():
-            continue
-        top = roc_auc_score(y, held[best], sample_weight=weight)
-        for k in rivals:
-            gaps[k].append(top - roc_auc_score(y, held[k], sample_weight=weight))
-    close = [best] + [
-        k for k in rivals if len(gaps[k]) > 1 and scored[best] - scored[k] <= np.std(gaps[k])
-    ]
-    return min(close, key=_simplicity)
-
-
 BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
 
 
@@ -738,13 +685,7 @@ def fit_all(
             + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             + "); add single to learning.candidates"
         )
-    learner = simplest_within_noise(
-        {k: c.held_logit for k, c in candidates.items()},
-        scored,
-        y,
-        search.held["account_id"].astype(str).to_numpy(),
-        cfg.seed,
-    )
+    learner = max(candidates, key=lambda k: scored[k])
     kept = candidates[learner]
     method, losses = _calibrate(kept.model, kept.held_logit, search, cfg)
     for candidate in kinds.values():
