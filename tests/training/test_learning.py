@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import LabelConfig, LearningConfig
 from expansion_scorer.data.loading import open_world
