@@ -13,7 +13,7 @@ matured cohort), and the plan's detectable effect at two quarters.
 
     .venv/bin/python bench/program_measure.py [--accounts 3000] [--seeds 20] [--weeks 2]
         [--first-seed 0] [--fraction 0.1] [--compliance 0.7] [--strength 1]
-        [--tracking-uri URI] [--root DIR] [--smoke]
+        [--tracking-uri URI] [--out DIR] [--smoke]
 
 `--tracking-uri` reads the champion from a store that holds one instead of training it;
 `--smoke` runs one seed on a tiny world, in seconds, so that the benchmark never stops working
@@ -56,8 +56,9 @@ def _weeks(first: date, per_quarter: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    root = Path(args.root or tempfile.mkdtemp(prefix="bench-program-"))
-    root.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="bench-program-", dir=args.out))
     os.chdir(root)
     if args.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
@@ -163,7 +164,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strength", type=float, default=1.0, help="scale of a touch's effect")
     parser.add_argument("--tracking-uri", help="an MLflow store holding the champion: no training")
     parser.add_argument("--smoke", action="store_true", help="one seed, a tiny world: seconds")
-    parser.add_argument("--root", type=Path, help="work folder (default: a new temporary one)")
+    parser.add_argument("--out", type=Path, help="where the run's folder goes (default: temp)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.accounts, args.seeds, args.weeks, args.fraction = 150, 1, 1, 0.5

@@ -88,7 +88,7 @@ def test_the_adjusted_effect_is_the_fully_interacted_regressions_and_more_precis
         xc = st.centred(x[r])
         listed = st.design_products(xc[treated[r]], y[r][treated[r]]).sum(axis=0)
         held = st.design_products(xc[~treated[r]], y[r][~treated[r]]).sum(axis=0)
-        adjusted.append(float(st.lin_effect(listed, held, 2)[0]))
+        adjusted.append(float(st.lin_effect(listed, held, 2)))
         plain.append(y[r][treated[r]].mean() - y[r][~treated[r]].mean())
         if r < 5:  # the coefficient of the arm in y ~ 1 + T + Xc + T Xc (Lin 2013)
             t = treated[r].astype("float64")

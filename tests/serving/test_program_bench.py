@@ -18,7 +18,7 @@ def test_the_program_benchmark_smoke_run_measures_one_seed(
     uri = f"sqlite:///{champion / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)  # the benchmark works in its own folder; this one comes back
 
-    rows = bench["run"](bench["parse"](["--smoke", "--tracking-uri", uri, "--root",
+    rows = bench["run"](bench["parse"](["--smoke", "--tracking-uri", uri, "--out",
                                         str(tmp_path / "bench")]))  # fmt: skip
 
     assert len(rows) == 1

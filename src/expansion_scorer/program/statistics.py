@@ -71,19 +71,15 @@ def fit_from_products(sums: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     return beta, mean
 
 
-def lin_effect(
-    listed: np.ndarray, held: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lin_effect(listed: np.ndarray, held: np.ndarray, k: int) -> np.ndarray:
     """The adjusted effect from each arm's summed products (..., m): the two arms' fits evaluated
-    at the pooled covariate mean, and the adjusted means of each arm."""
+    at the pooled covariate mean."""
     b1, m1 = fit_from_products(listed, k)
     b0, m0 = fit_from_products(held, k)
     n1, n0 = listed[..., :1], held[..., :1]
     with np.errstate(divide="ignore", invalid="ignore"):
         pooled = (m1 * n1 + m0 * n0) / (n1 + n0)
-    with_list = np.einsum("...i,...i->...", b1, pooled)
-    without = np.einsum("...i,...i->...", b0, pooled)
-    return with_list - without, with_list, without
+    return np.einsum("...i,...i->...", b1 - b0, pooled)
 
 
 def arm_fits(x: np.ndarray, y: np.ndarray, treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -138,10 +138,10 @@ def bootstrap(
                     out[c] = (w @ ls) / (w @ ln) - (w @ hs) / (w @ hn)
             for c, (listed, held) in products.items():
                 if w is None:
-                    effect = st.lin_effect(listed.sum(axis=0), held.sum(axis=0), x.shape[1])[0]
+                    effect = st.lin_effect(listed.sum(axis=0), held.sum(axis=0), x.shape[1])
                     out[f"{c}:{ADJUSTED}"] = np.atleast_1d(effect)
                 else:
-                    out[f"{c}:{ADJUSTED}"] = st.lin_effect(w @ listed, w @ held, x.shape[1])[0]
+                    out[f"{c}:{ADJUSTED}"] = st.lin_effect(w @ listed, w @ held, x.shape[1])
         return out
 
     def apply(d: Differences) -> dict[str, np.ndarray]:
@@ -641,9 +641,12 @@ def measure_job(
     incremental = [float(pooled[c]) * n_listed for c in ("arr_effect", "arr_effect_low",
                                                           "arr_effect_high")]  # fmt: skip
     first_period = randomized["period"].min()
+    # the chance of being held out the draw used: the configured one, or with the holdout
+    # since turned off, the share the history shows
+    drawn_at = serving.holdout.fraction or float((randomized["arm"] == HOLDOUT).mean())
     sequence = always_valid(
         measured,
-        serving.holdout.fraction,
+        drawn_at,
         level,
         planned=float((randomized["period"] == first_period).sum()),
     )
