@@ -629,7 +629,8 @@ def measure_job(
         first = min(pd.to_datetime(randomized["assigned_on"]).dt.date)
         raise UserError(
             f"{history}: no assignment's horizon has closed in the data yet (the data ends"
-            f" {end}, the first cohort was drawn {first}); measure again later"
+            f" {end}, the first cohort was drawn {first}); measure again later (`--plan` says"
+            " how long the answer will take)"
         )
     level = serving.program.confidence
     checks = control_checks(
