@@ -290,7 +290,8 @@ def always_valid(
 ) -> dict[str, Any]:
     """The pooled effect's confidence sequence, looked at once per matured cohort in the order
     they were drawn: each cohort's pseudo-outcomes use each arm's fit on the covariates from the
-    earlier cohorts only (none for the first), so the sequence stays valid at every look."""
+    earlier cohorts only (the first, the propensity score it was drawn with), predictions made
+    before its outcomes, so the sequence stays valid at every look."""
     rows = measured[measured["arm"].isin(COMPARED)].sort_values("assigned_on", kind="stable")
     y = rows["expanded"].to_numpy("float64")
     treated = (rows["arm"] == LISTED).to_numpy()
@@ -300,13 +301,14 @@ def always_valid(
     starts = np.flatnonzero(np.r_[True, cohorts[1:] != cohorts[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     phi = np.empty(len(rows))
+    prior = np.clip(np.nan_to_num(covariates(rows)[:, 0]), 0, 1)
     for a, b in zip(starts, ends, strict=True):
         before_listed, before_held = treated[:a], ~treated[:a]
         if before_listed.sum() > x.shape[1] and before_held.sum() > x.shape[1]:
             b1, b0 = st.arm_fits(x[:a], y[:a], treated[:a])
             m1, m0 = np.clip(z[a:b] @ b1, 0, 1), np.clip(z[a:b] @ b0, 0, 1)
-        else:
-            m1 = m0 = np.zeros(b - a)
+        else:  # no earlier cohort to fit: the score the account was drawn with predicts it
+            m1 = m0 = prior[a:b]
         phi[a:b] = st.pseudo_outcomes(y[a:b], treated[a:b], 1 - fraction, m1, m0)
     alpha = 1 - level
     n = ends.astype("float64")
