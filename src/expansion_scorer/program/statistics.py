@@ -55,9 +55,14 @@ def design_products(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.column_stack([z[:, i] * z[:, j], z * y[:, None]])
 
 
+RIDGE = 1e-9
+"""Added to each covariate's diagonal, relative to the weight: a covariate constant within an
+arm leaves the fit solvable (its slope near zero) and changes nothing else measurably."""
+
+
 def fit_from_products(sums: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """From summed `design_products` (..., m) with k regressors plus the intercept: the fitted
-    coefficients (..., k+1) and the weighted mean of z (..., k+1)."""
+    coefficients (..., k+1) and the weighted mean of z (..., k+1); NaN where the weight is 0."""
     d = k + 1
     i, j = np.triu_indices(d)
     n_pairs = len(i)
@@ -65,9 +70,16 @@ def fit_from_products(sums: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     xtx[..., i, j] = sums[..., :n_pairs]
     xtx[..., j, i] = sums[..., :n_pairs]
     xty = sums[..., n_pairs:]
-    beta = np.einsum("...ij,...j->...i", np.linalg.pinv(xtx, rcond=1e-10), xty)
+    n = xtx[..., 0, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = xtx[..., 0, :] / xtx[..., 0, :1]
+        mean = xtx[..., 0, :] / n[..., None]
+    scale = np.where(n > 0, n, 1.0)
+    solvable = xtx.copy()
+    steps = np.arange(1, d)
+    solvable[..., steps, steps] += RIDGE * scale[..., None]
+    solvable[..., 0, 0] = scale  # an empty arm: solvable, and masked below
+    beta = np.linalg.solve(solvable, xty[..., None])[..., 0]
+    beta[n <= 0] = np.nan
     return beta, mean
 
 
