@@ -35,6 +35,7 @@ from expansion_scorer.config import TrainingConfig, load_training_config
 from expansion_scorer.data.synthetic import Catalogue, generate_world
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import TrainResult
+from expansion_scorer.training.report import learner_summary
 
 
 def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
@@ -137,17 +138,26 @@ def _kept(result: TrainResult) -> str:
     return f"{folds} / {result.learner}"
 
 
+def _auc(result: TrainResult, scorer: str) -> str:
+    pooled = result.backtest.pooled
+    return f"{pooled[scorer]['roc_auc']:.3f}" if scorer in pooled else "-"
+
+
 def table(
     sizes: list[int], seeds: list[int], months: int, structure: str, baseline: bool = True
 ) -> None:
-    """The README's quality table: per world and size, the configured learners against `single`
-    (without `baseline`, the configured learners only, with their own ceiling fit)."""
+    """The README's quality table: per world and size, pooled test ROC AUC of one booster
+    trained alone and, inside the configured learners' run, of the best booster, the gam, the
+    blend, the logistic baseline and the chosen model; the chosen model's share of the feature
+    ceiling; ECE before and after calibration; train time against one booster's (without
+    `baseline`, the configured learners only, with their own ceiling fit)."""
     worlds = [("default", 0), *(("random", s) for s in seeds)]
     print(
-        "| world | accounts | Bayes ROC AUC | ceiling share | single: share, of ceiling |"
-        " chosen: share, of ceiling | learner kept (folds / final) | train time single, chosen |"
+        "| world | accounts | Bayes | one booster | booster | GAM | blend | logistic |"
+        " chosen | chosen, of ceiling | kept (folds / final) | calibration | ECE raw -> delivered |"
+        " train: one booster, learners (ratio) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for accounts in sizes:
         for kind, seed in worlds:
             single = (
@@ -159,17 +169,23 @@ def table(
             if single is not None:
                 chosen.ceiling_share = single.ceiling_share
             name = "default" if kind == "default" else f"random, seed {seed}"
-            bayes = chosen.result.bayes_auc or float("nan")
-            alone = (
-                f"{single.result.share_of_bayes:.3f}, {single.of_ceiling:.3f}"
-                if single is not None
-                else "-"
+            r = chosen.result
+            bayes = r.bayes_auc or float("nan")
+            alone = "-" if single is None else _auc(single.result, "model")
+            calibration = "-" if r.choice is None else r.choice.calibration
+            ece = r.backtest.pooled
+            times = (
+                f"{chosen.took:.0f} s"
+                if single is None
+                else f"{single.took:.0f} s, {chosen.took:.0f} s ({chosen.took / single.took:.2f}x)"
             )
+            of_ceiling = "-" if chosen.of_ceiling is None else f"**{chosen.of_ceiling:.3f}**"
             print(
-                f"| {name} | {accounts:,} | {bayes:.3f} | {chosen.ceiling_share:.3f} | {alone} |"
-                f" {chosen.result.share_of_bayes:.3f}, **{chosen.of_ceiling:.3f}** |"
-                f" {_kept(chosen.result)} |"
-                f" {'-' if single is None else f'{single.took:.0f} s'}, {chosen.took:.0f} s |",
+                f"| {name} | {accounts:,} | {bayes:.3f} | {alone} | {_auc(r, 'booster')} |"
+                f" {_auc(r, 'gam')} | {_auc(r, 'blend')} | {_auc(r, 'logistic')} |"
+                f" **{_auc(r, 'model')}** | {of_ceiling} | {_kept(r)} | {calibration} |"
+                f" {ece['model_uncalibrated']['ece']:.4f} -> {ece['model']['ece']:.4f} |"
+                f" {times} |",
                 flush=True,
             )
 
@@ -200,7 +216,13 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="with --table: skip the `single` runs"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny table (one 150-account world), in seconds"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        table([150], [], 20, args.structure)
+        return
     if args.table:
         sizes = [int(s) for s in args.sizes.split(",")]
         seeds = [int(s) for s in args.random_seeds.split(",")]
@@ -220,6 +242,8 @@ def main() -> None:
     print(f"pooled test ROC AUC {m['roc_auc']:.3f}, Bayes-limit {result.bayes_auc:.3f}")
     print(f"share of the Bayes gap: {result.share_of_bayes:.3f}")
     print(f"learner kept (folds / final): {_kept(result)}")
+    for line in learner_summary(result.backtest, result.choice):
+        print(line)
     if run.ceiling_share is not None:
         print(f"feature ceiling (LightGBM fitted to the true log-odds, same folds): share"
               f" {run.ceiling_share:.3f}")  # fmt: skip

@@ -8,6 +8,7 @@ stopping, calibrator, size model, logistic baseline, rules), the random-split ch
 final fit. Prints wall time per step and the peak resident memory.
 
     .venv/bin/python bench/train_scale.py [--rows 1000000] [--features 100] [--config PATH]
+        [--learners single] [--side-by-side] [--smoke]
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ share_cores_politely()  # before LightGBM loads: idle OpenMP threads sleep
 
 import argparse
 import resource
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import FeatureDef, FeatureSet, load_training_config
+from expansion_scorer.config import FeatureDef, FeatureSet, TrainingConfig, load_training_config
 from expansion_scorer.features.snapshots import month_starts
 from expansion_scorer.training.backtest import (
     backtest,
@@ -67,17 +70,15 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--features", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=Path, help="a training config (default: the built-in)")
-    args = parser.parse_args()
-
+def run(args: argparse.Namespace) -> None:
     frame, feature_set = draw_frame(args.rows, args.features, args.seed)
     cfg = load_training_config(args.config)
+    if args.learners:
+        raw = cfg.model_dump()
+        raw["learning"] = {**raw["learning"], "candidates": args.learners.split(",")}
+        cfg = TrainingConfig.model_validate(raw)
     print(f"frame: {len(frame):,} rows x {args.features} features; peak {peak_gb():.2f} GB")
+    print(f"learners: {', '.join(cfg.learning.candidates)}; {cfg.backtest.arrangement}")
 
     started = time.perf_counter()
     dates = sorted(frame["as_of"].unique())
@@ -88,16 +89,56 @@ def main() -> None:
     bt = backtest(frame, folds, feature_set, cfg)
     print(f"backtest ({len(folds)} folds, with baselines): {time.perf_counter() - t:.0f}s")
     for r in bt.folds:
-        print(f"  fold {r.layout.index}: {r.best_iteration} rounds")
+        print(f"  fold {r.layout.index}: {r.learner}, {r.best_iteration} rounds")
     t = time.perf_counter()
     auc = random_split_auc(frame, dates, feature_set, cfg, cfg.lightgbm)
     print(f"random-split check: {time.perf_counter() - t:.0f}s (AUC {auc:.3f})")
     t = time.perf_counter()
-    model = fit(frame, final, feature_set, cfg)
-    print(f"final fit: {time.perf_counter() - t:.0f}s ({model.booster.current_iteration()} rounds)")
+    model = fit(frame, final, feature_set, cfg, only=bt.survivors)
+    print(f"final fit: {time.perf_counter() - t:.0f}s ({model.learner}, {model.rounds} rounds)")
     total = time.perf_counter() - started
     print(f"pooled test ROC AUC {bt.pooled['model']['roc_auc']:.3f}")
     print(f"total: {total:.0f}s ({total / 60:.1f} min); peak resident memory {peak_gb():.2f} GB")
+    print(f"RESULT {total:.1f} {peak_gb():.2f} {bt.pooled['model']['roc_auc']:.4f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--features", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, help="a training config (default: the built-in)")
+    parser.add_argument("--learners", help="comma-separated learning.candidates instead")
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="run one booster (`single`) and the configured learners, each in its own process,"
+        " and print their times, peak memories and the ratio",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="20,000 rows x 12 features, side by side"
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.features, args.side_by_side = 20_000, 12, True
+    if not args.side_by_side:
+        run(args)
+        return
+    results = {}
+    for name, learners in (("one booster", ["--learners", "single"]), ("learners", [])):
+        command = [sys.executable, __file__, "--rows", str(args.rows), "--features",
+                   str(args.features), "--seed", str(args.seed), *learners]  # fmt: skip
+        if args.config:
+            command += ["--config", str(args.config)]
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        print(f"## {name}\n{out}", flush=True)
+        line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+        results[name] = [float(v) for v in line.split()[1:]]
+    (one, one_gb, one_auc), (many, many_gb, many_auc) = results.values()
+    print(
+        f"one booster {one:.0f} s, {one_gb:.2f} GB, ROC AUC {one_auc:.3f}; learners {many:.0f} s,"
+        f" {many_gb:.2f} GB, ROC AUC {many_auc:.3f}; ratio {many / one:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`expansion`: generate, validate, train, score, monitor, demo. User errors: one line, exit 2."""
+"""`expansion`: generate, validate, train, score, deliver, monitor, demo. User errors: one line,
+exit 2."""
 
 from __future__ import annotations
 
@@ -197,6 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="the table --to writes (default expansion_scores; created when absent)",
     )
 
+    dl = sub.add_parser(
+        "deliver",
+        help="send the outbox's pending digests and chat messages (what `score` recorded), once",
+    )
+    dl.add_argument("out", type=Path, metavar="OUT", help="the output root `score` writes to")
+    dl.add_argument(
+        "--config", type=Path, help="the scoring YAML with the deliver: block the week used"
+    )
+    dl.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write the pending messages to OUT/outbox-dry-run/ (.eml, .json); send nothing",
+    )
+    dl.add_argument(
+        "--status", action="store_true", help="what went where: the outbox by week, channel, state"
+    )
+    dl.add_argument(
+        "--resend-in-doubt",
+        action="store_true",
+        help="also send messages a killed run left in doubt (check they did not arrive first)",
+    )
+
     mon = sub.add_parser(
         "monitor", help="drift since training and outcomes of past lists; whether to retrain"
     )
@@ -246,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         "presets",
         nargs="+",
         metavar="PRESET",
-        help="stripe or stripe-metered, segment, salesforce or hubspot",
+        help="stripe or stripe-metered, segment, salesforce or hubspot, and for touches"
+        " salesforce-activity or hubspot-engagements",
     )
 
     demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
@@ -429,6 +453,7 @@ def _train_uplift(args: argparse.Namespace, settings: Settings, config_text: str
 
 def _print_training(result: object) -> None:
     from expansion_scorer.jobs import TrainResult
+    from expansion_scorer.training import report
 
     assert isinstance(result, TrainResult)
     m = result.metrics
@@ -436,10 +461,14 @@ def _print_training(result: object) -> None:
     final = result.final
     if result.shrink:
         print(result.shrink)
+    decided = (
+        f"calibrated on {final.calib_dates[0]}..{final.calib_dates[-1]}"
+        if final.calib_dates
+        else "its learner and calibration chosen on out-of-fold predictions inside those months"
+    )
     print(
         f"snapshots: {result.rows:,} rows; {len(bt.folds)} rolling test folds, final model"
-        f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]} and calibrated on"
-        f" {final.calib_dates[0]}..{final.calib_dates[-1]}"
+        f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]}, {decided}"
     )
     if result.left_out:
         print(
@@ -450,9 +479,11 @@ def _print_training(result: object) -> None:
     for line in result.margins:
         print(line)
     print(
-        f"learner kept on the calibration months: {result.learner} for the final model"
+        f"learner kept on held-out predictions: {result.learner} for the final model"
         f" (folds: {', '.join(f.learner for f in bt.folds)})"
     )
+    for line in report.learner_summary(bt, result.choice):
+        print(line)
     uncal = bt.pooled["model_uncalibrated"]
     print(
         f"pooled test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"
@@ -549,6 +580,7 @@ def _score(args: argparse.Namespace) -> None:
         print(f"warning: {warning}")
     for path in result.files:
         print(f"  {path}")
+    _print_deliveries(result.planned, result.delivered)
     if sink is not None and result.written is not None:
         w = result.written
         print(
@@ -570,6 +602,60 @@ def _print_plan(plan: dict[str, Any]) -> None:
     )
     print(f"  smallest effect detectable (80% power, 5% two-sided): {detectable}")
     print(f"  to detect {plan['detect']:.3f}: {plan['says']}")
+
+
+def _print_deliveries(planned: object, delivered: object) -> None:
+    """What a run planned and sent; a run that left messages failed ends in one line."""
+    from expansion_scorer.serving.deliver.messages import Plan
+    from expansion_scorer.serving.deliver.send import DeliverResult
+
+    if isinstance(planned, Plan):
+        for name in planned.missing_address:
+            name = " ".join(name.split())
+            print(
+                f"warning: deliver email: CSM {name} has no address (accounts' csm_email or"
+                " deliver.email.csms): no digest for them this week"
+            )
+        if len(planned.tasks.columns):
+            print(f"  {len(planned.tasks):,} CRM tasks in tasks.csv and tasks.parquet")
+    if isinstance(delivered, DeliverResult):
+        for channel, n in delivered.sent.items():
+            print(f"  {channel}: {n:,} messages delivered")
+        for path in delivered.files:
+            print(f"  {path}")
+        problem = delivered.problem()
+        if problem:
+            raise UserError(problem)
+
+
+def _deliver(args: argparse.Namespace) -> None:
+    from expansion_scorer.config import load_serving_config
+    from expansion_scorer.serving.deliver.send import deliver_job, status
+
+    if args.status:
+        summary, waiting = status(args.out)
+        if summary.empty:
+            print(f"{args.out}: no deliveries recorded")
+            return
+        for r in summary.itertuples():
+            print(f"{str(r.week)[:10]} {r.channel!s:<6} {r.status!s:<11} {r.messages:>5,}")
+        for w in waiting.to_dict("records"):
+            who = " ".join(str(w["recipient"]).split())  # a name's line breaks stay off the screen
+            print(
+                f"  {str(w['week'])[:10]} {w['channel']} to {who} ({w['address']}):"
+                f" {w['status']} after {w['attempts']} attempts; {w['answer'] or 'not tried yet'}"
+            )
+        return
+    serving = load_serving_config(args.config)
+    if serving.deliver is None and not args.dry_run:
+        raise UserError(
+            f"deliver: {args.config or 'the built-in serving config'} has no deliver: block;"
+            " pass the --config the week was scored with"
+        )
+    result = deliver_job(args.out, serving.deliver, args.dry_run, args.resend_in_doubt)
+    if not result.sent and not result.files and not result.problems:
+        print(f"{args.out}: nothing to deliver")
+    _print_deliveries(None, result)
 
 
 def _measure(args: argparse.Namespace) -> None:
@@ -759,6 +845,7 @@ COMMANDS = {
     "sources": _sources,
     "monitor": _monitor,
     "measure": _measure,
+    "deliver": _deliver,
 }
 
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from expansion_scorer.errors import UserError
+from expansion_scorer.serving.deliver.settings import DeliverConfig
 from expansion_scorer.text import check_template
 
 M = TypeVar("M", bound=BaseModel)
@@ -254,12 +255,36 @@ class BacktestConfig(_Strict):
     minimum: BacktestMinimum | None = BacktestMinimum()
     """A history too short for folds, test_months and calibration_months shrinks them (folds
     first, then test months, then calibration months) down to this; null: refuse instead."""
-    calibration: Literal["isotonic", "platt"] = "platt"
+    arrangement: Literal["crossfit", "later_months"] = "crossfit"
+    """How each layout finds the rows its learner choice, blend weight, calibrator and early
+    stopping come from. crossfit: the model is fitted on every month whose label has closed, and
+    those decisions come from out-of-fold predictions inside them (`crossfit_blocks` blocks of
+    consecutive months, each predicted by models fitted on the others with one horizon purged on
+    either side). later_months: fitted on the older months and decided on the latest
+    `calibration_months`, behind a one-horizon embargo that the fit never sees."""
+    crossfit_blocks: int = Field(default=3, ge=2)
+    calibration: list[Literal["none", "platt", "isotonic"]] = Field(
+        default=["none", "platt", "isotonic"], min_length=1
+    )
+    """Calibrations compared by cross-validated log loss on the out-of-fold (or calibration)
+    predictions; the best is kept, and none always competes: a calibrator that does not beat
+    the raw probability is never applied. A single name means that one against none."""
+    isotonic_min_positives: int = Field(default=200, ge=1)
+    """Isotonic regression competes only when the predictions it learns from hold this many
+    expansions: on fewer it learns steps of noise."""
     random_split_alarm: float = Field(default=0.05, ge=0)
     """A random-split AUC this far above the time-split AUC is reported as leakage or drift."""
     random_split_rows: int = Field(default=300_000, ge=1_000)
     """The random-split check fits on a sample of accounts holding about this many snapshots:
     an alarm needs an AUC, not the best model, and a full-size fit would double the cost."""
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        methods = [value] if isinstance(value, str) else value
+        if isinstance(methods, list) and "none" not in methods:
+            methods = ["none", *methods]  # a calibrator has to beat the raw probability
+        return methods
 
 
 class CapacityConfig(_Strict):
@@ -378,9 +403,31 @@ class Strength(_Strict):
         return f"{self.leaves}/{self.rows_per_leaf:.0%}"
 
 
+BOOSTER_LEARNERS = ("single", "regularised", "motions")
+
+
+class GamConfig(_Strict):
+    """The spline logistic model: knots per numeric feature and the L2 penalties tried."""
+
+    knots: int = Field(default=5, ge=1, le=20)
+    l2: list[float] = Field(default=[10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.001], min_length=1)
+    """Penalties on the standardised spline weights, the one with the lowest log loss on the
+    held-out predictions kept."""
+    max_rows: int = Field(default=200_000, ge=1_000)
+    """The GAM fits on a sample of this many rows at most."""
+
+    @field_validator("l2")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(v <= 0 for v in value):
+            raise ValueError(f"l2 {value} must all be above 0")
+        return value
+
+
 class LearningConfig(_Strict):
     """Learners the trainer fits on every layout; the one with the best ROC AUC on that
-    layout's calibration months is kept (never a test fold's).
+    layout's held-out predictions (out-of-fold, or its calibration months) is kept, never on a
+    test fold's.
 
     - `single`: one booster on the label, with `lightgbm` as configured;
     - `regularised`: one booster with fewer, larger leaves, at each of `strengths`: few noisy
@@ -388,32 +435,45 @@ class LearningConfig(_Strict):
     - `motions`: one regularised booster per expansion motion (seats, plan, cross-sell) on that
       motion's label, at each of `strengths`, combined as the chance of any: 1 - the product of
       (1 - p). Only for the label `motion: any` over a seat ledger; a motion with fewer than
-      `min_positives` expansions on a layout's training or calibration snapshots is left out.
+      `min_positives` expansions on a layout's training or calibration snapshots is left out;
+    - `gam`: a spline logistic model (`gam`), exact and additive in its explanation;
+    - `blend`: the best booster and the gam averaged in log-odds, with the booster's weight
+      chosen on the same held-out predictions (and scored on halves it was not chosen on).
     """
 
-    candidates: list[Literal["single", "regularised", "motions"]] = Field(
-        default=["single", "regularised", "motions"], min_length=1
+    candidates: list[Literal["single", "regularised", "motions", "gam", "blend"]] = Field(
+        default=["single", "regularised", "motions", "gam", "blend"], min_length=1
     )
     strengths: list[Strength] = Field(
         default=[Strength(leaves=7, rows_per_leaf=0.1), Strength(leaves=3, rows_per_leaf=0.3)],
         min_length=1,
     )
     min_positives: int = Field(default=30, ge=1)
+    halving_margin: float | None = Field(default=0.005, ge=0)
+    """After the first backtest fold, a learner whose ROC AUC there trails the best by more
+    than this is not fitted again (successive halving); null: every learner on every layout."""
+    gam: GamConfig = GamConfig()
 
     @field_validator("candidates")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError(f"candidates {value} name a learner twice")
+        if "blend" in value and ("gam" not in value or not set(BOOSTER_LEARNERS) & set(value)):
+            raise ValueError(
+                "blend mixes the best booster with the gam: list gam and at least one of"
+                " single, regularised or motions beside it"
+            )
         return value
 
     def learners(self) -> list[tuple[str, str, Strength | None]]:
-        """(name, kind, strength) of every learner tried, in order: e.g. `motions 3/30%`."""
+        """(name, kind, strength) of every booster learner tried, in order: e.g. `motions
+        3/30%` (the gam and the blend are one learner each, named as they are)."""
         out: list[tuple[str, str, Strength | None]] = []
         for kind in self.candidates:
             if kind == "single":
                 out.append((kind, kind, None))
-            else:
+            elif kind in BOOSTER_LEARNERS:
                 out.extend((f"{kind} {s.name}", kind, s) for s in self.strengths)
         return out
 
@@ -576,6 +636,8 @@ class ServingConfig(_Strict):
     monitor: MonitorConfig = MonitorConfig()
     holdout: HoldoutConfig = HoldoutConfig()
     program: ProgramConfig = ProgramConfig()
+    deliver: DeliverConfig | None = None
+    """Email digests, chat messages and CRM tasks from each published week; none by default."""
 
     @property
     def uplift_uri(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -62,7 +64,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
+def write_csv(frame: pd.DataFrame, path: Path | BinaryIO) -> None:
     """The one CSV writer: RFC 4180 (CRLF rows; any field holding a comma, a quote, CR or LF is
     quoted), UTF-8, every text cell neutralised as its last step.
 
@@ -74,6 +76,13 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     safe.to_csv(
         path, index=False, encoding="utf-8", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL
     )
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """What `write_csv` writes, as bytes (a mail attachment)."""
+    buffer = io.BytesIO()
+    write_csv(frame, buffer)
+    return buffer.getvalue()
 
 
 @contextmanager

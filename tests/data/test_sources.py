@@ -88,8 +88,10 @@ def test_a_preset_maps_the_vendors_exports_back_to_the_worlds_own_features(
     assert len(own) > 100 and own["label"].sum() > 5
     pd.testing.assert_frame_equal(frame, own)
     assert report.row_counts["usage_events"] == len(pd.read_parquet(world / "usage_events.parquet"))
-    ids = mapped.con.execute("SELECT account_id, crm_id FROM accounts").df()
+    ids = mapped.con.execute("SELECT account_id, crm_id, csm_owner, csm_email FROM accounts").df()
     assert ids["crm_id"].notna().all() and ids["crm_id"].is_unique
+    owned = ids[ids["csm_owner"].notna()]  # the digest's address comes with the owner
+    assert len(owned) and owned["csm_email"].str.endswith("@vendor.example").all()
     assert len(ids) == len(pd.read_parquet(world / "accounts.parquet"))  # no prospect
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +47,7 @@ def write_salesforce(world: Path, out: Path) -> dict[str, str]:
         {
             "Id": [sf_id("005", i) for i in range(len(owners))],
             "Name": owners,
+            "Email": [f"{name.split()[0].lower()}@vendor.example" for name in owners],
             "IsActive": True,
         }
     )
@@ -87,7 +89,10 @@ def write_salesforce(world: Path, out: Path) -> dict[str, str]:
          ("Product_Account_Id__c", pa.string()), ("Customer_Segment__c", pa.string())]
     )  # fmt: skip
     _write(out / "salesforce", "Account", pd.concat([frame, extra]), account_schema)
-    user_schema = pa.schema([("Id", pa.string()), ("Name", pa.string()), ("IsActive", pa.bool_())])
+    user_schema = pa.schema(
+        [("Id", pa.string()), ("Name", pa.string()), ("Email", pa.string()),
+         ("IsActive", pa.bool_())]
+    )  # fmt: skip
     _write(out / "salesforce", "User", users, user_schema)
     return ids
 
@@ -374,3 +379,135 @@ def write_all(world: Path, out: Path, data_end: date) -> dict[str, str]:
     write_segment(world, out)
     write_stripe(world, out, data_end)
     return ids
+
+
+def _owner_ids(world: Path, make: object) -> dict[str, str]:
+    """CSM name -> the vendor's user id, numbered as the accounts writers number them."""
+    accounts = pd.read_parquet(world / "accounts.parquet")
+    owners = sorted(accounts["csm_owner"].dropna().unique())
+    return {name: make(i) for i, name in enumerate(owners)}  # type: ignore[operator]
+
+
+def write_salesforce_activity(world: Path, out: Path, ids: dict[str, str]) -> pd.DataFrame:
+    """The world's touches as Task (calls and emails, closed) and Event (meetings) records,
+    with what a real export also holds: open, deleted and prospects' tasks, activities logged
+    on an opportunity (WhatId) rather than the account, and a task the weekly run created and
+    its CSM closed. Returns that closed task as the touch it must map to."""
+    touches = pd.read_parquet(world / "touches.parquet").reset_index(drop=True)
+    users = _owner_ids(world, lambda i: sf_id("005", i))
+    gone = sf_id("005", 999)
+    when = pd.to_datetime(touches["touched_at"]).dt.tz_localize("UTC")
+    on_opportunity = touches.index % 2 == 1  # AccountId filled, WhatId an opportunity
+    account = touches["account_id"].map(ids)
+    tasks = touches[touches["channel"] != "meeting"]
+    logged = tasks.index % 3 == 0  # logged after the fact: no CompletedDateTime
+    task_rows = pd.DataFrame(
+        {
+            "Id": [sf_id("00T", i) for i in tasks.index],
+            "IsDeleted": False,
+            "WhatId": np.where(on_opportunity[tasks.index], sf_id("006", 1), account[tasks.index]),
+            "AccountId": np.where(on_opportunity[tasks.index], account[tasks.index], None),
+            "OwnerId": tasks["csm"].map(users).fillna(gone),
+            "Subject": tasks["channel"].str.title() + " with the customer",
+            "ActivityDate": when[tasks.index].dt.date,
+            "CreatedDate": np.where(logged, when[tasks.index],
+                                    when[tasks.index] - pd.Timedelta(days=2)),
+            "CompletedDateTime": when[tasks.index].where(~logged, None),
+            "Status": "Completed",
+            "IsClosed": True,
+            "Type": None,
+            "TaskSubtype": tasks["channel"].str.title(),
+            "CallDisposition": tasks["outcome"],
+            "Expansion_Motion__c": tasks["motion"],
+        }
+    )  # fmt: skip
+    first = touches.iloc[0]
+    closed_at = pd.Timestamp(when.iloc[0]) + pd.Timedelta(hours=3)
+    run_task = {
+        **task_rows.iloc[0].to_dict(), "Id": sf_id("00T", 900_000), "WhatId": ids[first.account_id],
+        "AccountId": None, "OwnerId": users.get(first.csm, gone),
+        "Subject": f"Expansion: seats ({first.account_id})",
+        "CreatedDate": closed_at - pd.Timedelta(days=4), "CompletedDateTime": closed_at,
+        "TaskSubtype": "Task", "CallDisposition": None, "Expansion_Motion__c": "seats",
+    }  # fmt: skip
+    open_task = {**run_task, "Id": sf_id("00T", 900_001), "Status": "Not Started",
+                 "IsClosed": False, "CompletedDateTime": None}  # fmt: skip
+    deleted = {**run_task, "Id": sf_id("00T", 900_002), "IsDeleted": True}
+    prospect = {**run_task, "Id": sf_id("00T", 900_003), "WhatId": sf_id("001", 900_000)}
+    task_rows = pd.concat(
+        [task_rows, pd.DataFrame([run_task, open_task, deleted, prospect])], ignore_index=True
+    )
+    ts = UTC_US
+    _write(out / "salesforce", "Task", task_rows, pa.schema(
+        [("Id", pa.string()), ("IsDeleted", pa.bool_()), ("WhatId", pa.string()),
+         ("AccountId", pa.string()), ("OwnerId", pa.string()), ("Subject", pa.string()),
+         ("ActivityDate", pa.date32()), ("CreatedDate", ts), ("CompletedDateTime", ts),
+         ("Status", pa.string()), ("IsClosed", pa.bool_()), ("Type", pa.string()),
+         ("TaskSubtype", pa.string()), ("CallDisposition", pa.string()),
+         ("Expansion_Motion__c", pa.string())]))  # fmt: skip
+    meetings = touches[touches["channel"] == "meeting"]
+    events = pd.DataFrame(
+        {
+            "Id": [sf_id("00U", i) for i in meetings.index],
+            "IsDeleted": False,
+            "WhatId": account[meetings.index],
+            "AccountId": account[meetings.index],
+            "OwnerId": meetings["csm"].map(users).fillna(gone),
+            "Subject": "Meeting",
+            "ActivityDate": when[meetings.index].dt.date,
+            "ActivityDateTime": when[meetings.index],
+            "CreatedDate": when[meetings.index] - pd.Timedelta(days=7),
+            "Type": "Meeting",
+            "Expansion_Motion__c": meetings["motion"],
+        }
+    )
+    _write(out / "salesforce", "Event", events, pa.schema(
+        [("Id", pa.string()), ("IsDeleted", pa.bool_()), ("WhatId", pa.string()),
+         ("AccountId", pa.string()), ("OwnerId", pa.string()), ("Subject", pa.string()),
+         ("ActivityDate", pa.date32()), ("ActivityDateTime", ts), ("CreatedDate", ts),
+         ("Type", pa.string()), ("Expansion_Motion__c", pa.string())]))  # fmt: skip
+    return pd.DataFrame(
+        {"account_id": [first.account_id], "touched_at": [closed_at.tz_localize(None)],
+         "csm": [first.csm], "motion": ["seats"], "channel": ["task"],
+         "outcome": ["Completed"]}
+    )  # fmt: skip
+
+
+def write_hubspot_engagements(world: Path, out: Path, ids: dict[str, str]) -> None:
+    """The world's touches as the CRM API's calls, emails and meetings (NDJSON, every property
+    text, associated to their company), with an archived note beside them."""
+    touches = pd.read_parquet(world / "touches.parquet").reset_index(drop=True)
+    owners = _owner_ids(world, lambda i: str(70_000 + i))
+    outcome_property = {"call": "hs_call_disposition", "email": "hs_email_status",
+                        "meeting": "hs_meeting_outcome"}  # fmt: skip
+    objects: dict[str, list[dict[str, object]]] = {"calls": [], "emails": [], "meetings": [],
+                                                   "notes": []}  # fmt: skip
+    for i, t in enumerate(touches.itertuples()):
+        stamp = pd.Timestamp(t.touched_at)
+        properties: dict[str, object] = {
+            "hs_object_id": str(5_000_000 + i),
+            "hs_timestamp": f"{stamp:%Y-%m-%dT%H:%M:%S}.000Z",
+            "hubspot_owner_id": owners.get(t.csm) if isinstance(t.csm, str) else None,
+            "expansion_motion": t.motion if isinstance(t.motion, str) else None,
+        }
+        # requested properties come back with every object, null when empty
+        properties[outcome_property[str(t.channel)]] = (
+            t.outcome if isinstance(t.outcome, str) else None
+        )
+        objects[f"{t.channel}s"].append(
+            {"id": str(5_000_000 + i), "archived": False, "properties": properties,
+             "associations": {"companies": {"results": [
+                 {"id": ids[t.account_id], "type": f"{t.channel}_to_company"}]}}}
+        )  # fmt: skip
+    objects["notes"].append(
+        {"id": "4999999", "archived": True, "properties": {
+            "hs_timestamp": "2024-01-02T09:00:00.000Z", "hubspot_owner_id": None},
+         "associations": {"companies": {"results": [
+             {"id": next(iter(ids.values())), "type": "note_to_company"}]}}}
+    )  # fmt: skip
+    for kind, rows in objects.items():
+        folder = out / "hubspot" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "page-0001.ndjson", "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -23,6 +23,7 @@ from expansion_scorer.training.backtest import (
     shrink_steps,
     with_shape,
 )
+from expansion_scorer.training.train import purged_blocks
 from tests.helpers import run_cli
 
 FAST = """
@@ -38,9 +39,13 @@ def months(n: int, first: date = date(2023, 4, 1)) -> list[date]:
 
 
 def config(**backtest: object) -> TrainingConfig:
+    """The default config, deciding on later calibration months (the shapes tested here)."""
     cfg = load_training_config()
     return TrainingConfig.model_validate(
-        {**cfg.model_dump(), "backtest": {**cfg.backtest.model_dump(), **backtest}}
+        {
+            **cfg.model_dump(),
+            "backtest": {**cfg.backtest.model_dump(), "arrangement": "later_months", **backtest},
+        }
     )
 
 
@@ -66,7 +71,7 @@ def test_the_shrink_drops_the_oldest_folds_then_test_months_then_calibration_mon
 
 def test_a_history_long_enough_keeps_the_configured_backtest_exactly() -> None:
     # Given 24 snapshot months and the default config
-    cfg, dates = load_training_config(), months(24)
+    cfg, dates = config(), months(24)
 
     # When the backtest is planned
     plan = plan_backtest(dates, cfg)
@@ -80,7 +85,7 @@ def test_a_history_long_enough_keeps_the_configured_backtest_exactly() -> None:
 @pytest.mark.parametrize("n", [8, 10, 12, 14])
 def test_a_short_history_runs_the_largest_backtest_it_holds_with_every_embargo(n: int) -> None:
     # Given a history of n snapshot months, too short for the default backtest (14 from April)
-    cfg, dates = load_training_config(), months(n)
+    cfg, dates = config(), months(n)
     horizon = timedelta(days=cfg.horizon_days)
 
     # When the backtest is planned
@@ -109,7 +114,7 @@ def test_the_shrink_says_what_changed_from_what_to_what_and_why() -> None:
     dates = months(8)
 
     # When the default backtest is planned on them
-    plan = plan_backtest(dates, load_training_config())
+    plan = plan_backtest(dates, config())
 
     # Then test months went before calibration months: one test month, two calibration months
     assert plan.shape == Shape(1, 1, 2)
@@ -121,12 +126,12 @@ def test_the_shrink_says_what_changed_from_what_to_what_and_why() -> None:
         " has 8 snapshot months (2023-04-01..2023-11-01) with 90-day labels closed"
     )
     assert months_needed(Shape(3, 6, 3), 90, dates[0]) == 14
-    assert not plan_backtest(months(14), load_training_config()).shrunk
+    assert not plan_backtest(months(14), config()).shrunk
 
 
 def test_below_the_minimum_one_line_says_what_was_found_and_what_is_needed() -> None:
     # Given one snapshot month fewer than the smallest backtest needs
-    cfg = load_training_config()
+    cfg = config()
     needed = months_needed(Shape(1, 1, 1), cfg.horizon_days, date(2023, 4, 1))
     assert plan_backtest(months(needed), cfg).shape == Shape(1, 1, 1)
 
@@ -154,6 +159,28 @@ def test_a_raised_minimum_refuses_earlier_and_no_minimum_refuses_as_before() -> 
         plan_backtest(dates, config(minimum=None))
 
 
+@pytest.mark.parametrize("n", [7, 8, 10, 12, 14])
+def test_a_cross_fitted_backtest_fits_on_every_closed_month_and_purges_each_block(n: int) -> None:
+    # Given a history of n snapshot months and the default (cross-fitted) config
+    cfg, dates = load_training_config(), months(n)
+    horizon = timedelta(days=cfg.horizon_days)
+
+    # When the backtest is planned
+    plan = plan_backtest(dates, cfg)
+
+    # Then every layout fits on every month whose label closes before its test, and no other
+    assert plan.final.fit_dates == tuple(dates) and plan.final.calib_dates == ()
+    for fold in plan.folds:
+        assert fold.fit_dates == tuple(d for d in dates if d + horizon <= min(fold.test_dates))
+    # and each cross-fitting block is predicted only from months whose labels it cannot share
+    for fold in [*plan.folds, plan.final]:
+        for train, held in purged_blocks(fold.fit_dates, cfg.horizon_days, 3):
+            for d in train:
+                assert d + horizon <= min(held) or d >= max(held) + horizon
+    # and a short history keeps more of its test months than when deciding on later months
+    assert plan.shape.test_months >= plan_backtest(dates, config()).shape.test_months
+
+
 def test_a_short_history_trains_with_a_printed_shrunk_backtest_on_the_card(
     world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,8 +198,8 @@ def test_a_short_history_trains_with_a_printed_shrunk_backtest_on_the_card(
     assert code == 0, err
     first = out.splitlines()[0]
     assert first.startswith(
-        "backtest shrunk to fit the history: backtest.folds 3 -> 1, test_months 6 -> 1,"
-        " backtest.calibration_months 3 -> 1 (the 90-day embargo kept)"
+        "backtest shrunk to fit the history: backtest.folds 3 -> 1, test_months 6 -> 1"
+        " (the 90-day embargo kept)"
     )
     assert "the data has 7 snapshot months (2023-04-01..2023-10-01)" in first
     assert "2023-10-01..2023-10-01" in out  # the one test month, the latest
@@ -184,7 +211,8 @@ def test_a_short_history_trains_with_a_printed_shrunk_backtest_on_the_card(
     params = run.data.params
     assert (params["backtest_shrunk"], params["folds"], params["test_months"]) == ("true", "1", "1")
     assert (params["configured_folds"], params["configured_test_months"]) == ("3", "6")
-    assert params["calibration_months"] == "1"
+    assert params["arrangement"] == "crossfit"
+    assert params["final_fit_dates"] == "2023-04-01..2023-10-01"  # every closed month
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
     assert "**Shrunk backtest.**" in card and "test_months 6 -> 1" in card
     resolved = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config/training_resolved.json")
@@ -205,9 +233,8 @@ def test_a_history_below_the_minimum_stops_with_one_line_and_registers_nothing(
     assert err.strip().splitlines() == [
         "error: the history is too short for the smallest backtest: the data has 6 snapshot"
         " months (2023-04-01..2023-09-01) with 90-day labels closed, and 1 fold over 1 test"
-        " month with 1 calibration month and a 90-day embargo before calibration and before the"
-        " test needs 7 (backtest.minimum); use more history (a later --train-until) or a"
-        " shorter horizon"
+        " month and a 90-day embargo before the test and around each cross-fitting block needs"
+        " 7 (backtest.minimum); use more history (a later --train-until) or a shorter horizon"
     ]
     assert "Traceback" not in err and out == ""
     assert not configure().search_registered_models()

@@ -37,7 +37,9 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
         update={
             "lightgbm": good.lightgbm.model_copy(
                 update={"n_estimators": 1, "num_leaves": 2, "min_child_samples": 1_000_000}
-            )
+            ),
+            # that booster alone: the gam would learn what the booster may not
+            "learning": good.learning.model_copy(update={"candidates": ["single"]}),
         }
     )
 

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from expansion_scorer.config import TrainingConfig, load_training_config
+from expansion_scorer.config import LearningConfig, TrainingConfig, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.jobs import train_job, training_frame
 from expansion_scorer.settings import load_feature_set
@@ -22,7 +22,6 @@ test_months: 4
 backtest: {folds: 2, calibration_months: 2}
 capacity: {accounts_per_csm_per_week: 4, csms: 5}
 lightgbm: {learning_rate: 0.1, n_estimators: 300}
-learning: {candidates: [single]}  # one learner: the learners are under test in test_learning.py
 """
 
 
@@ -39,10 +38,6 @@ def small_config(**update: object) -> TrainingConfig:
             # A faster learning rate: fewer boosting rounds keep the suite within its budget.
             "lightgbm": load_training_config().lightgbm.model_copy(
                 update={"learning_rate": 0.1, "n_estimators": 300}
-            ),
-            # One learner: the learners are under test in test_learning.py, on their own.
-            "learning": load_training_config().learning.model_copy(
-                update={"candidates": ["single"]}
             ),
         }
     )
@@ -64,7 +59,8 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     for text in ("fold", "pooled", "rule", "logistic", "expanded", "lift@20", "Bayes-limit"):
         assert text in out, text
     assert "shrunk" not in out, "a history long enough keeps the configured backtest"
-    assert "learner kept on the calibration months: single for the final model" in out
+    assert "learner kept on held-out predictions:" in out and "calibration kept:" in out
+    assert "pooled test ROC AUC: model" in out  # each learner's test figure beside the model's
     assert out.count("model beats") + out.count("model does NOT beat") == 3
     assert "random-split ROC AUC" in out and "calibration: Brier" in out
 
@@ -83,7 +79,7 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     assert metrics["test_roc_auc"] > 0.6
     assert run.data.params["horizon_days"] == "90"
     assert run.data.params["backtest_shrunk"] == "false" and "backtest_shrink" not in run.data.tags
-    assert (run.data.params["test_months"], run.data.params["calibration_months"]) == ("4", "2")
+    assert (run.data.params["test_months"], run.data.params["arrangement"]) == ("4", "crossfit")
     assert run.data.tags["mlflow.source.git.commit"]
     assert run.inputs.dataset_inputs, "the training set is logged with mlflow.log_input"
     folds = client.search_runs(
@@ -114,16 +110,21 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     served = model.predict(frame[wrapper.feature_names])
     np.testing.assert_allclose(served["score"], wrapper.predict_proba(frame), rtol=0, atol=1e-12)
     assert ((served["score"] > 0) & (served["score"] < 1)).all()
-    assert not np.allclose(wrapper.predict_proba(frame), wrapper.raw_proba(frame))
+    calibrated = not np.allclose(wrapper.predict_proba(frame), wrapper.raw_proba(frame))
+    assert calibrated == (wrapper.calibrator is not None)  # none is kept when it wins
     expected = wrapper.predict_proba(frame) * wrapper.expected_size(frame)
     np.testing.assert_allclose(expected, served["expected_expansion_arr"], rtol=1e-12)
     assert (expected > 0).all()
 
 
+@pytest.mark.parametrize("arrangement", ["crossfit", "later_months"])
 def test_every_fold_trains_calibrates_and_tests_on_separate_label_windows(
-    world_dir: Path,
+    world_dir: Path, arrangement: str
 ) -> None:
     cfg = small_config()
+    cfg = TrainingConfig.model_validate(
+        {**cfg.model_dump(), "backtest": {**cfg.backtest.model_dump(), "arrangement": arrangement}}
+    )
     frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
     dates = sorted(frame["as_of"].unique())
 
@@ -132,6 +133,10 @@ def test_every_fold_trains_calibrates_and_tests_on_separate_label_windows(
     horizon = timedelta(days=cfg.horizon_days)
     assert [d for f in folds for d in f.test_dates] == dates[-cfg.test_months :]
     for fold in folds:
+        if arrangement == "crossfit":  # every month whose label closes before the test
+            assert fold.calib_dates == ()
+            assert fold.fit_dates == tuple(d for d in dates if d + horizon <= min(fold.test_dates))
+            continue
         assert max(fold.fit_dates) + horizon <= min(fold.calib_dates)
         assert max(fold.calib_dates) + horizon <= min(fold.test_dates)
         assert len(fold.calib_dates) == cfg.backtest.calibration_months
@@ -250,7 +255,7 @@ def test_the_season_offset_sets_each_months_start_and_is_explained_by_its_featur
     from expansion_scorer.training.contributions import contributions
     from expansion_scorer.training.train import fit
 
-    cfg = small_config()
+    cfg = small_config(learning=LearningConfig(candidates=["single"]))  # the booster's offset
     frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
     model = fit(frame, final_layout(sorted(frame["as_of"].unique()), cfg), load_feature_set(), cfg)
 

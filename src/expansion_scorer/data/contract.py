@@ -86,6 +86,9 @@ TABLES: dict[str, TableSpec] = {
                 # the account's id in the CRM (Salesforce Id, HubSpot record id): carried into
                 # the score list so a reverse-ETL sync can match records; never a feature
                 Column("crm_id", "str"),
+                # where the CSM reads mail (the Salesforce owner's Email): for the weekly
+                # digest (`deliver: email`); never a feature
+                Column("csm_email", "str"),
             ),
             mandatory=True,
             dated_by="created_at",

@@ -36,6 +36,8 @@ PRESETS = {
     "segment": "segment.yaml",
     "salesforce": "salesforce.yaml",
     "hubspot": "hubspot.yaml",
+    "salesforce-activity": "salesforce_activity.yaml",
+    "hubspot-engagements": "hubspot_engagements.yaml",
 }
 """Shipped mapping entries, one vendor each, that `expansion sources NAME...` joins into one
 mapping for a user to copy and edit; the files are `defaults/sources/<name>.yaml`."""

@@ -21,6 +21,7 @@ import pandas as pd
 
 from expansion_scorer.data.loading import sql_str
 from expansion_scorer.errors import UserError
+from expansion_scorer.program import outbox
 from expansion_scorer.program.holdout import COMPARED, HOLDOUT
 
 HISTORY_FILE = "history.duckdb"
@@ -101,6 +102,8 @@ def apply_stage(history: Path) -> Callable[[Path], None]:
                                       WHERE t.period = s.period AND t.account_id = s.account_id)""",
                     [str(staged)],
                 )
+            if (stage / outbox.STAGED).is_file():  # the week's deliveries, recorded with it
+                outbox.merge(con, stage / outbox.STAGED)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:

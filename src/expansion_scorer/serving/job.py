@@ -33,6 +33,7 @@ from expansion_scorer.outputs import (
     text_writer,
     write_outputs,
 )
+from expansion_scorer.program import outbox
 from expansion_scorer.program.history import (
     ASSIGNMENTS_STAGED,
     HISTORY_FILE,
@@ -47,6 +48,8 @@ from expansion_scorer.program.history import (
 )
 from expansion_scorer.program.holdout import HOLDOUT, UNASSIGNED, assign_arms, period_of
 from expansion_scorer.serving import sink as sinks
+from expansion_scorer.serving.deliver import messages as deliveries
+from expansion_scorer.serving.deliver import send as sender
 from expansion_scorer.serving.manifest import input_summary, render_manifest
 from expansion_scorer.serving.monitor import (
     SCORE,
@@ -203,6 +206,9 @@ class ScoreResult:
     warnings: list[str] = field(default_factory=list)
     written: Written | None = None
     """What `--to` wrote to the database, when it was given."""
+    planned: deliveries.Plan | None = None
+    """The week's deliveries, with a `deliver:` block."""
+    delivered: sender.DeliverResult | None = None
 
 
 def score_job(
@@ -237,6 +243,9 @@ def score_job(
     if sink is not None:
         sinks.check(sink, serving.reasons)
         lap("check_sink")
+    if serving.deliver is not None:
+        sender.check(serving.deliver)  # secrets set, the SMTP server takes the login
+        lap("check_deliver")
     world = open_data(data_dir, engine, cutoff=as_of)
     validate(world, feature_set.events)
     inputs = input_summary(world)
@@ -267,26 +276,46 @@ def score_job(
             csm_files,
         )  # fmt: skip
         seconds.update(week.seconds)
+        planned = None
+        if serving.deliver is not None:  # before anything is written: a bad address stops here
+            planned = deliveries.plan(_delivered_week(week, world, serving), serving.deliver)
         provenance: dict[str, object] = {
             "model": {"uri": model_uri, "version": version},
             "inputs": inputs,
             "engine": engine.value,
-            "explainer": treeshap.method_for(model.booster),  # the TreeSHAP method used
+            # the TreeSHAP method used; a gam alone explains by its own exact terms
+            "explainer": "gam terms"
+            if model.booster is None
+            else treeshap.method_for(model.booster),
         }
         if uplift is not None:
             provenance["uplift_model"] = {"uri": serving.uplift_uri, "version": uplift_version}
         if sink is not None:
             provenance["sink"] = sink.describe()  # the URL without its password
+        if planned is not None:
+            provenance["deliver"] = planned.manifest()
         run: dict[str, object] = {
             "started_at": started.isoformat(timespec="seconds"),
             "seconds": dict(seconds),
         }
-        files = publish(week, out_dir, provenance, run)
+        files = publish(week, out_dir, provenance, run, planned)
         written = (
             None
             if sink is None
-            else _to_database(sink, week.table, as_of, serving.reasons, world, started, out_dir)
+            else _to_database(
+                sink,
+                week.table,
+                as_of,
+                serving.reasons,
+                world,
+                started,
+                out_dir,
+                _tasks_for(planned, serving, started),
+            )
         )
+    delivered = None
+    if planned is not None and planned.messages:
+        delivered = sender.deliver_job(out_dir, serving.deliver)
     return ScoreResult(
         files=files,
         scored=len(week.table),
@@ -298,6 +327,8 @@ def score_job(
         previous_run=week.previous_run,
         warnings=week.warnings,
         written=written,
+        planned=planned,
+        delivered=delivered,
     )
 
 
@@ -460,12 +491,17 @@ def run_week(
 
 
 def publish(
-    week: WeeklyRun, out_dir: Path, provenance: dict[str, object], run: dict[str, object]
+    week: WeeklyRun,
+    out_dir: Path,
+    provenance: dict[str, object],
+    run: dict[str, object],
+    planned: deliveries.Plan | None = None,
 ) -> list[Path]:
     """The week's files into `out_dir` and its rows into the history, together: every file is
     staged first, and a run killed part-way leaves last week's outputs (`outputs.write_outputs`).
     `provenance` (model, inputs, engine) joins the manifest's body; `run` (timings) does not
-    count towards its digest."""
+    count towards its digest. `planned` deliveries add the tasks files and record the week's
+    messages in the outbox with the rest of its history."""
     writers: dict[str, Callable[[Path], None]] = {
         "scores.csv": csv_writer(for_people(week.table)),
         "scores.parquet": parquet_writer(week.table),
@@ -480,6 +516,16 @@ def publish(
         writers[name] = text_writer(text)
     writers["manifest.json"] = text_writer(render_manifest({**week.manifest, **provenance}, run))
     staged = {name: parquet_writer(rows) for name, rows in week.history.items()}
+    if planned is not None:
+        if len(planned.tasks.columns):
+            writers["tasks.csv"] = csv_writer(planned.tasks)
+            writers["tasks.parquet"] = parquet_writer(planned.tasks)
+        messages: list[dict[str, object]] = [
+            {"channel": m.channel, "recipient": m.recipient, "address": m.address,
+             "subject": m.subject, "digest": m.digest, "payload": m.payload}
+            for m in planned.messages
+        ]  # fmt: skip
+        staged[outbox.STAGED] = parquet_writer(outbox.staged_rows(week.as_of, messages))
     return write_outputs(out_dir, writers, staged, apply_stage(out_dir / HISTORY_FILE))
 
 
@@ -491,6 +537,7 @@ def _to_database(
     world: AnyWorld,
     started: datetime,
     out_dir: Path,
+    tasks: sinks.Tasks | None = None,
 ) -> Written:
     """The published list into the sink's table, in one transaction; on failure, one line that
     says the files are out and the table is as it was. Held-out accounts stay out of it: the
@@ -498,12 +545,45 @@ def _to_database(
     table = table[table["arm"] != HOLDOUT]
     data = sinks.rows(table, _crm_ids(world, table["account_id"]), started, reasons)
     try:
-        return sinks.write(sink, data, as_of)
+        return sinks.write(sink, data, as_of, tasks)
     except DatabaseError as exc:
         raise UserError(
             f"{exc}; the table is as it was, the files in {out_dir} are this run's:"
             " fix that and re-run the week"
         ) from None
+
+
+def _tasks_for(
+    planned: deliveries.Plan | None, serving: ServingConfig, started: datetime
+) -> sinks.Tasks | None:
+    """With `deliver: tasks`, the week's tasks for the table beside the scores."""
+    cfg = None if serving.deliver is None else serving.deliver.tasks
+    if planned is None or cfg is None:
+        return None
+    return sinks.Tasks(cfg.table, sinks.task_rows(planned.tasks, started))
+
+
+def _delivered_week(week: WeeklyRun, world: AnyWorld, serving: ServingConfig) -> deliveries.Week:
+    """What deliveries read of the week: its list and triggers, each CSM's capacity list as
+    their CSV shows it, and the CSMs' addresses from the accounts' `csm_email` column."""
+    listed_ids = week.history[STAGED["scores"]].query("on_list")["account_id"]
+    listed = week.table[week.table["account_id"].isin(listed_ids)].drop(columns="arm")
+    lists = {
+        str(owner): for_people(rows.head(serving.accounts_per_csm))
+        for owner, rows in listed.groupby("csm_owner", sort=True)
+    }
+    emails = world.frame(
+        "SELECT csm_owner, min(csm_email) AS csm_email FROM accounts"
+        " WHERE csm_owner IS NOT NULL AND csm_email IS NOT NULL GROUP BY csm_owner"
+    )
+    return deliveries.Week(
+        as_of=week.as_of,
+        table=week.table,
+        triggers=week.triggers,
+        lists=lists,
+        emails=dict(zip(emails["csm_owner"], emails["csm_email"], strict=True)),
+        top_band=serving.triggers.top_band,
+    )
 
 
 def _crm_ids(world: AnyWorld, account_ids: pd.Series) -> pd.Series | None:

@@ -7,7 +7,7 @@ block's first date: an embargo of one horizon, so no training label reaches into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -24,10 +24,11 @@ from expansion_scorer.training.model import Choice, PropensityModel
 from expansion_scorer.training.train import (
     Frames,
     Layout,
-    fit,
+    fit_all,
     fit_booster,
     frame_for,
     offset_for,
+    purged_blocks,
     require_both_outcomes,
     rows_of,
     schema,
@@ -37,6 +38,8 @@ TRUTH_COLUMN = "p_true"
 """The simulator's true probability, when the frame has it: scored as the Bayes limit."""
 MODEL = "model"
 UNCALIBRATED = "model_uncalibrated"
+KINDS = ("booster", "gam", "blend")
+"""The best booster learner, the gam and the blend of a layout, each scored beside the model."""
 
 
 def _span(dates: Sequence[date]) -> str:
@@ -68,6 +71,12 @@ class Shape:
             f" with {_count(self.calibration_months, 'calibration month')}"
         )
 
+    def said(self, crossfit: bool) -> str:
+        """As printed: cross-fitted backtests have no calibration months."""
+        if crossfit:
+            return f"{_count(self.folds, 'fold')} over {_count(self.test_months, 'test month')}"
+        return str(self)
+
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
@@ -93,10 +102,24 @@ def with_shape(cfg: TrainingConfig, shape: Shape) -> TrainingConfig:
 
 
 def _layout(
-    index: int, usable: list[date], horizon_days: int, c: int, test: Sequence[date]
+    index: int,
+    usable: list[date],
+    horizon_days: int,
+    c: int,
+    test: Sequence[date],
+    blocks: int | None = None,
 ) -> Layout | str:
-    """The fold's layout, or why the snapshot months before it cannot hold one."""
+    """The fold's layout, or why the snapshot months before it cannot hold one. With `blocks`
+    it cross-fits inside every usable month; without, it calibrates on the latest `c`."""
     what = f"fold {index} (test {_span(test)})" if index else "the final fit"
+    if blocks is not None:
+        if len(usable) < 2 or not purged_blocks(usable, horizon_days, blocks):
+            return (
+                f"{what} has {len(usable)} snapshot months ({_span(usable)}) whose"
+                f" {horizon_days}-day labels close before it: too few for any of them to be"
+                f" predicted from months one horizon away"
+            )
+        return Layout(index, tuple(usable), (), tuple(test))
     if len(usable) < c:
         return (
             f"{what} has {len(usable)} snapshot months ({_span(usable)}) whose"
@@ -112,7 +135,9 @@ def _layout(
     return Layout(index, tuple(fit_dates), tuple(calib), tuple(test))
 
 
-def _plan(dates: list[date], horizon_days: int, shape: Shape) -> tuple[list[Layout], Layout] | str:
+def _plan(
+    dates: list[date], horizon_days: int, shape: Shape, crossfit: int | None = None
+) -> tuple[list[Layout], Layout] | str:
     """The test folds and the final fit's layout of one shape, or why the dates cannot hold it."""
     months = shape.test_months
     if len(dates) <= months:
@@ -124,12 +149,18 @@ def _plan(dates: list[date], horizon_days: int, shape: Shape) -> tuple[list[Layo
     folds = []
     for i, block in enumerate(blocks):
         usable = _before(dates, block[0], horizon_days)
-        fold = _layout(i + 1, usable, horizon_days, shape.calibration_months, list(block))
+        c = shape.calibration_months
+        fold = _layout(i + 1, usable, horizon_days, c, list(block), crossfit)
         if isinstance(fold, str):
             return fold
         folds.append(fold)
-    final = _layout(0, dates, horizon_days, shape.calibration_months, ())
+    final = _layout(0, dates, horizon_days, shape.calibration_months, (), crossfit)
     return final if isinstance(final, str) else (folds, final)
+
+
+def _blocks(cfg: TrainingConfig) -> int | None:
+    """The cross-fitting blocks of the configured arrangement; None: later months."""
+    return cfg.backtest.crossfit_blocks if cfg.backtest.arrangement == "crossfit" else None
 
 
 def _check_shape(cfg: TrainingConfig) -> None:
@@ -144,7 +175,7 @@ def _check_shape(cfg: TrainingConfig) -> None:
 def plan_folds(dates: Sequence[date], cfg: TrainingConfig) -> list[Layout]:
     """The K test folds over the latest `test_months` snapshot months, oldest first."""
     _check_shape(cfg)
-    planned = _plan(sorted(set(dates)), cfg.horizon_days, shape_of(cfg))
+    planned = _plan(sorted(set(dates)), cfg.horizon_days, shape_of(cfg), _blocks(cfg))
     if isinstance(planned, str):
         raise UserError(f"{planned}; {REMEDY}")
     return planned[0]
@@ -152,7 +183,9 @@ def plan_folds(dates: Sequence[date], cfg: TrainingConfig) -> list[Layout]:
 
 def final_layout(dates: Sequence[date], cfg: TrainingConfig) -> Layout:
     """The delivered model's layout: calibrated on the latest months, every label closed."""
-    final = _layout(0, sorted(set(dates)), cfg.horizon_days, cfg.backtest.calibration_months, ())
+    final = _layout(
+        0, sorted(set(dates)), cfg.horizon_days, cfg.backtest.calibration_months, (), _blocks(cfg)
+    )
     if isinstance(final, str):
         raise UserError(f"{final}; {REMEDY}")
     return final
@@ -181,10 +214,10 @@ def shrink_steps(configured: Shape, minimum: Shape) -> list[Shape]:
     return steps
 
 
-def months_needed(shape: Shape, horizon_days: int, first: date) -> int:
+def months_needed(shape: Shape, horizon_days: int, first: date, blocks: int | None = None) -> int:
     """How many consecutive month starts from `first` a backtest of this shape needs."""
     dates = [first]
-    while isinstance(_plan(dates, horizon_days, shape), str):
+    while isinstance(_plan(dates, horizon_days, shape, blocks), str):
         y, m = divmod(dates[-1].month, 12)
         dates.append(date(dates[-1].year + y, m + 1, 1))
     return len(dates)
@@ -213,13 +246,17 @@ class Plan:
         return f"backtest shrunk to fit the history: {self.change}" if self.change else ""
 
 
-def _changes(configured: Shape, shape: Shape, horizon_days: int) -> str:
+def _changes(configured: Shape, shape: Shape, horizon_days: int, crossfit: bool) -> str:
     """'backtest.folds 3 -> 1, ... (backtest.calibration_months 3, the 90-day embargo kept)'."""
     parts = {
         "backtest.folds": (configured.folds, shape.folds),
         "test_months": (configured.test_months, shape.test_months),
-        "backtest.calibration_months": (configured.calibration_months, shape.calibration_months),
     }
+    if not crossfit:
+        parts["backtest.calibration_months"] = (
+            configured.calibration_months,
+            shape.calibration_months,
+        )
     changed = [f"{name} {a} -> {b}" for name, (a, b) in parts.items() if a != b]
     kept = [f"{name} {a}" for name, (a, b) in parts.items() if a == b]
     return f"{', '.join(changed)} ({', '.join([*kept, f'the {horizon_days}-day embargo'])} kept)"
@@ -232,8 +269,8 @@ def plan_backtest(dates: Sequence[date], cfg: TrainingConfig) -> Plan:
     dates = sorted(set(dates))
     if not dates:
         raise UserError("no snapshot month to backtest on; use more history or a shorter horizon")
-    h, configured = cfg.horizon_days, shape_of(cfg)
-    planned = _plan(dates, h, configured)
+    h, configured, blocks = cfg.horizon_days, shape_of(cfg), _blocks(cfg)
+    planned = _plan(dates, h, configured, blocks)
     if not isinstance(planned, str):
         return Plan(cfg, planned[0], planned[1], configured, configured)
     if cfg.backtest.minimum is None:
@@ -242,21 +279,30 @@ def plan_backtest(dates: Sequence[date], cfg: TrainingConfig) -> Plan:
     minimum = Shape(least.folds, least.test_months, least.calibration_months)
     found = f"{_count(len(dates), 'snapshot month')} ({_span(dates)}) with {h}-day labels closed"
     steps = shrink_steps(configured, minimum)
+    if blocks is not None:  # cross-fitted: no calibration months to shrink
+        steps = [s for s in steps if s.calibration_months == configured.calibration_months]
     for shape in steps:
-        shrunk = _plan(dates, h, shape)
+        shrunk = _plan(dates, h, shape, blocks)
         if not isinstance(shrunk, str):
             change = (
-                f"{_changes(configured, shape, h)};"
-                f" the configured {configured} needs"
-                f" {months_needed(configured, h, dates[0])} snapshot months and the data has"
+                f"{_changes(configured, shape, h, blocks is not None)};"
+                f" the configured {configured.said(blocks is not None)} needs"
+                f" {months_needed(configured, h, dates[0], blocks)} snapshot months and the data"
+                " has"
                 f" {found}"
             )
             return Plan(with_shape(cfg, shape), shrunk[0], shrunk[1], configured, shape, change)
     smallest = steps[-1] if steps else configured
     raise UserError(
         f"the history is too short for the smallest backtest: the data has {found}, and"
-        f" {smallest} and a {h}-day embargo before calibration and before the test needs"
-        f" {months_needed(smallest, h, dates[0])} (backtest.minimum); use more history"
+        f" {smallest.said(blocks is not None)} and a {h}-day embargo"
+        + (
+            " before the test and around each cross-fitting block"
+            if blocks is not None
+            else " before calibration and before the test"
+        )
+        + " needs"
+        f" {months_needed(smallest, h, dates[0], blocks)} (backtest.minimum); use more history"
         " (a later --train-until) or a shorter horizon"
     )
 
@@ -299,6 +345,8 @@ class Backtest:
     pooled: dict[str, dict[str, float]]
     scores: pd.DataFrame
     random_split_auc: float | None = None
+    survivors: list[str] | None = None
+    """The learners still fitted after the first fold (successive halving); None: all."""
 
     @property
     def scorers(self) -> list[str]:
@@ -330,16 +378,23 @@ def run_fold(
     cfg: TrainingConfig,
     params: LightGBMParams,
     with_baselines: bool = True,
+    only: Collection[str] | None = None,
 ) -> FoldResult:
     frame = frame_for(frames, layout)
     test = rows_of(frame, layout.test_dates)
-    model = fit(frame, layout, feature_set, cfg, params)
+    fitted = fit_all(frame, layout, feature_set, cfg, params, only)
+    model = fitted.model
     keep = ["account_id", "as_of", "label", "expansion_arr"]
     scores = test[[c for c in keep if c in test.columns]].reset_index(drop=True)
     scores[MODEL] = model.predict_proba(test)
     scores[UNCALIBRATED] = model.raw_proba(test)
     scores["expected_arr"] = scores[MODEL] * model.expected_size(test)  # the score, once
     scorers = [MODEL, UNCALIBRATED]
+    if with_baselines and len(fitted.kinds) > 1:  # each kind of learner tried, side by side
+        for kind in KINDS:
+            if kind in fitted.kinds:
+                scores[kind] = fitted.kinds[kind].predict_proba(test)
+                scorers.append(kind)
     if with_baselines:
         past = rows_of(frame, [*layout.fit_dates, *layout.calib_dates])
         logistic = baselines.logistic(feature_set, cfg.seed)
@@ -372,13 +427,38 @@ def backtest(
 ) -> Backtest:
     """Fit and score every fold; metrics per fold and pooled over all test snapshots."""
     check_folds(frame_for(frames, folds[0]), folds)  # the labels are the same in every frame
-    results = [
-        run_fold(frames, fold, feature_set, cfg, params or cfg.lightgbm, with_baselines)
-        for fold in progress(folds, "backtest folds")
-    ]
+    results: list[FoldResult] = []
+    survivors: list[str] | None = None
+    for fold in progress(folds, "backtest folds"):
+        results.append(
+            run_fold(frames, fold, feature_set, cfg, params or cfg.lightgbm, with_baselines,
+                     survivors)
+        )  # fmt: skip
+        if survivors is None:
+            survivors = _survivors(results[0].choice, cfg)
     scores = pd.concat([r.scores for r in results], ignore_index=True)
-    scorers = list(results[0].metrics)
-    return Backtest(folds=results, pooled=_metrics(scores, scorers, cfg.capacity.k), scores=scores)
+    scorers = [c for c in results[0].metrics if all(c in r.metrics for r in results)]
+    return Backtest(
+        folds=results,
+        pooled=_metrics(scores, scorers, cfg.capacity.k),
+        scores=scores,
+        survivors=survivors,
+    )
+
+
+def _survivors(choice: Choice | None, cfg: TrainingConfig) -> list[str] | None:
+    """The learners fitted after the first fold (successive halving): the best booster learner
+    there and any other within `halving_margin` of it, and the gam and the blend when
+    configured; None: all of them."""
+    margin = cfg.learning.halving_margin
+    if choice is None or margin is None or not choice.calibration_auc:
+        return None
+    aucs = {k: v for k, v in choice.calibration_auc.items() if k not in ("gam", "blend")}
+    if not aucs:
+        return None
+    best = max(aucs.values())
+    kept = [name for name, auc in aucs.items() if auc >= best - margin]
+    return kept + [k for k in ("gam", "blend") if k in cfg.learning.candidates]
 
 
 def random_split_auc(

@@ -6,14 +6,17 @@ booster's training window (out of time), so it corrects drift as well as overcon
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 EPS = 1e-6
 TIE_BREAK = 1e-7
+MIN_SLOPE = 0.05
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -44,6 +47,14 @@ class Calibrator:
             self.y_ = np.array([float(lr.intercept_[0])])
         else:
             self.x_, self.y_ = _platt_with_offset(_logit(raw) - shift, np.asarray(shift), y)
+        if self.method == "platt" and self.x_[0] < MIN_SLOPE:
+            # A calibrator never reverses the model's order (a ranking that held-out rows read
+            # backwards is the learner's problem): the slope stops at MIN_SLOPE and the
+            # intercept is refitted under it.
+            fixed = 0.0 if shift is None else np.asarray(shift, dtype=np.float64)
+            z = MIN_SLOPE * (_logit(raw) - fixed) + fixed
+            self.x_ = np.array([MIN_SLOPE])
+            self.y_ = _intercept(z, y)
         return self
 
     def transform(self, raw: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
@@ -55,9 +66,21 @@ class Calibrator:
         else:
             fixed = 0.0 if shift is None else np.asarray(shift, dtype=np.float64)
             z = _logit(raw) - fixed
-            p = 1.0 / (1.0 + np.exp(-(self.x_[0] * z + self.y_[0] + fixed)))
+            p = expit(self.x_[0] * z + self.y_[0] + fixed)
         # Isotonic steps can hit exactly 0 or 1; a probability a CSM reads never should.
         return np.clip(p, EPS, 1 - EPS)
+
+
+def _intercept(offset: np.ndarray, y: np.ndarray, steps: int = 50) -> np.ndarray:
+    """The intercept of a logistic regression of y with a fixed offset, by Newton's method."""
+    b = 0.0
+    for _ in range(steps):
+        p = expit(offset + b)
+        step = float((y - p).sum()) / max(float((p * (1 - p)).sum()), 1e-12)
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return np.array([b])
 
 
 def _platt_with_offset(
@@ -67,7 +90,7 @@ def _platt_with_offset(
     design = np.column_stack([z, np.ones_like(z)])
     beta = np.array([1.0, 0.0])
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(design @ beta + offset)))
+        p = expit(design @ beta + offset)
         w = np.maximum(p * (1 - p), 1e-12)
         hessian = design.T @ (design * w[:, None]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, design.T @ (y - p))
@@ -75,3 +98,59 @@ def _platt_with_offset(
         if np.abs(step).max() < 1e-10:
             break
     return np.array([beta[0]]), np.array([beta[1]])
+
+
+CV_FOLDS = 5
+
+
+def _losses(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _clearly_better(gain: np.ndarray, codes: np.ndarray) -> bool:
+    """The per-row loss `gain` over the raw probability is positive beyond two standard errors,
+    accounts (`codes`) as the units: a calibrator fitted on noise does not pass."""
+    per_group = np.bincount(codes, weights=gain)
+    n = len(per_group)
+    if n < 2:
+        return False
+    mean = per_group.mean()
+    return bool(mean > 2 * per_group.std(ddof=1) / np.sqrt(n))
+
+
+def choose_calibration(
+    raw: np.ndarray,
+    y: np.ndarray,
+    shift: np.ndarray | None,
+    methods: Sequence[str],
+    groups: np.ndarray,
+    seed: int,
+) -> tuple[str, dict[str, float]]:
+    """The method with the lowest log loss, cross-validated over groups (accounts), among
+    `none` and those that beat it by more than two standard errors; and every method's loss.
+    A calibrator has to earn its place: on a tie, or a gain within the noise, none is kept."""
+    raw = np.asarray(raw, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    _, codes = np.unique(groups, return_inverse=True)
+    fold = np.random.default_rng(seed).permutation(codes.max() + 1)[codes] % CV_FOLDS
+    plain = _losses(raw, y)
+    losses: dict[str, float] = {"none": float(plain.mean())}
+    best = "none"
+    for method in (m for m in methods if m != "none"):
+        predicted = np.empty(len(y))
+        for k in range(CV_FOLDS):
+            out, fit = fold == k, fold != k
+            if not out.any():
+                continue
+            if not 0 < y[fit].sum() < fit.sum():
+                predicted[out] = raw[out]
+                continue
+            part = None if shift is None else shift[fit]
+            cal = Calibrator(method).fit(raw[fit], y[fit], part)  # type: ignore[arg-type]
+            predicted[out] = cal.transform(raw[out], None if shift is None else shift[out])
+        own = _losses(predicted, y)
+        losses[method] = float(own.mean())
+        if losses[method] < losses[best] and _clearly_better(plain - own, codes):
+            best = method
+    return best, losses

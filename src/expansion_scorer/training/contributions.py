@@ -48,6 +48,35 @@ def contributions(
     combined probability of the motions' bases. `serving.explain.family_points` then puts them
     on the delivered score's scale, where they add up to the score minus the base rate.
     """
+    boosted = _boosted(model, frame, method) if model.heads else None
+    gam = _gam_contributions(model, frame) if model.gam is not None and model.weight < 1 else None
+    if gam is None:
+        assert boosted is not None
+        return boosted
+    if boosted is None or model.weight <= 0:
+        return gam
+    # a blend of log-odds explains as the same blend of each part's log-odds contributions
+    w = model.weight
+    return Contributions(
+        values=boosted.values * w + gam.values * (1 - w),
+        base_logit=w * boosted.base_logit + (1 - w) * gam.base_logit,
+    )
+
+
+def _gam_contributions(model: PropensityModel, frame: pd.DataFrame) -> Contributions:
+    """The gam's own terms: exact, each feature's term centred on its training mean."""
+    assert model.gam is not None
+    values = model.gam.contributions(frame)[model.feature_names]
+    base = model.gam.intercept_
+    offset = model.offset
+    if offset is not None:
+        base += offset.mean
+        if offset.feature in values.columns:
+            values[offset.feature] += offset.of(frame) - offset.mean
+    return Contributions(values=values, base_logit=float(base))
+
+
+def _boosted(model: PropensityModel, frame: pd.DataFrame, method: str | None) -> Contributions:
     x = model.matrix(frame)
     parts = [
         _head_contributions(head, x, frame, model.feature_names, method) for head in model.heads

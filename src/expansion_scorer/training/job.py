@@ -50,7 +50,7 @@ from expansion_scorer.training.backtest import (
     plan_backtest,
     random_split_auc,
 )
-from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.training.model import Choice, PropensityModel
 from expansion_scorer.training.registry import (
     CHALLENGER,
     Decision,
@@ -193,6 +193,8 @@ class TrainResult:
     """The learner the final fit's calibration months kept (`learning.candidates`)."""
     left_out: list[str] = field(default_factory=list)
     """Features left out of the model because they read nothing in this data."""
+    choice: Choice | None = None
+    """How every learner and calibration did on the final fit's held-out predictions."""
 
     @property
     def share_of_bayes(self) -> float | None:
@@ -235,7 +237,7 @@ def _flat(metrics: dict[str, dict[str, float]], prefix: str) -> dict[str, float]
 
 
 def _span(dates: tuple[date, ...] | list[date]) -> str:
-    return f"{min(dates)}..{max(dates)}"
+    return f"{min(dates)}..{max(dates)}" if dates else ""
 
 
 def _shrink_params(plan: Plan) -> dict[str, str]:
@@ -346,7 +348,7 @@ def train(data: TrainingSet, cfg: TrainingConfig) -> Trained:
     frame = frame_for(frames, final_fit)  # the final model's features, from here on
     random_auc = random_split_auc(frame, dates, learn, cfg, params)
     stages.done("random-split check")
-    final = fit(frame, final_fit, learn, cfg, params)
+    final = fit(frame, final_fit, learn, cfg, params, only=bt.survivors)
     stages.done("final fit")
     final.plan_order = list(data.features.plan_order)
     if final_fit.index in affinities:
@@ -439,6 +441,12 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
                 "lgbm_best_iteration": final.rounds,
                 "learner": final.learner,
                 "learning_candidates": ",".join(cfg.learning.candidates),
+                "learners_after_first_fold": ",".join(bt.survivors or ["all"]),
+                "arrangement": cfg.backtest.arrangement,
+                "calibration_kept": "" if final.choice is None else final.choice.calibration,
+                "blend_weight": ""
+                if final.choice is None or final.choice.blend_weight is None
+                else final.choice.blend_weight,
             }
         )
         pooled = _flat(bt.pooled, "test_")
@@ -459,6 +467,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
                         "test_dates": _span(layout.test_dates),
                         "best_iteration": fold.best_iteration,
                         "learner": fold.learner,
+                        "calibration_kept": "" if fold.choice is None else fold.choice.calibration,
                     }
                 )
                 mlflow.log_metrics(_flat(fold.metrics, ""))
@@ -502,7 +511,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
             out = Path(tmp)
             report.gains_chart(bt, out / "gain_lift.png", k)
             report.calibration_chart(bt, out / "calibration.png")
-            report.importance_chart(final, out / "importance.png")
+            report.importance_chart(final, out / "importance.png", data)
             report.shap_summary(final, data, out / "shap_summary.png", cfg.seed)
             bt.scores.drop(columns=[TRUTH_COLUMN], errors="ignore").to_parquet(
                 out / "test_scores.parquet", index=False
@@ -559,6 +568,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
         shrink=plan.message,
         learner=final.learner,
         left_out=trained.data.left_out,
+        choice=final.choice,
     )
     return result
 

@@ -9,16 +9,20 @@ given that it happens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
+from scipy.special import expit
 
 from expansion_scorer.errors import UserError
 from expansion_scorer.training.calibration import Calibrator
+
+if TYPE_CHECKING:
+    from expansion_scorer.training.gam import SplineLogit
 
 
 def prepare(
@@ -90,7 +94,7 @@ class Head:
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Log-odds to probability."""
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(expit(z), dtype="float64")
 
 
 def any_of(p: np.ndarray) -> np.ndarray:
@@ -110,6 +114,18 @@ class Choice:
     motions: tuple[str, ...] = ()
     """The motions the `motions` learner fitted, when it was tried (a motion with fewer than
     `learning.min_positives` expansions is left out)."""
+    arrangement: str = "later_months"
+    """Where the held-out predictions came from (`backtest.arrangement`)."""
+    held_rows: int = 0
+    """How many held-out predictions the choice and the calibration were made on."""
+    blend_weight: float | None = None
+    """The booster's share of the blend's log-odds, when the blend was tried."""
+    calibration: str = "platt"
+    """The calibration kept (none, platt or isotonic)."""
+    calibration_loss: dict[str, float] = field(default_factory=dict)
+    """Calibration -> cross-validated log loss on the held-out predictions."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Learner -> seconds spent fitting it on this layout (its held-out and final fits)."""
 
 
 class PropensityModel(PythonModel):
@@ -131,10 +147,14 @@ class PropensityModel(PythonModel):
     """With the `motions` learner, one head per motion; `booster` is then the first's."""
     choice: Choice | None = None
     """How each learner did on the calibration months; None on models saved before."""
+    gam: SplineLogit | None = None
+    """The spline logistic model, for the `gam` and `blend` learners."""
+    weight: float = 1.0
+    """The boosters' share of the log-odds; the gam has the rest (0: the gam alone)."""
 
     def __init__(
         self,
-        booster: lgb.Booster,
+        booster: lgb.Booster | None,
         numeric: list[str],
         categories: dict[str, list[str]],
         horizon_days: int,
@@ -168,20 +188,38 @@ class PropensityModel(PythonModel):
 
     @property
     def rounds(self) -> int:
-        """The most boosting rounds any of its boosters kept."""
-        return max(h.booster.current_iteration() for h in self.heads)
+        """The most boosting rounds any of its boosters kept (0 for the gam alone)."""
+        return max((h.booster.current_iteration() for h in self.heads), default=0)
 
     @property
     def heads(self) -> tuple[Head, ...]:
-        """The boosters behind the probability: one, or one per motion."""
-        return self.motions or (Head("any", self.booster, self.offset),)
+        """The boosters behind the probability: one, one per motion, or none (the gam)."""
+        if self.motions:
+            return self.motions
+        return () if self.booster is None else (Head("any", self.booster, self.offset),)
 
-    def _raw(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
+    def boosted_logit(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
+        """The boosters' log-odds with the offset."""
         x = self.matrix(frame)
         if self.motions:
-            return any_of(np.stack([sigmoid(h.margin(x, frame)) for h in self.motions]))
+            p = any_of(np.stack([sigmoid(h.margin(x, frame)) for h in self.motions]))
+            p = np.clip(p, 1e-12, 1 - 1e-12)
+            return np.log(p / (1 - p))
+        assert self.booster is not None
         margin = np.asarray(self.booster.predict(x, raw_score=True), "float64")
-        return sigmoid(margin if shift is None else margin + shift)
+        return margin if shift is None else margin + shift
+
+    def logit(self, frame: pd.DataFrame, shift: np.ndarray | None = None) -> np.ndarray:
+        """The raw log-odds: the boosters', the gam's, or their blend (`weight`)."""
+        if self.gam is None or self.weight >= 1:
+            return self.boosted_logit(frame, shift)
+        gam = self.gam.margin(frame) + (0.0 if shift is None else shift)
+        if self.weight <= 0:
+            return gam
+        return self.weight * self.boosted_logit(frame, shift) + (1 - self.weight) * gam
+
+    def _raw(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
+        return sigmoid(self.logit(frame, shift))
 
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """The booster's probability with its offset, before calibration (what SHAP explains)."""

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from expansion_scorer.training import baselines
-from expansion_scorer.training.backtest import MODEL, TRUTH_COLUMN, UNCALIBRATED, Backtest
+from expansion_scorer.training.backtest import KINDS, MODEL, TRUTH_COLUMN, UNCALIBRATED, Backtest
 from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.metrics import reliability
 from expansion_scorer.training.model import Choice, PropensityModel
@@ -125,16 +125,28 @@ def calibration_chart(bt: Backtest, path: Path) -> Path:
     return path
 
 
-def importance_chart(model: PropensityModel, path: Path, top: int = 25) -> Path:
-    gains = [
-        pd.Series(h.booster.feature_importance(importance_type="gain"), h.booster.feature_name())
-        for h in model.heads
-    ]
-    table = pd.concat(gains, axis=1).sum(axis=1).sort_values().tail(top)
+def importance_chart(
+    model: PropensityModel, path: Path, frame: pd.DataFrame, top: int = 25
+) -> Path:
+    """The boosters' total gain per feature; for the gam alone, each term's mean absolute
+    log-odds over (a sample of) `frame`."""
+    if model.heads:
+        gains = [
+            pd.Series(
+                h.booster.feature_importance(importance_type="gain"), h.booster.feature_name()
+            )
+            for h in model.heads
+        ]
+        table = pd.concat(gains, axis=1).sum(axis=1).sort_values().tail(top)
+        measure = "total gain"
+    else:
+        sample = frame.sample(min(len(frame), 20_000), random_state=0)
+        table = contributions(model, sample).values.abs().mean().sort_values().tail(top)
+        measure = "mean |log-odds| of the feature's term"
     fig = Figure(figsize=(7, 0.3 * len(table) + 1.2))
     ax = fig.subplots()
     ax.barh(table.index, table.to_numpy())
-    ax.set_xlabel("total gain")
+    ax.set_xlabel(measure)
     ax.set_title("Feature importance (gain), final model")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -172,7 +184,51 @@ LEARNERS = {
     "regularised": "one booster with fewer, larger leaves: leaves / rows a leaf as a share of"
     " the positives",
     "motions": "one regularised booster per motion, combined as the chance of any",
+    "gam": "a spline logistic model, additive in its features",
+    "blend": "the best booster and the gam averaged in log-odds",
 }
+
+
+def _held(choice: Choice) -> str:
+    if choice.arrangement == "crossfit":
+        return f"out-of-fold predictions inside the training months ({choice.held_rows:,} rows)"
+    return f"the calibration months ({choice.held_rows:,} rows)"
+
+
+def learner_summary(bt: Backtest, final: Choice | None) -> list[str]:
+    """What `train` says of the learners: the final fit's choice and its margin over every
+    other learner on held-out predictions, the calibration kept, and each kind's pooled test
+    ROC AUC beside the model's."""
+    if final is None:
+        return []
+    aucs = final.calibration_auc
+    won = aucs.get(final.learner, float("nan"))
+    others = ", ".join(f"{k} {won - v:+.4f}" for k, v in aucs.items() if k != final.learner)
+    weight = (
+        f"; blend weight on the booster {final.blend_weight:.1f}"
+        if final.blend_weight is not None
+        else ""
+    )
+    lines = [
+        f"final fit: {final.learner} won on {_held(final)} with ROC AUC {won:.4f}"
+        + (f", ahead of {others}" if others else "")
+        + weight
+    ]
+    if final.calibration_loss:
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in final.calibration_loss.items())
+        lines.append(f"calibration kept: {final.calibration} (cross-validated log loss {losses})")
+    if final.seconds:
+        lines.append(
+            "fitting seconds, final fit: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in final.seconds.items())
+        )
+    tested = [k for k in (*KINDS, "logistic") if k in bt.pooled]
+    if tested:
+        lines.append(
+            f"pooled test ROC AUC: model {bt.pooled[MODEL]['roc_auc']:.4f}; "
+            + ", ".join(f"{k} {bt.pooled[k]['roc_auc']:.4f}" for k in tested)
+        )
+    return lines
 
 
 def learner_lines(bt: Backtest, final: Choice | None) -> str:
@@ -185,16 +241,38 @@ def learner_lines(bt: Backtest, final: Choice | None) -> str:
         skipped = "".join(f"; {k} not tried: {why}" for k, why in choice.skipped.items())
         fitted = f" (motions fitted: {', '.join(choice.motions)})" if choice.motions else ""
         kind = choice.learner.split(" ")[0]
+        weight = (
+            f"; booster's weight in the blend {choice.blend_weight:.1f}"
+            if choice.blend_weight is not None
+            else ""
+        )
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in choice.calibration_loss.items())
         return (
-            f"- {name}: **{choice.learner}** ({LEARNERS[kind]}); calibration ROC AUC"
-            f" {tried}{fitted}{skipped}"
+            f"- {name}: **{choice.learner}** ({LEARNERS[kind]}); ROC AUC on {_held(choice)}:"
+            f" {tried}{fitted}{skipped}{weight}; calibration **{choice.calibration}**"
+            + (f" (cross-validated log loss {losses})" if losses else "")
         )
 
     rows = [said(f"fold {f.layout.index}", f.choice) for f in bt.folds if f.choice is not None]
+    arranged = (
+        "The final model is fitted on every snapshot month whose label has closed. The learner,"
+        " the blend's weight, the boosters' rounds and the calibration come from out-of-fold"
+        " predictions inside those months: each block of consecutive months is predicted by"
+        " models fitted on the months at least one horizon away from it."
+        if final.arrangement == "crossfit"
+        else "Each layout fits its learners on its training months and decides on its"
+        " calibration months, one horizon later."
+    )
+    survivors = (
+        f" After the first fold only {', '.join(bt.survivors)} were fitted again (the others"
+        " trailed the best by more than `learning.halving_margin`)."
+        if bt.survivors
+        else ""
+    )
     return (
-        "\n## Learner\nEach layout fits every configured learner on its training months and keeps"
-        " the one with the best ROC AUC on its calibration months; the test months play no"
-        " part.\n\n" + "\n".join([*rows, said("final fit", final)]) + "\n"
+        f"\n## Learner\n{arranged} The test months play no part.{survivors}\n\n"
+        + "\n".join([*rows, said("final fit", final)])
+        + "\n"
     )
 
 

@@ -1,15 +1,22 @@
 """Fitting the delivered model on one time layout: plain functions over frames.
 
-A layout names three consecutive groups of snapshot dates: the booster fits on the first, early
-stopping and the calibrator use the second (whose dates follow the first by at least one
-horizon, so no label window is shared), and the third, in a backtest fold, is the test.
+A layout names the snapshot dates a model is fitted on and, in a backtest fold, the dates it is
+tested on. The choices made on the way (the learner, the blend's weight, early stopping and the
+calibration) come from held-out predictions: by default out-of-fold predictions inside the
+training dates (`crossfit_blocks`), each block predicted by models fitted on the other dates with
+one horizon purged on either side of it, and the delivered model is then fitted on all of them;
+or (`later_months`) the latest calibration dates, which follow the training dates by at least
+one horizon so no label window is shared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
+import os
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import lightgbm as lgb
@@ -17,11 +24,17 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from expansion_scorer.config import FeatureSet, LightGBMParams, Strength, TrainingConfig
+from expansion_scorer.config import (
+    FeatureSet,
+    LightGBMParams,
+    Strength,
+    TrainingConfig,
+)
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.features.snapshots import motion_label
-from expansion_scorer.training.calibration import Calibrator
+from expansion_scorer.training.calibration import Calibrator, choose_calibration
+from expansion_scorer.training.gam import SplineLogit
 from expansion_scorer.training.model import (
     Choice,
     Head,
@@ -29,6 +42,7 @@ from expansion_scorer.training.model import (
     PropensityModel,
     prepare,
     season_offset,
+    sigmoid,
 )
 
 SIZE_ROUNDS = 200
@@ -44,6 +58,7 @@ class Layout:
     """1-based fold number; 0 for the final fit, which has no test dates."""
     fit_dates: tuple[date, ...]
     calib_dates: tuple[date, ...]
+    """Empty when the layout cross-fits inside `fit_dates`."""
     test_dates: tuple[date, ...] = ()
 
     @property
@@ -90,14 +105,14 @@ def schema(feature_set: FeatureSet, frame: pd.DataFrame) -> tuple[list[str], dic
     return numeric, categories
 
 
-def lgb_params(params: LightGBMParams, seed: int) -> dict[str, Any]:
+def lgb_params(params: LightGBMParams, seed: int, threads: int = 0) -> dict[str, Any]:
     return {
         "objective": "binary",
         "verbosity": -1,
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": 0,
+        "num_threads": threads,
         "learning_rate": params.learning_rate,
         "num_leaves": params.num_leaves,
         "min_child_samples": params.min_child_samples,
@@ -157,11 +172,15 @@ def datasets(
 
 
 def train_early_stopped(
-    params: LightGBMParams, train_set: lgb.Dataset, valid_set: lgb.Dataset, cfg: TrainingConfig
+    params: LightGBMParams,
+    train_set: lgb.Dataset,
+    valid_set: lgb.Dataset,
+    cfg: TrainingConfig,
+    threads: int = 0,
 ) -> lgb.Booster:
     """LightGBM up to `params.n_estimators` rounds, stopped early on `valid_set`'s log loss."""
     return lgb.train(
-        lgb_params(params, cfg.seed),
+        lgb_params(params, cfg.seed, threads),
         train_set,
         num_boost_round=params.n_estimators,
         valid_sets=[valid_set],
@@ -179,10 +198,11 @@ def fit_booster(
     cfg: TrainingConfig,
     offset: Offset | None = None,
     label: str = "label",
+    threads: int = 0,
 ) -> lgb.Booster:
     """LightGBM on `fit`'s `label`, stopped early on `valid`, cut to its best iteration."""
     train_set, valid_set = datasets(fit, valid, numeric, categories, offset, label)
-    booster = train_early_stopped(params, train_set, valid_set, cfg)
+    booster = train_early_stopped(params, train_set, valid_set, cfg, threads)
     best = booster.best_iteration or booster.current_iteration()
     # A booster holding only the kept trees: SHAP and predict then agree without arguments.
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
@@ -205,12 +225,27 @@ def fit_size(
     return lgb.train(params, data, num_boost_round=SIZE_ROUNDS)
 
 
-@dataclass(frozen=True)
-class _Rows:
-    fit: pd.DataFrame
-    calib: pd.DataFrame
-    numeric: list[str]
-    categories: dict[str, list[str]]
+def fit_rounds(
+    fit: pd.DataFrame,
+    numeric: list[str],
+    categories: dict[str, list[str]],
+    params: LightGBMParams,
+    cfg: TrainingConfig,
+    rounds: int,
+    offset: Offset | None = None,
+    label: str = "label",
+    threads: int = 0,
+) -> lgb.Booster:
+    """LightGBM on `fit`'s `label` for a fixed number of rounds (found on held-out blocks)."""
+    train_set = lgb.Dataset(
+        prepare(fit, numeric, categories),
+        label=fit[label].to_numpy(),
+        init_score=None if offset is None else offset.of(fit),
+        params=DATASET_PARAMS,
+    )
+    return lgb.train(
+        lgb_params(params, cfg.seed, threads), train_set, num_boost_round=max(rounds, 1)
+    )
 
 
 def regularised(params: LightGBMParams, strength: Strength, positives: int) -> LightGBMParams:
@@ -220,53 +255,523 @@ def regularised(params: LightGBMParams, strength: Strength, positives: int) -> L
     return params.model_copy(update={"num_leaves": leaves, "min_child_samples": rows})
 
 
-def _head(rows: _Rows, params: LightGBMParams, cfg: TrainingConfig, label: str, name: str) -> Head:
-    offset = offset_for(rows.fit, cfg, label)
-    booster = fit_booster(
-        rows.fit, rows.calib, rows.numeric, rows.categories, params, cfg, offset, label
+def purged_blocks(
+    dates: Sequence[date], horizon_days: int, blocks: int
+) -> list[tuple[tuple[date, ...], tuple[date, ...]]]:
+    """(training dates, held-out dates) per block of consecutive dates: a date trains for a
+    block only when its label window and the block's do not overlap (one horizon purged on
+    either side). Blocks left with no training date are dropped."""
+    dates = sorted(set(dates))
+    h = timedelta(days=horizon_days)
+    out = []
+    for block in np.array_split(np.array(dates, dtype=object), min(blocks, len(dates))):
+        first, last = block[0], block[-1]
+        train = tuple(d for d in dates if d + h <= first or d >= last + h)
+        if train:
+            out.append((train, tuple(block)))
+    return out
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Rows a candidate is fitted on and the held-out rows it predicts (and stops early on)."""
+
+    fit: pd.DataFrame
+    held: pd.DataFrame
+
+
+@dataclass
+class _Candidate:
+    """One learner's held-out log-odds (in the order of the held-out rows) and its final model."""
+
+    held_logit: np.ndarray
+    model: PropensityModel
+
+
+@dataclass
+class _Search:
+    """What a layout's learners are fitted and decided on."""
+
+    rows: pd.DataFrame
+    """Every training row; the delivered model is fitted on these."""
+    parts: list[_Part]
+    numeric: list[str]
+    categories: dict[str, list[str]]
+    refit: bool
+    """Cross-fitted: the final models are refitted on `rows`; else the parts' own models."""
+    held_shift: np.ndarray | None = None
+    candidates: dict[str, _Candidate] = field(default_factory=dict)
+
+    @property
+    def held(self) -> pd.DataFrame:
+        return pd.concat([p.held for p in self.parts])
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.held["label"].to_numpy()
+
+
+def _in_parallel(jobs: list[Callable[[int], Head]]) -> tuple[Head, ...]:
+    """The heads of a learner, fitted side by side where cores allow (LightGBM lets go of the
+    GIL), the cores shared among them; in order."""
+    cores = os.cpu_count() or 1
+    if len(jobs) < 2 or cores < 2:
+        return tuple(job(0) for job in jobs)
+    workers = min(len(jobs), cores)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return tuple(pool.map(lambda job: job(max(1, cores // workers)), jobs))
+
+
+def _heads(
+    kind: str,
+    strength: Strength | None,
+    motions: list[str],
+    part: _Part,
+    search: _Search,
+    params: LightGBMParams,
+    cfg: TrainingConfig,
+) -> tuple[Head, ...]:
+    """A booster learner's heads on one part, stopped early on its held-out rows."""
+    wanted = [("any", "label")] if kind != "motions" else [(m, motion_label(m)) for m in motions]
+
+    def head(name: str, label: str) -> Callable[[int], Head]:
+        def fitted(threads: int) -> Head:
+            own = (
+                params
+                if strength is None
+                else regularised(params, strength, int(part.fit[label].sum()))
+            )
+            offset = offset_for(part.fit, cfg, label)
+            booster = fit_booster(
+                part.fit, part.held, search.numeric, search.categories, own, cfg, offset, label,
+                threads,
+            )  # fmt: skip
+            return Head(name, booster, offset)
+
+        return fitted
+
+    return _in_parallel([head(name, label) for name, label in wanted])
+
+
+def _refit(
+    kind: str,
+    strength: Strength | None,
+    parts_heads: list[tuple[Head, ...]],
+    search: _Search,
+    params: LightGBMParams,
+    cfg: TrainingConfig,
+) -> tuple[Head, ...]:
+    """The heads refitted on every training row, each for the mean rounds its parts kept."""
+
+    def head(i: int, first: Head) -> Callable[[int], Head]:
+        def fitted(threads: int) -> Head:
+            label = "label" if first.name == "any" else motion_label(first.name)
+            rounds = round(float(np.mean([h[i].booster.current_iteration() for h in parts_heads])))
+            own = (
+                params
+                if strength is None
+                else regularised(params, strength, int(search.rows[label].sum()))
+            )
+            offset = offset_for(search.rows, cfg, label)
+            booster = fit_rounds(
+                search.rows, search.numeric, search.categories, own, cfg, rounds, offset, label,
+                threads,
+            )  # fmt: skip
+            return Head(first.name, booster, offset)
+
+        return fitted
+
+    return _in_parallel([head(i, first) for i, first in enumerate(parts_heads[0])])
+
+
+def _model(
+    search: _Search, cfg: TrainingConfig, heads: tuple[Head, ...] = (), offset: Offset | None = None
+) -> PropensityModel:
+    model = PropensityModel(
+        booster=heads[0].booster if heads else None,
+        numeric=search.numeric,
+        categories=search.categories,
+        horizon_days=cfg.horizon_days,
+        offset=offset,
     )
-    return Head(name, booster, offset)
+    if len(heads) > 1 or (heads and heads[0].name != "any"):
+        model.motions = heads
+    return model
 
 
-def _motions_to_fit(frame: pd.DataFrame, rows: _Rows, cfg: TrainingConfig) -> str | list[str]:
+def _booster_candidate(
+    kind: str,
+    strength: Strength | None,
+    motions: list[str],
+    search: _Search,
+    params: LightGBMParams,
+    cfg: TrainingConfig,
+    latest: tuple[Head, ...] | None = None,
+) -> _Candidate:
+    """A booster learner on every part (`latest`: its heads on the last part, already fitted),
+    and its final model."""
+    parts_heads = [
+        latest
+        if latest is not None and i == len(search.parts) - 1
+        else _heads(kind, strength, motions, p, search, params, cfg)
+        for i, p in enumerate(search.parts)
+    ]
+    held = []
+    for part, heads in zip(search.parts, parts_heads, strict=True):
+        own = _model(search, cfg, heads, offset_for(part.fit, cfg))
+        held.append(own.logit(part.held, own.shift(part.held)))
+    if search.refit:
+        final = _model(
+            search,
+            cfg,
+            _refit(kind, strength, parts_heads, search, params, cfg),
+            offset_for(search.rows, cfg),
+        )
+    else:
+        final = _model(search, cfg, parts_heads[0], offset_for(search.parts[0].fit, cfg))
+    return _Candidate(np.concatenate(held), final)
+
+
+def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
+    """The gam fitted on every part along its penalty grid; the penalty with the lowest log loss
+    on the held-out rows is kept, and the final gam refitted with it on every training row."""
+    g = cfg.learning.gam
+    paths: list[dict[float, np.ndarray]] = []
+    shifts = []
+    last = None
+    for part in search.parts:
+        offset = offset_for(part.fit, cfg)
+        last = SplineLogit(search.numeric, search.categories, g.knots, 0.0, g.max_rows, cfg.seed)
+        paths.append(
+            last.path(
+                part.fit, part.fit["label"].to_numpy(),
+                None if offset is None else offset.of(part.fit), g.l2, part.held,
+            )
+        )  # fmt: skip
+        shifts.append(np.zeros(len(part.held)) if offset is None else offset.of(part.held))
+    y, shift = search.y, np.concatenate(shifts)
+
+    def held(l2: float) -> np.ndarray:
+        return np.concatenate([p[l2] for p in paths]) + shift
+
+    def loss(l2: float) -> float:
+        z = held(l2)
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    best = min(paths[0], key=loss)
+    offset = offset_for(search.rows if search.refit else search.parts[0].fit, cfg)
+    final = _model(search, cfg, (), offset)
+    if search.refit:
+        final.gam = SplineLogit(
+            search.numeric, search.categories, g.knots, best, g.max_rows, cfg.seed
+        ).fit(
+            search.rows,
+            search.rows["label"].to_numpy(),
+            None if offset is None else offset.of(search.rows),
+        )
+    else:
+        assert last is not None
+        last.l2 = best
+        final.gam = last.fit(
+            search.parts[0].fit,
+            search.parts[0].fit["label"].to_numpy(),
+            None if offset is None else offset.of(search.parts[0].fit),
+        )
+    final.weight = 0.0
+    return _Candidate(held(best), final)
+
+
+BOOTSTRAPS = 100
+FAR_BEHIND = 0.05
+"""A learner this far behind the best (ROC AUC) is not within the noise of a few thousand rows."""
+
+
+def _simplicity(name: str) -> tuple[int, float]:
+    """The order learners are preferred in when the held-out rows cannot tell them apart: the
+    gam (additive), then boosters from the fewest leaves up, then the blend of two models."""
+    if name == "gam":
+        return (0, 0.0)
+    if name == "blend":
+        return (3, 0.0)
+    leaves = name.split(" ")[1].split("/")[0] if " " in name else "inf"
+    return (2 if name.startswith("motions") else 1, float(leaves))
+
+
+def simplest_within_noise(
+    held: Mapping[str, np.ndarray],
+    scored: Mapping[str, float],
+    y: np.ndarray,
+    groups: np.ndarray,
+    seed: int,
+) -> str:
+    """The learner kept: the simplest whose held-out ROC AUC is within one standard error of
+    the best's (the difference bootstrapped over accounts), as in the one-standard-error rule
+    of cross-validation; a few thousand noisy labels cannot tell a small margin from luck, and
+    the simpler model is the safer bet out of time."""
+    best = max(scored, key=lambda k: scored[k])
+    # only a simpler learner not far behind can be kept instead of the best
+    rivals = [
+        k
+        for k in held
+        if _simplicity(k) < _simplicity(best) and scored[best] - scored[k] < FAR_BEHIND
+    ]
+    if not rivals:
+        return best
+    _, codes = np.unique(groups, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    n = codes.max() + 1
+    gaps: dict[str, list[float]] = {k: [] for k in rivals}
+    for _ in range(BOOTSTRAPS):
+        weight = np.bincount(rng.integers(0, n, n), minlength=n)[codes]
+        if not 0 < (weight * y).sum() < weight.sum():
+            continue
+        top = roc_auc_score(y, held[best], sample_weight=weight)
+        for k in rivals:
+            gaps[k].append(top - roc_auc_score(y, held[k], sample_weight=weight))
+    close = [best] + [
+        k for k in rivals if len(gaps[k]) > 1 and scored[best] - scored[k] <= np.std(gaps[k])
+    ]
+    return min(close, key=_simplicity)
+
+
+BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
+
+
+def _best_weight(booster: np.ndarray, gam: np.ndarray, y: np.ndarray) -> float:
+    """The booster's share of the log-odds with the best ROC AUC (ties: the smaller share)."""
+    aucs = [roc_auc_score(y, w * booster + (1 - w) * gam) for w in BLEND_WEIGHTS]
+    return float(BLEND_WEIGHTS[int(np.argmax(aucs))])
+
+
+def _blend(search: _Search, booster: _Candidate, gam: _Candidate) -> tuple[_Candidate, float]:
+    """The blend of the two, its weight chosen on all held-out rows, and its ROC AUC scored
+    where the weight was not chosen: each half of the accounts with the other half's weight."""
+    held = search.held
+    y = search.y
+    half = (pd.util.hash_array(held["account_id"].astype(str).to_numpy()) % 2).astype(bool)
+    crossed = np.empty(len(y))
+    for side in (half, ~half):
+        other = ~side
+        if 0 < y[other].sum() < other.sum():
+            w = _best_weight(booster.held_logit[other], gam.held_logit[other], y[other])
+        else:
+            w = 0.5
+        crossed[side] = w * booster.held_logit[side] + (1 - w) * gam.held_logit[side]
+    weight = _best_weight(booster.held_logit, gam.held_logit, y)
+    final = booster.model
+    blended = PropensityModel(
+        booster=final.booster,
+        numeric=final.numeric,
+        categories=final.categories,
+        horizon_days=final.horizon_days,
+        offset=final.offset,
+    )
+    blended.motions = final.motions
+    blended.gam = gam.model.gam
+    blended.weight = weight
+    mixed = weight * booster.held_logit + (1 - weight) * gam.held_logit
+    return _Candidate(mixed, blended), float(roc_auc_score(y, crossed))
+
+
+def _motions_to_fit(rows: pd.DataFrame, cfg: TrainingConfig) -> str | list[str]:
     """The motions the `motions` learner fits on these rows, or why it cannot."""
     if cfg.label.motion != "any" or cfg.label.product is not None:
         return f"the label is one motion ({cfg.label.motion}), not any expansion"
-    if any(motion_label(m) not in frame.columns for m in EXPANSION_KINDS):
+    if any(motion_label(m) not in rows.columns for m in EXPANSION_KINDS):
         return "the data has no expansion motions (a revenue ledger)"
     least = cfg.learning.min_positives
-    kept = [
-        m
-        for m in EXPANSION_KINDS
-        if min(int(rows.fit[motion_label(m)].sum()), int(rows.calib[motion_label(m)].sum()))
-        >= least
-    ]
+    kept = [m for m in EXPANSION_KINDS if int(rows[motion_label(m)].sum()) >= least]
     if not kept:
-        return f"no motion has {least} expansions in both the training and calibration snapshots"
+        return f"no motion has {least} expansions in the training snapshots"
     return kept
 
 
-def _learn(
-    kind: str,
-    strength: Strength | None,
-    frame: pd.DataFrame,
-    rows: _Rows,
-    params: LightGBMParams,
-    cfg: TrainingConfig,
-) -> tuple[Head, ...] | str:
-    """The heads of one learner on these rows, or why it does not apply."""
-    if strength is None:
-        return (_head(rows, params, cfg, "label", "any"),)
-    if kind == "regularised":
-        own = regularised(params, strength, int(rows.fit["label"].sum()))
-        return (_head(rows, own, cfg, "label", "any"),)
-    motions = _motions_to_fit(frame, rows, cfg)
-    if isinstance(motions, str):
-        return motions
-    return tuple(
-        _head(rows, regularised(params, strength, int(rows.fit[label].sum())), cfg, label, m)
-        for m, label in ((m, motion_label(m)) for m in motions)
+def _search(
+    frame: pd.DataFrame, layout: Layout, feature_set: FeatureSet, cfg: TrainingConfig
+) -> _Search:
+    """The rows a layout fits on and the parts its decisions are made on; checked first."""
+    fit_rows = rows_of(frame, layout.fit_dates)
+    fix = "use more history, fewer folds or test_months, or a longer horizon"
+    require_both_outcomes(fit_rows, f"{layout.name}: the training snapshots", fix)
+    if layout.calib_dates:
+        calib_rows = rows_of(frame, layout.calib_dates)
+        require_both_outcomes(calib_rows, f"{layout.name}: the calibration snapshots", fix)
+        numeric, categories = schema(feature_set, pd.concat([fit_rows, calib_rows]))
+        return _Search(fit_rows, [_Part(fit_rows, calib_rows)], numeric, categories, refit=False)
+    parts = []
+    for train, held in purged_blocks(
+        layout.fit_dates, cfg.horizon_days, cfg.backtest.crossfit_blocks
+    ):
+        part = _Part(rows_of(frame, train), rows_of(frame, held))
+        outcomes = [int(p["label"].sum()) for p in (part.fit, part.held)]
+        if all(0 < n < len(p) for n, p in zip(outcomes, (part.fit, part.held), strict=True)):
+            parts.append(part)
+    if not parts:
+        raise UserError(
+            f"{layout.name}: no block of its {len(layout.fit_dates)} training months"
+            f" ({layout.fit_dates[0]}..{layout.fit_dates[-1]}) has training months one"
+            f" {cfg.horizon_days}-day horizon away with both outcomes to be predicted from;"
+            f" {fix}"
+        )
+    numeric, categories = schema(feature_set, fit_rows)
+    return _Search(fit_rows, parts, numeric, categories, refit=True)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A layout's delivered model, and the best of each kind of learner it tried (calibrated
+    the same way), for the backtest to score beside it."""
+
+    model: PropensityModel
+    kinds: dict[str, PropensityModel]
+    """booster (the best booster learner), gam and blend, when tried."""
+
+
+def _calibrate(
+    model: PropensityModel, held_logit: np.ndarray, search: _Search, cfg: TrainingConfig
+) -> tuple[str, dict[str, float]]:
+    """Fit the calibration that wins on the held-out predictions, if any does, onto `model`."""
+    raw = sigmoid(held_logit)
+    y = search.y
+    methods: list[str] = list(cfg.backtest.calibration)
+    if "isotonic" in methods and int(y.sum()) < cfg.backtest.isotonic_min_positives:
+        methods.remove("isotonic")
+    groups = search.held["account_id"].astype(str).to_numpy()
+    method, losses = choose_calibration(raw, y, search.held_shift, methods, groups, cfg.seed)
+    model.calibrator = (
+        None if method == "none" else Calibrator(method).fit(raw, y, search.held_shift)  # type: ignore[arg-type]
     )
+    return method, losses
+
+
+def fit_all(
+    frame: pd.DataFrame,
+    layout: Layout,
+    feature_set: FeatureSet,
+    cfg: TrainingConfig,
+    params: LightGBMParams | None = None,
+    only: Collection[str] | None = None,
+) -> Fitted:
+    """Every configured learner (or those in `only`) on one layout; the one with the best ROC
+    AUC on the held-out predictions is kept (its `choice`), with the calibration that wins
+    there, and the size model."""
+    params = params or cfg.lightgbm
+    search = _search(frame, layout, feature_set, cfg)
+    shifts = [offset_for(p.fit, cfg) for p in search.parts]
+    if any(s is not None for s in shifts):
+        search.held_shift = np.concatenate([
+            np.zeros(len(p.held)) if s is None else s.of(p.held)
+            for s, p in zip(shifts, search.parts, strict=True)
+        ])  # fmt: skip
+    y = search.y
+    wanted = set(cfg.learning.candidates if only is None else only)
+    scored: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    motions: tuple[str, ...] = ()
+    boosters: dict[str, _Candidate] = {}
+    seconds: dict[str, float] = {}
+    tried: list[tuple[str, str, Strength | None, list[str]]] = []
+    for learner, kind, strength in cfg.learning.learners():
+        if learner not in wanted and kind not in wanted:
+            continue
+        fitted_motions: list[str] = []
+        if kind == "motions":
+            found = _motions_to_fit(search.rows, cfg)
+            if isinstance(found, str):
+                skipped[kind] = found
+                continue
+            fitted_motions = found
+            motions = tuple(found)
+        tried.append((learner, kind, strength, fitted_motions))
+    latest: dict[str, tuple[Head, ...]] = {}
+    margin = cfg.learning.halving_margin
+    if only is None and margin is not None and len(search.parts) > 1 and len(tried) > 1:
+        # successive halving: every booster learner on the latest block first, and only those
+        # within the margin of the best there on the other blocks
+        last = search.parts[-1]
+        first_look: dict[str, float] = {}
+        for learner, kind, strength, fitted_motions in tried:
+            started = time.perf_counter()
+            latest[learner] = heads = _heads(
+                kind, strength, fitted_motions, last, search, params, cfg
+            )
+            seconds[learner] = time.perf_counter() - started
+            own = _model(search, cfg, heads, offset_for(last.fit, cfg))
+            first_look[learner] = float(
+                roc_auc_score(last.held["label"], own.logit(last.held, own.shift(last.held)))
+            )
+        best = max(first_look.values())
+        for learner, auc in first_look.items():
+            if auc < best - margin:
+                skipped[learner] = (
+                    f"trailed the best booster by {best - auc:.3f} ROC AUC on the latest block"
+                )
+        tried = [t for t in tried if t[0] not in skipped]
+    for learner, kind, strength, fitted_motions in tried:
+        started = time.perf_counter()
+        boosters[learner] = _booster_candidate(
+            kind, strength, fitted_motions, search, params, cfg, latest.get(learner)
+        )
+        seconds[learner] = seconds.get(learner, 0.0) + time.perf_counter() - started
+        scored[learner] = float(roc_auc_score(y, boosters[learner].held_logit))
+    candidates: dict[str, _Candidate] = dict(boosters)
+    kinds: dict[str, _Candidate] = {}
+    best_booster = max(boosters, key=lambda k: scored[k]) if boosters else None
+    if best_booster is not None:
+        kinds["booster"] = boosters[best_booster]
+    if "gam" in wanted and "gam" in cfg.learning.candidates:
+        started = time.perf_counter()
+        candidates["gam"] = kinds["gam"] = _gam_candidate(search, cfg)
+        seconds["gam"] = time.perf_counter() - started
+        scored["gam"] = float(roc_auc_score(y, candidates["gam"].held_logit))
+    blend_weight = None
+    if "blend" in wanted and "blend" in cfg.learning.candidates:
+        if best_booster is None or "gam" not in candidates:
+            skipped["blend"] = "needs a booster learner and the gam"
+        else:
+            blended, scored["blend"] = _blend(search, boosters[best_booster], candidates["gam"])
+            candidates["blend"] = kinds["blend"] = blended
+            blend_weight = blended.model.weight
+    if not candidates:
+        raise UserError(
+            f"{layout.name}: no learner in learning.candidates applies ("
+            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            + "); add single to learning.candidates"
+        )
+    learner = simplest_within_noise(
+        {k: c.held_logit for k, c in candidates.items()},
+        scored,
+        y,
+        search.held["account_id"].astype(str).to_numpy(),
+        cfg.seed,
+    )
+    kept = candidates[learner]
+    method, losses = _calibrate(kept.model, kept.held_logit, search, cfg)
+    for candidate in kinds.values():
+        if candidate is not kept:
+            _calibrate(candidate.model, candidate.held_logit, search, cfg)
+    size = (
+        fit_size(search.rows if search.refit else pd.concat([search.rows, search.held]),
+                 search.numeric, search.categories, cfg)
+        if cfg.size_model and "expansion_arr" in frame.columns
+        else None
+    )  # fmt: skip
+    for candidate in kinds.values():
+        candidate.model.size_booster = size
+    kept.model.size_booster = size
+    kept.model.choice = Choice(
+        learner,
+        scored,
+        skipped,
+        motions,
+        arrangement="crossfit" if search.refit else "later_months",
+        held_rows=len(y),
+        blend_weight=blend_weight,
+        calibration=method,
+        calibration_loss=losses,
+        seconds=seconds,
+    )
+    return Fitted(kept.model, {k: c.model for k, c in kinds.items()})
 
 
 def fit(
@@ -275,55 +780,7 @@ def fit(
     feature_set: FeatureSet,
     cfg: TrainingConfig,
     params: LightGBMParams | None = None,
+    only: Collection[str] | None = None,
 ) -> PropensityModel:
-    """The delivered model for one layout: each configured learner fitted on the training
-    months, the one with the best ROC AUC on the calibration months kept (its `choice`), then
-    its out-of-time calibrator and the size model."""
-    fit_rows = rows_of(frame, layout.fit_dates)
-    calib_rows = rows_of(frame, layout.calib_dates)
-    fix = "use more history, fewer folds or test_months, or a longer horizon"
-    require_both_outcomes(fit_rows, f"{layout.name}: the training snapshots", fix)
-    require_both_outcomes(calib_rows, f"{layout.name}: the calibration snapshots", fix)
-    numeric, categories = schema(feature_set, pd.concat([fit_rows, calib_rows]))
-    rows = _Rows(fit_rows, calib_rows, numeric, categories)
-    offset = offset_for(fit_rows, cfg)
-    size = (
-        fit_size(pd.concat([fit_rows, calib_rows]), numeric, categories, cfg)
-        if cfg.size_model and "expansion_arr" in frame.columns
-        else None
-    )
-    y = calib_rows["label"].to_numpy()
-    best: tuple[str, PropensityModel] | None = None
-    scored: dict[str, float] = {}
-    skipped: dict[str, str] = {}
-    motions: tuple[str, ...] = ()
-    for learner, kind, strength in cfg.learning.learners():
-        heads = _learn(kind, strength, frame, rows, params or cfg.lightgbm, cfg)
-        if isinstance(heads, str):
-            skipped[kind] = heads
-            continue
-        model = PropensityModel(
-            booster=heads[0].booster,
-            numeric=numeric,
-            categories=categories,
-            horizon_days=cfg.horizon_days,
-            size_booster=size,
-            offset=offset,
-        )
-        if kind == "motions":
-            model.motions = heads
-            motions = tuple(h.name for h in heads)
-        scored[learner] = float(roc_auc_score(y, model.raw_proba(calib_rows)))
-        if best is None or scored[learner] > scored[best[0]]:
-            best = learner, model
-    if best is None:
-        raise UserError(
-            f"{layout.name}: no learner in learning.candidates applies ("
-            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
-            + "); add single to learning.candidates"
-        )
-    learner, kept = best
-    kept.choice = Choice(learner, scored, skipped, motions)
-    raw = kept.raw_proba(calib_rows)
-    kept.calibrator = Calibrator(cfg.backtest.calibration).fit(raw, y, kept.shift(calib_rows))
-    return kept
+    """The delivered model for one layout (`fit_all`'s kept model)."""
+    return fit_all(frame, layout, feature_set, cfg, params, only).model

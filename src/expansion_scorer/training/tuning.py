@@ -1,7 +1,8 @@
 """Optuna search over the LightGBM parameters on the time folds, deterministic for a seed.
 
 Each trial fits every fold's booster on its training months with early stopping on its
-calibration months and is scored by the mean validation log loss: the test months of the folds
+calibration months (cross-fitted: on its latest block, fitted on the months before it) and is
+scored by the mean validation log loss: the test months of the folds
 are never looked at, so the backtest that follows stays honest about them.
 """
 
@@ -21,6 +22,7 @@ from expansion_scorer.training.train import (
     datasets,
     frame_for,
     offset_for,
+    purged_blocks,
     rows_of,
     schema,
     train_early_stopped,
@@ -34,7 +36,13 @@ def _datasets(
     out = []
     for fold in folds:
         frame = frame_for(frames, fold)
-        fit, valid = rows_of(frame, fold.fit_dates), rows_of(frame, fold.calib_dates)
+        if fold.calib_dates:
+            fit, valid = rows_of(frame, fold.fit_dates), rows_of(frame, fold.calib_dates)
+        else:  # cross-fitted: the latest block, predicted from the months a horizon before it
+            train, held = purged_blocks(
+                fold.fit_dates, cfg.horizon_days, cfg.backtest.crossfit_blocks
+            )[-1]
+            fit, valid = rows_of(frame, train), rows_of(frame, held)
         numeric, categories = schema(feature_set, pd.concat([fit, valid]))
         offset = offset_for(fit, cfg)
         train_set, valid_set = datasets(fit, valid, numeric, categories, offset)
