@@ -610,8 +610,9 @@ class ProgramConfig(_Strict):
     confidence: float = Field(default=0.95, gt=0, lt=1)
     """The level of the measurement's intervals, fixed-horizon and always-valid."""
     max_holdout_touched: float = Field(default=0.1, ge=0, le=1)
-    """A period whose held-out accounts were touched within their horizon more often than this
-    has a broken control group: its estimate is marked unreliable."""
+    """A period whose held-out accounts were touched while held out (within their horizon, in
+    their period) more often than this has a broken control group: its estimate is marked
+    unreliable."""
 
 
 class ServingConfig(_Strict):

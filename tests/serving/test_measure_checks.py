@@ -23,15 +23,15 @@ def _assignments(period: str, n: int, held_share: float) -> pd.DataFrame:
 def test_a_worked_control_group_fails_and_a_fair_one_passes() -> None:
     # Given two quarters drawn at 10%, and CSMs who called a third of 2024Q3's held-out accounts
     randomized = pd.concat([_assignments("2024Q2", 2000, 0.1), _assignments("2024Q3", 2000, 0.1)])
-    measured = randomized.assign(touched_in_horizon=False).reset_index(drop=True)
+    measured = randomized.assign(touched_while_drawn=False).reset_index(drop=True)
     q3_held = np.flatnonzero((measured["period"] == "2024Q3") & (measured["arm"] == "holdout"))
-    measured.loc[q3_held[::3], "touched_in_horizon"] = True
+    measured.loc[q3_held[::3], "touched_while_drawn"] = True
 
     checks = control_checks(randomized, measured, 0.1, 0.1).set_index("period")
 
     assert checks.loc["2024Q2", "reliable"] and checks.loc["2024Q2", "check"] == ""
     assert not checks.loc["2024Q3", "reliable"]
-    assert "34% of held-out accounts were touched" in checks.loc["2024Q3", "check"]
+    assert "34% of held-out accounts were touched while held out" in checks.loc["2024Q3", "check"]
     assert checks.loc["2024Q3", "sample_ratio_p"] > 0.001  # the draw itself was fair
 
 

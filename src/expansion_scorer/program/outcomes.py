@@ -1,6 +1,6 @@
 """What happened to each matured assignment: whether the account expanded within its horizon
 from the day it was drawn, by how much, and (where the data has `touches`) whether it was
-touched within a week of being listed and at all within the horizon. Read from the ARR ledger of
+touched within a week of being listed and at all while its arm held. Read from the ARR ledger of
 the data as it is now. Beside them, what was known of the account at the draw, for the adjusted
 effect: its ARR the day before and its expansions in the year before (rows dated strictly
 before the draw only).
@@ -20,6 +20,7 @@ from expansion_scorer.data.validation import validate
 from expansion_scorer.features.frame import Labelling, label_frame
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.features.snapshots import book_arr, data_span
+from expansion_scorer.program.holdout import period_end
 
 TOUCH_DAYS = 7
 """A listed account complies when it is touched within this many days of being listed."""
@@ -96,9 +97,15 @@ def outcomes(
         keys = zip(measured["account_id"], measured["assigned_on"], strict=True)
         day = np.array([first_touch.get(k, -1) for k in keys], dtype="int64")
         measured["touched"] = (day >= 0) & (day < TOUCH_DAYS)
-        # touched at all before the assignment's own horizon closed: for a held-out account,
-        # a broken control group
-        measured["touched_in_horizon"] = (day >= 0) & (
-            day < measured["horizon_days"].to_numpy("int64")
+        # touched while its arm held (within its horizon and before its period ended): for a
+        # held-out account, a broken control group; a touch once the next period has drawn it
+        # again is that period's program, not contamination
+        held_for = np.array(
+            [(period_end(str(p)) - d).days
+             for p, d in zip(measured["period"], measured["assigned_on"], strict=True)],
+            dtype="int64",
+        )  # fmt: skip
+        measured["touched_while_drawn"] = (day >= 0) & (
+            day < np.minimum(measured["horizon_days"].to_numpy("int64"), held_for)
         )
     return measured, end, book

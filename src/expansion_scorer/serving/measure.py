@@ -243,7 +243,8 @@ def control_checks(
     """Per period, whether the control group is still a fair comparison: the held-out share of
     every candidate drawn in the period against the configured fraction (a sample-ratio test,
     failed below p = `SRM_P`), and, where the data has touches, the share of matured held-out
-    assignments touched within their horizon (failed above `max_touched`)."""
+    assignments touched while held out, within their horizon and their period (failed above
+    `max_touched`); a touch after the next period drew the account again is not counted."""
     rows = []
     for period, part in randomized.groupby("period", sort=True):
         n, held = len(part), int((part["arm"] == HOLDOUT).sum())
@@ -251,8 +252,8 @@ def control_checks(
         mine = measured[measured["period"] == period] if len(measured) else measured
         matured_held = mine[mine["arm"] == HOLDOUT] if len(mine) else mine
         touched = (
-            float(matured_held["touched_in_horizon"].mean())
-            if "touched_in_horizon" in matured_held and len(matured_held)
+            float(matured_held["touched_while_drawn"].mean())
+            if "touched_while_drawn" in matured_held and len(matured_held)
             else np.nan
         )
         failures = []
@@ -265,8 +266,8 @@ def control_checks(
             )
         if touched > max_touched:
             failures.append(
-                f"{touched:.0%} of held-out accounts were touched within their horizon (more"
-                f" than {max_touched:.0%}): the control group was worked"
+                f"{touched:.0%} of held-out accounts were touched while held out (more than"
+                f" {max_touched:.0%}): the control group was worked"
             )
         rows.append(
             {
