@@ -11,7 +11,7 @@ import time
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from expansion_scorer.config import Engine
 from expansion_scorer.errors import UserError
@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mea.add_argument("--config", type=Path, help="scoring YAML (default: built-in)")
     mea.add_argument("--features", type=Path, help="feature definitions YAML (default: built-in)")
+    mea.add_argument(
+        "--plan",
+        action="store_true",
+        help="only the plan: the effect detectable after each of the next four quarters and the"
+        " holdout fraction that detects program.detect within two (writes measure/plan.json)",
+    )
 
     met = sub.add_parser("metrics", help="NRR and GRR per month and trailing 12 months")
     _data_arguments(met)
@@ -584,6 +590,20 @@ def _score(args: argparse.Namespace) -> None:
         )
 
 
+def _print_plan(plan: dict[str, Any]) -> None:
+    print(
+        f"plan: {plan['candidates_per_quarter']:,.0f} candidates a quarter, holdout"
+        f" {plan['fraction']:.0%}, outcome variance {plan['variance']:.4f} from"
+        f" {plan['variance_from']}"
+    )
+    detectable = ", ".join(
+        f"Q+{q['quarter']} {q['detectable']:.3f}" if q["detectable"] is not None else "-"
+        for q in plan["quarters"]
+    )
+    print(f"  smallest effect detectable (80% power, 5% two-sided): {detectable}")
+    print(f"  to detect {plan['detect']:.3f}: {plan['says']}")
+
+
 def _print_deliveries(planned: object, delivered: object) -> None:
     """What a run planned and sent; a run that left messages failed ends in one line."""
     from expansion_scorer.serving.deliver.messages import Plan
@@ -639,11 +659,17 @@ def _deliver(args: argparse.Namespace) -> None:
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from expansion_scorer.serving.measure import measure_job
+    from expansion_scorer.serving.measure import measure_job, plan_job
     from expansion_scorer.settings import load_settings
 
     settings = load_settings(args.features, training=False, serving=args.config)
     assert settings.serving is not None
+    if args.plan:
+        planned = plan_job(_data(args), args.out, settings.features, settings.serving)
+        _print_plan(planned.plan)
+        for path in planned.files:
+            print(f"  {path}")
+        return
     result = measure_job(_data(args), args.out, settings.features, settings.serving)
     s = result.summary
     p = s["pooled"]
@@ -651,21 +677,28 @@ def _measure(args: argparse.Namespace) -> None:
         f"{s['cohorts_matured']} cohorts matured by {s['data_end']}"
         f" ({s['cohorts_pending']} still inside their horizon)"
     )
+    level = f"{s['always_valid']['level']:.0%}"
     if p["note"]:
         print(f"pooled: {p['note']}")
     else:
         print(
             f"pooled: {p['n_listed']:,} listed expanded {p['rate_listed']:.1%},"
             f" {p['n_holdout']:,} held out {p['rate_holdout']:.1%}: effect"
-            f" {100 * p['effect']:+.1f} pts (95% {100 * p['effect_low']:+.1f} to"
-            f" {100 * p['effect_high']:+.1f})"
+            f" {100 * p['effect']:+.1f} pts ({level} fixed-horizon {100 * p['effect_low']:+.1f}"
+            f" to {100 * p['effect_high']:+.1f}); adjusted {100 * p['adjusted_effect']:+.1f} pts"
+            f" ({100 * p['adjusted_low']:+.1f} to {100 * p['adjusted_high']:+.1f})"
         )
         low, high = s["incremental_expansion_arr_interval"]
         print(
             f"incremental expansion ARR {s['incremental_expansion_arr']:,.0f}"
-            f" (95% {low:,.0f} to {high:,.0f})"
+            f" ({level} {low:,.0f} to {high:,.0f})"
             + (f"; NRR {s['nrr_points']:+.2f} pts" if s["nrr_points"] is not None else "")
         )
+    a = s["always_valid"]
+    print(
+        f"always-valid {level}: {100 * a['low']:+.1f} to {100 * a['high']:+.1f} pts over"
+        f" {len(a['looks'])} looks: {a['verdict']}"
+    )
     c = s["compliance"]
     if c["touches"]:
         print(
@@ -673,12 +706,15 @@ def _measure(args: argparse.Namespace) -> None:
             f" held out {c['holdout_touched']:.0%}"
             + (
                 f"; effect of a touch on compliers {100 * c['complier_effect']:+.1f} pts"
-                f" (95% {100 * c['complier_effect_low']:+.1f} to"
+                f" ({level} {100 * c['complier_effect_low']:+.1f} to"
                 f" {100 * c['complier_effect_high']:+.1f})"
                 if "complier_effect" in c
                 else ""
             )
         )
+    _print_plan(s["plan"])
+    for warning in s["warnings"]:
+        print(f"warning: {warning}")
     for path in result.files:
         print(f"  {path}")
 

@@ -596,12 +596,23 @@ class HoldoutConfig(_Strict):
 
 
 class ProgramConfig(_Strict):
-    """What the expansion program aims at each quarter, for `expansion measure`'s health table."""
+    """What the expansion program aims at each quarter, for `expansion measure`'s health table,
+    and how the program is measured: the effect worth detecting, the intervals' level and the
+    control group's contamination limit."""
 
     target_expansion_arr: float | None = Field(default=None, ge=0)
     """Expansion ARR a quarter (seats, plan and cross-sell movements of continuing accounts)."""
     target_nrr: float | None = Field(default=None, gt=0)
     """The quarter's NRR, in percent of its starting ARR."""
+    detect: float = Field(default=0.03, gt=0, lt=1)
+    """The effect on the expansion rate worth detecting (0.03: three points): `expansion measure
+    --plan` gives the holdout fraction that detects it within two quarters."""
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    """The level of the measurement's intervals, fixed-horizon and always-valid."""
+    max_holdout_touched: float = Field(default=0.1, ge=0, le=1)
+    """A period whose held-out accounts were touched while held out (within their horizon, in
+    their period) more often than this has a broken control group: its estimate is marked
+    unreliable."""
 
 
 class ServingConfig(_Strict):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import HoldoutConfig
-from expansion_scorer.program.holdout import ASSIGNMENT_COLUMNS, assign_arms, draws, period_of
+from expansion_scorer.program.holdout import (
+    ASSIGNMENT_COLUMNS,
+    assign_arms,
+    draws,
+    period_end,
+    period_of,
+)
 
 AS_OF = date(2024, 7, 1)
 
@@ -82,3 +88,11 @@ def test_no_backfill_shortens_the_list_and_fraction_zero_turns_it_off() -> None:
     off = assign_arms(ranked, none, empty, AS_OF, HoldoutConfig(fraction=0), 5, 90)
     assert off.on_list.sum() == 10 and off.new.empty
     assert set(off.arm) == {"listed", "none"}
+
+
+def test_a_period_ends_the_day_its_next_one_begins() -> None:
+    for day, period in ((date(2024, 12, 30), "quarter"), (date(2024, 11, 5), "month"),
+                        (date(2024, 4, 1), "quarter")):  # fmt: skip
+        end = period_end(period_of(day, period))
+        assert period_of(end, period) != period_of(day, period)
+        assert period_of(end - timedelta(days=1), period) == period_of(day, period)

@@ -39,6 +39,17 @@ def period_of(day: date, period: str) -> str:
     return f"{day.year}-{day.month:02d}"
 
 
+def period_end(period: str) -> date:
+    """The first day after a period named by `period_of`: '2024Q3' -> 2024-10-01."""
+    if "Q" in period:
+        year, quarter = period.split("Q")
+        month = 3 * int(quarter) + 1
+    else:
+        year, m = period.split("-")
+        month = int(m) + 1
+    return date(int(year) + (month - 1) // 12, (month - 1) % 12 + 1, 1)
+
+
 def draws(account_ids: pd.Series, salt: str, period: str) -> np.ndarray:
     """A uniform number in [0, 1) per account, fixed by salt, period and id."""
     out = np.empty(len(account_ids), dtype="float64")

@@ -597,14 +597,19 @@ def _crm_ids(world: AnyWorld, account_ids: pd.Series) -> pd.Series | None:
 
 
 def _measured(out_dir: Path) -> dict[str, object]:
-    """The latest `expansion measure` summary under the output root, for the report; empty
-    when the program has not been measured."""
-    path = out_dir / "measure" / "program.json"
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) and "pooled" in summary else {}
+    """The latest `expansion measure` summary and plan under the output root, for the report;
+    empty when the program has not been measured or planned."""
+    found: dict[str, object] = {}
+    for name in ("program.json", "plan.json"):  # the plan alone when only --plan has run
+        try:
+            found[name] = json.loads((out_dir / "measure" / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    summary = found.get("program.json")
+    out = dict(summary) if isinstance(summary, dict) and "pooled" in summary else {}
+    if isinstance(found.get("plan.json"), dict):
+        out["plan"] = found["plan.json"]  # the latest plan, `measure` or `measure --plan`
+    return out
 
 
 def _slug(text: str) -> str:

@@ -12,6 +12,11 @@ effect of a touch on those who comply is the intent-to-treat effect divided by t
 touch rates between the arms (a Wald, or complier average, estimate): touches outside the list
 are not randomized, so only this ratio, not a comparison of touched and untouched accounts, is
 causal.
+
+Beside it: the effect adjusted for what was known at the draw (`program.statistics`), the
+pooled effect's always-valid confidence sequence and its verdict, the control group's checks per
+period (sample ratio, held-out accounts touched), and the plan: how small an effect the next
+quarters can detect, and the holdout fraction that detects `program.detect` within two.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +33,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.config import FeatureSet, ServingConfig, TrainingConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.errors import UserError
+from expansion_scorer.features.frame import Labelling, label_frame
 from expansion_scorer.features.ledger import EXPANSION_KINDS, build_movements
 from expansion_scorer.features.revenue import quarter_table
 from expansion_scorer.features.snapshots import data_span
 from expansion_scorer.outputs import bytes_writer, csv_writer, text_writer, write_outputs
-from expansion_scorer.program.history import randomized_assignments
+from expansion_scorer.program import statistics as st
+from expansion_scorer.program.history import HISTORY_FILE, randomized_assignments, read_assignments
 from expansion_scorer.program.holdout import COMPARED, HOLDOUT, LISTED, period_of
 from expansion_scorer.program.outcomes import TOUCH_DAYS, outcomes
 
@@ -45,9 +52,30 @@ MIN_PER_ARM = 20
 BOOTSTRAP = 1000
 PROGRAM_COLUMNS = [
     "scope", "group", "n_listed", "n_holdout", "rate_listed", "rate_holdout", "effect",
-    "effect_low", "effect_high", "arr_listed", "arr_holdout", "arr_effect", "arr_effect_low",
-    "arr_effect_high", "note",
+    "effect_low", "effect_high", "adjusted_effect", "adjusted_low", "adjusted_high",
+    "arr_listed", "arr_holdout", "arr_effect", "arr_effect_low", "arr_effect_high",
+    "holdout_share", "sample_ratio_p", "holdout_touched", "reliable", "check", "note",
 ]  # fmt: skip
+COVARIATES = ("score", "prior_expansions", "log_arr_before")
+"""Known at the draw: the propensity score it was drawn with, the account's expansions in the
+year before, and the log of its ARR the day before."""
+ADJUSTED = "adjusted"
+FIXED_HORIZON = "fixed-horizon"
+"""The label of the bootstrap intervals: valid when read once, at a horizon fixed in advance."""
+
+
+def covariates(rows: pd.DataFrame) -> np.ndarray:
+    """The covariates of `COVARIATES` per row (NaN where the data does not say)."""
+
+    def column(name: str) -> np.ndarray:
+        if name not in rows:
+            return np.full(len(rows), np.nan)
+        return pd.to_numeric(rows[name], errors="coerce").to_numpy("float64")
+
+    arr = column("arr_before")
+    return np.column_stack(
+        [column("score"), column("prior_expansions"), np.log1p(np.clip(arr, 0, None))]
+    )
 
 
 def _per_account(rows: pd.DataFrame, accounts: pd.Index, arm: str, column: str) -> np.ndarray:
@@ -57,6 +85,14 @@ def _per_account(rows: pd.DataFrame, accounts: pd.Index, arm: str, column: str) 
     n = np.bincount(codes, minlength=len(accounts)).astype("float64")
     total = np.bincount(codes, weights=part[column].to_numpy("float64"), minlength=len(accounts))
     return np.vstack([n, total])
+
+
+def _account_products(codes: np.ndarray, products: np.ndarray, n_accounts: int) -> np.ndarray:
+    """Per account, the sum of each column of `products` over its rows: (accounts x m)."""
+    return np.column_stack(
+        [np.bincount(codes, weights=products[:, j], minlength=n_accounts)
+         for j in range(products.shape[1])]
+    )  # fmt: skip
 
 
 Differences = dict[str, np.ndarray]
@@ -69,13 +105,28 @@ def bootstrap(
     statistics: dict[str, Callable[[Differences], np.ndarray]],
     seed: int = 0,
     reps: int = BOOTSTRAP,
+    level: float = 0.95,
+    adjust: tuple[str, ...] = (),
 ) -> dict[str, tuple[float, float, float]]:
-    """Each statistic of the arms' mean differences, with a 95% interval from a bootstrap that
-    resamples accounts (Poisson weights, shared by every statistic), so that an account's rows
-    move together."""
+    """Each statistic of the arms' mean differences, with an interval at `level` from a bootstrap
+    that resamples accounts (Poisson weights, shared by every statistic), so that an account's
+    rows move together. Each column of `adjust` also gets its covariate-adjusted difference
+    (Lin 2013) under the key `<column>:adjusted`, from the same resamples."""
     accounts = pd.Index(rows["account_id"].unique())
     sums = {c: (_per_account(rows, accounts, LISTED, c), _per_account(rows, accounts, HOLDOUT, c))
             for c in columns}  # fmt: skip
+    products: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    x = st.centred(covariates(rows)) if adjust else np.empty((len(rows), 0))
+    for c in adjust:
+        y = rows[c].to_numpy("float64")
+        per_arm = []
+        for arm in (LISTED, HOLDOUT):
+            mine = (rows["arm"] == arm).to_numpy()
+            codes = accounts.get_indexer(pd.Index(rows.loc[mine, "account_id"]))
+            per_arm.append(
+                _account_products(codes, st.design_products(x[mine], y[mine]), len(accounts))
+            )
+        products[c] = (per_arm[0], per_arm[1])
 
     def differences(w: np.ndarray | None) -> Differences:
         out = {}
@@ -85,6 +136,12 @@ def bootstrap(
                     out[c] = np.array([ls.sum() / ln.sum() - hs.sum() / hn.sum()])
                 else:
                     out[c] = (w @ ls) / (w @ ln) - (w @ hs) / (w @ hn)
+            for c, (listed, held) in products.items():
+                if w is None:
+                    effect = st.lin_effect(listed.sum(axis=0), held.sum(axis=0), x.shape[1])
+                    out[f"{c}:{ADJUSTED}"] = np.atleast_1d(effect)
+                else:
+                    out[f"{c}:{ADJUSTED}"] = st.lin_effect(w @ listed, w @ held, x.shape[1])
         return out
 
     def apply(d: Differences) -> dict[str, np.ndarray]:
@@ -98,27 +155,17 @@ def bootstrap(
         for name, values in apply(differences(w)).items():
             draws[name].append(values)
     point = apply(differences(None))
+    tail = (1 - level) / 2
     out = {}
     for name in statistics:
         spread = np.concatenate(draws[name])
         spread = spread[np.isfinite(spread)]
-        low, high = np.quantile(spread, [0.025, 0.975]) if len(spread) else (np.nan, np.nan)
+        low, high = np.quantile(spread, [tail, 1 - tail]) if len(spread) else (np.nan, np.nan)
         out[name] = (float(point[name][0]), float(low), float(high))
     return out
 
 
-def bootstrap_effects(
-    rows: pd.DataFrame, columns: list[str], seed: int = 0, reps: int = BOOTSTRAP
-) -> dict[str, tuple[float, float, float]]:
-    """Listed minus holdout mean of each column, with its 95% interval."""
-
-    def mean_difference(column: str) -> Callable[[Differences], np.ndarray]:
-        return lambda d: d[column]
-
-    return bootstrap(rows, columns, {c: mean_difference(c) for c in columns}, seed, reps)
-
-
-def _row(scope: str, group: str, rows: pd.DataFrame, seed: int) -> dict[str, Any]:
+def _row(scope: str, group: str, rows: pd.DataFrame, seed: int, level: float) -> dict[str, Any]:
     listed, held = rows[rows["arm"] == LISTED], rows[rows["arm"] == HOLDOUT]
     row: dict[str, Any] = {"scope": scope, "group": group, "n_listed": len(listed),
                            "n_holdout": len(held)}  # fmt: skip
@@ -128,12 +175,19 @@ def _row(scope: str, group: str, rows: pd.DataFrame, seed: int) -> dict[str, Any
             f" (needs {MIN_PER_ARM} in each)"
         )
         return row
-    effects = bootstrap_effects(rows, ["expanded", "expansion_arr"], seed)
-    rate, arr = effects["expanded"], effects["expansion_arr"]
+    wanted: dict[str, Callable[[Differences], np.ndarray]] = {
+        "expanded": lambda d: d["expanded"],
+        "expansion_arr": lambda d: d["expansion_arr"],
+        ADJUSTED: lambda d: d[f"expanded:{ADJUSTED}"],
+    }
+    effects = bootstrap(rows, ["expanded", "expansion_arr"], wanted, seed, level=level,
+                        adjust=("expanded",))  # fmt: skip
+    rate, arr, adjusted = effects["expanded"], effects["expansion_arr"], effects[ADJUSTED]
     row.update(
         rate_listed=float(listed["expanded"].mean()),
         rate_holdout=float(held["expanded"].mean()),
         effect=rate[0], effect_low=rate[1], effect_high=rate[2],
+        adjusted_effect=adjusted[0], adjusted_low=adjusted[1], adjusted_high=adjusted[2],
         arr_listed=float(listed["expansion_arr"].mean()),
         arr_holdout=float(held["expansion_arr"].mean()),
         arr_effect=arr[0], arr_effect_low=arr[1], arr_effect_high=arr[2],
@@ -142,19 +196,145 @@ def _row(scope: str, group: str, rows: pd.DataFrame, seed: int) -> dict[str, Any
     return row
 
 
-def program_table(measured: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Pooled, per cohort, and per band, motion and CSM where both arms are large enough."""
+def program_table(
+    measured: pd.DataFrame,
+    seed: int = 0,
+    level: float = 0.95,
+    checks: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Pooled, per cohort, and per band, motion and CSM where both arms are large enough; with
+    `checks` (from `control_checks`), the period rows and the pooled row carry them."""
     rows = measured[measured["arm"].isin(COMPARED)]
-    out = [_row("pooled", "all", rows, seed)]
+    out = [_row("pooled", "all", rows, seed, level)]
     for cohort, part in rows.groupby("assigned_on", sort=True):
-        out.append(_row("cohort", str(cohort), part, seed))
+        out.append(_row("cohort", str(cohort), part, seed, level))
     for scope in ("period", "band", "motion", "csm_owner"):
         for key, part in rows.groupby(rows[scope].fillna("(none)").astype(str), sort=True):
-            out.append(_row(scope, str(key), part, seed))
-    return pd.DataFrame(out).reindex(columns=PROGRAM_COLUMNS)
+            out.append(_row(scope, str(key), part, seed, level))
+    table = pd.DataFrame(out).reindex(columns=PROGRAM_COLUMNS)
+    if checks is None or checks.empty:
+        return table
+    columns = ["holdout_share", "sample_ratio_p", "holdout_touched", "reliable", "check"]
+    per_period = checks[["period", *columns]].rename(columns={"period": "group"})
+    table = table.drop(columns=columns).merge(
+        per_period.assign(scope="period"), on=["scope", "group"], how="left"
+    )
+    table[["reliable", "check"]] = table[["reliable", "check"]].astype(object)
+    pooled = checks[checks["matured"] > 0]
+    failed = pooled[~pooled["reliable"].astype(bool)]
+    table.at[0, "reliable"] = failed.empty
+    table.at[0, "check"] = (
+        ""
+        if failed.empty
+        else f"includes {', '.join(failed['period'])}, whose control group failed its checks"
+    )
+    held = int(checks["held_out"].sum())
+    total = int(checks["candidates"].sum())
+    table.at[0, "holdout_share"] = held / total if total else np.nan
+    table.at[0, "sample_ratio_p"] = st.sample_ratio_p(
+        held, total, float(checks["expected_share"].iloc[0])
+    )
+    return table.reindex(columns=PROGRAM_COLUMNS)
 
 
-def compliance(measured: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+def control_checks(
+    randomized: pd.DataFrame, measured: pd.DataFrame, fraction: float, max_touched: float
+) -> pd.DataFrame:
+    """Per period, whether the control group is still a fair comparison: the held-out share of
+    every candidate drawn in the period against the configured fraction (a sample-ratio test,
+    failed below p = `SRM_P`), and, where the data has touches, the share of matured held-out
+    assignments touched while held out, within their horizon and their period (failed above
+    `max_touched`); a touch after the next period drew the account again is not counted."""
+    rows = []
+    for period, part in randomized.groupby("period", sort=True):
+        n, held = len(part), int((part["arm"] == HOLDOUT).sum())
+        p = st.sample_ratio_p(held, n, fraction)
+        mine = measured[measured["period"] == period] if len(measured) else measured
+        matured_held = mine[mine["arm"] == HOLDOUT] if len(mine) else mine
+        touched = (
+            float(matured_held["touched_while_drawn"].mean())
+            if "touched_while_drawn" in matured_held and len(matured_held)
+            else np.nan
+        )
+        failures = []
+        if p < st.SRM_P:
+            failures.append(
+                f"{held:,} of {n:,} candidates held out ({held / n:.1%}) where {fraction:.0%}"
+                f" were to be (sample ratio p = {p:.1g}): a draw bug, accounts dropped from the"
+                " data, a filter applied to one arm, or a configured fraction that is not the"
+                " one the draw used"
+            )
+        if touched > max_touched:
+            failures.append(
+                f"{touched:.0%} of held-out accounts were touched while held out (more than"
+                f" {max_touched:.0%}): the control group was worked"
+            )
+        rows.append(
+            {
+                "period": str(period),
+                "candidates": n,
+                "held_out": held,
+                "matured": len(mine),
+                "holdout_share": held / n if n else np.nan,
+                "expected_share": fraction,
+                "sample_ratio_p": p,
+                "holdout_touched": touched,
+                "reliable": not failures,
+                "check": "; ".join(failures),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def always_valid(
+    measured: pd.DataFrame, fraction: float, level: float, planned: float
+) -> dict[str, Any]:
+    """The pooled effect's confidence sequence, looked at once per matured cohort in the order
+    they were drawn: each cohort's pseudo-outcomes use each arm's fit on the covariates from the
+    earlier cohorts only (the first, the propensity score it was drawn with), predictions made
+    before its outcomes, so the sequence stays valid at every look."""
+    rows = measured[measured["arm"].isin(COMPARED)].sort_values("assigned_on", kind="stable")
+    y = rows["expanded"].to_numpy("float64")
+    treated = (rows["arm"] == LISTED).to_numpy()
+    x = st.centred(covariates(rows))
+    z = np.column_stack([np.ones(len(rows)), x])
+    cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
+    starts = np.flatnonzero(np.r_[True, cohorts[1:] != cohorts[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    phi = np.empty(len(rows))
+    prior = np.clip(np.nan_to_num(covariates(rows)[:, 0]), 0, 1)
+    for a, b in zip(starts, ends, strict=True):
+        before_listed, before_held = treated[:a], ~treated[:a]
+        if before_listed.sum() > x.shape[1] and before_held.sum() > x.shape[1]:
+            b1, b0 = st.arm_fits(x[:a], y[:a], treated[:a])
+            m1, m0 = np.clip(z[a:b] @ b1, 0, 1), np.clip(z[a:b] @ b0, 0, 1)
+        else:  # no earlier cohort to fit: the score the account was drawn with predicts it
+            m1 = m0 = prior[a:b]
+        phi[a:b] = st.pseudo_outcomes(y[a:b], treated[a:b], 1 - fraction, m1, m0)
+    alpha = 1 - level
+    n = ends.astype("float64")
+    estimate, low, high = st.confidence_sequence(
+        n, np.cumsum(phi)[ends - 1], np.cumsum(phi**2)[ends - 1], alpha, planned
+    )
+    looks = [
+        {"cohort": str(cohorts[e - 1]), "n": int(e), "estimate": float(m), "low": float(lo),
+         "high": float(hi)}
+        for e, m, lo, hi in zip(ends, estimate, low, high, strict=True)
+    ]  # fmt: skip
+    return {
+        "level": level,
+        "method": "asymptotic confidence sequence (Waudby-Smith et al. 2023) of augmented"
+        " inverse-probability-weighted outcomes, valid at every look",
+        "estimate": float(estimate[-1]),
+        "low": float(low[-1]),
+        "high": float(high[-1]),
+        "verdict": st.verdict(float(low[-1]), float(high[-1])),
+        "planned_n": planned,
+        "looks": looks,
+    }
+
+
+def compliance(measured: pd.DataFrame, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """Touch rates per arm and the effect of a touch on compliers (ITT / difference in rates)."""
     if "touched" not in measured:
         return {"touches": False}
@@ -172,7 +352,9 @@ def compliance(measured: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     if len(listed) < MIN_PER_ARM or len(held) < MIN_PER_ARM:
         return out
     complier = {"complier": lambda d: d["expanded"] / d["touched"]}
-    point, low, high = bootstrap(rows, ["expanded", "touched"], complier, seed)["complier"]
+    point, low, high = bootstrap(rows, ["expanded", "touched"], complier, seed, level=level)[
+        "complier"
+    ]
     out.update(complier_effect=point, complier_effect_low=low, complier_effect_high=high)
     return out
 
@@ -272,6 +454,163 @@ def health(
     return out
 
 
+def candidates_per_quarter(history: Path, period: str) -> tuple[float, int]:
+    """The book's candidates a quarter (accounts drawn, or with the holdout off shown on a list or
+    fired, once each per period) from the weekly runs in the history, and how many weekly runs
+    it is read from. The latest period counts only when it is the only one: it may be young."""
+    con = duckdb.connect(str(history), read_only=True)
+    try:
+        per = con.execute(
+            f"""SELECT date_trunc('{period}', as_of) AS p, count(DISTINCT account_id) AS n,
+                count(DISTINCT as_of) AS runs
+            FROM scores WHERE arm IN ('{LISTED}', '{HOLDOUT}') OR fired
+            GROUP BY ALL ORDER BY p"""
+        ).df()
+        runs = con.execute("SELECT count(DISTINCT as_of) FROM scores").fetchone()
+    finally:
+        con.close()
+    if per.empty:
+        return 0.0, int(runs[0]) if runs else 0
+    counted = per if len(per) == 1 else per.iloc[:-1]
+    scale = 3.0 if period == "month" else 1.0
+    return float(counted["n"].mean()) * scale, int(runs[0]) if runs else 0
+
+
+def base_rate(data_dir: DataSource, feature_set: FeatureSet, horizon: int) -> tuple[float, date]:
+    """Before any cohort has matured: the expansion rate of every eligible account over the
+    latest horizon that has closed in the data, and the date it starts."""
+    world = open_world(data_dir)
+    _, end = data_span(world)
+    as_of = end - timedelta(days=horizon)
+    labels = label_frame(world, feature_set, [as_of], Labelling(horizon))
+    if labels.empty:
+        raise UserError(
+            f"{data_dir}: no account is eligible on {as_of}, one horizon ({horizon} days) before"
+            " the data ends, to plan from; plan again once the data covers a full horizon"
+        )
+    return float(labels["label"].mean()), as_of
+
+
+def plan(
+    serving: ServingConfig,
+    per_quarter: float,
+    variance: float,
+    source: str,
+    matured: int,
+) -> dict[str, Any]:
+    """The smallest effect detectable (80% power, 5% two-sided) after each of the next four
+    quarters at the configured fraction, and the fraction that detects `program.detect` within
+    two: from the candidates a quarter, the outcome's variance and the assignments matured."""
+    fraction, target = serving.holdout.fraction, serving.program.detect
+    quarters = [
+        {"quarter": q, "assignments": round(matured + q * per_quarter),
+         "detectable": st.detectable(variance, matured + q * per_quarter, fraction)}
+        for q in range(1, 5)
+    ]  # fmt: skip
+    needed = st.fraction_needed(variance, target, matured, fraction, 2 * per_quarter)
+    if needed.already:
+        says = f"the {matured:,} matured assignments already detect {target:.3f}"
+    elif needed.fraction is None:
+        says = (
+            f"no fraction up to 0.5 detects {target:.3f} within two quarters of"
+            f" {per_quarter:,.0f} candidates: wait longer or aim at a larger effect"
+        )
+    else:
+        says = (
+            f"holding out {needed.fraction:.0%} of new candidates detects {target:.3f} within"
+            " two quarters"
+        )
+    return {
+        "candidates_per_quarter": per_quarter,
+        "candidates_per_week": per_quarter / 13,
+        "fraction": fraction,
+        "variance": variance,
+        "variance_from": source,
+        "matured": matured,
+        "power": st.POWER,
+        "alpha": st.PLAN_ALPHA,
+        "quarters": quarters,
+        "detect": target,
+        "fraction_needed": needed.fraction,
+        "already_detectable": needed.already,
+        "says": says,
+    }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, allow_nan=False) + "\n"
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinity as null, numpy scalars as Python ones: JSON that every reader parses."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan: dict[str, Any]
+    files: list[Path]
+
+
+def plan_job(
+    data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
+) -> PlanResult:
+    """`expansion measure --plan`: the plan alone, from the matured cohorts when there are any,
+    else from the configuration and the data's base rate; writes `measure/plan.json`."""
+    history = Path(out_root) / HISTORY_FILE
+    per_quarter, runs = (
+        candidates_per_quarter(history, serving.holdout.period) if history.is_file() else (0, 0)
+    )
+    if not runs:
+        raise UserError(
+            f"{out_root}: no weekly run to plan from ({HISTORY_FILE} has no week); run"
+            " `expansion score` into this folder first"
+        )
+    assigned = read_assignments(history)
+    randomized = assigned[assigned["arm"].isin(COMPARED)]
+    measured = outcomes(data_dir, feature_set, randomized)[0] if len(randomized) else pd.DataFrame()
+    horizon = (
+        int(assigned["horizon_days"].max()) if len(assigned) else TrainingConfig().horizon_days
+    )
+    found = _plan_from(measured, data_dir, feature_set, horizon, serving, per_quarter)
+    files = write_outputs(Path(out_root) / "measure", {"plan.json": text_writer(_json(found))})
+    return PlanResult(plan=found, files=files)
+
+
+def _plan_from(
+    measured: pd.DataFrame,
+    data_dir: DataSource,
+    feature_set: FeatureSet,
+    horizon: int,
+    serving: ServingConfig,
+    per_quarter: float,
+) -> dict[str, Any]:
+    """The plan from what has matured (the adjusted variance where both arms are large enough),
+    or from the data's base rate before anything has."""
+    rows = measured[measured["arm"].isin(COMPARED)] if len(measured) else measured
+    if len(rows):
+        y = rows["expanded"].to_numpy("float64")
+        treated = (rows["arm"] == LISTED).to_numpy()
+        if min(treated.sum(), (~treated).sum()) >= MIN_PER_ARM:
+            x = st.centred(covariates(rows))
+            variance = st.residual_variance(x, y, treated)
+            source = f"the {len(rows):,} matured assignments, adjusted for what the draw knew"
+        else:
+            variance, source = float(y.var()), f"the {len(rows):,} matured assignments"
+        return _clean(plan(serving, per_quarter, variance, source, len(rows)))
+    rate, since = base_rate(data_dir, feature_set, horizon)
+    source = f"the data's base rate {rate:.3f} (eligible accounts on {since}); nothing has matured"
+    return _clean(plan(serving, per_quarter, rate * (1 - rate), source, 0))
+
+
 @dataclass(frozen=True)
 class MeasureResult:
     table: pd.DataFrame
@@ -293,13 +632,33 @@ def measure_job(
         first = min(pd.to_datetime(randomized["assigned_on"]).dt.date)
         raise UserError(
             f"{history}: no assignment's horizon has closed in the data yet (the data ends"
-            f" {end}, the first cohort was drawn {first}); measure again later"
+            f" {end}, the first cohort was drawn {first}); measure again later (`--plan` says"
+            " how long the answer will take)"
         )
-    table = program_table(measured)
+    level = serving.program.confidence
+    checks = control_checks(
+        randomized, measured, serving.holdout.fraction, serving.program.max_holdout_touched
+    )
+    table = program_table(measured, level=level, checks=checks)
     pooled = table.iloc[0]
     n_listed = int(pooled["n_listed"])
     incremental = [float(pooled[c]) * n_listed for c in ("arr_effect", "arr_effect_low",
                                                           "arr_effect_high")]  # fmt: skip
+    first_period = randomized["period"].min()
+    # the chance of being held out the draw used: the configured one, or with the holdout
+    # since turned off, the share the history shows
+    drawn_at = serving.holdout.fraction or float((randomized["arm"] == HOLDOUT).mean())
+    sequence = always_valid(
+        measured,
+        drawn_at,
+        level,
+        planned=float((randomized["period"] == first_period).sum()),
+    )
+    warnings = [f"the {c['period']} estimate is unreliable: {c['check']}"
+                for c in checks.to_dict(orient="records") if not c["reliable"]]  # fmt: skip
+    per_quarter, _ = candidates_per_quarter(history, serving.holdout.period)
+    horizon = int(randomized["horizon_days"].max())
+    found_plan = _plan_from(measured, data_dir, feature_set, horizon, serving, per_quarter)
     summary: dict[str, Any] = {
         "data_end": str(end),
         "cohorts_matured": int((table["scope"] == "cohort").sum()),
@@ -316,13 +675,22 @@ def measure_job(
         "nrr_points_interval": [100 * v / book_arr for v in incremental[1:]]
         if book_arr and pooled["note"] == ""
         else None,
-        "compliance": compliance(measured),
-        "interval": f"95%, bootstrap over accounts ({BOOTSTRAP} resamples)",
+        "compliance": compliance(measured, level=level),
+        "interval": f"{level:.0%} {FIXED_HORIZON}, bootstrap over accounts ({BOOTSTRAP}"
+        " resamples): valid when read once, not week after week",
+        "adjusted_for": list(COVARIATES),
+        "always_valid": sequence,
+        "reliable": bool(checks["reliable"].all()),
+        "checks": checks.to_dict(orient="records"),
+        "warnings": warnings,
+        "plan": found_plan,
         "health": health(data_dir, feature_set, history, measured, table, serving),
     }
+    summary = _clean(summary)
     writers = {
         "program.csv": csv_writer(table),
-        "program.json": text_writer(json.dumps(summary, indent=2, default=str) + "\n"),
+        "program.json": text_writer(_json(summary)),
+        "plan.json": text_writer(_json(found_plan)),
         "program.png": bytes_writer(program_chart(table)),
     }
     files = write_outputs(Path(out_root) / "measure", writers)
