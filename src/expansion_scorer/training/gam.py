@@ -210,16 +210,27 @@ class SplineLogit:
         offset: np.ndarray | None,
         grid: Sequence[float],
         held: pd.DataFrame,
+        held_offset: np.ndarray | None = None,
     ) -> dict[float, np.ndarray]:
-        """Fitted at each penalty of `grid`, strongest first and each starting from the last:
-        the margins of `held` per penalty. The model is left at the weakest penalty."""
+        """Fitted along the penalties of `grid`, strongest first and each starting from the
+        last: the margins of `held` per penalty. The path stops once the held-out log loss has
+        risen at two penalties in a row (the weak end is slow and rarely wins)."""
         basis, y, off = self._basis(frame, y, offset)
+        other = self._matrix(held)
+        held_y = held["label"].to_numpy(dtype="float64")
+        shift = 0.0 if held_offset is None else held_offset
         beta = self._start(basis, y)
-        out = {}
+        out: dict[float, np.ndarray] = {}
+        lowest, rises = np.inf, 0
         for l2 in sorted(grid, reverse=True):
             beta = _solve(basis, y, off, l2, beta)
-            self._set(beta)
-            out[float(l2)] = self.margin(held)
+            out[float(l2)] = margin = other @ beta[:-1].astype(np.float32) + beta[-1]
+            z = margin + shift
+            loss = float(np.mean(np.logaddexp(0.0, z) - held_y * z))
+            lowest, rises = (loss, 0) if loss < lowest else (lowest, rises + 1)
+            if rises == 2:
+                break
+        self._set(beta)
         return out
 
     def _terms(self, frame: pd.DataFrame) -> np.ndarray:

@@ -442,13 +442,13 @@ def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
     for part in search.parts:
         offset = offset_for(part.fit, cfg)
         last = SplineLogit(search.numeric, search.categories, g.knots, 0.0, g.max_rows, cfg.seed)
+        shifts.append(np.zeros(len(part.held)) if offset is None else offset.of(part.held))
         paths.append(
             last.path(
                 part.fit, part.fit["label"].to_numpy(),
-                None if offset is None else offset.of(part.fit), g.l2, part.held,
+                None if offset is None else offset.of(part.fit), g.l2, part.held, shifts[-1],
             )
         )  # fmt: skip
-        shifts.append(np.zeros(len(part.held)) if offset is None else offset.of(part.held))
     y, shift = search.y, np.concatenate(shifts)
 
     def held(l2: float) -> np.ndarray:
@@ -458,7 +458,7 @@ def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
         z = held(l2)
         return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
-    best = min(paths[0], key=loss)
+    best = min((l2 for l2 in paths[0] if all(l2 in p for p in paths)), key=loss)
     offset = offset_for(search.rows if search.refit else search.parts[0].fit, cfg)
     final = _model(search, cfg, (), offset)
     if search.refit:
