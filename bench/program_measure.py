@@ -10,7 +10,7 @@ the seed (two quarters, `--weeks` runs each), CSMs touching what they were shown
 intent-to-treat effect and how far the estimate is from it.
 
     .venv/bin/python bench/program_measure.py [--accounts 3000] [--seeds 20] [--weeks 2]
-        [--first-seed 0] [--fraction 0.1] [--compliance 0.7] [--strength 1]
+        [--first-seed 0] [--fraction 0.1] [--compliance 0.7] [--strength 1] [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from expansion_scorer.data.synthetic import ProgramWorld, generate_world
 from expansion_scorer.serving.simulation import run_program
 from expansion_scorer.settings import load_feature_set
 
+import _args
+
 
 def _weeks(first: date, per_quarter: int) -> list[str]:
     """`per_quarter` weekly dates (Mondays, four weeks apart) in each of two quarters."""
@@ -48,7 +50,7 @@ def _weeks(first: date, per_quarter: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-program-"))
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=args.out))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.chdir(root)
     trained_on = root / "world"
@@ -123,4 +125,5 @@ if __name__ == "__main__":
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--compliance", type=float, default=0.7)
     parser.add_argument("--strength", type=float, default=1.0, help="scale of a touch's effect")
-    run(parser.parse_args())
+    smoke = {"accounts": 150, "seeds": 1, "weeks": 1, "fraction": 0.5}
+    run(_args.parse(parser, "program_measure", smoke))

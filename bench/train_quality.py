@@ -7,6 +7,7 @@ probabilities on the same test snapshots; the margins over each baseline; lift a
 
     .venv/bin/python bench/train_quality.py [--accounts 3000] [--months 30] [--seed 0]
         [--trials 0] [--ceiling] [--catalogue default|random] [--structure usage|budget|renewal]
+        [--out DIR] [--smoke]
 
 `--catalogue random` names products, plans and events from the seed and redraws the strength of
 each mechanism; `--structure` picks what drives expansion. With `--ceiling` it also prints the
@@ -35,6 +36,8 @@ from expansion_scorer.config import TrainingConfig, load_training_config
 from expansion_scorer.data.synthetic import Catalogue, generate_world
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import TrainResult
+
+import _args
 
 
 def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
@@ -96,13 +99,15 @@ def measure(
     trials: int = 0,
     ceiling: bool = True,
     learners: list[str] | None = None,
+    out: Path | None = None,
 ) -> Measured:
-    """Generate a world, train it into a throw-away store and, with `ceiling`, fit the ceiling."""
+    """Generate a world, train it into a throw-away store under `out` and, with `ceiling`, fit
+    the ceiling."""
     from expansion_scorer.jobs import train_job
 
     catalogue = Catalogue.of(catalogue_kind, seed, structure)
     here = Path.cwd()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="run-", dir=out) as tmp:
         data = Path(tmp) / "data"
         started = time.perf_counter()
         generate_world(data, n_accounts=accounts, seed=seed, months=months, catalogue=catalogue)
@@ -138,7 +143,12 @@ def _kept(result: TrainResult) -> str:
 
 
 def table(
-    sizes: list[int], seeds: list[int], months: int, structure: str, baseline: bool = True
+    sizes: list[int],
+    seeds: list[int],
+    months: int,
+    structure: str,
+    baseline: bool = True,
+    out: Path | None = None,
 ) -> None:
     """The README's quality table: per world and size, the configured learners against `single`
     (without `baseline`, the configured learners only, with their own ceiling fit)."""
@@ -151,11 +161,13 @@ def table(
     for accounts in sizes:
         for kind, seed in worlds:
             single = (
-                measure(accounts, months, seed, kind, structure, learners=["single"])
+                measure(accounts, months, seed, kind, structure, learners=["single"], out=out)
                 if baseline
                 else None
             )
-            chosen = measure(accounts, months, seed, kind, structure, ceiling=single is None)
+            chosen = measure(
+                accounts, months, seed, kind, structure, ceiling=single is None, out=out
+            )
             if single is not None:
                 chosen.ceiling_share = single.ceiling_share
             name = "default" if kind == "default" else f"random, seed {seed}"
@@ -200,16 +212,17 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="with --table: skip the `single` runs"
     )
-    args = parser.parse_args()
+    smoke = {"accounts": 60, "months": 30, "ceiling": True, "catalogue": "random"}
+    args = _args.parse(parser, "train_quality", smoke)
     if args.table:
         sizes = [int(s) for s in args.sizes.split(",")]
         seeds = [int(s) for s in args.random_seeds.split(",")]
-        table(sizes, seeds, args.months, args.structure, baseline=not args.no_baseline)
+        table(sizes, seeds, args.months, args.structure, not args.no_baseline, args.out)
         return
     learners = args.learners.split(",") if args.learners else None
     run = measure(
         args.accounts, args.months, args.seed, args.catalogue, args.structure, args.trials,
-        args.ceiling, learners,
+        args.ceiling, learners, args.out,
     )  # fmt: skip
     result, cfg = run.result, run.cfg
     m = result.metrics

@@ -8,6 +8,7 @@ stopping, calibrator, size model, logistic baseline, rules), the random-split ch
 final fit. Prints wall time per step and the peak resident memory.
 
     .venv/bin/python bench/train_scale.py [--rows 1000000] [--features 100] [--config PATH]
+        [--smoke]
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from expansion_scorer.training.backtest import (
     random_split_auc,
 )
 from expansion_scorer.training.train import fit
+
+import _args
 
 BASELINE_FEATURES = ("seat_utilisation", "active_users_change_28d", "days_since_expansion")
 
@@ -73,7 +76,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", type=Path, help="a training config (default: the built-in)")
-    args = parser.parse_args()
+    args = _args.parse(parser, "train_scale", {"rows": 4000, "features": 12})
 
     frame, feature_set = draw_frame(args.rows, args.features, args.seed)
     cfg = load_training_config(args.config)

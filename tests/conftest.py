@@ -4,7 +4,6 @@ a local Spark session."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import yaml
 
 from expansion_scorer.cli import share_cores_politely
 from tests import pgserver
-from tests.helpers import TINY
+from tests.helpers import TINY, postgres_missing, spark_missing, unavailable
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -128,11 +127,9 @@ def postgres() -> Iterator[pgserver.Server]:
     installs it), where its absence is a failure.
     """
 
-    if pgserver.binaries() is None:
-        why = "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+    missing = postgres_missing()
+    if missing:
+        unavailable(missing)
     server = pgserver.start()
     yield server
     server.stop()
@@ -152,17 +149,11 @@ def pg_database(postgres: pgserver.Server, request: pytest.FixtureRequest) -> st
 @pytest.fixture(scope="module")
 def spark() -> Iterator[SparkSession]:
     """One local session on two cores for the module; CI must have Java and pyspark."""
-    missing = None
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        missing = "pyspark is not installed (make install installs it)"
-    if missing is None and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        missing = "Java is missing (.ci/run installs openjdk-17-jre-headless as root)"
+    missing = spark_missing()
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Spark engine cannot be tested: {missing}")
-        pytest.skip(missing)
+        unavailable(f"the Spark engine cannot be tested: {missing}")
+    from pyspark.sql import SparkSession
+
     python = os.environ.get("PYSPARK_PYTHON")
     os.environ["PYSPARK_PYTHON"] = sys.executable  # the UDF's workers need this venv
     session = (
