@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
@@ -17,7 +17,7 @@ import yaml
 
 from expansion_scorer.cli import share_cores_politely
 from tests import pgserver
-from tests.helpers import TINY, postgres_missing, spark_missing, unavailable
+from tests.helpers import TINY, new_store, postgres_missing, spark_missing, unavailable
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -40,23 +40,46 @@ def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, empty SQLite MLflow store, made once a session: MLflow builds a new store's schema
+    through some fifty migrations (seconds every time); a copy of this one opens at once."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("empty-store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow's default experiment keeps its artifacts here
+        MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_experiments()
+    return root / "mlflow.db"
+
+
 @pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A real, empty SQLite-backed MLflow store under tmp_path, and tmp_path as the cwd."""
+def unopened_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MLflow pointed at a SQLite store under tmp_path that does not exist yet, and tmp_path as
+    the cwd: for the tests that prove a command tracks nothing."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     return tmp_path
 
 
+@pytest.fixture
+def mlflow_store(unopened_store: Path, empty_store: Path) -> Path:
+    """A real, empty SQLite-backed MLflow store under tmp_path, and tmp_path as the cwd."""
+    new_store(empty_store, unopened_store / "store")
+    return unopened_store
+
+
 @pytest.fixture(scope="session")
-def trained_store(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def trained_store(
+    world_dir: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """A store holding one champion trained on `world_dir`, trained once per session."""
     from expansion_scorer.config import load_training_config
     from expansion_scorer.jobs import train_job
     from expansion_scorer.settings import load_feature_set
 
     root = tmp_path_factory.mktemp("trained")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = new_store(empty_store, root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.chdir(root)
@@ -146,9 +169,29 @@ def pg_database(postgres: pgserver.Server, request: pytest.FixtureRequest) -> st
     return name
 
 
-@pytest.fixture(scope="module")
+SPARK_FILES = {"tests/features/test_spark.py", "tests/serving/test_spark.py"}
+"""The files whose tests drive the Spark engine: `spark` below starts one session for them all."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `--dist loadfile` (`make test`), the Spark files go to one process as one unit of
+    work, so one session (a JVM, its start and its warm-up) serves them all."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "spark" if scope in SPARK_FILES else scope
+
+    return SparkTogether(config, log)
+
+
+@pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    """One local session on two cores for the module; CI must have Java and pyspark."""
+    """One local session on two cores for every Spark test the process runs; CI must have Java
+    and pyspark."""
     missing = spark_missing()
     if missing:
         unavailable(f"the Spark engine cannot be tested: {missing}")
@@ -167,8 +210,7 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-    # Stopping a session leaves its JVM running (1.5 GB resident); the rest of the suite
-    # trains models on the same two cores, so end the JVM this fixture started.
+    # Stopping a session leaves its JVM running (1.5 GB resident): end the one this started.
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway

@@ -172,3 +172,11 @@ def postgres_missing() -> str | None:
     if pgserver.binaries() is None:
         return "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
     return None
+
+
+def new_store(empty_store: Path, directory: Path) -> str:
+    """A new, empty SQLite MLflow store in `directory` (a copy of the session's `empty_store`
+    fixture), and its tracking URI."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(empty_store, directory / "mlflow.db")
+    return f"sqlite:///{directory / 'mlflow.db'}"
