@@ -3,9 +3,11 @@ a local Spark session."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,14 +32,38 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
     return {name: frame.copy() for name, frame in TINY.items()}
 
 
+def made_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]
+) -> Path:
+    """A directory `make` fills once for the whole run, for tests that only read it. Under
+    pytest-xdist each worker would make its own: they share one, the first to need it makes
+    it and the others wait for it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        out = tmp_path_factory.mktemp(name)
+        make(out)
+        return out
+    root = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's own
+    out, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            make(out)
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated world shared by the tests that only read it."""
     from expansion_scorer.data.synthetic import generate_world
 
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, n_accounts=250, seed=11, months=24)
-    return out
+    return made_once(
+        tmp_path_factory,
+        "world",
+        lambda out: generate_world(out, n_accounts=250, seed=11, months=24),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -73,19 +99,19 @@ def mlflow_store(unopened_store: Path, empty_store: Path) -> Path:
 def trained_store(
     world_dir: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
-    """A store holding one champion trained on `world_dir`, trained once per session."""
+    """A store holding one champion trained on `world_dir`, trained once per run."""
     from expansion_scorer.config import load_training_config
     from expansion_scorer.jobs import train_job
     from expansion_scorer.settings import load_feature_set
 
-    root = tmp_path_factory.mktemp("trained")
-    uri = new_store(empty_store, root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.chdir(root)
-        cfg = load_training_config().model_copy(update={"test_months": 4})
-        train_job(world_dir, cfg, load_feature_set())
-    yield root
+    def train(root: Path) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", new_store(empty_store, root))
+            mp.chdir(root)
+            cfg = load_training_config().model_copy(update={"test_months": 4})
+            train_job(world_dir, cfg, load_feature_set())
+
+    yield made_once(tmp_path_factory, "trained", train)
 
 
 @pytest.fixture
@@ -116,30 +142,34 @@ def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pr
     were shown (80% of it), the world advances with those touches."""
     from expansion_scorer.cli import main
     from expansion_scorer.data.synthetic import ProgramWorld
-    from expansion_scorer.serving.simulation import run_program
+    from expansion_scorer.serving.simulation import TRUTH_FILE, run_program
     from expansion_scorer.settings import load_feature_set
 
-    root = tmp_path_factory.mktemp("program")
-    raw = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
-    raw["holdout"] = {"fraction": 0.5, "salt": "test"}
-    config = root / "serving.yaml"
-    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    out = root / "weekly"
-    world = ProgramWorld(
-        root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
-    )  # a strong program, for a small world to show
+    def run(root: Path) -> None:
+        raw = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
+        raw["holdout"] = {"fraction": 0.5, "salt": "test"}
+        config = root / "serving.yaml"
+        config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        out = root / "weekly"
+        world = ProgramWorld(
+            root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
+        )  # a strong program, for a small world to show
 
-    def score(as_of: date) -> None:
-        args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out), "--per-csm",
-                "--config", str(config)]  # fmt: skip
-        assert main(args) == 0
+        def score(as_of: date) -> None:
+            args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out),
+                    "--per-csm", "--config", str(config)]  # fmt: skip
+            assert main(args) == 0
 
-    weeks = [date.fromisoformat(w) for w in PROGRAM_WEEKS]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
-        mp.chdir(root)
-        truth = run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
-    return Program(out, config, world.out, truth)
+        weeks = [date.fromisoformat(w) for w in PROGRAM_WEEKS]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
+            mp.chdir(root)
+            run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
+
+    root = made_once(tmp_path_factory, "program", run)
+    world = root / "world"
+    truth = pd.read_parquet(world / TRUTH_FILE)  # what run_program returned, as it wrote it
+    return Program(root / "weekly", root / "serving.yaml", world, truth)
 
 
 @pytest.fixture(scope="session")
