@@ -203,6 +203,7 @@ SPARK_FILES = {"tests/features/test_spark.py", "tests/serving/test_spark.py"}
 """The files whose tests drive the Spark engine: `spark` below starts one session for them all."""
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under `--dist loadfile` (`make test`), the Spark files go to one process as one unit of
     work, so one session (a JVM, its start and its warm-up) serves them all."""
