@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+import expansion_scorer
 from tests.helpers import postgres_missing, spark_missing, unavailable
 
 BENCH = Path(__file__).parents[1] / "bench"
+CODE = Path(expansion_scorer.__file__).resolve().parents[1]
+"""Where the package under test was imported from: the benchmarks run that code too."""
 SCRIPTS = sorted(path.name for path in BENCH.glob("*.py") if not path.name.startswith("_"))
 NEEDS: dict[str, Callable[[], str | None]] = {
     "pg_sink.py": postgres_missing,
@@ -36,6 +39,7 @@ def test_the_benchmark_runs_in_its_smoke_mode(script: str, tmp_path: Path) -> No
     if missing:
         unavailable(f"{script} cannot run: {missing}")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # its own store
+    env["PYTHONPATH"] = os.pathsep.join([str(CODE), *filter(None, [env.get("PYTHONPATH")])])
 
     done = subprocess.run(
         [sys.executable, str(BENCH / script), "--smoke", "--out", str(tmp_path / "out")],
