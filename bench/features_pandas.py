@@ -7,6 +7,7 @@ from the DuckDB ledger on both sides, as it is not a per-snapshot computation), 
 checks that both sides agree on every one of those columns before it reports the times.
 
     .venv/bin/python bench/features_pandas.py [--accounts 1200] [--months 24] [--snapshots 52]
+        [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -24,19 +25,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import UsageWindow
+from expansion_scorer.config import FeatureSet, UsageWindow
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
+from expansion_scorer.features.catalogue import resolve_plans
 from expansion_scorer.features.frame import feature_frame
 from expansion_scorer.features.ledger import movements_sql
 from expansion_scorer.settings import load_feature_set
 
-OUT = Path(__file__).parent / "out" / "features_pandas"
+import _args
+
+AFFINITY = {"export_report": "Analytics", "schedule_task": "Automation", "api_call": "Integrations"}
 PLAN_CAP = {"starter": 10, "team": 50, "business": 250}
 
 
-def duckdb_side(world_dir: Path, dates: list[date]) -> pd.DataFrame:
-    return feature_frame(open_world(world_dir), load_feature_set(), dates).features
+def definitions(world_dir: Path) -> FeatureSet:
+    """The shipped definitions with the catalogue both sides compute with: the world's plans by
+    price, and the synthetic world's event -> product pairs named (a learned affinity is fitted
+    at training, not by the feature pipeline, so unfitted it would compute no pairs)."""
+    features = resolve_plans(open_world(world_dir), load_feature_set())
+    return features.with_catalogue(affinity=AFFINITY) if features.affinity_learned else features
+
+
+def duckdb_side(world_dir: Path, fs: FeatureSet, dates: list[date]) -> pd.DataFrame:
+    return feature_frame(open_world(world_dir), fs, dates).features
 
 
 def _window(events: pd.DataFrame, t: pd.Timestamp, w: UsageWindow) -> pd.Series:
@@ -73,9 +85,10 @@ def _ratio(a: pd.Series, b: pd.Series, minus: float = 0.0) -> np.ndarray:
     return np.where(b > 0, a / b.where(b > 0) - minus, np.nan)
 
 
-def pandas_side(world_dir: Path, dates: list[date], movements: pd.DataFrame) -> pd.DataFrame:
+def pandas_side(
+    world_dir: Path, fs: FeatureSet, dates: list[date], movements: pd.DataFrame
+) -> pd.DataFrame:
     """Plain pandas, one snapshot date at a time: every feature of the definitions, by hand."""
-    fs = load_feature_set()
     accounts = pd.read_parquet(world_dir / "accounts.parquet")
     subs = pd.read_parquet(world_dir / "subscriptions.parquet")
     events = pd.read_parquet(world_dir / "usage_events.parquet")
@@ -89,7 +102,9 @@ def pandas_side(world_dir: Path, dates: list[date], movements: pd.DataFrame) -> 
     movements["day"] = pd.to_datetime(movements["day"])
     rank = {plan: i for i, plan in enumerate(fs.plan_order)}
     subs["rank"] = subs["plan"].map(rank)
-    tracked = sorted({*fs.affinity, *(e for lim in fs.plan_limits.values() for e in lim)})
+    affinity = fs.affinity_pairs
+    tracked = sorted({*affinity, *(e for lim in fs.plan_limits.values() for e in lim)})
+    first_used = events.groupby("event")["day"].min()  # the catalogue, with `events: auto`
     limits = pd.DataFrame(
         [(p, e, m) for p, lim in fs.plan_limits.items() for e, m in lim.items()],
         columns=["plan", "event", "monthly"],
@@ -130,13 +145,14 @@ def pandas_side(world_dir: Path, dates: list[date], movements: pd.DataFrame) -> 
         per = per.reindex(columns=[False, True], fill_value=0)
         per.columns = ["q_prev", "q"]
         per = per[per["q"] + per["q_prev"] > 0].reset_index()
-        fit = per[per["event"].isin(list(fs.affinity))].assign(
-            product=lambda f: f["event"].map(fs.affinity)
+        fit = per[per["event"].isin(list(affinity))].assign(
+            product=lambda f: f["event"].map(affinity)
         )
         owned = set(zip(live["account_id"], live["product"], strict=True))
-        fit = fit[
-            [(a, p) not in owned for a, p in zip(fit["account_id"], fit["product"], strict=True)]
+        unowned = [
+            (a, p) not in owned for a, p in zip(fit["account_id"], fit["product"], strict=True)
         ]
+        fit = fit[np.array(unowned, dtype=bool)]  # an empty list would select no columns
         fit_sum = fit.groupby("account_id")[["q", "q_prev"]].sum()
         b["unowned_fit_events_28d"] = fit_sum["q"].reindex(idx).fillna(0)
         b["unowned_fit_events_prev_28d"] = fit_sum["q_prev"].reindex(idx).fillna(0)
@@ -187,7 +203,8 @@ def pandas_side(world_dir: Path, dates: list[date], movements: pd.DataFrame) -> 
         f["seat_utilisation_90d_ago"] = _ratio(b["active_users_28d_90d_ago"], b["seats_90d_ago"])
         f["active_users_change_28d"] = _ratio(b["active_users_28d"], b["active_users_prev_28d"], 1)
         f["events_per_user_28d"] = _ratio(b["events_28d"], b["active_users_28d"])
-        f["catalogue_share_28d"] = b["events_used_28d"] / len(fs.events)
+        catalogue = (first_used < t).sum() if fs.events_auto else len(fs.catalogue_events)
+        f["catalogue_share_28d"] = b["events_used_28d"] / catalogue if catalogue else np.nan
         f["key_feature_adoption_28d"] = _ratio(b["key_feature_users_28d"], b["active_users_28d"])
         f["active_days_per_user_28d"] = _ratio(b["user_days_28d"], b["active_users_28d"])
         f["events_change_28d"] = _ratio(b["events_28d"], b["events_prev_28d"], 1)
@@ -242,9 +259,9 @@ def pandas_side(world_dir: Path, dates: list[date], movements: pd.DataFrame) -> 
     return pd.concat(out, ignore_index=True).sort_values(["as_of", "account_id"])
 
 
-def _ledger(world_dir: Path) -> pd.DataFrame:
+def _ledger(world_dir: Path, fs: FeatureSet) -> pd.DataFrame:
     world = open_world(world_dir)
-    movements = movements_sql(load_feature_set())
+    movements = movements_sql(fs)
     return world.con.execute(f"SELECT account_id, day, kind, arr_delta FROM ({movements})").df()
 
 
@@ -254,8 +271,9 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--snapshots", type=int, default=52)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    world_dir = OUT / f"world-{args.accounts}-{args.months}"
+    smoke = {"accounts": 40, "months": 12, "snapshots": 3, "repeats": 1}
+    args = _args.parse(parser, "features_pandas", smoke)
+    world_dir = args.out / f"world-{args.accounts}-{args.months}"
     if not (world_dir / "truth.parquet").exists():
         generate_world(world_dir, n_accounts=args.accounts, seed=3, months=args.months)
     events = len(pd.read_parquet(world_dir / "usage_events.parquet", columns=["event"]))
@@ -266,10 +284,11 @@ def main() -> None:
 
     # The movement ledger is shared: it is not a per-snapshot computation, so pandas gets it
     # ready made, outside its timing.
-    movements = _ledger(world_dir)
+    fs = definitions(world_dir)
+    movements = _ledger(world_dir, fs)
     sides = {
-        "duckdb": lambda: duckdb_side(world_dir, dates),
-        "pandas": lambda: pandas_side(world_dir, dates, movements.copy()),
+        "duckdb": lambda: duckdb_side(world_dir, fs, dates),
+        "pandas": lambda: pandas_side(world_dir, fs, dates, movements.copy()),
     }
     times: dict[str, list[float]] = {"duckdb": [], "pandas": []}
     frames = {}
@@ -279,7 +298,7 @@ def main() -> None:
             frames[name] = side()
             times[name].append(time.perf_counter() - started)
 
-    features = load_feature_set().features
+    features = fs.features
     ours = frames["duckdb"].set_index(["as_of", "account_id"])
     theirs = frames["pandas"].set_index(["as_of", "account_id"]).reindex(ours.index)
     assert len(frames["pandas"]) == len(ours), "the two sides chose different accounts"

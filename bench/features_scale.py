@@ -6,6 +6,7 @@ and the labels) for 52 weekly snapshot dates, with DuckDB limited to the given m
 spilling to disk beyond it. Reports wall time, rows per second and the process's peak memory.
 
     .venv/bin/python bench/features_scale.py [--accounts 12000] [--months 24] [--activity 1]
+        [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import argparse
 import resource
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import duckdb
 
@@ -29,7 +29,7 @@ from expansion_scorer.features.frame import Labelling, feature_frame
 from expansion_scorer.features.snapshots import data_span
 from expansion_scorer.settings import load_feature_set
 
-OUT = Path(__file__).parent / "out" / "features_scale"
+import _args
 
 
 def main() -> None:
@@ -39,9 +39,10 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=52)
     parser.add_argument("--activity", type=float, default=1.0, help="thin the usage log")
     parser.add_argument("--memory", default="3GB", help="DuckDB memory limit; it spills beyond")
-    args = parser.parse_args()
+    smoke = {"accounts": 40, "months": 12, "snapshots": 3, "memory": "1GB"}
+    args = _args.parse(parser, "features_scale", smoke)
 
-    world_dir = OUT / f"world-{args.accounts}-{args.months}-{args.activity}"
+    world_dir = args.out / f"world-{args.accounts}-{args.months}-{args.activity}"
     if not (world_dir / "truth.parquet").exists():
         started = time.perf_counter()
         counts = generate_world(
@@ -56,7 +57,7 @@ def main() -> None:
 
     started = time.perf_counter()
     world = open_world(world_dir)
-    spill = OUT / "spill"
+    spill = args.out / "spill"
     spill.mkdir(parents=True, exist_ok=True)
     world.con.execute(f"SET memory_limit = '{args.memory}'")
     world.con.execute(f"SET temp_directory = '{spill}'")

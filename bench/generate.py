@@ -6,7 +6,7 @@ tables and truth.parquet written, then deleted) and reports its wall time and pe
 an older commit) alternate with this one's, so both see the same machine load.
 
     .venv/bin/python bench/generate.py [--accounts 50000] [--months 24] [--activity 0.25]
-        [--repeats 3] [--baseline /work/wt-gen-base/src]
+        [--repeats 3] [--baseline /work/wt-gen-base/src] [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -22,17 +22,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import _args
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _one_run(accounts: int, months: int, activity: float, seed: int) -> None:
+def _one_run(accounts: int, months: int, activity: float, seed: int, out: Path) -> None:
     """In the child: generate once and print a JSON line with the figures."""
     from expansion_scorer.data.synthetic import generate_world
 
-    with tempfile.TemporaryDirectory(prefix="bench-generate-") as out:
+    with tempfile.TemporaryDirectory(prefix="world-", dir=out) as world:
         started, cpu = time.perf_counter(), time.process_time()
         counts = generate_world(
-            Path(out), n_accounts=accounts, seed=seed, months=months, activity=activity
+            Path(world), n_accounts=accounts, seed=seed, months=months, activity=activity
         )
         took, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # KiB -> GiB
@@ -46,7 +48,7 @@ def _one_run(accounts: int, months: int, activity: float, seed: int) -> None:
 def _spawn(src: Path, args: argparse.Namespace) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", "--accounts", str(args.accounts)]
     command += ["--months", str(args.months), "--activity", str(args.activity)]
-    command += ["--seed", str(args.seed)]
+    command += ["--seed", str(args.seed), "--out", str(args.out)]
     env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -61,9 +63,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="another checkout's src to compare with")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _args.parse(parser, "generate", {"accounts": 40, "months": 12, "repeats": 1})
     if args.child:
-        _one_run(args.accounts, args.months, args.activity, args.seed)
+        _one_run(args.accounts, args.months, args.activity, args.seed, args.out)
         return
 
     sources = {"this checkout": SRC}

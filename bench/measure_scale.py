@@ -7,6 +7,7 @@ reading the world, the ledger, every matured assignment's outcome, the pooled an
 bootstrap intervals, and the outputs. Median of `--repeats` runs, with peak memory.
 
     .venv/bin/python bench/measure_scale.py [--accounts 100000] [--per-week 2000] [--repeats 3]
+        [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from expansion_scorer.program.history import APPEND_ONLY, HISTORY_FILE, TABLES
 from expansion_scorer.program.holdout import ASSIGNMENT_COLUMNS, period_of
 from expansion_scorer.serving.measure import measure_job
 from expansion_scorer.settings import load_feature_set
+
+import _args
 
 
 def write_history(out: Path, accounts: list[str], per_week: int, seed: int = 0) -> int:
@@ -77,8 +80,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--per-week", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-measure-"))
+    args = _args.parse(parser, "measure_scale", {"accounts": 200, "per_week": 10, "repeats": 1})
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=args.out))
     started = time.perf_counter()
     generate_world(root / "world", n_accounts=args.accounts, seed=0, months=24, activity=0.02)
     print(f"world: {args.accounts:,} accounts in {time.perf_counter() - started:.0f} s")

@@ -10,7 +10,7 @@ DO UPDATE, which the sink does not use) and `read_select` of the week back into 
 repeat writes a new week, so the table grows by 1,000,000 rows a repeat as it would weekly.
 Prints each repeat and the medians.
 
-    .venv/bin/python bench/pg_sink.py [--rows 1000000] [--repeats 3] [--compare]
+    .venv/bin/python bench/pg_sink.py [--rows 1000000] [--repeats 3] [--compare] [--smoke]
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+import _args
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/pgserver.py
 
@@ -119,7 +121,7 @@ def main() -> None:
     parser.add_argument(
         "--compare", action="store_true", help="also time a re-run as ON CONFLICT DO UPDATE"
     )
-    args = parser.parse_args()
+    args = _args.parse(parser, "pg_sink", {"rows": 1000, "repeats": 1, "compare": True})
 
     frame = score_list(args.rows)
     print("load average at the start: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))

@@ -10,7 +10,7 @@ Explanations run once with the scorer's default TreeSHAP method ("default") and 
 named in `--methods`, forced in that process. Feature computation is not part of this step.
 
     .venv/bin/python bench/score_1m.py [--accounts 1000000] [--chunk-rows 100000]
-                                       [--methods default,pred_contrib]
+                                       [--methods default,pred_contrib] [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -33,28 +33,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-OUT = Path(__file__).parent / "out" / "score_1m"
+import _args
+
 MODEL = "models:/expansion-propensity@champion"
 AS_OF = date(2025, 6, 1)
 
 
-def prepare(accounts: int, world_accounts: int) -> Path:
+def prepare(accounts: int, world_accounts: int, out: Path) -> Path:
     from expansion_scorer.config import load_training_config
     from expansion_scorer.data.loading import open_world
     from expansion_scorer.data.synthetic import generate_world
     from expansion_scorer.jobs import training_frame
     from expansion_scorer.settings import load_feature_set
 
-    world = OUT / "world"
+    world = out / "world"
     if not (world / "truth.parquet").exists():
         generate_world(world, n_accounts=world_accounts, seed=5, months=30)
-    if not (OUT / "mlruns" / "mlflow.db").exists():
-        (OUT / "mlruns").mkdir(parents=True, exist_ok=True)
+    if not (out / "mlruns" / "mlflow.db").exists():
+        (out / "mlruns").mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "expansion_scorer", "train", str(world)], check=True,
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-    path = OUT / f"frame-{accounts}.parquet"
+    path = out / f"frame-{accounts}.parquet"
     if not path.exists():
         snapshots = training_frame(
             open_world(world), load_feature_set(), load_training_config(), None
@@ -119,19 +120,20 @@ def main() -> None:
     )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--frame", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{OUT / 'mlruns' / 'mlflow.db'}"
+    smoke = {"accounts": 300, "world_accounts": 60, "chunk_rows": 100, "methods": "pred_contrib"}
+    args = _args.parse(parser, "score_1m", smoke)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.out / 'mlruns' / 'mlflow.db'}"
     if args.measure:
         result = measure(args.frame, args.measure, args.chunk_rows)
         print(json.dumps(result))
         return
 
-    path = prepare(args.accounts, args.world_accounts)
+    path = prepare(args.accounts, args.world_accounts, args.out)
     print(f"{args.accounts:,} accounts, chunks of {args.chunk_rows:,}, {os.cpu_count()} cores")
     for mode in ("plain", *args.methods.split(",")):
         child = subprocess.run(
             [sys.executable, __file__, "--measure", mode, "--frame", str(path),
-             "--chunk-rows", str(args.chunk_rows)],
+             "--chunk-rows", str(args.chunk_rows), "--out", str(args.out)],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         r = json.loads(child.stdout.strip().splitlines()[-1])

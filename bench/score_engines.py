@@ -6,6 +6,7 @@ its JVM start as a real run would. Prints each run's wall time, the medians, and
 difference between the engines' scores and features.
 
     .venv/bin/python bench/score_engines.py [--accounts 2000] [--months 24] [--runs 3]
+        [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from expansion_scorer.program.history import HISTORY_FILE, read_features
 
-OUT = Path(__file__).parent / "out" / "score_engines"
+import _args
+
 AS_OF = "2024-12-01"
 
 
@@ -39,8 +40,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    root = OUT / f"{args.accounts}x{args.months}"
+    args = _args.parse(parser, "score_engines", {"accounts": 60, "months": 24, "runs": 1})
+    root = args.out / f"{args.accounts}x{args.months}"
     data = root / "data"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{(root / 'mlflow.db').resolve()}"}
     if not (root / "trained").exists():

@@ -13,6 +13,7 @@ difference from the reference and the memory it adds at its peak. Feature comput
 part of this step (see the feature benchmarks).
 
     .venv/bin/python bench/score_explain.py [--accounts 100000] [--repeats 3] [--config PATH]
+        [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -41,19 +42,15 @@ from expansion_scorer.config import load_serving_config, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
 from expansion_scorer.jobs import training_frame
-from expansion_scorer.serving.explain import (
-    contributions,
-    family_points,
-    motions,
-    readiness,
-    reasons,
-)
+from expansion_scorer.serving.explain import family_points, motions, readiness, reasons
 from expansion_scorer.serving.job import load_model
 from expansion_scorer.serving.scoring import score_features
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training import treeshap
+from expansion_scorer.training.contributions import contributions
 
-OUT = Path(__file__).parent / "out" / "score_explain"
+import _args
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -104,12 +101,14 @@ def main() -> None:
     parser.add_argument("--world-accounts", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--config", type=Path, help="training config (default: the default)")
-    args = parser.parse_args()
+    args = _args.parse(
+        parser, "score_explain", {"accounts": 300, "world_accounts": 60, "repeats": 1}
+    )
 
-    world = OUT / "world"
+    world = args.out / "world"
     if not (world / "truth.parquet").exists():
         generate_world(world, n_accounts=args.world_accounts, seed=5, months=30)
-    store = OUT / ("mlruns" if args.config is None else f"mlruns-{args.config.stem}")
+    store = args.out / ("mlruns" if args.config is None else f"mlruns-{args.config.stem}")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     if not (store / "mlflow.db").exists():
         store.mkdir(parents=True, exist_ok=True)

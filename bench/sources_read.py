@@ -18,7 +18,7 @@ system, every DuckDB thread) as well as wall time, since on a shared machine the
 measures the neighbours as much as the code.
 
     .venv/bin/python bench/sources_read.py [--accounts 3000] [--months 24] [--activity 0.25]
-        [--repeats 5] [--presets]
+        [--repeats 5] [--presets] [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from pathlib import Path
 
 from expansion_scorer.data.contract import TABLES
 
-OUT = Path(__file__).parent / "out" / "sources_read"
+import _args
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -112,9 +113,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--presets", action="store_true", help="also the vendor exports")
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    smoke = {"accounts": 40, "months": 12, "repeats": 1, "presets": True}
+    args = _args.parse(parser, "sources_read", smoke)
 
-    world = OUT / f"world-{args.accounts}-{args.months}-{args.activity}"
+    world = args.out / f"world-{args.accounts}-{args.months}-{args.activity}"
     start = date(2023, 1, 1)
     end = date(start.year + (args.months // 12), 1 + args.months % 12, 1)
     exports = world.parent / f"{world.name}-exports" if args.presets else None
@@ -145,6 +147,8 @@ def main() -> None:
                 str(args.months),
                 "--activity",
                 str(args.activity),
+                "--out",
+                str(args.out),
             ]
             command += ["--presets"] if args.presets else []  # fmt: skip
             done = subprocess.run(command, capture_output=True, text=True, check=True)

@@ -7,6 +7,7 @@ probabilities on the same test snapshots; the margins over each baseline; lift a
 
     .venv/bin/python bench/train_quality.py [--accounts 3000] [--months 30] [--seed 0]
         [--trials 0] [--ceiling] [--catalogue default|random] [--structure usage|budget|renewal]
+        [--out DIR] [--smoke]
 
 `--catalogue random` names products, plans and events from the seed and redraws the strength of
 each mechanism; `--structure` picks what drives expansion. With `--ceiling` it also prints the
@@ -36,6 +37,8 @@ from expansion_scorer.data.synthetic import Catalogue, generate_world
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import TrainResult
 from expansion_scorer.training.report import learner_summary
+
+import _args
 
 
 def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
@@ -97,13 +100,15 @@ def measure(
     trials: int = 0,
     ceiling: bool = True,
     learners: list[str] | None = None,
+    out: Path | None = None,
 ) -> Measured:
-    """Generate a world, train it into a throw-away store and, with `ceiling`, fit the ceiling."""
+    """Generate a world, train it into a throw-away store under `out` and, with `ceiling`, fit
+    the ceiling."""
     from expansion_scorer.jobs import train_job
 
     catalogue = Catalogue.of(catalogue_kind, seed, structure)
     here = Path.cwd()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="run-", dir=out) as tmp:
         data = Path(tmp) / "data"
         started = time.perf_counter()
         generate_world(data, n_accounts=accounts, seed=seed, months=months, catalogue=catalogue)
@@ -144,7 +149,12 @@ def _auc(result: TrainResult, scorer: str) -> str:
 
 
 def table(
-    sizes: list[int], seeds: list[int], months: int, structure: str, baseline: bool = True
+    sizes: list[int],
+    seeds: list[int],
+    months: int,
+    structure: str,
+    baseline: bool = True,
+    out: Path | None = None,
 ) -> None:
     """The README's quality table: per world and size, pooled test ROC AUC of one booster
     trained alone and, inside the configured learners' run, of the best booster, the gam, the
@@ -161,11 +171,13 @@ def table(
     for accounts in sizes:
         for kind, seed in worlds:
             single = (
-                measure(accounts, months, seed, kind, structure, learners=["single"])
+                measure(accounts, months, seed, kind, structure, learners=["single"], out=out)
                 if baseline
                 else None
             )
-            chosen = measure(accounts, months, seed, kind, structure, ceiling=single is None)
+            chosen = measure(
+                accounts, months, seed, kind, structure, ceiling=single is None, out=out
+            )
             if single is not None:
                 chosen.ceiling_share = single.ceiling_share
             name = "default" if kind == "default" else f"random, seed {seed}"
@@ -216,22 +228,18 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="with --table: skip the `single` runs"
     )
-    parser.add_argument(
-        "--smoke", action="store_true", help="a tiny table (one 150-account world), in seconds"
-    )
-    args = parser.parse_args()
-    if args.smoke:
-        table([150], [], 20, args.structure)
-        return
+    # the smoke runs the table's code: one 60-account world, one booster and the learners
+    smoke = {"accounts": 60, "months": 30, "table": True, "sizes": "60", "random_seeds": ""}
+    args = _args.parse(parser, "train_quality", smoke)
     if args.table:
         sizes = [int(s) for s in args.sizes.split(",")]
-        seeds = [int(s) for s in args.random_seeds.split(",")]
-        table(sizes, seeds, args.months, args.structure, baseline=not args.no_baseline)
+        seeds = [int(s) for s in args.random_seeds.split(",") if s]
+        table(sizes, seeds, args.months, args.structure, not args.no_baseline, args.out)
         return
     learners = args.learners.split(",") if args.learners else None
     run = measure(
         args.accounts, args.months, args.seed, args.catalogue, args.structure, args.trials,
-        args.ceiling, learners,
+        args.ceiling, learners, args.out,
     )  # fmt: skip
     result, cfg = run.result, run.cfg
     m = result.metrics

@@ -8,7 +8,7 @@ stopping, calibrator, size model, logistic baseline, rules), the random-split ch
 final fit. Prints wall time per step and the peak resident memory.
 
     .venv/bin/python bench/train_scale.py [--rows 1000000] [--features 100] [--config PATH]
-        [--learners single] [--side-by-side] [--smoke]
+        [--learners single] [--side-by-side] [--smoke] [--out DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from expansion_scorer.training.backtest import (
     random_split_auc,
 )
 from expansion_scorer.training.train import fit
+
+import _args
 
 BASELINE_FEATURES = ("seat_utilisation", "active_users_change_28d", "days_since_expansion")
 
@@ -115,12 +117,7 @@ def main() -> None:
         help="run one booster (`single`) and the configured learners, each in its own process,"
         " and print their times, peak memories and the ratio",
     )
-    parser.add_argument(
-        "--smoke", action="store_true", help="20,000 rows x 12 features, side by side"
-    )
-    args = parser.parse_args()
-    if args.smoke:
-        args.rows, args.features, args.side_by_side = 20_000, 12, True
+    args = _args.parse(parser, "train_scale", {"rows": 8000, "features": 12, "side_by_side": True})
     if not args.side_by_side:
         run(args)
         return

@@ -14,7 +14,7 @@ at capacity by each.
 
     .venv/bin/python bench/uplift_quality.py [--accounts 3000] [--seeds 3] [--first-seed 0]
         [--every 4] [--fraction 0.5] [--compliance 0.7] [--strength 1] [--folds 2]
-        [--test-cohorts 4] [--reuse DIR]
+        [--test-cohorts 4] [--reuse DIR] [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT
 from expansion_scorer.training.uplift_job import uplift_job
 
+import _args
+
 
 def _mondays(first: date, last: date, every: int) -> list[str]:
     monday = first + timedelta(days=(7 - first.weekday()) % 7)
@@ -53,7 +55,7 @@ def _mondays(first: date, last: date, every: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    root = args.reuse or Path(tempfile.mkdtemp(prefix="bench-uplift-"))
+    root = args.reuse or Path(tempfile.mkdtemp(prefix="run-", dir=args.out))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.chdir(root)
     world = root / "world"
@@ -146,4 +148,5 @@ if __name__ == "__main__":
         type=Path,
         help="the folder of an earlier run: its world and champion (seeds in another process)",
     )
-    run(parser.parse_args())
+    smoke = {"accounts": 150, "seeds": 1, "every": 8, "folds": 1, "test_cohorts": 2}
+    run(_args.parse(parser, "uplift_quality", smoke))

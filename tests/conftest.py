@@ -3,14 +3,15 @@ a local Spark session."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
@@ -18,7 +19,7 @@ import yaml
 
 from expansion_scorer.cli import share_cores_politely
 from tests import pgserver
-from tests.helpers import TINY
+from tests.helpers import TINY, new_store, postgres_missing, spark_missing, unavailable
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -31,39 +32,86 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
     return {name: frame.copy() for name, frame in TINY.items()}
 
 
+def made_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]
+) -> Path:
+    """A directory `make` fills once for the whole run, for tests that only read it. Under
+    pytest-xdist each worker would make its own: they share one, the first to need it makes
+    it and the others wait for it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        out = tmp_path_factory.mktemp(name)
+        make(out)
+        return out
+    root = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's own
+    out, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            make(out)
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated world shared by the tests that only read it."""
     from expansion_scorer.data.synthetic import generate_world
 
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, n_accounts=250, seed=11, months=24)
-    return out
+    return made_once(
+        tmp_path_factory,
+        "world",
+        lambda out: generate_world(out, n_accounts=250, seed=11, months=24),
+    )
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, empty SQLite MLflow store, made once a session: MLflow builds a new store's schema
+    through some fifty migrations (seconds every time); a copy of this one opens at once."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("empty-store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow's default experiment keeps its artifacts here
+        MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_experiments()
+    return root / "mlflow.db"
 
 
 @pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A real, empty SQLite-backed MLflow store under tmp_path, and tmp_path as the cwd."""
+def unopened_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MLflow pointed at a SQLite store under tmp_path that does not exist yet, and tmp_path as
+    the cwd: for the tests that prove a command tracks nothing."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     return tmp_path
 
 
+@pytest.fixture
+def mlflow_store(unopened_store: Path, empty_store: Path) -> Path:
+    """A real, empty SQLite-backed MLflow store under tmp_path, and tmp_path as the cwd."""
+    new_store(empty_store, unopened_store / "store")
+    return unopened_store
+
+
 @pytest.fixture(scope="session")
-def trained_store(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A store holding one champion trained on `world_dir`, trained once per session."""
+def trained_store(
+    world_dir: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A store holding one champion trained on `world_dir`, trained once per run."""
     from expansion_scorer.config import load_training_config
     from expansion_scorer.jobs import train_job
     from expansion_scorer.settings import load_feature_set
 
-    root = tmp_path_factory.mktemp("trained")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.chdir(root)
-        cfg = load_training_config().model_copy(update={"test_months": 4})
-        train_job(world_dir, cfg, load_feature_set())
-    yield root
+    def train(root: Path) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", new_store(empty_store, root))
+            mp.chdir(root)
+            cfg = load_training_config().model_copy(update={"test_months": 4})
+            train_job(world_dir, cfg, load_feature_set())
+
+    yield made_once(tmp_path_factory, "trained", train)
 
 
 @pytest.fixture
@@ -94,30 +142,34 @@ def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pr
     were shown (80% of it), the world advances with those touches."""
     from expansion_scorer.cli import main
     from expansion_scorer.data.synthetic import ProgramWorld
-    from expansion_scorer.serving.simulation import run_program
+    from expansion_scorer.serving.simulation import TRUTH_FILE, run_program
     from expansion_scorer.settings import load_feature_set
 
-    root = tmp_path_factory.mktemp("program")
-    raw = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
-    raw["holdout"] = {"fraction": 0.5, "salt": "test"}
-    config = root / "serving.yaml"
-    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    out = root / "weekly"
-    world = ProgramWorld(
-        root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
-    )  # a strong program, for a small world to show
+    def run(root: Path) -> None:
+        raw = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
+        raw["holdout"] = {"fraction": 0.5, "salt": "test"}
+        config = root / "serving.yaml"
+        config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        out = root / "weekly"
+        world = ProgramWorld(
+            root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
+        )  # a strong program, for a small world to show
 
-    def score(as_of: date) -> None:
-        args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out), "--per-csm",
-                "--config", str(config)]  # fmt: skip
-        assert main(args) == 0
+        def score(as_of: date) -> None:
+            args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out),
+                    "--per-csm", "--config", str(config)]  # fmt: skip
+            assert main(args) == 0
 
-    weeks = [date.fromisoformat(w) for w in PROGRAM_WEEKS]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
-        mp.chdir(root)
-        truth = run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
-    return Program(out, config, world.out, truth)
+        weeks = [date.fromisoformat(w) for w in PROGRAM_WEEKS]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
+            mp.chdir(root)
+            run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
+
+    root = made_once(tmp_path_factory, "program", run)
+    world = root / "world"
+    truth = pd.read_parquet(world / TRUTH_FILE)  # what run_program returned, as it wrote it
+    return Program(root / "weekly", root / "serving.yaml", world, truth)
 
 
 @pytest.fixture(scope="session")
@@ -128,11 +180,9 @@ def postgres() -> Iterator[pgserver.Server]:
     installs it), where its absence is a failure.
     """
 
-    if pgserver.binaries() is None:
-        why = "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+    missing = postgres_missing()
+    if missing:
+        unavailable(missing)
     server = pgserver.start()
     yield server
     server.stop()
@@ -149,20 +199,35 @@ def pg_database(postgres: pgserver.Server, request: pytest.FixtureRequest) -> st
     return name
 
 
-@pytest.fixture(scope="module")
+SPARK_FILES = {"tests/features/test_spark.py", "tests/serving/test_spark.py"}
+"""The files whose tests drive the Spark engine: `spark` below starts one session for them all."""
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `--dist loadfile` (`make test`), the Spark files go to one process as one unit of
+    work, so one session (a JVM, its start and its warm-up) serves them all."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "spark" if scope in SPARK_FILES else scope
+
+    return SparkTogether(config, log)
+
+
+@pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    """One local session on two cores for the module; CI must have Java and pyspark."""
-    missing = None
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        missing = "pyspark is not installed (make install installs it)"
-    if missing is None and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        missing = "Java is missing (.ci/run installs openjdk-17-jre-headless as root)"
+    """One local session on two cores for every Spark test the process runs; CI must have Java
+    and pyspark."""
+    missing = spark_missing()
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Spark engine cannot be tested: {missing}")
-        pytest.skip(missing)
+        unavailable(f"the Spark engine cannot be tested: {missing}")
+    from pyspark.sql import SparkSession
+
     python = os.environ.get("PYSPARK_PYTHON")
     os.environ["PYSPARK_PYTHON"] = sys.executable  # the UDF's workers need this venv
     session = (
@@ -176,8 +241,7 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-    # Stopping a session leaves its JVM running (1.5 GB resident); the rest of the suite
-    # trains models on the same two cores, so end the JVM this fixture started.
+    # Stopping a session leaves its JVM running (1.5 GB resident): end the one this started.
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import pytest
@@ -143,3 +146,37 @@ def with_hostile_names(src: Path, dst: Path, every: bool = False) -> Path:
         accounts.loc[oldest, "account_name"] = list(HOSTILE_NAMES)
     accounts.to_parquet(dst / "accounts.parquet", index=False)
     return dst
+
+
+def unavailable(why: str) -> NoReturn:
+    """Skip a test this machine lacks a part for; in CI, where `.ci/run` installs every part,
+    fail instead, so a missing part never passes unseen."""
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def spark_missing() -> str | None:
+    """Why the Spark engine cannot run here (no pyspark, no Java), or None when it can."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (make install installs it)"
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        return "Java is missing (.ci/run installs openjdk-17-jre-headless as root)"
+    return None
+
+
+def postgres_missing() -> str | None:
+    """Why no throwaway PostgreSQL server can start here, or None when one can."""
+    from tests import pgserver
+
+    if pgserver.binaries() is None:
+        return "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
+    return None
+
+
+def new_store(empty_store: Path, directory: Path) -> str:
+    """A new, empty SQLite MLflow store in `directory` (a copy of the session's `empty_store`
+    fixture), and its tracking URI."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(empty_store, directory / "mlflow.db")
+    return f"sqlite:///{directory / 'mlflow.db'}"

@@ -19,14 +19,14 @@ SHIPPED = Path(__file__).parents[1]
     ],
 )
 def test_an_override_outside_a_fields_limits_stops_before_any_data_is_read(
-    flag: str, value: str, says: str, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    flag: str, value: str, says: str, unopened_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a data directory that does not exist: the override must stop first
-    code, _, err = run_cli(["train", str(mlflow_store / "nowhere"), flag, value], capsys)
+    code, _, err = run_cli(["train", str(unopened_store / "nowhere"), flag, value], capsys)
 
     assert code == 2
     assert err.strip().splitlines() == [f"error: config command line: {says}"]
-    assert not (mlflow_store / "store").exists()  # nothing tracked, nothing registered
+    assert not (unopened_store / "store").exists()  # nothing tracked, nothing registered
 
 
 @pytest.mark.parametrize("command", ["score", "monitor", "measure"])

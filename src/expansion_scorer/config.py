@@ -788,9 +788,14 @@ def override(model: M, updates: dict[str, object], where: str = "command line") 
     return _parse(type(model), raw, where)
 
 
+def load_config(model: type[M], path: Path | None, default: str) -> M:
+    """The config at `path` (the shipped `default` file when None), read and validated."""
+    return _parse(model, _read_yaml(path, default), str(path or default))
+
+
 def load_training_config(path: Path | None = None) -> TrainingConfig:
-    return _parse(TrainingConfig, _read_yaml(path, "training.yaml"), str(path or "training.yaml"))
+    return load_config(TrainingConfig, path, "training.yaml")
 
 
 def load_serving_config(path: Path | None = None) -> ServingConfig:
-    return _parse(ServingConfig, _read_yaml(path, "serving.yaml"), str(path or "serving.yaml"))
+    return load_config(ServingConfig, path, "serving.yaml")

@@ -15,8 +15,7 @@ from pydantic import ValidationError
 from expansion_scorer.config import (
     FeatureSet,
     Settings,
-    _parse,
-    _read_yaml,
+    load_config,
     load_serving_config,
     load_training_config,
     override,
@@ -28,7 +27,7 @@ from expansion_scorer.features.build import check_definitions
 def load_feature_set(path: Path | None = None) -> FeatureSet:
     """Parse the definitions, then check every feature's SQL binds against the base columns."""
     where = str(path or "features.yaml")
-    features = _parse(FeatureSet, _read_yaml(path, "features.yaml"), where)
+    features = load_config(FeatureSet, path, "features.yaml")
     check_definitions(features, where)
     return features
 

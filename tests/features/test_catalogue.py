@@ -20,7 +20,7 @@ from expansion_scorer.features.catalogue import affinity_data, fit_affinity, for
 from expansion_scorer.features.ledger import build_expansions, plans_by_price
 from expansion_scorer.features.snapshots import build_entities, month_starts
 from expansion_scorer.settings import load_feature_set
-from tests.helpers import rewrite_future, run_cli
+from tests.helpers import new_store, rewrite_future, run_cli
 
 EVENTS = {
     "login": "sign_in",
@@ -97,11 +97,13 @@ def other_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained_other(other_names: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def trained_other(
+    other_names: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """Trained and scored through the CLI with the shipped definitions, in a SQLite store."""
     root = tmp_path_factory.mktemp("store")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.setenv("MLFLOW_TRACKING_URI", new_store(empty_store, root))
         mp.chdir(root)
         small = root / "training.yaml"  # a short backtest: the names are under test, not it
         small.write_text(

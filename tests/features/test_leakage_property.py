@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from expansion_scorer.config import FeatureSet
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
 from expansion_scorer.features.build import build_features
@@ -37,14 +38,21 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _features(tables: dict[str, pd.DataFrame], where: Path, as_of: date) -> pd.DataFrame:
+@pytest.fixture(scope="module")
+def features() -> FeatureSet:
+    return load_feature_set()
+
+
+def _features(
+    tables: dict[str, pd.DataFrame], features: FeatureSet, where: Path, as_of: date
+) -> pd.DataFrame:
     where.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         frame.to_parquet(where / f"{name}.parquet", index=False)
     world = open_world(where)
     build_entities(world.con, [as_of])
-    build_expansions(world.con, load_feature_set())
-    return build_features(world.con, load_feature_set(), True, True)
+    build_expansions(world.con, features)
+    return build_features(world.con, features, True, True)
 
 
 def _perturb(
@@ -100,6 +108,7 @@ def _perturb(
 )
 def test_features_are_blind_to_the_future(
     mini: dict[str, pd.DataFrame],
+    features: FeatureSet,
     tmp_path_factory: pytest.TempPathFactory,
     offset: int,
     seed: int,
@@ -109,11 +118,11 @@ def test_features_are_blind_to_the_future(
 ) -> None:
     as_of = START + timedelta(days=offset)
     root = tmp_path_factory.mktemp("leak")
-    before = _features(mini, root / "as-is", as_of)
+    before = _features(mini, features, root / "as-is", as_of)
     rng = np.random.default_rng(seed)
     changed = _perturb(mini, as_of, rng, {"delete": delete, "edit": edit, "insert": insert})
 
-    after = _features(changed, root / "changed", as_of)
+    after = _features(changed, features, root / "changed", as_of)
 
     assert len(before) > 10
     pd.testing.assert_frame_equal(before, after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -53,15 +55,34 @@ def _deterministic(manifest: bytes) -> dict[str, object]:
     return body
 
 
+@pytest.fixture(scope="module")
+def scored(
+    world_dir: Path, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """The weekly output after week 1, and after weeks 1 and 2, scored once for the module's
+    tests; a test that writes works on a copy."""
+    from expansion_scorer.cli import main
+
+    root = tmp_path_factory.mktemp("scored")
+    one, two = root / "one", root / "two"
+    runs = [(one, WEEK_1), (two, WEEK_1), (two, WEEK_2)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
+        mp.chdir(root)
+        for out, as_of in runs:
+            said = io.StringIO()
+            with contextlib.redirect_stdout(said):
+                code = main(["score", str(world_dir), "--as-of", as_of, "--out", str(out),
+                             "--per-csm"])  # fmt: skip
+            assert code == 0
+    assert f"since {WEEK_1}" in said.getvalue()  # the second week's run
+    return one, two
+
+
 @pytest.fixture
-def two_weeks(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> Path:
-    out = tmp_path / "weekly"
-    _score(world_dir, out, WEEK_1, capsys)
-    stdout = _score(world_dir, out, WEEK_2, capsys)
-    assert f"since {WEEK_1}" in stdout
-    return out
+def two_weeks(scored: tuple[Path, Path], champion: Path, tmp_path: Path) -> Path:
+    """A copy of the weekly output after two weeks, with the champion that scored them."""
+    return Path(shutil.copytree(scored[1], tmp_path / "weekly"))
 
 
 def test_second_week_fires_triggers_that_say_why_the_score_moved(two_weeks: Path) -> None:
@@ -227,16 +248,14 @@ sys.exit(main(sys.argv[2:]))
 def test_a_run_killed_while_writing_leaves_readable_outputs_and_the_next_run_completes(
     point: str,
     world_dir: Path,
+    scored: tuple[Path, Path],
     champion: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    out = tmp_path / "weekly"
-    _score(world_dir, out, WEEK_1, capsys)
+    out = Path(shutil.copytree(scored[0], tmp_path / "weekly"))  # week 1 scored
     week_1, history_1 = _files(out), _history(out)
-    clean = tmp_path / "clean"
-    _score(world_dir, clean, WEEK_1, capsys)
-    _score(world_dir, clean, WEEK_2, capsys)
+    clean = scored[1]  # weeks 1 and 2 scored without a kill
 
     args = ["score", str(world_dir), "--as-of", WEEK_2, "--out", str(out), "--per-csm"]
     killed = subprocess.run(

@@ -21,7 +21,7 @@ from expansion_scorer.training import treeshap
 from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.job import train_job, training_frame
 from expansion_scorer.training.model import PropensityModel
-from tests.helpers import run_cli
+from tests.helpers import new_store, run_cli
 
 TOLERANCE = 1e-5  # log-odds: far below what moves a family's rounded point
 LARGE = Path(__file__).parents[2] / "training" / "large.yaml"
@@ -50,13 +50,15 @@ def snapshots(world_dir: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def large_store(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def large_store(
+    world_dir: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """A store holding a champion trained with training/large.yaml."""
     root = tmp_path_factory.mktemp("large")
     cfg = load_training_config(LARGE)
     cfg = TrainingConfig.model_validate({**cfg.model_dump(), "test_months": 4})  # as conftest's
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.setenv("MLFLOW_TRACKING_URI", new_store(empty_store, root))
         mp.chdir(root)
         train_job(world_dir, cfg, load_feature_set())
     yield root

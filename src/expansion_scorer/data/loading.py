@@ -68,12 +68,10 @@ class AnyWorld(Protocol):
     def sha256(self, table: str) -> str: ...
 
 
-@dataclass
-class World:
-    con: duckdb.DuckDBPyConnection
+class Tables:
+    """What a world answers from the tables it holds, whichever engine reads them."""
+
     tables: dict[str, TableSource]
-    cutoff: date | None
-    warnings: list[str] = field(default_factory=list)
 
     def has(self, table: str) -> bool:
         return table in self.tables
@@ -85,6 +83,14 @@ class World:
     def consumption(self) -> bool:
         """Money comes from billed revenue (usage-based pricing), not from contracts."""
         return "revenue" in self.tables
+
+
+@dataclass
+class World(Tables):
+    con: duckdb.DuckDBPyConnection
+    tables: dict[str, TableSource]
+    cutoff: date | None
+    warnings: list[str] = field(default_factory=list)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of a DuckDB query over the world's views."""

@@ -562,8 +562,11 @@ def evaluate_features(
         for f in features.features
     )
     base = f"({base_sql(features, has_tickets, has_nps)})"
-    _bind_each(con, features, base)
-    frame = con.execute(
-        f"SELECT account_id, as_of, {exprs} FROM {base} ORDER BY as_of, account_id"
-    ).df()
+    try:
+        frame = con.execute(
+            f"SELECT account_id, as_of, {exprs} FROM {base} ORDER BY as_of, account_id"
+        ).df()
+    except duckdb.Error:
+        _bind_each(con, features, base)  # name the feature whose SQL fails, when one does
+        raise
     return as_dates(frame)

@@ -21,7 +21,13 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet, LabelConfig, UsageWindow
 from expansion_scorer.data.contract import TABLES
-from expansion_scorer.data.loading import TableSource, check_tables, sql_str, typed_view
+from expansion_scorer.data.loading import (
+    Tables,
+    TableSource,
+    check_tables,
+    sql_str,
+    typed_view,
+)
 from expansion_scorer.data.sources import DataSource, Sources, is_uri
 from expansion_scorer.errors import ContractError, UserError
 from expansion_scorer.features.build import (
@@ -83,7 +89,7 @@ def spark_session() -> SparkSession:
 
 
 @dataclass(frozen=True)
-class SparkWorld:
+class SparkWorld(Tables):
     """The contract tables as temp views of a session: `raw_<table>` as written, `<table>`
     typed and cut off; `rows` and `frame` run DuckDB SQL over them, transpiled."""
 
@@ -93,16 +99,6 @@ class SparkWorld:
     """Each table's file, as Hadoop names it (`hdfs://...`, `file:/...`)."""
     cutoff: date | None
     warnings: list[str] = field(default_factory=list)
-
-    def has(self, table: str) -> bool:
-        return table in self.tables
-
-    def label(self, table: str) -> str:
-        return self.tables[table].label
-
-    @property
-    def consumption(self) -> bool:
-        return "revenue" in self.tables
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of a DuckDB query over the session's views, run by Spark."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import mlflow
 import pandas as pd
@@ -75,21 +75,37 @@ if TYPE_CHECKING:
     from expansion_scorer.features.spark import SparkWorld
 
 
-def load_versioned(uri: str) -> tuple[PropensityModel, ModelRef | None]:
-    """The wrapped model and the registered version the URI points to (None outside the
-    registry)."""
+M = TypeVar("M")
+
+
+def _load(
+    uri: str, kind: type[M], cannot: Callable[[str], str], wrong: str
+) -> tuple[M, ModelRef | None]:
+    """The `kind` model at `uri` and the registered version it points to (None outside the
+    registry); `cannot(the loader's first line)` and `wrong` say why there is none."""
     client = configure()
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as exc:
-        first = str(exc).splitlines()[0][:200]
-        raise UserError(
-            f"model {uri} cannot be loaded ({first}); run `expansion train` first or pass --model"
-        ) from None
+        raise UserError(cannot(str(exc).splitlines()[0])) from None
     model = loaded.unwrap_python_model()
-    if not isinstance(model, PropensityModel):
-        raise UserError(f"model {uri} is not an expansion-propensity model")
+    if not isinstance(model, kind):
+        raise UserError(wrong)
     return model, resolve(client, uri)
+
+
+def load_versioned(uri: str) -> tuple[PropensityModel, ModelRef | None]:
+    """The wrapped model and the registered version the URI points to (None outside the
+    registry)."""
+    return _load(
+        uri,
+        PropensityModel,
+        lambda first: (
+            f"model {uri} cannot be loaded ({first[:200]}); run `expansion train`"
+            " first or pass --model"
+        ),
+        f"model {uri} is not an expansion-propensity model",
+    )
 
 
 def load_model(uri: str) -> tuple[PropensityModel, str]:
@@ -108,19 +124,15 @@ def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
         "train one with `expansion train DATA --config <a config with target: uplift> --program"
         " OUT`, or set rank_by: score"
     )
-    client = configure()
-    try:
-        loaded = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
-        first = str(exc).splitlines()[0][:160]
-        raise UserError(
-            f"serving config: rank_by: uplift, but no uplift model loads from {uri} ({first});"
-            f" {fix}"
-        ) from None
-    model = loaded.unwrap_python_model()
-    if not isinstance(model, UpliftModel):
-        raise UserError(f"serving config: uplift_model {uri} is not an uplift model; {fix}")
-    ref = resolve(client, uri)
+    model, ref = _load(
+        uri,
+        UpliftModel,
+        lambda first: (
+            f"serving config: rank_by: uplift, but no uplift model loads from {uri}"
+            f" ({first[:160]}); {fix}"
+        ),
+        f"serving config: uplift_model {uri} is not an uplift model; {fix}",
+    )
     return model, ref.label if ref is not None else uri
 
 
