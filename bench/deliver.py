@@ -10,7 +10,8 @@ attachment, the chat messages and the tasks), recording the messages in a new hi
 (`send.deliver_job`: one SMTP session with a login, a POST per chat message, each message's
 state committed before and after it goes). Prints each repeat, the medians and the target.
 
-    .venv/bin/python bench/deliver.py [--csms 100] [--accounts 20] [--repeats 3] [--smoke]
+    .venv/bin/python bench/deliver.py [--csms 100] [--accounts 20] [--repeats 3]
+        [--smoke] [--out DIR]
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from expansion_scorer.serving.deliver.messages import Week, plan
 from expansion_scorer.serving.deliver.send import deliver_job
 from expansion_scorer.serving.deliver.settings import DeliverConfig
 from tests import mailservers
+
+import _args
 
 WEEK = date(2025, 6, 2)
 TARGET_S = 30.0
@@ -119,10 +122,7 @@ def main() -> None:
     parser.add_argument("--csms", type=int, default=100)
     parser.add_argument("--accounts", type=int, default=20, help="act-this-week per CSM")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="3 CSMs, 2 accounts, one repeat")
-    args = parser.parse_args()
-    if args.smoke:
-        args.csms, args.accounts, args.repeats = 3, 2, 1
+    args = _args.parse(parser, "deliver", {"csms": 3, "accounts": 2, "repeats": 1})
     data = week(args.csms, args.accounts)
     acting = int(data.triggers["act_this_week"].sum())
     print(f"{args.csms} CSMs, {acting:,} act-this-week accounts, {len(data.table):,} scored rows")
@@ -137,7 +137,7 @@ def main() -> None:
              "chat": {"webhook_env": "BENCH_WEBHOOK"}, "tasks": {}}
         )  # fmt: skip
         for i in range(args.repeats):
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory(dir=args.out) as tmp:
                 box.received.clear()
                 hook.received.clear()
                 seconds = run(data, cfg, Path(tmp))

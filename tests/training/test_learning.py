@@ -149,6 +149,14 @@ def test_the_gam_and_the_blend_explain_exactly_in_family_points(
     base = _delivered_base(model, contrib.base_logit)
     points = family_points(contrib, load_feature_set(), score, base)
     np.testing.assert_allclose(points.sum(axis=1) / 100, score - base, atol=1e-9)
+    # and so they do through a Platt calibrator, which moves the base
+    raw = model.raw_proba(rows)
+    model.calibrator = Calibrator("platt").fit(raw**2, rows["label"].to_numpy(), model.shift(rows))
+    score = model.predict_proba(rows)
+    base = _delivered_base(model, contrib.base_logit)
+    assert abs(base - 1 / (1 + np.exp(-contrib.base_logit))) > 1e-3
+    points = family_points(contrib, load_feature_set(), score, base)
+    np.testing.assert_allclose(points.sum(axis=1) / 100, score - base, atol=1e-9)
 
 
 def test_cross_fitting_decides_on_out_of_fold_rows_and_fits_on_every_month(
