@@ -206,7 +206,8 @@ SPARK_FILES = {"tests/features/test_spark.py", "tests/serving/test_spark.py"}
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under `--dist loadfile` (`make test`), the Spark files go to one process as one unit of
-    work, so one session (a JVM, its start and its warm-up) serves them all."""
+    work, so one session (a JVM, its start and its warm-up) serves them all; and each benchmark's
+    smoke run is a unit of its own (they share nothing, and one process would run them all)."""
     if config.getoption("dist", None) != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -214,6 +215,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class SparkTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
+            if scope == "tests/test_bench.py":
+                return nodeid
             return "spark" if scope in SPARK_FILES else scope
 
     return SparkTogether(config, log)
