@@ -15,8 +15,9 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
 import lightgbm as lgb
@@ -255,6 +256,14 @@ def regularised(params: LightGBMParams, strength: Strength, positives: int) -> L
     return params.model_copy(update={"num_leaves": leaves, "min_child_samples": rows})
 
 
+def _params_for(
+    params: LightGBMParams, strength: Strength | None, rows: pd.DataFrame, label: str
+) -> LightGBMParams:
+    """A booster learner's parameters on these rows: as configured, or regularised to their
+    positives of `label`."""
+    return params if strength is None else regularised(params, strength, int(rows[label].sum()))
+
+
 def purged_blocks(
     dates: Sequence[date], horizon_days: int, blocks: int
 ) -> list[tuple[tuple[date, ...], tuple[date, ...]]]:
@@ -278,6 +287,8 @@ class _Part:
 
     fit: pd.DataFrame
     held: pd.DataFrame
+    offset: Offset | None
+    """The season offset of the label, learnt from `fit`."""
 
 
 @dataclass
@@ -299,16 +310,23 @@ class _Search:
     categories: dict[str, list[str]]
     refit: bool
     """Cross-fitted: the final models are refitted on `rows`; else the parts' own models."""
-    held_shift: np.ndarray | None = None
-    candidates: dict[str, _Candidate] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def held(self) -> pd.DataFrame:
         return pd.concat([p.held for p in self.parts])
 
-    @property
+    @cached_property
     def y(self) -> np.ndarray:
         return self.held["label"].to_numpy()
+
+    @cached_property
+    def held_shift(self) -> np.ndarray | None:
+        """Each held-out row's season offset, from the part that predicts it (None without)."""
+        if all(p.offset is None for p in self.parts):
+            return None
+        return np.concatenate(
+            [np.zeros(len(p.held)) if p.offset is None else p.offset.of(p.held) for p in self.parts]
+        )
 
 
 def _in_parallel(jobs: list[Callable[[int], Head]]) -> tuple[Head, ...]:
@@ -336,11 +354,7 @@ def _heads(
 
     def head(name: str, label: str) -> Callable[[int], Head]:
         def fitted(threads: int) -> Head:
-            own = (
-                params
-                if strength is None
-                else regularised(params, strength, int(part.fit[label].sum()))
-            )
+            own = _params_for(params, strength, part.fit, label)
             offset = offset_for(part.fit, cfg, label)
             booster = fit_booster(
                 part.fit, part.held, search.numeric, search.categories, own, cfg, offset, label,
@@ -367,11 +381,7 @@ def _refit(
         def fitted(threads: int) -> Head:
             label = "label" if first.name == "any" else motion_label(first.name)
             rounds = round(float(np.mean([h[i].booster.current_iteration() for h in parts_heads])))
-            own = (
-                params
-                if strength is None
-                else regularised(params, strength, int(search.rows[label].sum()))
-            )
+            own = _params_for(params, strength, search.rows, label)
             offset = offset_for(search.rows, cfg, label)
             booster = fit_rounds(
                 search.rows, search.numeric, search.categories, own, cfg, rounds, offset, label,
@@ -418,7 +428,7 @@ def _booster_candidate(
     ]
     held = []
     for part, heads in zip(search.parts, parts_heads, strict=True):
-        own = _model(search, cfg, heads, offset_for(part.fit, cfg))
+        own = _model(search, cfg, heads, part.offset)
         held.append(own.logit(part.held, own.shift(part.held)))
     if search.refit:
         final = _model(
@@ -428,7 +438,7 @@ def _booster_candidate(
             offset_for(search.rows, cfg),
         )
     else:
-        final = _model(search, cfg, parts_heads[0], offset_for(search.parts[0].fit, cfg))
+        final = _model(search, cfg, parts_heads[0], search.parts[0].offset)
     return _Candidate(np.concatenate(held), final)
 
 
@@ -440,7 +450,7 @@ def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
     shifts = []
     last = None
     for part in search.parts:
-        offset = offset_for(part.fit, cfg)
+        offset = part.offset
         last = SplineLogit(search.numeric, search.categories, g.knots, 0.0, g.max_rows, cfg.seed)
         shifts.append(np.zeros(len(part.held)) if offset is None else offset.of(part.held))
         paths.append(
@@ -544,12 +554,14 @@ def _search(
         calib_rows = rows_of(frame, layout.calib_dates)
         require_both_outcomes(calib_rows, f"{layout.name}: the calibration snapshots", fix)
         numeric, categories = schema(feature_set, pd.concat([fit_rows, calib_rows]))
-        return _Search(fit_rows, [_Part(fit_rows, calib_rows)], numeric, categories, refit=False)
+        part = _Part(fit_rows, calib_rows, offset_for(fit_rows, cfg))
+        return _Search(fit_rows, [part], numeric, categories, refit=False)
     parts = []
     for train, held in purged_blocks(
         layout.fit_dates, cfg.horizon_days, cfg.backtest.crossfit_blocks
     ):
-        part = _Part(rows_of(frame, train), rows_of(frame, held))
+        fit_part = rows_of(frame, train)
+        part = _Part(fit_part, rows_of(frame, held), offset_for(fit_part, cfg))
         outcomes = [int(p["label"].sum()) for p in (part.fit, part.held)]
         if all(0 < n < len(p) for n, p in zip(outcomes, (part.fit, part.held), strict=True)):
             parts.append(part)
@@ -604,12 +616,6 @@ def fit_all(
     there, and the size model."""
     params = params or cfg.lightgbm
     search = _search(frame, layout, feature_set, cfg)
-    shifts = [offset_for(p.fit, cfg) for p in search.parts]
-    if any(s is not None for s in shifts):
-        search.held_shift = np.concatenate([
-            np.zeros(len(p.held)) if s is None else s.of(p.held)
-            for s, p in zip(shifts, search.parts, strict=True)
-        ])  # fmt: skip
     y = search.y
     wanted = set(cfg.learning.candidates if only is None else only)
     scored: dict[str, float] = {}
@@ -643,7 +649,7 @@ def fit_all(
                 kind, strength, fitted_motions, last, search, params, cfg
             )
             seconds[learner] = time.perf_counter() - started
-            own = _model(search, cfg, heads, offset_for(last.fit, cfg))
+            own = _model(search, cfg, heads, last.offset)
             first_look[learner] = float(
                 roc_auc_score(last.held["label"], own.logit(last.held, own.shift(last.held)))
             )
