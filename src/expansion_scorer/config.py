@@ -452,6 +452,11 @@ class LearningConfig(_Strict):
     halving_margin: float | None = Field(default=0.005, ge=0)
     """After the first backtest fold, a learner whose ROC AUC there trails the best by more
     than this is not fitted again (successive halving); null: every learner on every layout."""
+    simpler_confidence: float | None = Field(default=0.95, gt=0, lt=1)
+    """A more flexible learner is kept only when its lead in held-out ROC AUC over a simpler
+    one holds month by month at this confidence (a paired t-test over the held-out months);
+    else the simpler one is kept (the gam, then boosters by leaves, then the blend). null: the
+    best on held-out ROC AUC, however thin the evidence."""
     gam: GamConfig = GamConfig()
 
     @field_validator("candidates")

@@ -70,10 +70,11 @@ def test_the_choice_reads_calibration_months_never_the_test_fold(frame: pd.DataF
 
 
 def test_the_kept_learner_has_the_best_calibration_auc(frame: pd.DataFrame) -> None:
-    cfg = small_config(learning=learning("single", "regularised", "motions"))
+    every = LearningConfig(candidates=["single", "regularised", "motions"], simpler_confidence=None)
+    cfg = small_config(learning=every)
     fold = plan_folds(sorted(frame["as_of"].unique()), cfg)[0]
     model = fit(frame, fold, load_feature_set(), cfg)
-    assert model.choice is not None
+    assert model.choice is not None and model.choice.preferred == ""
     aucs = model.choice.calibration_auc
     assert model.learner == max(aucs, key=aucs.__getitem__)
     names = [h.name for h in model.heads]

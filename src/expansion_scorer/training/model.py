@@ -126,6 +126,8 @@ class Choice:
     """Calibration -> cross-validated log loss on the held-out predictions."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Learner -> seconds spent fitting it on this layout (its held-out and final fits)."""
+    preferred: str = ""
+    """Why a simpler learner was kept over the best on held-out ROC AUC; empty: the best."""
 
 
 class PropensityModel(PythonModel):

@@ -209,9 +209,11 @@ def learner_summary(bt: Backtest, final: Choice | None) -> list[str]:
         if final.blend_weight is not None
         else ""
     )
+    verb = "kept as the simpler learner" if final.preferred else "won"
     lines = [
-        f"final fit: {final.learner} won on {_held(final)} with ROC AUC {won:.4f}"
+        f"final fit: {final.learner} {verb} on {_held(final)} with ROC AUC {won:.4f}"
         + (f", ahead of {others}" if others else "")
+        + (f" ({final.preferred})" if final.preferred else "")
         + weight
     ]
     if final.calibration_loss:
@@ -249,7 +251,9 @@ def learner_lines(bt: Backtest, final: Choice | None) -> str:
         losses = ", ".join(f"{k} {v:.4f}" for k, v in choice.calibration_loss.items())
         return (
             f"- {name}: **{choice.learner}** ({LEARNERS[kind]}); ROC AUC on {_held(choice)}:"
-            f" {tried}{fitted}{skipped}{weight}; calibration **{choice.calibration}**"
+            f" {tried}{fitted}{skipped}{weight}"
+            + (f"; kept as the simpler learner: {choice.preferred}" if choice.preferred else "")
+            + f"; calibration **{choice.calibration}**"
             + (f" (cross-validated log loss {losses})" if losses else "")
         )
 

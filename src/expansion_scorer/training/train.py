@@ -45,6 +45,7 @@ from expansion_scorer.training.model import (
     season_offset,
     sigmoid,
 )
+from expansion_scorer.training.selection import complexity, simplest_within
 
 SIZE_ROUNDS = 200
 DATASET_PARAMS = {"feature_pre_filter": False, "verbosity": -1}
@@ -691,7 +692,19 @@ def fit_all(
             + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             + "); add single to learning.candidates"
         )
-    learner = max(candidates, key=lambda k: scored[k])
+    rank = complexity(
+        [(name, kind, None if st is None else st.leaves) for name, kind, st, _ in tried],
+        params.num_leaves,
+    )
+    picked = simplest_within(
+        {k: c.held_logit for k, c in candidates.items()},
+        {k: scored[k] for k in candidates},
+        y,
+        search.held["as_of"].to_numpy(),
+        rank,
+        cfg.learning.simpler_confidence,
+    )
+    learner = picked.learner
     kept = candidates[learner]
     method, losses = _calibrate(kept.model, kept.held_logit, search, cfg)
     for candidate in kinds.values():
@@ -717,6 +730,7 @@ def fit_all(
         calibration=method,
         calibration_loss=losses,
         seconds=seconds,
+        preferred=picked.reason,
     )
     return Fitted(kept.model, {k: c.model for k, c in kinds.items()})
 
