@@ -457,6 +457,9 @@ class LearningConfig(_Strict):
     one holds month by month at this confidence (a paired t-test over the held-out months);
     else the simpler one is kept (the gam, then boosters by leaves, then the blend). null: the
     best on held-out ROC AUC, however thin the evidence."""
+    simpler_below_months: int | None = Field(default=12, ge=2)
+    """`simpler_confidence` applies to a layout whose held-out predictions span fewer months
+    than this (a short history); with more the best is kept. null: every layout."""
     gam: GamConfig = GamConfig()
 
     @field_validator("candidates")

@@ -83,8 +83,13 @@ def test_the_simpler_learner_is_kept_until_the_flexible_one_is_clearly_better() 
         kept = simplest_within(held, scored, y, month, RANK, 0.95)
         assert kept.learner == expected and kept.best == "single"
         assert (kept.reason != "") == (expected != "single")
-        # and without the rule the best is kept whatever the evidence
+        # and without the rule, or on a history of at least `below_months` held-out months,
+        # the best is kept whatever the evidence
         assert simplest_within(held, scored, y, month, RANK, None).learner == "single"
+        longer = simplest_within(held, scored, y, month, RANK, 0.95, below_months=months)
+        assert longer.learner == "single" and longer.reason == ""
+        shorter = simplest_within(held, scored, y, month, RANK, 0.95, below_months=months + 1)
+        assert shorter.learner == expected
 
 
 def test_learners_rank_from_the_gam_through_the_boosters_to_the_blend() -> None:
@@ -104,7 +109,7 @@ def test_a_layout_keeps_the_simplest_learner_the_best_does_not_clearly_beat(
     loose = LearningConfig(candidates=["single", "gam", "blend"], simpler_confidence=None)
     fold = plan_folds(sorted(frame["as_of"].unique()), small_config())[0]
     best = fit(frame, fold, load_feature_set(), small_config(learning=loose))
-    ruled = loose.model_copy(update={"simpler_confidence": 0.95})
+    ruled = loose.model_copy(update={"simpler_confidence": 0.95, "simpler_below_months": None})
     kept = fit(frame, fold, load_feature_set(), small_config(learning=ruled))
     assert best.choice is not None and kept.choice is not None
     # Then without it the best held-out ROC AUC wins; with it the same evidence keeps the

@@ -703,6 +703,7 @@ def fit_all(
         search.held["as_of"].to_numpy(),
         rank,
         cfg.learning.simpler_confidence,
+        cfg.learning.simpler_below_months,
     )
     learner = picked.learner
     kept = candidates[learner]
