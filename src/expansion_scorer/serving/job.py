@@ -10,11 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from expansion_scorer import schemas
 from expansion_scorer.config import Engine, FeatureSet, ServingConfig, TrainingConfig
@@ -25,6 +23,8 @@ from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.frame import open_data
+from expansion_scorer.model.loading import load_uplift, load_versioned
+from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.outputs import (
     csv_writer,
     locked,
@@ -66,74 +66,10 @@ from expansion_scorer.serving.report import render_report
 from expansion_scorer.serving.scoring import Scored, score_columns, score_frame
 from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
-from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri, configure, resolve
-from expansion_scorer.training import treeshap
-from expansion_scorer.training.model import PropensityModel
-from expansion_scorer.training.uplift import UpliftModel
+from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri
 
 if TYPE_CHECKING:
     from expansion_scorer.features.spark import SparkWorld
-
-
-M = TypeVar("M")
-
-
-def _load(
-    uri: str, kind: type[M], cannot: Callable[[str], str], wrong: str
-) -> tuple[M, ModelRef | None]:
-    """The `kind` model at `uri` and the registered version it points to (None outside the
-    registry); `cannot(the loader's first line)` and `wrong` say why there is none."""
-    client = configure()
-    try:
-        loaded = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
-        raise UserError(cannot(str(exc).splitlines()[0])) from None
-    model = loaded.unwrap_python_model()
-    if not isinstance(model, kind):
-        raise UserError(wrong)
-    return model, resolve(client, uri)
-
-
-def load_versioned(uri: str) -> tuple[PropensityModel, ModelRef | None]:
-    """The wrapped model and the registered version the URI points to (None outside the
-    registry)."""
-    return _load(
-        uri,
-        PropensityModel,
-        lambda first: (
-            f"model {uri} cannot be loaded ({first[:200]}); run `expansion train`"
-            " first or pass --model"
-        ),
-        f"model {uri} is not an expansion-propensity model",
-    )
-
-
-def load_model(uri: str) -> tuple[PropensityModel, str]:
-    """The wrapped model and how lists name it ('expansion-propensity v3'; other URIs as
-    given)."""
-    model, ref = load_versioned(uri)
-    return model, ref.label if ref is not None else uri
-
-
-def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
-    """With `rank_by: uplift`, the uplift model and its readable version; otherwise none."""
-    if serving.rank_by != "uplift":
-        return None, ""
-    uri = serving.uplift_uri
-    fix = (
-        "train one with `expansion train DATA --config <a config with target: uplift> --program"
-        " OUT`, or set rank_by: score"
-    )
-    model, ref = _load(
-        uri,
-        UpliftModel,
-        lambda first: (
-            f"serving config: rank_by: uplift, but no uplift model loads from {uri}"
-            f" ({first[:160]}); {fix}"
-        ),
-        f"serving config: uplift_model {uri} is not an uplift model; {fix}",
-    )
-    return model, ref.label if ref is not None else uri
 
 
 def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
@@ -296,9 +232,7 @@ def score_job(
             "inputs": inputs,
             "engine": engine.value,
             # the TreeSHAP method used; a gam alone explains by its own exact terms
-            "explainer": "gam terms"
-            if model.booster is None
-            else treeshap.method_for(model.booster),
+            "explainer": model.explainer,
         }
         if uplift is not None:
             provenance["uplift_model"] = {"uri": serving.uplift_uri, "version": uplift_version}

@@ -27,7 +27,7 @@ from expansion_scorer.tracking import ModelRef, configure
 
 if TYPE_CHECKING:
     from expansion_scorer.features.spark import SparkWorld
-from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.model.propensity import PropensityModel
 
 EPS = 1e-4  # floor for a bin's share, so an empty bin does not make PSI infinite
 SCORE = "score"

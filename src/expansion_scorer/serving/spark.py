@@ -15,8 +15,8 @@ import pandas as pd
 from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.features import spark as engine
+from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.serving.scoring import PRESCORED, Scored, finish_scoring
-from expansion_scorer.training.model import PropensityModel
 
 UDF_RESULT = "score double, expected_expansion_arr double"
 

@@ -17,10 +17,10 @@ from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.model.propensity import Choice, PropensityModel
 from expansion_scorer.progress import progress
 from expansion_scorer.training import baselines
 from expansion_scorer.training.metrics import captured_arr, evaluate
-from expansion_scorer.training.model import Choice, PropensityModel
 from expansion_scorer.training.train import (
     Frames,
     Layout,

@@ -36,6 +36,7 @@ from expansion_scorer.features.catalogue import (
 )
 from expansion_scorer.features.frame import FeatureFrame, Labelling, feature_frame, open_data
 from expansion_scorer.features.snapshots import training_dates
+from expansion_scorer.model.propensity import Choice, PropensityModel
 from expansion_scorer.progress import Stages
 from expansion_scorer.tracking import ModelRef, configure, experiment_id
 from expansion_scorer.training import report
@@ -50,7 +51,6 @@ from expansion_scorer.training.backtest import (
     plan_backtest,
     random_split_auc,
 )
-from expansion_scorer.training.model import Choice, PropensityModel
 from expansion_scorer.training.registry import (
     CHALLENGER,
     Decision,

@@ -34,17 +34,11 @@ from expansion_scorer.config import (
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.features.snapshots import motion_label
-from expansion_scorer.training.calibration import Calibrator, choose_calibration
-from expansion_scorer.training.gam import SplineLogit
-from expansion_scorer.training.model import (
-    Choice,
-    Head,
-    Offset,
-    PropensityModel,
-    prepare,
-    season_offset,
-    sigmoid,
-)
+from expansion_scorer.model.calibration import Calibrator
+from expansion_scorer.model.gam import SplineLogit
+from expansion_scorer.model.parts import Head, Offset, prepare, season_offset, sigmoid
+from expansion_scorer.model.propensity import Choice, PropensityModel
+from expansion_scorer.training.calibration import choose_calibration
 
 SIZE_ROUNDS = 200
 DATASET_PARAMS = {"feature_pre_filter": False, "verbosity": -1}

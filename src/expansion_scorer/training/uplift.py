@@ -18,18 +18,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
 
 from expansion_scorer.config import FeatureSet, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.model.parts import prepare
+from expansion_scorer.model.uplift import UpliftModel
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.training.metrics import incremental_at_capacity, qini_coefficient
-from expansion_scorer.training.model import prepare
 from expansion_scorer.training.train import DATASET_PARAMS, lgb_params, schema
 
 UPLIFT = "uplift"
@@ -38,51 +37,6 @@ PROPENSITY = "propensity"
 ORACLE = "oracle"
 """The simulator's true effect of the program on the assignment, when the data has it."""
 OUTCOME = "expanded"
-
-
-class UpliftModel(PythonModel):
-    """The chance to expand if listed and if held out, and their difference (the uplift)."""
-
-    def __init__(
-        self,
-        listed: lgb.Booster,
-        holdout: lgb.Booster,
-        numeric: list[str],
-        categories: dict[str, list[str]],
-        horizon_days: int,
-    ) -> None:
-        self.listed = listed
-        self.holdout = holdout
-        self.numeric = numeric
-        self.categories = categories
-        self.horizon_days = horizon_days
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [*self.numeric, *self.categories]
-
-    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return prepare(frame, self.numeric, self.categories)
-
-    def arms(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The probability of expansion within the horizon if listed, and if held out."""
-        x = self.matrix(frame)
-        return (
-            np.asarray(self.listed.predict(x), dtype="float64"),
-            np.asarray(self.holdout.predict(x), dtype="float64"),
-        )
-
-    def uplift(self, frame: pd.DataFrame) -> np.ndarray:
-        treated, control = self.arms(frame)
-        return treated - control
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
-        treated, control = self.arms(model_input)
-        return pd.DataFrame(
-            {"uplift": treated - control, "p_listed": treated, "p_holdout": control}
-        )
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.frame import feature_frame
 from expansion_scorer.features.snapshots import as_dates
+from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.program.history import HISTORY_FILE, randomized_assignments
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.program.outcomes import outcomes
 from expansion_scorer.tracking import ModelRef, alias_uri, configure, experiment_id
 from expansion_scorer.training.job import PromoteResult, _git_commit, _requirements
-from expansion_scorer.training.model import PropensityModel
 from expansion_scorer.training.registry import (
     CHAMPION,
     Decision,

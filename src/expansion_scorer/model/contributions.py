@@ -9,12 +9,16 @@ stage puts these values on the score's scale and into words (`serving.explain`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.training import treeshap
-from expansion_scorer.training.model import Head, PropensityModel, any_of, sigmoid
+from expansion_scorer.model import treeshap
+from expansion_scorer.model.parts import Head, any_of, sigmoid
+
+if TYPE_CHECKING:
+    from expansion_scorer.model.propensity import PropensityModel
 
 
 @dataclass(frozen=True)
