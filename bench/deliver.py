@@ -33,12 +33,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/mailservers.py
 
+from expansion_scorer.config.deliver import DeliverConfig
 from expansion_scorer.outputs import csv_writer, parquet_writer, write_outputs
 from expansion_scorer.program import outbox
 from expansion_scorer.program.history import HISTORY_FILE
 from expansion_scorer.serving.deliver.messages import Week, plan
 from expansion_scorer.serving.deliver.send import deliver_job
-from expansion_scorer.serving.deliver.settings import DeliverConfig
 from tests import mailservers
 
 import _args

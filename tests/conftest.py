@@ -142,7 +142,7 @@ def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pr
     were shown (80% of it), the world advances with those touches."""
     from expansion_scorer.cli import main
     from expansion_scorer.data.synthetic import ProgramWorld
-    from expansion_scorer.serving.simulation import TRUTH_FILE, run_program
+    from expansion_scorer.program.simulation import TRUTH_FILE, run_program
     from expansion_scorer.settings import load_feature_set
 
     def run(root: Path) -> None:

@@ -659,7 +659,7 @@ def _deliver(args: argparse.Namespace) -> None:
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from expansion_scorer.serving.measure import measure_job, plan_job
+    from expansion_scorer.program.measure import measure_job, plan_job
     from expansion_scorer.settings import load_settings
 
     settings = load_settings(args.features, training=False, serving=args.config)

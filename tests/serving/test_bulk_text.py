@@ -20,8 +20,9 @@ from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities
-from expansion_scorer.model.contributions import Contributions, contributions
 from expansion_scorer.model.loading import load_model
+from expansion_scorer.model.parts import Contributions
+from expansion_scorer.model.propensity import contributions
 from expansion_scorer.serving.explain import (
     NO_MOTION,
     OPERATORS,

@@ -167,8 +167,8 @@ def test_family_points_add_up_to_the_score_minus_the_calibrated_base_rate(
     from expansion_scorer.features.build import build_features
     from expansion_scorer.features.ledger import build_expansions
     from expansion_scorer.features.snapshots import build_entities
-    from expansion_scorer.model.contributions import contributions
     from expansion_scorer.model.loading import load_model
+    from expansion_scorer.model.propensity import contributions
     from expansion_scorer.serving.scoring import _delivered_base
 
     model, _ = load_model("models:/expansion-propensity@champion")

@@ -16,9 +16,8 @@ from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.features.snapshots import motion_label
 from expansion_scorer.jobs import training_frame
 from expansion_scorer.model.calibration import Calibrator
-from expansion_scorer.model.contributions import contributions
 from expansion_scorer.model.parts import any_of
-from expansion_scorer.model.propensity import Choice
+from expansion_scorer.model.propensity import Choice, contributions
 from expansion_scorer.serving.explain import family_points
 from expansion_scorer.serving.scoring import _delivered_base
 from expansion_scorer.settings import load_feature_set

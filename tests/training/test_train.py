@@ -251,7 +251,7 @@ def test_the_random_split_check_fits_on_a_sample_of_whole_accounts(world_dir: Pa
 def test_the_season_offset_sets_each_months_start_and_is_explained_by_its_feature(
     world_dir: Path,
 ) -> None:
-    from expansion_scorer.model.contributions import contributions
+    from expansion_scorer.model.propensity import contributions
     from expansion_scorer.training.backtest import final_layout
     from expansion_scorer.training.train import fit
 

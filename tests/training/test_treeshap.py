@@ -15,9 +15,8 @@ import shap
 from expansion_scorer.config import TrainingConfig, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.model import treeshap
-from expansion_scorer.model.contributions import contributions
 from expansion_scorer.model.loading import load_model
-from expansion_scorer.model.propensity import PropensityModel
+from expansion_scorer.model.propensity import PropensityModel, contributions
 from expansion_scorer.serving.explain import family_points
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.job import train_job, training_frame

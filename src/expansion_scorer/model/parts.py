@@ -91,3 +91,10 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 def any_of(p: np.ndarray) -> np.ndarray:
     """The chance of at least one of independent events, per row: 1 - prod(1 - p) over axis 0."""
     return 1.0 - np.prod(1.0 - np.asarray(p, dtype="float64"), axis=0)
+
+
+@dataclass(frozen=True)
+class Contributions:
+    values: pd.DataFrame
+    """Per account and model feature, SHAP value in log-odds."""
+    base_logit: float

@@ -16,8 +16,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from expansion_scorer.model import treeshap
-from expansion_scorer.model.contributions import Contributions
-from expansion_scorer.model.parts import prepare
+from expansion_scorer.model.parts import Contributions, prepare
 
 
 @dataclass(frozen=True)

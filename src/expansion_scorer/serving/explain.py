@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureDef, FeatureSet, ServingConfig
-from expansion_scorer.model.contributions import Contributions
+from expansion_scorer.model.parts import Contributions
 from expansion_scorer.text import Columns, fill, is_missing, render, render_rows
 
 if TYPE_CHECKING:

@@ -46,7 +46,14 @@ from expansion_scorer.program.history import (
     read_past,
     read_runs,
 )
-from expansion_scorer.program.holdout import HOLDOUT, UNASSIGNED, assign_arms, period_of
+from expansion_scorer.program.holdout import (
+    HOLDOUT,
+    UNASSIGNED,
+    assign_arms,
+    owners_of,
+    period_of,
+    within_capacity,
+)
 from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving.deliver import messages as deliveries
 from expansion_scorer.serving.deliver import send as sender
@@ -100,12 +107,6 @@ def for_people(table: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def on_capacity_list(scores: pd.DataFrame, capacity: int) -> pd.Series:
-    """Whether each account (in rank order) is among its CSM's top `capacity`."""
-    owners = scores["csm_owner"].fillna(UNASSIGNED).astype(str)
-    return owners.groupby(owners, sort=False).cumcount() < capacity
-
-
 def per_csm(
     scores: pd.DataFrame, capacity: int, every: pd.Series | None = None
 ) -> dict[str, pd.DataFrame]:
@@ -114,7 +115,7 @@ def per_csm(
     `every` names the CSMs who get a file even with nothing listed this week (all of their
     accounts held out), so that last week's list is replaced, not left in place.
     """
-    owners = scores["csm_owner"].fillna(UNASSIGNED).astype(str)
+    owners = owners_of(scores)
     named = owners if every is None else every.fillna(UNASSIGNED).astype(str)
     lists: dict[str, pd.DataFrame] = {}
     for owner in sorted(set(named) | set(owners)):
@@ -328,7 +329,7 @@ def run_week(
     history = out_dir / HISTORY_FILE
     past = read_past(history, as_of, version, serving.triggers.cooldown_weeks)
     ranked = scored.scores.copy()
-    ranked["on_list"] = on_capacity_list(ranked, serving.accounts_per_csm).to_numpy()
+    ranked["on_list"] = within_capacity(owners_of(ranked), serving.accounts_per_csm)
 
     def fire(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         return find_triggers(

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from expansion_scorer.model.contributions import contributions
-from expansion_scorer.model.propensity import Choice, PropensityModel
+from expansion_scorer.model.propensity import Choice, PropensityModel, contributions
 from expansion_scorer.training import baselines
 from expansion_scorer.training.backtest import KINDS, MODEL, TRUTH_COLUMN, UNCALIBRATED, Backtest
 from expansion_scorer.training.metrics import reliability

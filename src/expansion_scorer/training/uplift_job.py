@@ -55,7 +55,7 @@ from expansion_scorer.training.uplift import (
 )
 
 PROGRAM_TRUTH = "program_truth.parquet"
-"""The simulator's per-assignment truth (serving.simulation): the oracle, when present."""
+"""The simulator's per-assignment truth (program.simulation): the oracle, when present."""
 WORLD_TRUTH = "truth.parquet"
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from expansion_scorer.config.deliver import ChatConfig, DeliverConfig, EmailConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.outputs import bytes_writer, locked, recover, write_outputs
 from expansion_scorer.program.history import HISTORY_FILE, apply_stage
@@ -39,7 +40,6 @@ from expansion_scorer.program.outbox import (
     Outbox,
 )
 from expansion_scorer.serving.deliver.messages import slug
-from expansion_scorer.serving.deliver.settings import ChatConfig, DeliverConfig, EmailConfig
 
 DRY_RUN_DIR = "outbox-dry-run"
 
