@@ -43,8 +43,8 @@ def prepare(accounts: int, world_accounts: int, out: Path) -> Path:
     from expansion_scorer.config import load_training_config
     from expansion_scorer.data.loading import open_world
     from expansion_scorer.data.synthetic import generate_world
-    from expansion_scorer.jobs import training_frame
     from expansion_scorer.settings import load_feature_set
+    from expansion_scorer.training.dataset import training_frame
 
     world = out / "world"
     if not (world / "truth.parquet").exists():

@@ -37,10 +37,10 @@ import yaml
 from expansion_scorer.cli import main
 from expansion_scorer.config import load_training_config, override
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
+from expansion_scorer.jobs.uplift import uplift_job
 from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT
-from expansion_scorer.training.uplift_job import uplift_job
 
 import _args
 

@@ -101,7 +101,7 @@ def trained_store(
 ) -> Iterator[Path]:
     """A store holding one champion trained on `world_dir`, trained once per run."""
     from expansion_scorer.config import load_training_config
-    from expansion_scorer.jobs import train_job
+    from expansion_scorer.jobs.train import train_job
     from expansion_scorer.settings import load_feature_set
 
     def train(root: Path) -> None:

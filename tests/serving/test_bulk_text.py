@@ -36,7 +36,7 @@ from expansion_scorer.serving.explain import (
 )
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.text import Columns, fill, fill_rows, render, render_rows
-from expansion_scorer.training.job import training_frame
+from expansion_scorer.training.dataset import training_frame
 
 DATES = [date(2023, 11, 6), date(2024, 5, 6), date(2024, 9, 1)]
 SHIPPED = [

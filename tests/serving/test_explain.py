@@ -12,7 +12,7 @@ import pytest
 
 from expansion_scorer.config import load_serving_config
 from expansion_scorer.serving.explain import NO_MOTION, motions, readiness
-from expansion_scorer.serving.job import per_csm
+from expansion_scorer.serving.lists import per_csm
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.text import render
 from tests.helpers import run_cli

@@ -11,10 +11,11 @@ import pytest
 
 from expansion_scorer.config import LearningConfig, TrainingConfig, load_training_config
 from expansion_scorer.data.loading import open_world
-from expansion_scorer.jobs import train_job, training_frame
+from expansion_scorer.jobs.train import train_job
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.backtest import plan_folds
+from expansion_scorer.training.dataset import training_frame
 from tests.helpers import rewrite_future, run_cli
 
 SMALL = """

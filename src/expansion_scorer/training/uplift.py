@@ -28,6 +28,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.model.parts import prepare
 from expansion_scorer.model.uplift import UpliftModel
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
+from expansion_scorer.text import span
 from expansion_scorer.training.metrics import incremental_at_capacity, qini_coefficient
 from expansion_scorer.training.train import DATASET_PARAMS, lgb_params, schema
 
@@ -54,10 +55,6 @@ class CohortFold:
         return f"fold {self.index}" if self.index else "final fit"
 
 
-def _span(dates: Sequence[date]) -> str:
-    return f"{min(dates)}..{max(dates)}" if dates else "none"
-
-
 def plan_cohort_folds(
     cohorts: Sequence[date], horizon_days: int, cfg: TrainingConfig
 ) -> tuple[list[CohortFold], CohortFold]:
@@ -68,7 +65,7 @@ def plan_cohort_folds(
     """
     up = cfg.uplift
     cohorts = sorted(set(cohorts))
-    found = f"{len(cohorts)} matured randomized cohorts ({_span(cohorts)})"
+    found = f"{len(cohorts)} matured randomized cohorts ({span(cohorts)})"
     fix = (
         "score weekly with a holdout for longer (more cohorts, a horizon apart), or train"
         " with target: propensity"
@@ -86,7 +83,7 @@ def plan_cohort_folds(
         train = tuple(d for d in cohorts if d + timedelta(days=horizon_days) <= first)
         if not train:
             raise UserError(
-                f"target: uplift found {found}; fold {i + 1} tests on {_span(list(block))} and"
+                f"target: uplift found {found}; fold {i + 1} tests on {span(list(block))} and"
                 f" no cohort's {horizon_days}-day outcome window closes before {first}; {fix}"
             )
         folds.append(CohortFold(i + 1, train, tuple(block)))
@@ -109,7 +106,7 @@ def check_arms(frame: pd.DataFrame, folds: Sequence[CohortFold], cfg: TrainingCo
             n = {arm: int((rows["arm"] == arm).sum()) for arm in (LISTED, HOLDOUT)}
             if min(n.values()) < need:
                 raise UserError(
-                    f"target: uplift: {fold.name}'s {what} cohorts ({_span(cohorts)}) hold"
+                    f"target: uplift: {fold.name}'s {what} cohorts ({span(cohorts)}) hold"
                     f" {n[LISTED]} listed and {n[HOLDOUT]} held-out assignments; each arm needs"
                     f" at least {need} (uplift.min_per_arm): score weekly with a larger"
                     " holdout.fraction or for longer, or train with target: propensity"
@@ -121,7 +118,7 @@ def check_arms(frame: pd.DataFrame, folds: Sequence[CohortFold], cfg: TrainingCo
                         outcome = "no expansion" if y.max() == 0 else "only expansions"
                         raise UserError(
                             f"target: uplift: {fold.name}'s training cohorts"
-                            f" ({_span(cohorts)}) hold {outcome} among the {len(y)} {arm}"
+                            f" ({span(cohorts)}) hold {outcome} among the {len(y)} {arm}"
                             " assignments; score weekly with a holdout for longer"
                         )
 
@@ -227,7 +224,7 @@ def table(bt: UpliftBacktest, k: int) -> str:
         f" {'qini ' + s:>14} {'incr@k ' + s:>16}" for s in bt.scorers
     )
     lines = [head, f"(k = {k} per CSM and cohort; incr@k: incremental expansions realised)"]
-    parts = [(f"{r.fold.name} {_span(r.fold.test)}", r.metrics) for r in bt.folds]
+    parts = [(f"{r.fold.name} {span(r.fold.test)}", r.metrics) for r in bt.folds]
     for name, m in [*parts, ("pooled", bt.pooled)]:
         a = m["all"]
         row = f"{name:28} {a['rows']:5.0f} {a['listed']:6.0f} {a['holdout']:5.0f}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -23,6 +22,8 @@ from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.frame import open_data
+from expansion_scorer.jobs.deliver import DeliverResult, deliver_job
+from expansion_scorer.jobs.deliver import say as say_deliveries
 from expansion_scorer.model.loading import load_uplift, load_versioned
 from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.outputs import (
@@ -42,13 +43,10 @@ from expansion_scorer.program.history import (
     apply_stage,
     keyed,
     read_assignments,
-    read_features,
     read_past,
-    read_runs,
 )
 from expansion_scorer.program.holdout import (
     HOLDOUT,
-    UNASSIGNED,
     assign_arms,
     owners_of,
     period_of,
@@ -57,6 +55,7 @@ from expansion_scorer.program.holdout import (
 from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving.deliver import messages as deliveries
 from expansion_scorer.serving.deliver import send as sender
+from expansion_scorer.serving.lists import flat, for_people, per_csm
 from expansion_scorer.serving.manifest import input_summary, render_manifest
 from expansion_scorer.serving.monitor import (
     SCORE,
@@ -64,68 +63,17 @@ from expansion_scorer.serving.monitor import (
     drift_warning,
     dumps,
     load_reference,
-    matured_outcomes,
     model_record,
-    recommendation,
     reference,
 )
 from expansion_scorer.serving.report import render_report
-from expansion_scorer.serving.scoring import Scored, score_columns, score_frame
+from expansion_scorer.serving.scoring import Scored, score_frame
 from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
 from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri
 
 if TYPE_CHECKING:
     from expansion_scorer.features.spark import SparkWorld
-
-
-def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
-    """The score list with talking points as one text cell, for CSV and Parquet."""
-    out = scores[score_columns(serving)].copy()
-    out["talking_points"] = out["talking_points"].map(lambda t: " | ".join(t))
-    return out
-
-
-def for_people(table: pd.DataFrame) -> pd.DataFrame:
-    """A table as a CSM reads it in a spreadsheet: scores as percentages with one decimal
-    (`score_pct`), changes in points (`change_pts`), money in whole units. The Parquet files
-    and the history keep full precision."""
-    out = table.copy()
-    for col in ("score", "previous_score"):
-        if col in out:
-            out[col] = (pd.to_numeric(out[col]) * 100).round(1)
-    if "change" in out:
-        out["change"] = (pd.to_numeric(out["change"]) * 100).round(1)
-    for col in ("expected_expansion_arr", "expected_incremental_arr"):
-        if col in out:
-            out[col] = pd.to_numeric(out[col]).round(0).astype("Int64")
-    if "uplift" in out:
-        out["uplift"] = (pd.to_numeric(out["uplift"]) * 100).round(1)
-    return out.rename(
-        columns={"score": "score_pct", "previous_score": "previous_score_pct",
-                 "change": "change_pts", "uplift": "uplift_pts"}
-    )  # fmt: skip
-
-
-def per_csm(
-    scores: pd.DataFrame, capacity: int, every: pd.Series | None = None
-) -> dict[str, pd.DataFrame]:
-    """Each CSM's list: their top `capacity` accounts in rank order; file names are slugs.
-
-    `every` names the CSMs who get a file even with nothing listed this week (all of their
-    accounts held out), so that last week's list is replaced, not left in place.
-    """
-    owners = owners_of(scores)
-    named = owners if every is None else every.fillna(UNASSIGNED).astype(str)
-    lists: dict[str, pd.DataFrame] = {}
-    for owner in sorted(set(named) | set(owners)):
-        ascii_name = unicodedata.normalize("NFKD", owner).encode("ascii", "ignore").decode()
-        slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-") or "csm"
-        name, n = f"{slug}.csv", 2
-        while name in lists:
-            name, n = f"{slug}-{n}.csv", n + 1
-        lists[name] = scores[owners == owner].head(capacity)
-    return lists
 
 
 class Laps:
@@ -157,7 +105,7 @@ class ScoreResult:
     """What `--to` wrote to the database, when it was given."""
     planned: deliveries.Plan | None = None
     """The week's deliveries, with a `deliver:` block."""
-    delivered: sender.DeliverResult | None = None
+    delivered: DeliverResult | None = None
 
 
 def score_job(
@@ -262,7 +210,7 @@ def score_job(
         )
     delivered = None
     if planned is not None and planned.messages:
-        delivered = sender.deliver_job(out_dir, serving.deliver)
+        delivered = deliver_job(out_dir, serving.deliver)
     return ScoreResult(
         files=files,
         scored=len(week.table),
@@ -599,80 +547,6 @@ def _weekly_drift(
     }, [warning] if warning else []
 
 
-@dataclass(frozen=True)
-class MonitorResult:
-    as_of: date
-    model_version: str
-    drift: pd.DataFrame
-    outcomes: pd.DataFrame
-    promised_lift: float
-    retrain: bool
-    why: list[str]
-    files: list[Path]
-
-
-def monitor_job(
-    data_dir: DataSource,
-    out_root: Path,
-    feature_set: FeatureSet,
-    serving: ServingConfig,
-    engine: Engine = Engine.DUCKDB,
-) -> MonitorResult:
-    """Drift of the latest run against training, and outcomes of the runs that have matured;
-    with `Engine.SPARK`, Spark computes the training months' features and the outcomes."""
-    out_root = Path(out_root)
-    history = out_root / HISTORY_FILE
-    if not history.is_file():
-        raise UserError(
-            f"{out_root}: no {HISTORY_FILE}; run `expansion score DATA --as-of DATE --out"
-            f" {out_root}` first"
-        )
-    with locked(out_root):
-        recover(out_root, apply_stage(history))
-        runs = read_runs(history)
-    world = open_data(data_dir, engine)
-    validate(world)
-    latest = runs.sort_values(["as_of", "model_version"]).iloc[-1]
-    as_of = pd.Timestamp(latest["as_of"]).date()
-    version = str(latest["model_version"])
-    registered = ModelRef.from_label(version)
-    record = None if registered is None else model_record(registered)
-    if registered is None or record is None:
-        raise UserError(f"model {version}: not a registered version with a training record")
-    model, _ = load_versioned(registered.uri)
-    cfg = serving.monitor
-    own = for_model(feature_set, model.affinity, model.plan_order)
-    ref = reference(world, model, own, record.fit_dates, cfg)
-    current = read_features(history, as_of, version)
-    week = runs[
-        (pd.to_datetime(runs["as_of"]).dt.date == as_of) & (runs["model_version"] == version)
-    ]
-    current = current.merge(week[["account_id", "score"]], on="account_id", how="right")
-    drift = drift_table(ref, current, cfg)
-    outcomes = matured_outcomes(world, runs, feature_set, model.horizon_days, record.capacity_k)
-    retrain, why = recommendation(drift, outcomes, record, cfg)
-    summary = {
-        "latest_run": str(as_of),
-        "model": version,
-        "reference_months": ref["dates"],
-        "promised_lift_at_capacity": record.promised_lift,
-        "promised_precision_at_capacity": record.promised_precision,
-        "capacity_k": record.capacity_k,
-        "matured_runs": len(outcomes),
-        "retrain": retrain,
-        "why": why,
-    }
-    files = write_outputs(
-        out_root / "monitor",
-        {
-            "drift.csv": csv_writer(drift),
-            "outcomes.csv": csv_writer(outcomes),
-            "monitor.json": text_writer(json.dumps(summary, indent=2, default=str) + "\n"),
-        },
-    )
-    return MonitorResult(as_of, version, drift, outcomes, record.promised_lift, retrain, why, files)
-
-
 def _history_rows(
     ranked: pd.DataFrame,
     state: pd.DataFrame,
@@ -745,3 +619,27 @@ def _created_on_or_after(world: AnyWorld, as_of: date) -> int:
         f"SELECT count(*) FROM raw_accounts WHERE TRY_CAST(created_at AS DATE) >= DATE '{as_of}'"
     )
     return int(row[0])
+
+
+def say(result: ScoreResult, as_of: date, sink: Sink | None) -> None:
+    """What `score` prints: counts, triggers, warnings, the files, deliveries and the table."""
+    print(
+        f"scored {result.scored:,} accounts as of {as_of} with {result.model_version}"
+        f" ({result.not_ready:,} not yet ready);"
+        f" {result.excluded:,} not eligible (reasons in excluded.csv);"
+        f" {result.not_yet_customers:,} created on or after {as_of} are not yet customers"
+    )
+    since = f"since {result.previous_run}" if result.previous_run else "first run in this history"
+    print(f"{result.triggers:,} triggers fired ({since}; why in triggers.csv)")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    for path in result.files:
+        print(f"  {path}")
+    say_deliveries(result.planned, result.delivered)
+    if sink is not None and result.written is not None:
+        w = result.written
+        print(
+            f"  {sink.name} at {sink.database.display}: {w.rows:,} rows as of {as_of}"
+            f" ({w.rows - w.replaced:,} new, {w.replaced:,} replaced; {w.removed:,} of accounts"
+            " no longer scored removed)"
+        )
