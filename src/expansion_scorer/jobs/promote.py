@@ -17,10 +17,16 @@ from expansion_scorer.data.loading import World
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.errors import UserError
 from expansion_scorer.text import span
-from expansion_scorer.tracking import configure, experiment_id
+from expansion_scorer.tracking import configure, experiment_id, flat_metrics
 from expansion_scorer.training.backtest import MODEL, backtest, plan_backtest
 from expansion_scorer.training.dataset import fold_frames, learnable, load_world, training_set
-from expansion_scorer.training.registry import Decision, contenders, decide, make_champion
+from expansion_scorer.training.registry import (
+    Contenders,
+    Decision,
+    contenders,
+    decide,
+    make_champion,
+)
 from expansion_scorer.training.train import Frames, Layout
 
 if TYPE_CHECKING:
@@ -81,9 +87,8 @@ def promote_job(
     name = cfg.registered_model
     found = contenders(client, name, "train a model first (`expansion train`)")
     if found.settled is not None:
-        return PromoteResult(found.settled, found.challenger, found.champion, [], None)
-    challenger, champion = found.challenger, found.champion
-    assert champion is not None  # without one, `contenders` settled it
+        return settled(found)
+    challenger, champion = found.pair
 
     if world is None:
         world = load_world(data_dir, cutoff=until)
@@ -109,27 +114,42 @@ def promote_job(
         metrics[role] = bt.pooled[MODEL]
     decision = decide(metrics["challenger"], metrics["champion"], cfg.gate, force)
 
-    exp = experiment_id(client, cfg.experiment)
+    params = {
+        "challenger_version": challenger,
+        "champion_version": champion,
+        "gate_test_dates": span(test_dates, ""),
+        "lift_margin": cfg.gate.lift_margin,
+        "ece_tolerance": cfg.gate.ece_tolerance,
+        "capacity_k": cfg.capacity.k,
+        "force": force,
+    }
+    run_id = record_gate(client, cfg.experiment, name, (challenger, champion), decision,
+                         params, metrics)  # fmt: skip
+    return PromoteResult(decision, challenger, champion, test_dates, run_id)
+
+
+def settled(found: Contenders) -> PromoteResult:
+    """The result when there was no champion to compare with (`contenders` promoted)."""
+    assert found.settled is not None
+    return PromoteResult(found.settled, found.challenger, found.champion, [], None)
+
+
+def record_gate(
+    client: MlflowClient,
+    experiment: str,
+    name: str,
+    versions: tuple[str, str],
+    decision: Decision,
+    params: dict[str, object],
+    metrics: dict[str, dict[str, float]],
+) -> str:
+    """The gate's MLflow run (its parameters, each role's metrics and the decision), the
+    versions' tags, and @champion moved when the challenger earned it; the run's id."""
+    challenger, champion = versions
+    exp = experiment_id(client, experiment)
     with mlflow.start_run(experiment_id=exp, run_name=f"gate v{challenger} vs v{champion}") as run:
-        mlflow.log_params(
-            {
-                "challenger_version": challenger,
-                "champion_version": champion,
-                "gate_test_dates": span(test_dates, ""),
-                "lift_margin": cfg.gate.lift_margin,
-                "ece_tolerance": cfg.gate.ece_tolerance,
-                "capacity_k": cfg.capacity.k,
-                "force": force,
-            }
-        )
-        mlflow.log_metrics(
-            {
-                f"{role}_{key}": value
-                for role, values in metrics.items()
-                for key, value in values.items()
-                if value == value
-            }
-        )
+        mlflow.log_params(params)
+        mlflow.log_metrics(flat_metrics(metrics, ""))
         mlflow.set_tags(
             {
                 "gate_decision": "promoted" if decision.promote else "refused",
@@ -137,14 +157,14 @@ def promote_job(
                 "gate_reason": decision.reason,
             }
         )
-    for version in (challenger, champion):
+    for version in versions:
         client.set_model_version_tag(name, version, "last_gate_run", run.info.run_id)
     client.set_model_version_tag(
         name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
     )
     if decision.promote:
         make_champion(client, name, challenger)
-    return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)
+    return str(run.info.run_id)
 
 
 def say_decision(decision: Decision) -> None:

@@ -26,7 +26,7 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.frame import feature_frame
 from expansion_scorer.features.snapshots import as_dates
-from expansion_scorer.jobs.promote import PromoteResult
+from expansion_scorer.jobs.promote import PromoteResult, record_gate, settled
 from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.program.history import HISTORY_FILE, randomized_assignments
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
@@ -46,7 +46,6 @@ from expansion_scorer.training.registry import (
     Decision,
     assign_new_version,
     contenders,
-    make_champion,
 )
 from expansion_scorer.training.uplift import (
     ORACLE,
@@ -312,9 +311,8 @@ def promote_uplift_job(
     name = cfg.uplift.registered_model
     found = contenders(client, name, "train one first (`expansion train`)")
     if found.settled is not None:
-        return PromoteResult(found.settled, found.challenger, found.champion, [], None)
-    challenger, champion = found.challenger, found.champion
-    assert champion is not None  # without one, `contenders` settled it
+        return settled(found)
+    challenger, champion = found.pair
     if program is None:
         raise UserError(
             "promoting an uplift model refits both on the weekly runs' holdout: pass --program"
@@ -356,23 +354,11 @@ def promote_uplift_job(
         decision = Decision(False, f"refused (no more incremental expansions): {numbers}", False,
                             *metrics.values())  # fmt: skip
     test_dates = [d for f in folds for d in f.test]
-    exp = experiment_id(client, cfg.experiment)
-    with mlflow.start_run(experiment_id=exp, run_name=f"gate v{challenger} vs v{champion}") as run:
-        mlflow.log_params({"model": name, "challenger_version": challenger,
-                           "champion_version": champion, "gate_test_cohorts": span(test_dates, ""),
-                           "force": force})  # fmt: skip
-        mlflow.log_metrics(
-            {f"{r}_{k}": v for r, m in metrics.items() for k, v in m.items() if v == v}
-        )
-        mlflow.set_tags({"gate_decision": "promoted" if decision.promote else "refused",
-                         "gate_forced": str(decision.forced).lower(),
-                         "gate_reason": decision.reason})  # fmt: skip
-    client.set_model_version_tag(
-        name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
-    )
-    if decision.promote:
-        make_champion(client, name, challenger)
-    return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)
+    params = {"model": name, "challenger_version": challenger, "champion_version": champion,
+              "gate_test_cohorts": span(test_dates, ""), "force": force}  # fmt: skip
+    run_id = record_gate(client, cfg.experiment, name, (challenger, champion), decision,
+                         params, metrics)  # fmt: skip
+    return PromoteResult(decision, challenger, champion, test_dates, run_id)
 
 
 def say(result: UpliftResult) -> None:

@@ -149,20 +149,19 @@ def datasets(
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
     """Binned training and validation sets (validation on the training bins) of `label`, ready
     to reuse; with an offset, both start from it (LightGBM's init_score)."""
-    train_set = lgb.Dataset(
-        prepare(fit, numeric, categories),
-        label=fit[label].to_numpy(),
-        init_score=None if offset is None else offset.of(fit),
-        params=DATASET_PARAMS,
-        free_raw_data=False,
-    ).construct()
-    valid_set = lgb.Dataset(
-        prepare(valid, numeric, categories),
-        label=valid[label].to_numpy(),
-        init_score=None if offset is None else offset.of(valid),
-        reference=train_set,
-        params=DATASET_PARAMS,
-    ).construct()
+
+    def binned(rows: pd.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        return lgb.Dataset(
+            prepare(rows, numeric, categories),
+            label=rows[label].to_numpy(),
+            init_score=None if offset is None else offset.of(rows),
+            reference=reference,
+            params=DATASET_PARAMS,
+            free_raw_data=False,
+        ).construct()
+
+    train_set = binned(fit)
+    valid_set = binned(valid, reference=train_set)
     return train_set, valid_set
 
 
