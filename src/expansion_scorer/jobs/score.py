@@ -63,6 +63,7 @@ from expansion_scorer.serving.monitor import (
     drift_warning,
     dumps,
     load_reference,
+    logged_reference,
     model_record,
     reference,
 )
@@ -524,12 +525,12 @@ def _weekly_drift(
     """PSI of this run against the model's training months (cached per model as
     `reference-<model>.json`), for the manifest, and a warning line when something drifted."""
     record = None if registered is None else model_record(registered)
-    if record is None or scored.features.empty:
+    if registered is None or record is None or scored.features.empty:
         return {"checked": False, "why": "no training window recorded for this model"}, []
     cfg = serving.monitor
     usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
     name = f"reference-{_slug(version)}.json"
-    ref = load_reference(out_dir / name, usable, cfg)
+    ref = load_reference(out_dir / name, usable, cfg) or logged_reference(registered, usable, cfg)
     if ref is None:
         ref = reference(world, model, feature_set, record.fit_dates, cfg)
     if not ref["columns"]:

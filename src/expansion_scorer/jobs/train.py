@@ -18,14 +18,22 @@ import mlflow.data.pandas_dataset
 import pandas as pd
 from mlflow.models import infer_signature
 
-from expansion_scorer.config import Engine, FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.config import (
+    Engine,
+    FeatureSet,
+    LightGBMParams,
+    MonitorConfig,
+    TrainingConfig,
+)
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.features.catalogue import (
     Affinity,
 )
+from expansion_scorer.features.snapshots import month_starts
 from expansion_scorer.jobs.promote import promote_job, say_decision
 from expansion_scorer.model.propensity import Choice, PropensityModel
 from expansion_scorer.progress import Stages
+from expansion_scorer.serving.monitor import REFERENCE_ARTIFACT, reference_of
 from expansion_scorer.text import span
 from expansion_scorer.tracking import (
     ModelRef,
@@ -299,6 +307,11 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
             context="training",
         )
         mlflow.log_dict(feature_set.model_dump(), "config/features.json")
+        # the drift reference of the final fit months, so the weekly run reads it, not the data
+        months = month_starts(min(final_fit.fit_dates), max(final_fit.fit_dates))
+        fitted_on = data[pd.to_datetime(data["as_of"]).dt.date.isin(set(months))]
+        drift = reference_of(fitted_on, final, feature_set, months, MonitorConfig())
+        mlflow.log_dict(drift, REFERENCE_ARTIFACT)
         if affinities:
             mlflow.log_dict(
                 {
