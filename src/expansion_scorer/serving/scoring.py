@@ -3,7 +3,7 @@
 `score_frame` builds the features (`features.frame.feature_frame`) and hands them to
 `finish_scoring`; the Spark engine (`serving.spark`) builds them on Spark and hands them to the
 same function, so scores,
-reasons, motion, readiness and uplift are one piece of code. `serving.job` wires it into the
+reasons, motion, readiness and uplift are one piece of code. `jobs.score` wires it into the
 weekly run.
 """
 
