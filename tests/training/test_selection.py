@@ -12,9 +12,9 @@ from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import LearningConfig
 from expansion_scorer.data.loading import open_world
-from expansion_scorer.jobs import training_frame
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.backtest import plan_folds
+from expansion_scorer.training.dataset import training_frame
 from expansion_scorer.training.selection import (
     auc_influence,
     complexity,
