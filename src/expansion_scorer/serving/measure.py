@@ -107,11 +107,18 @@ def bootstrap(
     reps: int = BOOTSTRAP,
     level: float = 0.95,
     adjust: tuple[str, ...] = (),
+    normal: tuple[str, ...] = (),
 ) -> dict[str, tuple[float, float, float]]:
     """Each statistic of the arms' mean differences, with an interval at `level` from a bootstrap
     that resamples accounts (Poisson weights, shared by every statistic), so that an account's
     rows move together. Each column of `adjust` also gets its covariate-adjusted difference
-    (Lin 2013) under the key `<column>:adjusted`, from the same resamples."""
+    (Lin 2013) under the key `<column>:adjusted`, from the same resamples.
+
+    The interval is the resamples' percentiles, or for the statistics named in `normal` the
+    estimate plus and minus the normal quantile times the resamples' standard deviation: for a
+    statistic close to normal (a difference of rates), the standard deviation of 1,000
+    resamples carries far less Monte Carlo error than their 2.5th and 97.5th percentiles, which
+    moved the width of one seed's interval by 2 to 3% from one bootstrap seed to the next."""
     accounts = pd.Index(rows["account_id"].unique())
     sums = {c: (_per_account(rows, accounts, LISTED, c), _per_account(rows, accounts, HOLDOUT, c))
             for c in columns}  # fmt: skip
@@ -156,12 +163,20 @@ def bootstrap(
             draws[name].append(values)
     point = apply(differences(None))
     tail = (1 - level) / 2
+    z = st.two_sided_z(level)
     out = {}
     for name in statistics:
         spread = np.concatenate(draws[name])
         spread = spread[np.isfinite(spread)]
-        low, high = np.quantile(spread, [tail, 1 - tail]) if len(spread) else (np.nan, np.nan)
-        out[name] = (float(point[name][0]), float(low), float(high))
+        estimate = float(point[name][0])
+        if len(spread) < 2:
+            low, high = np.nan, np.nan
+        elif name in normal:
+            half = z * float(spread.std(ddof=1))
+            low, high = estimate - half, estimate + half
+        else:
+            low, high = np.quantile(spread, [tail, 1 - tail])
+        out[name] = (estimate, float(low), float(high))
     return out
 
 
@@ -181,7 +196,7 @@ def _row(scope: str, group: str, rows: pd.DataFrame, seed: int, level: float) ->
         ADJUSTED: lambda d: d[f"expanded:{ADJUSTED}"],
     }
     effects = bootstrap(rows, ["expanded", "expansion_arr"], wanted, seed, level=level,
-                        adjust=("expanded",))  # fmt: skip
+                        adjust=("expanded",), normal=("expanded", ADJUSTED))  # fmt: skip
     rate, arr, adjusted = effects["expanded"], effects["expansion_arr"], effects[ADJUSTED]
     row.update(
         rate_listed=float(listed["expanded"].mean()),
