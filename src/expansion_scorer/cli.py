@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import warnings
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -273,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         " salesforce-activity or hubspot-engagements",
     )
 
-    demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
+    demo = sub.add_parser(
+        "demo", help="generate, validate, train, run the program two quarters, measure and report"
+    )
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     demo.add_argument("--accounts", type=_positive, default=1000)
     demo.add_argument("--seed", type=int, default=0)
@@ -792,42 +794,40 @@ def _online_retail(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from expansion_scorer.data.synthetic import generate_world
-    from expansion_scorer.features.snapshots import data_span
     from expansion_scorer.jobs import load_world, train_job
-    from expansion_scorer.serving.job import score_job
+    from expansion_scorer.program.demo import WEEKS, program_world, run_demo_program
     from expansion_scorer.settings import load_settings
 
     started = time.perf_counter()
     settings = load_settings()
     assert settings.training is not None and settings.serving is not None
     data = args.out / "data"
-    print(f"1/4 generating {args.accounts:,} accounts into {data}")
-    generate_world(data, n_accounts=args.accounts, seed=args.seed)
-    print("2/4 validating")
-    world = load_world(data, cutoff=None)
-    for warning in world.warnings:
+    print(f"1/5 generating {args.accounts:,} accounts into {data}, up to {WEEKS[0]}")
+    world = program_world(data, args.accounts, args.seed)
+    print("2/5 validating")
+    for warning in load_world(data, cutoff=None).warnings:
         print(f"    warning: {warning}")
-    _, end = data_span(world)
-    as_of = date(end.year, end.month, 1)
-    if as_of < end - timedelta(days=15):
-        as_of = date(end.year + end.month // 12, end.month % 12 + 1, 1)
-    print("3/4 training")
+    print(f"3/5 training on the history before {WEEKS[0]}")
     features = settings.features
     result = train_job(data, settings.training, features)
     _print_training(result)
-    print(f"4/4 scoring as of {as_of}")
-    scored = score_job(
-        data,
-        as_of,
-        args.out / "scores",
-        features,
-        settings.serving,
-        model_uri=settings.champion(),
-        csm_files=True,
+    print(
+        f"4/5 the program: {len(WEEKS)} weekly runs from {WEEKS[0]} with"
+        f" {settings.serving.holdout.fraction:.0%} of candidates held out, CSMs touching what"
+        " they are shown, the world answering"
     )
-    for path in scored.files:
-        print(f"  {path}")
+    demo = run_demo_program(
+        world, args.out / "scores", features, settings.serving, settings.champion(), args.seed,
+        say=print,
+    )  # fmt: skip
+    print(f"5/5 measured to {demo.summary['data_end']}, then the weekly run as of {demo.as_of}")
+    always = demo.summary["always_valid"]
+    assert isinstance(always, dict)
+    print(
+        f"    always-valid {always['level']:.0%}: {100 * always['low']:+.1f} to"
+        f" {100 * always['high']:+.1f} pts, {always['verdict']}; the world's true effect"
+        f" {100 * demo.true_effect:+.1f} pts"
+    )
     print(
         f"done in {time.perf_counter() - started:.0f}s; open {args.out / 'scores' / 'report.html'}"
     )
