@@ -809,7 +809,7 @@ def _demo(args: argparse.Namespace) -> None:
         print(f"    warning: {warning}")
     print(f"3/5 training on the history before {WEEKS[0]}")
     features = settings.features
-    result = train_job(data, settings.training, features)
+    result = train_job(data, settings.training, features, until=WEEKS[0])
     _print_training(result)
     print(
         f"4/5 the program: {len(WEEKS)} weekly runs from {WEEKS[0]} with"
