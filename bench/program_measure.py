@@ -5,7 +5,7 @@ then per seed runs the real loop on a world of its own that answers the program
 (`data.synthetic.ProgramWorld`, seeded by the seed): weekly scoring runs with a holdout salted by
 the seed (two quarters, `--weeks` runs each), CSMs touching what they were shown with
 `--compliance`, the world advancing a week at a time with those touches
-(`serving.simulation.run_program`, which also knows each account's outcome in both arms), and
+(`program.simulation.run_program`, which also knows each account's outcome in both arms), and
 `expansion measure`. Prints, over seeds, how often the pooled 95% intervals (unadjusted and
 adjusted for what the draw knew) cover the true intent-to-treat effect, how much narrower the
 adjusted one is, how often the always-valid interval excluded zero at any look (one look per
@@ -43,12 +43,12 @@ import yaml
 
 from expansion_scorer.cli import main
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
+from expansion_scorer.program import measure as ms
 from expansion_scorer.program import statistics as st
 from expansion_scorer.program.history import randomized_assignments
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.program.outcomes import outcomes
-from expansion_scorer.serving import measure as ms
-from expansion_scorer.serving.simulation import run_program
+from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set, load_settings
 
 HERE = Path(__file__).resolve()  # before the run moves into its folder
@@ -197,8 +197,8 @@ def _remeasure(run_dir: Path, seed: int) -> tuple[dict[str, Any], pd.DataFrame, 
                              planned=float((randomized["period"] == first).sum()))  # fmt: skip
     per_quarter, _ = ms.candidates_per_quarter(history, serving.holdout.period)
     horizon = int(randomized["horizon_days"].max())
-    plan = ms._plan_from(matured, run_dir, load_feature_set(), horizon, serving, per_quarter)
-    pooled = ms._clean(table.iloc[0].to_dict())
+    plan = ms.plan_from(matured, run_dir, load_feature_set(), horizon, serving, per_quarter)
+    pooled = ms.clean(table.iloc[0].to_dict())
     summary = {"pooled": pooled, "always_valid": always, "plan": plan,
                "reliable": bool(checks["reliable"].all())}  # fmt: skip
     return summary, matured, serving

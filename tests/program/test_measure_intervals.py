@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.serving.measure import ADJUSTED, _row, bootstrap
+from expansion_scorer.program.measure import ADJUSTED, _row, bootstrap
 
 
 def _program(seed: int = 4, n: int = 1500) -> pd.DataFrame:

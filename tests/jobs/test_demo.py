@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from expansion_scorer.program.demo import WEEKS, program_world, run_demo_program
+from expansion_scorer.jobs.demo import WEEKS, program_world, run_demo_program
 from expansion_scorer.settings import load_settings
 
 
