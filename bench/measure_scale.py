@@ -7,12 +7,13 @@ reading the world, the ledger, every matured assignment's outcome, the pooled an
 bootstrap intervals, and the outputs. Median of `--repeats` runs, with peak memory.
 
     .venv/bin/python bench/measure_scale.py [--accounts 100000] [--per-week 2000] [--repeats 3]
-        [--out DIR] [--smoke]
+        [--world DIR] [--out DIR] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import tempfile
@@ -80,30 +81,37 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--per-week", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--world", type=Path, help="a world an earlier run generated: not again")
     args = _args.parse(parser, "measure_scale", {"accounts": 200, "per_week": 10, "repeats": 1})
     root = Path(tempfile.mkdtemp(prefix="run-", dir=args.out))
-    started = time.perf_counter()
-    generate_world(root / "world", n_accounts=args.accounts, seed=0, months=24, activity=0.02)
-    print(f"world: {args.accounts:,} accounts in {time.perf_counter() - started:.0f} s")
-    ids = pd.read_parquet(root / "world" / "accounts.parquet")["account_id"].tolist()
+    world = args.world or root / "world"
+    if args.world is None:
+        started = time.perf_counter()
+        generate_world(world, n_accounts=args.accounts, seed=0, months=24, activity=0.02)
+        print(f"world: {args.accounts:,} accounts in {time.perf_counter() - started:.0f} s")
+    ids = pd.read_parquet(world / "accounts.parquet")["account_id"].tolist()
     out = root / "weekly"
     out.mkdir()
     n = write_history(out, ids, args.per_week)
     print(f"history: {n:,} assignments over 52 weeks")
     features, serving = load_feature_set(), load_serving_config()
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        result = measure_job(root / "world", out, features, serving)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        result = measure_job(world, out, features, serving)
         seconds.append(time.perf_counter() - start)
-        print(f"  measure: {seconds[-1]:.1f} s", flush=True)
+        cpu.append(time.process_time() - start_cpu)  # this process's own: others' load aside
+        load = os.getloadavg()[0]
+        print(f"  measure: {seconds[-1]:.1f} s ({cpu[-1]:.1f} s of CPU, load {load:.1f})",
+              flush=True)  # fmt: skip
     pooled = result.summary["pooled"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
         f"measure over {n:,} assignments ({result.summary['cohorts_matured']} cohorts,"
         f" {pooled['n_listed']:,} listed, {pooled['n_holdout']:,} held out): median"
         f" {statistics.median(seconds):.1f} s of {args.repeats} (runs"
-        f" {', '.join(f'{s:.1f}' for s in seconds)}), peak {peak:.2f} GiB"
+        f" {', '.join(f'{s:.1f}' for s in seconds)}; median CPU {statistics.median(cpu):.1f} s),"
+        f" peak {peak:.2f} GiB"
     )
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import warnings
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -273,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         " salesforce-activity or hubspot-engagements",
     )
 
-    demo = sub.add_parser("demo", help="generate, validate, train, score and report end to end")
+    demo = sub.add_parser(
+        "demo", help="generate, validate, train, run the program two quarters, measure and report"
+    )
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     demo.add_argument("--accounts", type=_positive, default=1000)
     demo.add_argument("--seed", type=int, default=0)
@@ -546,47 +548,9 @@ def _online_retail(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from expansion_scorer.data.synthetic import generate_world
-    from expansion_scorer.features.snapshots import data_span
-    from expansion_scorer.jobs.score import score_job
-    from expansion_scorer.jobs.train import say as say_training
-    from expansion_scorer.jobs.train import train_job
-    from expansion_scorer.settings import load_settings
-    from expansion_scorer.training.dataset import load_world
+    from expansion_scorer.jobs.demo import demo_job, say
 
-    started = time.perf_counter()
-    settings = load_settings()
-    assert settings.training is not None and settings.serving is not None
-    data = args.out / "data"
-    print(f"1/4 generating {args.accounts:,} accounts into {data}")
-    generate_world(data, n_accounts=args.accounts, seed=args.seed)
-    print("2/4 validating")
-    world = load_world(data, cutoff=None)
-    for warning in world.warnings:
-        print(f"    warning: {warning}")
-    _, end = data_span(world)
-    as_of = date(end.year, end.month, 1)
-    if as_of < end - timedelta(days=15):
-        as_of = date(end.year + end.month // 12, end.month % 12 + 1, 1)
-    print("3/4 training")
-    features = settings.features
-    result = train_job(data, settings.training, features)
-    say_training(result)
-    print(f"4/4 scoring as of {as_of}")
-    scored = score_job(
-        data,
-        as_of,
-        args.out / "scores",
-        features,
-        settings.serving,
-        model_uri=settings.champion(),
-        csm_files=True,
-    )
-    for path in scored.files:
-        print(f"  {path}")
-    print(
-        f"done in {time.perf_counter() - started:.0f}s; open {args.out / 'scores' / 'report.html'}"
-    )
+    say(demo_job(args.out, args.accounts, args.seed, say=print))
 
 
 COMMANDS = {

@@ -18,7 +18,7 @@ def test_the_program_benchmark_smoke_run_measures_one_seed(
     uri = f"sqlite:///{champion / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)  # the benchmark works in its own folder; this one comes back
 
-    rows = bench["run"](bench["parse"](["--smoke", "--tracking-uri", uri, "--out",
+    rows = bench["run"](bench["parse"](["--smoke", "--keep", "--tracking-uri", uri, "--out",
                                         str(tmp_path / "bench")]))  # fmt: skip
 
     assert len(rows) == 1
@@ -27,3 +27,11 @@ def test_the_program_benchmark_smoke_run_measures_one_seed(
     assert row["adjusted_low"] <= row["adjusted"] <= row["adjusted_high"]
     assert row["always_low"] < row["always_high"] and row["looks"] == 2
     assert row["plan_two_quarters"] > 0
+
+    # and the kept seed, measured again with the current code, draws again and checks the plan
+    kept = ["--kept", str(tmp_path / "bench"), "--redraws", "1", "--plan-check",
+            "--check-replicates", "2", "--check-effects", "0.3", "--check-reps", "20"]  # fmt: skip
+    again = bench["remeasure"](bench["parse"](kept))
+    assert [r["seed"] for r in again] == [row["seed"]]
+    assert abs(again[0]["estimate"] - row["estimate"]) < 1e-12
+    assert abs(again[0]["true"] - row["true"]) < 1e-12

@@ -162,6 +162,11 @@ def sample_ratio_p(n_held: int, n_total: int, fraction: float) -> float:
     return float(stats.chi2.sf(chi2, 1))
 
 
+def two_sided_z(level: float) -> float:
+    """The normal quantile of a two-sided interval at `level` (1.96 at 95%)."""
+    return float(stats.norm.ppf(1 - (1 - level) / 2))
+
+
 def z_total(alpha: float = PLAN_ALPHA, power: float = POWER) -> float:
     return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
 
