@@ -56,34 +56,27 @@ from expansion_scorer.training.uplift import (
 
 PROGRAM_TRUTH = "program_truth.parquet"
 """The simulator's per-assignment truth (serving.simulation): the oracle, when present."""
-WORLD_TRUTH = "truth.parquet"
 
 
 def _oracle(data_dir: DataSource, rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` with the true effect of the program per assignment, when the data has it: the
-    simulator's `p_touched - p_expand` at the first month start after the assignment (a touch
-    changes the months after its own), else its realised `effect`."""
+    """`rows` with the true expected effect of a touch per assignment, when the data has it:
+    the simulator's `true_effect` (`p_touched - p_untouched` at the first month start after
+    the draw, both chances kept from the world and its flipped replay by `run_program`).
+    Without it (data that is not a simulated program, or one written before the chances were
+    kept) there is no oracle: a realised effect or a `p_expand` that already holds the touch
+    would rank by noise."""
     if not isinstance(data_dir, Path):
         return rows
-    keys = ["account_id", "assigned_on"]
-    world = data_dir / WORLD_TRUTH
-    if world.is_file():
-        truth = pd.read_parquet(world)
-        if {"p_touched", "p_expand"} <= set(truth.columns):
-            truth = as_dates(truth.rename(columns={"as_of": "month"}), "month")
-            truth[ORACLE] = truth["p_touched"] - truth["p_expand"]
-            day = pd.to_datetime(rows["assigned_on"])
-            month = day - pd.to_timedelta(day.dt.day - 1, unit="D") + pd.DateOffset(months=1)
-            joined = rows.assign(month=month.dt.date).merge(
-                truth[["account_id", "month", ORACLE]], on=["account_id", "month"], how="left"
-            )
-            if joined[ORACLE].notna().all():
-                return joined.drop(columns="month")
     path = data_dir / PROGRAM_TRUTH
     if not path.is_file():
         return rows
-    truth = as_dates(pd.read_parquet(path, columns=[*keys, "effect"]), "assigned_on")
-    joined = rows.merge(truth.rename(columns={"effect": ORACLE}), on=keys, how="left")
+    keys = ["account_id", "assigned_on"]
+    truth = pd.read_parquet(path)
+    if "true_effect" not in truth.columns:
+        return rows
+    truth = as_dates(truth[[*keys, "true_effect"]], "assigned_on")
+    truth["account_id"] = truth["account_id"].astype(str)
+    joined = rows.merge(truth.rename(columns={"true_effect": ORACLE}), on=keys, how="left")
     return joined if joined[ORACLE].notna().all() else rows
 
 
