@@ -434,8 +434,8 @@ def _train_uplift(args: argparse.Namespace, settings: Settings, config_text: str
     result = uplift_job(_data(args), args.program, cfg, settings.features, config_text)
     final = result.final
     print(
-        f"uplift ({result.learner} learner): {result.rows:,} matured listed and held-out assignments in"
-        f" {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
+        f"uplift ({result.learner} learner): {result.rows:,} matured listed and held-out"
+        f" assignments in {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
         f" {len(result.folds)} time folds by cohort"
     )
     print(result.table)
