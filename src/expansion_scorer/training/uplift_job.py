@@ -212,11 +212,12 @@ def value_lines(
     lines.append(f"  {'uplift - propensity':38} {gap.says()}: {verdict}")
     chosen = "/".join(f.choice.learner for f in bt.folds)
     inner = ", ".join(f"{n} {v:+.1f}" for n, v in choice.values.items())
-    lines.append(
-        f"learner: {choice.learner}"
-        + (f" (chosen on {choice.inner_folds} inner cohort folds: {inner})" if inner else "")
-        + f"; the backtest folds used {chosen}"
-    )
+    how = (
+        "as configured" if choice.given
+        else f"chosen on {choice.inner_folds} inner cohort folds: {inner}" if inner
+        else "the first candidate: no inner cohort fold could be fitted"
+    )  # fmt: skip
+    lines.append(f"learner: {choice.learner} ({how}); the backtest folds used {chosen}")
     return lines
 
 

@@ -228,6 +228,9 @@ class Choice:
     values: dict[str, float] = field(default_factory=dict)
     """Summed over the inner folds: the doubly robust value of each candidate's capacity list."""
     inner_folds: int = 0
+    given: bool = True
+    """The config named the learner (False: `auto` chose it, or fell back to the first
+    candidate when no inner fold could be fitted)."""
 
 
 def choose_learner(
@@ -264,9 +267,9 @@ def choose_learner(
             w = top_k_weights(learner.effect(test_x), groups, up.accounts_per_csm)
             values[name] += float((w * phi).sum())
     if not used:
-        return Choice(up.candidates[0], {}, 0)
+        return Choice(up.candidates[0], {}, 0, given=False)
     best = max(up.candidates, key=lambda name: (values[name], -up.candidates.index(name)))
-    return Choice(best, values, used)
+    return Choice(best, values, used, given=False)
 
 
 def fit_learned(
