@@ -25,7 +25,11 @@ rescores an earlier run's seeds without the loop.
 
     .venv/bin/python bench/uplift_quality.py [--accounts 3000] [--seeds 5] [--first-seed 0]
         [--every 4] [--fraction 0.5] [--compliance 0.7] [--strength 1] [--folds 2]
-        [--test-cohorts 4] [--learners t,x,dr,average,auto] [--reuse DIR] [--out DIR] [--smoke]
+        [--test-cohorts 4] [--learners t,x,dr,average,auto] [--pool 1] [--reuse DIR]
+        [--out DIR] [--smoke]
+
+`--pool 3` also backtests three worlds' cohorts side by side (three times the randomized
+history; accounts and CSMs told apart by world), for each run of three consecutive seeds.
 """
 
 from __future__ import annotations
@@ -134,65 +138,108 @@ def run(args: argparse.Namespace) -> None:
     k = load_training_config().uplift.accounts_per_csm
     shares: dict[str, list[float]] = {}
     ahead: dict[str, int] = {}
+    frames = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         frame, info = _seed_frame(args, root, seed, weeks, serving, features)
-        extra = frame[["account_id", "assigned_on", REALISED]]
-        rows: dict[str, dict[str, float | str]] = {}
-        common: pd.DataFrame | None = None
-        for learner in learners:
-            started = time.perf_counter()
-            cfg = override(load_training_config(), {**base, "uplift.learner": learner},
-                           "benchmark")  # fmt: skip
-            folds, _, _ = _plan(frame, cfg)
-            bt = backtest_uplift(frame, folds, features, cfg)
-            scores = bt.scores.merge(extra, on=["account_id", "assigned_on"], how="left")
-            values = policy_values(scores, [UPLIFT, PROPENSITY, RANDOM], k)
-            chosen = "/".join(f.choice.learner for f in bt.folds)
-            rows[learner] = {
-                "true": _true_value(scores, UPLIFT, k, args.compliance),
-                "realised": bt.pooled[UPLIFT]["incremental_at_capacity"],
-                "dr": values[UPLIFT].says(), "chosen": chosen,
-                "seconds": time.perf_counter() - started,
-            }  # fmt: skip
-            if common is None:
-                common = scores
-                for name, ranking in ((ORACLE, ORACLE), (PROPENSITY, PROPENSITY),
-                                      (REALISED, REALISED)):  # fmt: skip
-                    rows[name] = {
-                        "true": _true_value(scores, ranking, k, args.compliance),
-                        "realised": bt.pooled[ranking]["incremental_at_capacity"]
-                        if ranking in bt.pooled else float("nan"),
-                        "dr": values[PROPENSITY].says() if ranking == PROPENSITY else "",
-                    }  # fmt: skip
-                rows[RANDOM_PICK] = {"true": _true_value(scores, RANDOM, k, args.compliance),
-                                     "realised": float("nan"),
-                                     "dr": values[RANDOM].says()}  # fmt: skip
-        oracle = float(rows[ORACLE]["true"])
-        assert common is not None
+        frames[seed] = frame
+        rows, tested = _evaluate(frame, learners, base, k, args.compliance, features)
         print(
-            f"seed {seed}: {len(frame)} matured assignments, {len(common)} in the test folds;"
+            f"seed {seed}: {len(frame)} matured assignments, {tested} in the test folds;"
             f" realised mean effect of listing {info['true_itt']:+.4f}; true value at capacity"
             f" (expected incremental expansions, k = {k}, compliance {args.compliance}):",
             flush=True,
         )
-        print(f"  {'ranking':24} {'true':>7} {'share':>6} {'realised':>9}  {'DR estimate [95%]':24}"
-              " chosen", flush=True)  # fmt: skip
-        for name, row in rows.items():
-            share = float(row["true"]) / oracle if oracle else float("nan")
-            shares.setdefault(name, []).append(share)
-            if name in learners:
-                ahead[name] = ahead.get(name, 0) + (row["true"] > rows[PROPENSITY]["true"])
-            got = f"{float(row['true']):7.1f} {share:6.2f} {float(row['realised']):9.1f}"
-            print(f"  {name:24} {got}  {row['dr']!s:24} {row.get('chosen', '')}", flush=True)
+        _print(rows, learners, shares, ahead)
     n = args.seeds
     print(
         f"{args.accounts} accounts, {len(weeks)} weekly runs every {args.every} weeks, holdout"
         f" {args.fraction}, {n} seeds: share of the true oracle's value at capacity"
         " (median, worst seed; ahead of propensity in how many seeds)"
     )
+    _summary(shares, ahead, n)
+    if args.pool < 2:
+        return
+    # three times the randomized history: the cohorts of `pool` program worlds side by side
+    # (their accounts and CSMs told apart by the world), each test cohort's lists per world's CSM
+    pooled_shares: dict[str, list[float]] = {}
+    pooled_ahead: dict[str, int] = {}
+    seeds = sorted(frames)
+    groups = [seeds[i : i + args.pool] for i in range(0, len(seeds) - args.pool + 1, args.pool)]
+    for group in groups:
+        parts = []
+        for seed in group:
+            part = frames[seed].copy()
+            part["account_id"] = f"w{seed}-" + part["account_id"].astype(str)
+            part["csm_owner"] = f"w{seed}-" + part["csm_owner"].fillna("").astype(str)
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True)
+        rows, tested = _evaluate(frame, learners, base, k, args.compliance, features)
+        print(f"seeds {group} pooled: {len(frame)} matured assignments, {tested} in the test"
+              " folds; true value at capacity:", flush=True)  # fmt: skip
+        _print(rows, learners, pooled_shares, pooled_ahead)
+    print(f"{len(groups)} pooled histories of {args.pool} worlds: share of the true oracle's value")
+    _summary(pooled_shares, pooled_ahead, len(groups))
+
+
+def _summary(shares: dict[str, list[float]], ahead: dict[str, int], n: int) -> None:
     for name, got in shares.items():
         beat = f"; ahead of propensity in {ahead[name]}/{n}" if name in ahead else ""
         print(f"  {name:24} {statistics.median(got):.2f} {min(got):.2f}{beat}")
+
+
+def _evaluate(
+    frame: pd.DataFrame, learners: list[str], base: dict, k: int, compliance: float,
+    features: object,
+) -> tuple[dict[str, dict[str, float | str]], int]:  # fmt: skip
+    """Per learner and per reference ranking: the true value at capacity on the test cohorts,
+    the realised incremental expansions there, the doubly robust estimate and its interval."""
+    extra = frame[["account_id", "assigned_on", REALISED]]
+    rows: dict[str, dict[str, float | str]] = {}
+    tested = 0
+    for learner in learners:
+        started = time.perf_counter()
+        cfg = override(load_training_config(), {**base, "uplift.learner": learner}, "benchmark")
+        folds, _, _ = _plan(frame, cfg)
+        bt = backtest_uplift(frame, folds, features, cfg)  # type: ignore[arg-type]
+        scores = bt.scores.merge(extra, on=["account_id", "assigned_on"], how="left")
+        values = policy_values(scores, [UPLIFT, PROPENSITY, RANDOM], k)
+        rows[learner] = {
+            "true": _true_value(scores, UPLIFT, k, compliance),
+            "realised": bt.pooled[UPLIFT]["incremental_at_capacity"],
+            "dr": values[UPLIFT].says(),
+            "chosen": "/".join(f.choice.learner for f in bt.folds),
+            "seconds": time.perf_counter() - started,
+        }
+        if tested:
+            continue
+        tested = len(scores)
+        for name in (ORACLE, PROPENSITY, REALISED):
+            rows[name] = {
+                "true": _true_value(scores, name, k, compliance),
+                "realised": bt.pooled[name]["incremental_at_capacity"]
+                if name in bt.pooled else float("nan"),
+                "dr": values[PROPENSITY].says() if name == PROPENSITY else "",
+            }  # fmt: skip
+        rows[RANDOM_PICK] = {"true": _true_value(scores, RANDOM, k, compliance),
+                             "realised": float("nan"), "dr": values[RANDOM].says()}  # fmt: skip
+    return rows, tested
+
+
+def _print(
+    rows: dict[str, dict[str, float | str]], learners: list[str],
+    shares: dict[str, list[float]], ahead: dict[str, int],
+) -> None:  # fmt: skip
+    oracle = float(rows[ORACLE]["true"])
+    print(f"  {'ranking':24} {'true':>7} {'share':>6} {'realised':>9}  {'DR estimate [95%]':24}"
+          " chosen per fold", flush=True)  # fmt: skip
+    for name, row in rows.items():
+        share = float(row["true"]) / oracle if oracle else float("nan")
+        shares.setdefault(name, []).append(share)
+        if name in learners:
+            ahead[name] = ahead.get(name, 0) + (row["true"] > rows[PROPENSITY]["true"])
+        got = f"{float(row['true']):7.1f} {share:6.2f} {float(row['realised']):9.1f}"
+        seconds = f" ({float(row['seconds']):.0f} s)" if "seconds" in row else ""
+        print(f"  {name:24} {got}  {row['dr']!s:24} {row.get('chosen', '')}{seconds}", flush=True)
 
 
 if __name__ == "__main__":
@@ -206,6 +253,8 @@ if __name__ == "__main__":
     parser.add_argument("--strength", type=float, default=1.0, help="scale of a touch's effect")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--test-cohorts", type=int, default=4)
+    parser.add_argument("--pool", type=int, default=1,
+                        help="also backtest this many worlds' cohorts side by side")  # fmt: skip
     parser.add_argument("--learners", default="t,x,dr,average,auto",
                         help="uplift.learner values to backtest, comma-separated")  # fmt: skip
     parser.add_argument(
@@ -213,5 +262,5 @@ if __name__ == "__main__":
         type=Path,
         help="the folder of an earlier run: its world and champion (seeds in another process)",
     )
-    smoke = {"accounts": 150, "seeds": 1, "every": 8, "folds": 1, "test_cohorts": 2}
+    smoke = {"accounts": 150, "seeds": 2, "pool": 2, "every": 8, "folds": 1, "test_cohorts": 2}
     run(_args.parse(parser, "uplift_quality", smoke))
