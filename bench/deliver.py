@@ -7,7 +7,7 @@ of a real one (each CSM 20 accounts to act on, 5 more that also fired, a capacit
 and times, per repeat: the plan (`messages.plan`: the digests with their HTML, text and CSV
 attachment, the chat messages and the tasks), recording the messages in a new history's outbox
 (`outbox.merge`, one transaction) with `tasks.csv` and `tasks.parquet`, and sending everything
-(`send.deliver_job`: one SMTP session with a login, a POST per chat message, each message's
+(`jobs.deliver.deliver_job`: one SMTP session with a login, a POST per chat message, each message's
 state committed before and after it goes). Prints each repeat, the medians and the target.
 
     .venv/bin/python bench/deliver.py [--csms 100] [--accounts 20] [--repeats 3]
@@ -33,12 +33,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/mailservers.py
 
+from expansion_scorer.config.deliver import DeliverConfig
+from expansion_scorer.jobs.deliver import deliver_job
 from expansion_scorer.outputs import csv_writer, parquet_writer, write_outputs
 from expansion_scorer.program import outbox
 from expansion_scorer.program.history import HISTORY_FILE
 from expansion_scorer.serving.deliver.messages import Week, plan
-from expansion_scorer.serving.deliver.send import deliver_job
-from expansion_scorer.serving.deliver.settings import DeliverConfig
 from tests import mailservers
 
 import _args

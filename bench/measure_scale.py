@@ -26,9 +26,9 @@ import pandas as pd
 
 from expansion_scorer.config import load_serving_config
 from expansion_scorer.data.synthetic import generate_world
+from expansion_scorer.jobs.measure import measure_job
 from expansion_scorer.program.history import APPEND_ONLY, HISTORY_FILE, TABLES
 from expansion_scorer.program.holdout import ASSIGNMENT_COLUMNS, period_of
-from expansion_scorer.serving.measure import measure_job
 from expansion_scorer.settings import load_feature_set
 
 import _args

@@ -5,7 +5,7 @@ then per seed runs the real loop on a world of its own that answers the program
 (`data.synthetic.ProgramWorld`, seeded by the seed): weekly scoring runs with a holdout salted by
 the seed (two quarters, `--weeks` runs each), CSMs touching what they were shown with
 `--compliance`, the world advancing a week at a time with those touches
-(`serving.simulation.run_program`, which also knows each account's outcome in both arms), and
+(`program.simulation.run_program`, which also knows each account's outcome in both arms), and
 `expansion measure`. Prints, over seeds, how often the pooled 95% intervals (unadjusted and
 adjusted for what the draw knew) cover the true intent-to-treat effect, how much narrower the
 adjusted one is, how often the always-valid interval excluded zero at any look (one look per
@@ -41,7 +41,7 @@ import yaml
 
 from expansion_scorer.cli import main
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
-from expansion_scorer.serving.simulation import run_program
+from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set
 
 

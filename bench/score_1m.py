@@ -43,8 +43,8 @@ def prepare(accounts: int, world_accounts: int, out: Path) -> Path:
     from expansion_scorer.config import load_training_config
     from expansion_scorer.data.loading import open_world
     from expansion_scorer.data.synthetic import generate_world
-    from expansion_scorer.jobs import training_frame
     from expansion_scorer.settings import load_feature_set
+    from expansion_scorer.training.dataset import training_frame
 
     world = out / "world"
     if not (world / "truth.parquet").exists():
@@ -73,10 +73,10 @@ def prepare(accounts: int, world_accounts: int, out: Path) -> Path:
 
 def measure(path: Path, mode: str, chunk_rows: int) -> dict[str, Any]:
     from expansion_scorer.config import load_serving_config
-    from expansion_scorer.serving.job import load_model
+    from expansion_scorer.model import treeshap
+    from expansion_scorer.model.loading import load_model
     from expansion_scorer.serving.scoring import score_features
     from expansion_scorer.settings import load_feature_set
-    from expansion_scorer.training import treeshap
 
     explain = mode != "plain"
     if mode in treeshap.METHODS:  # this process explains with that method, not the default

@@ -41,13 +41,13 @@ import shap
 from expansion_scorer.config import load_serving_config, load_training_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.synthetic import generate_world
-from expansion_scorer.jobs import training_frame
+from expansion_scorer.model import treeshap
+from expansion_scorer.model.loading import load_model
+from expansion_scorer.model.propensity import contributions
 from expansion_scorer.serving.explain import family_points, motions, readiness, reasons
-from expansion_scorer.serving.job import load_model
 from expansion_scorer.serving.scoring import score_features
 from expansion_scorer.settings import load_feature_set
-from expansion_scorer.training import treeshap
-from expansion_scorer.training.contributions import contributions
+from expansion_scorer.training.dataset import training_frame
 
 import _args
 

@@ -80,8 +80,8 @@ def one(mode: str, world: Path, exports: Path | None) -> None:
     """A single timed run, in this process; prints one JSON line."""
     from expansion_scorer.config import load_training_config
     from expansion_scorer.data.sources import load_sources
-    from expansion_scorer.jobs import load_world, training_frame
     from expansion_scorer.settings import load_feature_set
+    from expansion_scorer.training.dataset import load_world, training_frame
 
     def cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)

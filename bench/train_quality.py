@@ -34,16 +34,15 @@ from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import TrainingConfig, load_training_config
 from expansion_scorer.data.synthetic import Catalogue, generate_world
+from expansion_scorer.jobs.train import TrainResult
 from expansion_scorer.settings import load_feature_set
-from expansion_scorer.training.job import TrainResult
 from expansion_scorer.training.report import learner_summary
 
 import _args
 
 
 def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
-    from expansion_scorer.jobs import training_frame
-    from expansion_scorer.training.job import load_world, with_truth
+    from expansion_scorer.training.dataset import load_world, training_frame, with_truth
 
     frame = training_frame(load_world(data, None), load_feature_set(), cfg, None)
     return with_truth(data, frame, cfg.horizon_days)
@@ -104,7 +103,7 @@ def measure(
 ) -> Measured:
     """Generate a world, train it into a throw-away store under `out` and, with `ceiling`, fit
     the ceiling."""
-    from expansion_scorer.jobs import train_job
+    from expansion_scorer.jobs.train import train_job
 
     catalogue = Catalogue.of(catalogue_kind, seed, structure)
     here = Path.cwd()

@@ -2,7 +2,7 @@
 
 Generates a world, trains the propensity champion through the CLI into a throw-away SQLite
 MLflow store, then per seed the real loop on a world of its own that answers the program
-(`data.synthetic.ProgramWorld`, seeded by the seed; `serving.simulation.run_program`): weekly
+(`data.synthetic.ProgramWorld`, seeded by the seed; `program.simulation.run_program`): weekly
 scoring runs every `--every` weeks over three quarters with a holdout salted by the seed, CSMs
 touching what they were shown with `--compliance`, the world advancing with those touches; then
 the uplift backtest (`target: uplift`, the shipped settings but for the folds) once per learner
@@ -54,10 +54,10 @@ import yaml
 from expansion_scorer.cli import main
 from expansion_scorer.config import load_training_config, override
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
-from expansion_scorer.serving.simulation import run_program
+from expansion_scorer.jobs.uplift import _plan, uplift_frame
+from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT, backtest_uplift
-from expansion_scorer.training.uplift_job import _plan, uplift_frame
 from expansion_scorer.training.uplift_learners import RANDOM, capacity_weights, policy_values
 
 import _args

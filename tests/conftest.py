@@ -101,7 +101,7 @@ def trained_store(
 ) -> Iterator[Path]:
     """A store holding one champion trained on `world_dir`, trained once per run."""
     from expansion_scorer.config import load_training_config
-    from expansion_scorer.jobs import train_job
+    from expansion_scorer.jobs.train import train_job
     from expansion_scorer.settings import load_feature_set
 
     def train(root: Path) -> None:
@@ -142,7 +142,7 @@ def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pr
     were shown (80% of it), the world advances with those touches."""
     from expansion_scorer.cli import main
     from expansion_scorer.data.synthetic import ProgramWorld
-    from expansion_scorer.serving.simulation import TRUTH_FILE, run_program
+    from expansion_scorer.program.simulation import TRUTH_FILE, run_program
     from expansion_scorer.settings import load_feature_set
 
     def run(root: Path) -> None:

@@ -11,7 +11,7 @@ import time
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from expansion_scorer.config import Engine
 from expansion_scorer.errors import UserError
@@ -386,7 +386,8 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from expansion_scorer.jobs import train_job
+    from expansion_scorer.jobs.train import say as say_training
+    from expansion_scorer.jobs.train import train_job
     from expansion_scorer.settings import load_settings
 
     updates: dict[str, object] = {}
@@ -416,11 +417,11 @@ def _train(args: argparse.Namespace) -> None:
         promote=args.promote,
         engine=args.engine,
     )
-    _print_training(result)
+    say_training(result)
 
 
 def _train_uplift(args: argparse.Namespace, settings: Settings, config_text: str | None) -> None:
-    from expansion_scorer.training.uplift_job import uplift_job
+    from expansion_scorer.jobs.uplift import say, uplift_job
 
     cfg = settings.training
     assert cfg is not None
@@ -432,102 +433,16 @@ def _train_uplift(args: argparse.Namespace, settings: Settings, config_text: str
             " matured cohort of --program (promote with `expansion promote --config`)"
         )
     result = uplift_job(_data(args), args.program, cfg, settings.features, config_text)
-    final = result.final
-    print(
-        f"uplift ({result.learner} learner): {result.rows:,} matured listed and held-out"
-        f" assignments in {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
-        f" {len(result.folds)} time folds by cohort"
-    )
-    print(result.table)
-    pooled = result.backtest.pooled
-    up, prop = pooled["uplift"], pooled["propensity"]
-    print(
-        f"pooled test: Qini {up['qini']:.4f} ranked by uplift against {prop['qini']:.4f} by"
-        f" propensity; incremental expansions at capacity {up['incremental_at_capacity']:.1f}"
-        f" against {prop['incremental_at_capacity']:.1f}"
-    )
-    if "oracle" in pooled:
-        print(f"the true effect as a ranking (oracle): Qini {pooled['oracle']['qini']:.4f}")
-    print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")
-
-
-def _print_training(result: object) -> None:
-    from expansion_scorer.jobs import TrainResult
-    from expansion_scorer.training import report
-
-    assert isinstance(result, TrainResult)
-    m = result.metrics
-    bt = result.backtest
-    final = result.final
-    if result.shrink:
-        print(result.shrink)
-    decided = (
-        f"calibrated on {final.calib_dates[0]}..{final.calib_dates[-1]}"
-        if final.calib_dates
-        else "its learner and calibration chosen on out-of-fold predictions inside those months"
-    )
-    print(
-        f"snapshots: {result.rows:,} rows; {len(bt.folds)} rolling test folds, final model"
-        f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]}, {decided}"
-    )
-    if result.left_out:
-        print(
-            "left out of the model, reading nothing in this data:"
-            f" {', '.join(sorted(result.left_out))} (`expansion validate` lists them)"
-        )
-    print(result.table)
-    for line in result.margins:
-        print(line)
-    print(
-        f"learner kept on held-out predictions: {result.learner} for the final model"
-        f" (folds: {', '.join(f.learner for f in bt.folds)})"
-    )
-    for line in report.learner_summary(bt, result.choice):
-        print(line)
-    uncal = bt.pooled["model_uncalibrated"]
-    print(
-        f"pooled test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"
-        f" lift at capacity {m['lift_at_capacity']:.2f} (recall {m['recall_at_capacity']:.1%}),"
-        f" top-decile lift {m['lift_top_decile']:.2f}, base rate {m['base_rate']:.1%}"
-    )
-    print(
-        f"calibration: Brier {uncal['brier']:.4f} -> {m['brier']:.4f},"
-        f" ECE {uncal['ece']:.4f} -> {m['ece']:.4f} (before -> after calibration)"
-    )
-    gap = result.random_split_auc - m["roc_auc"]
-    verdict = (
-        "ALARM: a gap this large means leakage or drift; check features for the future"
-        if result.leakage_alarm
-        else "no leakage or drift alarm"
-    )
-    print(
-        f"random-split ROC AUC {result.random_split_auc:.3f} vs time-split {m['roc_auc']:.3f}"
-        f" (gap {gap:+.3f}): {verdict}"
-    )
-    if result.bayes_auc is not None:
-        share = result.share_of_bayes
-        reach = f"; the model reaches {share:.0%} of the gap above 0.5" if share is not None else ""
-        print(f"Bayes-limit ROC AUC on the same test snapshots: {result.bayes_auc:.3f}{reach}")
-    print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")
-    if result.decision is not None:
-        _print_decision(result.decision)
-
-
-def _print_decision(decision: object) -> None:
-    from expansion_scorer.training.registry import Decision
-
-    assert isinstance(decision, Decision)
-    verdict = "promoted to @champion" if decision.promote else "stays @challenger"
-    print(f"gate: {verdict}; {decision.reason}")
+    say(result)
 
 
 def _promote(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_training_config
-    from expansion_scorer.jobs import promote_job
+    from expansion_scorer.jobs.promote import promote_job, say
 
     cfg = load_training_config(args.config)
     if cfg.target == "uplift":
-        from expansion_scorer.training.uplift_job import promote_uplift_job
+        from expansion_scorer.jobs.uplift import promote_uplift_job
 
         result = promote_uplift_job(_data(args), args.program, cfg, force=args.force)
     elif args.program is not None:
@@ -537,18 +452,11 @@ def _promote(args: argparse.Namespace) -> None:
         )
     else:
         result = promote_job(_data(args), cfg, until=args.train_until, force=args.force)
-    if result.test_dates:
-        print(
-            f"compared v{result.challenger_version} (@challenger) with"
-            f" v{result.champion_version} (@champion) on test"
-            f" {'cohorts' if cfg.target == 'uplift' else 'months'}"
-            f" {result.test_dates[0]}..{result.test_dates[-1]}"
-        )
-    _print_decision(result.decision)
+    say(result, cfg.target)
 
 
 def _score(args: argparse.Namespace) -> None:
-    from expansion_scorer.serving.job import score_job
+    from expansion_scorer.jobs.score import say, score_job
     from expansion_scorer.serving.sink import open_sink
     from expansion_scorer.settings import load_settings
 
@@ -568,83 +476,20 @@ def _score(args: argparse.Namespace) -> None:
         engine=args.engine,
         sink=sink,
     )
-    print(
-        f"scored {result.scored:,} accounts as of {args.as_of} with {result.model_version}"
-        f" ({result.not_ready:,} not yet ready);"
-        f" {result.excluded:,} not eligible (reasons in excluded.csv);"
-        f" {result.not_yet_customers:,} created on or after {args.as_of} are not yet customers"
-    )
-    since = f"since {result.previous_run}" if result.previous_run else "first run in this history"
-    print(f"{result.triggers:,} triggers fired ({since}; why in triggers.csv)")
-    for warning in result.warnings:
-        print(f"warning: {warning}")
-    for path in result.files:
-        print(f"  {path}")
-    _print_deliveries(result.planned, result.delivered)
-    if sink is not None and result.written is not None:
-        w = result.written
-        print(
-            f"  {sink.name} at {sink.database.display}: {w.rows:,} rows as of {args.as_of}"
-            f" ({w.rows - w.replaced:,} new, {w.replaced:,} replaced; {w.removed:,} of accounts"
-            " no longer scored removed)"
-        )
-
-
-def _print_plan(plan: dict[str, Any]) -> None:
-    print(
-        f"plan: {plan['candidates_per_quarter']:,.0f} candidates a quarter, holdout"
-        f" {plan['fraction']:.0%}, outcome variance {plan['variance']:.4f} from"
-        f" {plan['variance_from']}"
-    )
-    detectable = ", ".join(
-        f"Q+{q['quarter']} {q['detectable']:.3f}" if q["detectable"] is not None else "-"
-        for q in plan["quarters"]
-    )
-    print(f"  smallest effect detectable (80% power, 5% two-sided): {detectable}")
-    print(f"  to detect {plan['detect']:.3f}: {plan['says']}")
-
-
-def _print_deliveries(planned: object, delivered: object) -> None:
-    """What a run planned and sent; a run that left messages failed ends in one line."""
-    from expansion_scorer.serving.deliver.messages import Plan
-    from expansion_scorer.serving.deliver.send import DeliverResult
-
-    if isinstance(planned, Plan):
-        for name in planned.missing_address:
-            name = " ".join(name.split())
-            print(
-                f"warning: deliver email: CSM {name} has no address (accounts' csm_email or"
-                " deliver.email.csms): no digest for them this week"
-            )
-        if len(planned.tasks.columns):
-            print(f"  {len(planned.tasks):,} CRM tasks in tasks.csv and tasks.parquet")
-    if isinstance(delivered, DeliverResult):
-        for channel, n in delivered.sent.items():
-            print(f"  {channel}: {n:,} messages delivered")
-        for path in delivered.files:
-            print(f"  {path}")
-        problem = delivered.problem()
-        if problem:
-            raise UserError(problem)
+    say(result, args.as_of, sink)
 
 
 def _deliver(args: argparse.Namespace) -> None:
     from expansion_scorer.config import load_serving_config
-    from expansion_scorer.serving.deliver.send import deliver_job, status
+    from expansion_scorer.jobs.deliver import deliver_job, say_status, status
+    from expansion_scorer.jobs.deliver import say as say_deliveries
 
     if args.status:
         summary, waiting = status(args.out)
         if summary.empty:
             print(f"{args.out}: no deliveries recorded")
             return
-        for r in summary.itertuples():
-            print(f"{str(r.week)[:10]} {r.channel!s:<6} {r.status!s:<11} {r.messages:>5,}")
-        for w in waiting.to_dict("records"):
-            who = " ".join(str(w["recipient"]).split())  # a name's line breaks stay off the screen
-            print(
-                f"  {str(w['week'])[:10]} {w['channel']} to {who} ({w['address']}):"
-                f" {w['status']} after {w['attempts']} attempts; {w['answer'] or 'not tried yet'}"
-            )
+        say_status(summary, waiting)
         return
     serving = load_serving_config(args.config)
     if serving.deliver is None and not args.dry_run:
@@ -655,148 +500,59 @@ def _deliver(args: argparse.Namespace) -> None:
     result = deliver_job(args.out, serving.deliver, args.dry_run, args.resend_in_doubt)
     if not result.sent and not result.files and not result.problems:
         print(f"{args.out}: nothing to deliver")
-    _print_deliveries(None, result)
+    say_deliveries(None, result)
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from expansion_scorer.serving.measure import measure_job, plan_job
+    from expansion_scorer.jobs.measure import measure_job, plan_job, say, say_plan
     from expansion_scorer.settings import load_settings
 
     settings = load_settings(args.features, training=False, serving=args.config)
     assert settings.serving is not None
     if args.plan:
         planned = plan_job(_data(args), args.out, settings.features, settings.serving)
-        _print_plan(planned.plan)
+        say_plan(planned.plan)
         for path in planned.files:
             print(f"  {path}")
         return
     result = measure_job(_data(args), args.out, settings.features, settings.serving)
-    s = result.summary
-    p = s["pooled"]
-    print(
-        f"{s['cohorts_matured']} cohorts matured by {s['data_end']}"
-        f" ({s['cohorts_pending']} still inside their horizon)"
-    )
-    level = f"{s['always_valid']['level']:.0%}"
-    if p["note"]:
-        print(f"pooled: {p['note']}")
-    else:
-        print(
-            f"pooled: {p['n_listed']:,} listed expanded {p['rate_listed']:.1%},"
-            f" {p['n_holdout']:,} held out {p['rate_holdout']:.1%}: effect"
-            f" {100 * p['effect']:+.1f} pts ({level} fixed-horizon {100 * p['effect_low']:+.1f}"
-            f" to {100 * p['effect_high']:+.1f}); adjusted {100 * p['adjusted_effect']:+.1f} pts"
-            f" ({100 * p['adjusted_low']:+.1f} to {100 * p['adjusted_high']:+.1f})"
-        )
-        low, high = s["incremental_expansion_arr_interval"]
-        print(
-            f"incremental expansion ARR {s['incremental_expansion_arr']:,.0f}"
-            f" ({level} {low:,.0f} to {high:,.0f})"
-            + (f"; NRR {s['nrr_points']:+.2f} pts" if s["nrr_points"] is not None else "")
-        )
-    a = s["always_valid"]
-    print(
-        f"always-valid {level}: {100 * a['low']:+.1f} to {100 * a['high']:+.1f} pts over"
-        f" {len(a['looks'])} looks: {a['verdict']}"
-    )
-    c = s["compliance"]
-    if c["touches"]:
-        print(
-            f"touched within {c['window_days']} days: listed {c['listed_touched']:.0%},"
-            f" held out {c['holdout_touched']:.0%}"
-            + (
-                f"; effect of a touch on compliers {100 * c['complier_effect']:+.1f} pts"
-                f" ({level} {100 * c['complier_effect_low']:+.1f} to"
-                f" {100 * c['complier_effect_high']:+.1f})"
-                if "complier_effect" in c
-                else ""
-            )
-        )
-    _print_plan(s["plan"])
-    for warning in s["warnings"]:
-        print(f"warning: {warning}")
-    for path in result.files:
-        print(f"  {path}")
+    say(result)
 
 
 def _monitor(args: argparse.Namespace) -> None:
-    from expansion_scorer.serving.job import monitor_job
+    from expansion_scorer.jobs.monitor import monitor_job, say
     from expansion_scorer.settings import load_settings
 
     settings = load_settings(args.features, training=False, serving=args.config)
     serving = settings.serving
     assert serving is not None
     result = monitor_job(_data(args), args.out, settings.features, serving, engine=args.engine)
-    cfg = serving.monitor
-    print(
-        f"drift of the run of {result.as_of} ({result.model_version}) against its training"
-        f" months, PSI (warn at {cfg.psi_warn}, retrain at {cfg.psi_retrain}):"
-    )
-    for r in result.drift.head(8).itertuples():
-        print(f"  {r.column:<28} {r.psi:7.3f}  {r.status}")
-    flagged = int((result.drift["status"] != "ok").sum())
-    print(f"  ... {len(result.drift)} columns, {flagged} at or above {cfg.psi_warn}")
-    if result.outcomes.empty:
-        print("outcomes: no run has reached the end of its horizon in the data yet")
-    else:
-        print(f"outcomes of matured runs (the backtest promised lift {result.promised_lift:.2f}):")
-        for r in result.outcomes.itertuples():
-            print(
-                f"  {r.as_of}: top {r.top_k} precision {r.precision_at_k:.1%} lift"
-                f" {r.lift_at_k:.2f}; CSM lists ({r.on_lists}) precision"
-                f" {r.precision_on_lists:.1%} lift {r.lift_on_lists:.2f};"
-                f" base rate {r.base_rate:.1%}"
-            )
-    if result.retrain:
-        print("RETRAIN recommended: " + "; ".join(result.why))
-    else:
-        print("no retraining needed: drift and outcomes are within their thresholds")
-    for path in result.files:
-        print(f"  {path}")
+    say(result, serving.monitor)
 
 
 def _metrics(args: argparse.Namespace) -> None:
-    from expansion_scorer.features.job import metrics_job
+    from expansion_scorer.jobs.metrics import metrics_job, say
     from expansion_scorer.settings import load_feature_set
 
     result = metrics_job(_data(args), args.out, load_feature_set(args.features), by=args.by)
-    table = result.table
-    key = args.by or "group"
-    last = table[table["t12m_nrr"].notna()].groupby(key).tail(1)
-    for row in last.to_dict("records"):
-        who = "" if args.by is None else f"{row[key]}: "
-        print(
-            f"{who}12 months to {row['month']:%Y-%m}: NRR {row['t12m_nrr']:.1f}%,"
-            f" GRR {row['t12m_grr']:.1f}% (starting ARR {row['t12m_starting_arr']:,.0f},"
-            f" expansion {row['t12m_expansion_arr']:,.0f}, price uplift"
-            f" {row['t12m_price_uplift_arr']:,.0f}, contraction {row['t12m_contraction_arr']:,.0f},"
-            f" churned {row['t12m_churned_arr']:,.0f})"
-        )
-    for path in result.files:
-        print(f"  {path}")
+    say(result, args.by)
 
 
 def _online_retail(args: argparse.Namespace) -> None:
-    from expansion_scorer.recipes import online_retail_job
+    from expansion_scorer.jobs.recipes import online_retail_job, say
 
     result = online_retail_job(args.source, args.out)
-    print(
-        ", ".join(f"{name} {n:,}" for name, n in result.counts.items()) + f" in {args.out / 'data'}"
-    )
-    _print_training(result.training)
-    print("model against a recency/frequency/monetary logistic regression, same folds and rows:")
-    print(result.comparison.to_string(index=False))
-    print(f"scored as of {result.as_of}:")
-    for path in result.files:
-        print(f"  {path}")
+    say(result, args.out)
 
 
 def _demo(args: argparse.Namespace) -> None:
     from expansion_scorer.data.synthetic import generate_world
     from expansion_scorer.features.snapshots import data_span
-    from expansion_scorer.jobs import load_world, train_job
-    from expansion_scorer.serving.job import score_job
+    from expansion_scorer.jobs.score import score_job
+    from expansion_scorer.jobs.train import say as say_training
+    from expansion_scorer.jobs.train import train_job
     from expansion_scorer.settings import load_settings
+    from expansion_scorer.training.dataset import load_world
 
     started = time.perf_counter()
     settings = load_settings()
@@ -815,7 +571,7 @@ def _demo(args: argparse.Namespace) -> None:
     print("3/4 training")
     features = settings.features
     result = train_job(data, settings.training, features)
-    _print_training(result)
+    say_training(result)
     print(f"4/4 scoring as of {as_of}")
     scored = score_job(
         data,

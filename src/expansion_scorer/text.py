@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
@@ -469,3 +470,8 @@ def render_rows(
     if not source:
         return [fallback] * len(rows)
     return [fallback if t is None else t for t in fill_rows(source, columns, rows)]
+
+
+def span(dates: Sequence[date], empty: str = "none") -> str:
+    """The first and last of some dates as 'first..last'; `empty` when there are none."""
+    return f"{min(dates)}..{max(dates)}" if len(dates) else empty

@@ -4,6 +4,7 @@ registered model is named."""
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +84,40 @@ def resolve(client: MlflowClient, uri: str) -> ModelRef | None:
         return None
     found = get_model_name_and_version(client, uri)
     return ModelRef(found[0], str(found[1])) if len(found) == 2 else None
+
+
+def git_commit() -> str:
+    """The commit of the code a run was made with ('unknown' outside a checkout)."""
+    for where in (Path.cwd(), Path(__file__).resolve().parent):
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+            )
+            return out.stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    return "unknown"
+
+
+def requirements() -> list[str]:
+    """The pinned packages a logged model needs to load and score."""
+    from importlib.metadata import version
+
+    return [
+        f"{name}=={version(name)}"
+        for name in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "shap")
+    ]
+
+
+def flat_metrics(
+    metrics: dict[str, dict[str, float]], prefix: str, names: dict[str, str] | None = None
+) -> dict[str, float]:
+    """MLflow metric names: `prefix`, the scorer's name (`names` renames it; '' for the model
+    itself) and the metric's; NaN left out (some stores reject it; a missing metric says it)."""
+    names = names or {}
+    return {
+        f"{prefix}{names.get(scorer, scorer + '_')}{key}": value
+        for scorer, values in metrics.items()
+        for key, value in values.items()
+        if value == value
+    }

@@ -23,7 +23,7 @@ from expansion_scorer.features import build, ledger, snapshots
 from expansion_scorer.features.catalogue import catalogue, fit_affinity, resolve_plans
 from expansion_scorer.serving.manifest import input_summary
 from expansion_scorer.settings import load_feature_set
-from expansion_scorer.training.job import training_set
+from expansion_scorer.training.dataset import training_set
 from tests.helpers import TINY, rewrite_future, run_cli, write_tables
 
 if TYPE_CHECKING:

@@ -20,6 +20,9 @@ from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.build import build_features
 from expansion_scorer.features.ledger import build_expansions
 from expansion_scorer.features.snapshots import build_entities
+from expansion_scorer.model.loading import load_model
+from expansion_scorer.model.parts import Contributions
+from expansion_scorer.model.propensity import contributions
 from expansion_scorer.serving.explain import (
     NO_MOTION,
     OPERATORS,
@@ -31,11 +34,9 @@ from expansion_scorer.serving.explain import (
     speak,
     speak_rows,
 )
-from expansion_scorer.serving.job import load_model
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.text import Columns, fill, fill_rows, render, render_rows
-from expansion_scorer.training.contributions import Contributions, contributions
-from expansion_scorer.training.job import training_frame
+from expansion_scorer.training.dataset import training_frame
 
 DATES = [date(2023, 11, 6), date(2024, 5, 6), date(2024, 9, 1)]
 SHIPPED = [

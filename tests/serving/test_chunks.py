@@ -10,7 +10,7 @@ import pandas as pd
 from expansion_scorer.config import load_serving_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.catalogue import for_model
-from expansion_scorer.serving.job import load_model
+from expansion_scorer.model.loading import load_model
 from expansion_scorer.serving.scoring import score_features, score_frame
 from expansion_scorer.settings import load_feature_set
 

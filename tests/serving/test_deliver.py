@@ -513,7 +513,7 @@ def test_tasks_are_upserted_beside_the_scores_and_a_rerun_updates_them_in_place(
 
 
 def test_the_example_deliver_block_in_the_shipped_config_loads() -> None:
-    from expansion_scorer.serving.deliver.settings import DeliverConfig
+    from expansion_scorer.config.deliver import DeliverConfig
 
     text = (ROOT / "serving" / "default.yaml").read_text(encoding="utf-8")
     commented = text.split("# deliver:\n")[1].splitlines()

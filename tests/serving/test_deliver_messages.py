@@ -9,9 +9,9 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from expansion_scorer.config.deliver import DeliverConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.serving.deliver.messages import Week, chat_value, plan, task_key
-from expansion_scorer.serving.deliver.settings import DeliverConfig
 
 AS_OF = date(2025, 6, 2)
 

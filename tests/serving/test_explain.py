@@ -12,7 +12,7 @@ import pytest
 
 from expansion_scorer.config import load_serving_config
 from expansion_scorer.serving.explain import NO_MOTION, motions, readiness
-from expansion_scorer.serving.job import per_csm
+from expansion_scorer.serving.lists import per_csm
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.text import render
 from tests.helpers import run_cli
@@ -167,9 +167,9 @@ def test_family_points_add_up_to_the_score_minus_the_calibrated_base_rate(
     from expansion_scorer.features.build import build_features
     from expansion_scorer.features.ledger import build_expansions
     from expansion_scorer.features.snapshots import build_entities
-    from expansion_scorer.serving.job import load_model
+    from expansion_scorer.model.loading import load_model
+    from expansion_scorer.model.propensity import contributions
     from expansion_scorer.serving.scoring import _delivered_base
-    from expansion_scorer.training.contributions import contributions
 
     model, _ = load_model("models:/expansion-propensity@champion")
     scores = pd.read_parquet(scored / "scores.parquet")

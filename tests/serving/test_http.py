@@ -20,7 +20,7 @@ import pytest
 from expansion_scorer.config import load_serving_config
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.catalogue import for_model
-from expansion_scorer.serving.job import load_model
+from expansion_scorer.model.loading import load_model
 from expansion_scorer.serving.scoring import score_frame
 from expansion_scorer.settings import load_feature_set
 

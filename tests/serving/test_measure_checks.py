@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.serving.measure import control_checks
+from expansion_scorer.program.measure import control_checks
 
 
 def _assignments(period: str, n: int, held_share: float) -> pd.DataFrame:

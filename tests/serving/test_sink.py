@@ -22,8 +22,8 @@ from expansion_scorer.cli import main
 from expansion_scorer.data.database import DatabaseError, read_select
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.errors import UserError
+from expansion_scorer.jobs.score import _crm_ids, _to_database
 from expansion_scorer.serving import sink as sinks
-from expansion_scorer.serving.job import _crm_ids, _to_database
 from tests import pgserver
 from tests.helpers import run_cli
 

@@ -244,7 +244,7 @@ def test_a_short_history_is_gated_on_the_same_shrunk_backtest(
     world_dir: Path, mlflow_store: Path
 ) -> None:
     # Given a champion trained on the world's first year
-    from expansion_scorer.jobs import train_job
+    from expansion_scorer.jobs.train import train_job
     from expansion_scorer.settings import load_feature_set
 
     raw = load_training_config().model_dump()

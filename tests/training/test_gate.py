@@ -7,7 +7,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from expansion_scorer.jobs import promote_job, train_job
+from expansion_scorer.jobs.promote import promote_job
+from expansion_scorer.jobs.train import train_job
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.tracking import configure
 from tests.helpers import run_cli

@@ -14,14 +14,15 @@ from expansion_scorer.config import LabelConfig, LearningConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.features.snapshots import motion_label
-from expansion_scorer.jobs import training_frame
+from expansion_scorer.model.calibration import Calibrator
+from expansion_scorer.model.parts import any_of
+from expansion_scorer.model.propensity import Choice, contributions
 from expansion_scorer.serving.explain import family_points
 from expansion_scorer.serving.scoring import _delivered_base
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.backtest import _survivors, final_layout, plan_folds
-from expansion_scorer.training.calibration import Calibrator, choose_calibration
-from expansion_scorer.training.contributions import contributions
-from expansion_scorer.training.model import Choice, any_of
+from expansion_scorer.training.calibration import choose_calibration
+from expansion_scorer.training.dataset import training_frame
 from expansion_scorer.training.train import fit, fit_all, purged_blocks
 from tests.helpers import run_cli
 from tests.training.test_train import small_config

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from expansion_scorer.config import GateConfig
-from expansion_scorer.training.calibration import Calibrator
+from expansion_scorer.model.calibration import Calibrator
 from expansion_scorer.training.metrics import at_k, evaluate, expected_calibration_error
 from expansion_scorer.training.registry import decide
 

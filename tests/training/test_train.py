@@ -11,10 +11,11 @@ import pytest
 
 from expansion_scorer.config import LearningConfig, TrainingConfig, load_training_config
 from expansion_scorer.data.loading import open_world
-from expansion_scorer.jobs import train_job, training_frame
+from expansion_scorer.jobs.train import train_job
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.tracking import configure
 from expansion_scorer.training.backtest import plan_folds
+from expansion_scorer.training.dataset import training_frame
 from tests.helpers import rewrite_future, run_cli
 
 SMALL = """
@@ -251,8 +252,8 @@ def test_the_random_split_check_fits_on_a_sample_of_whole_accounts(world_dir: Pa
 def test_the_season_offset_sets_each_months_start_and_is_explained_by_its_feature(
     world_dir: Path,
 ) -> None:
+    from expansion_scorer.model.propensity import contributions
     from expansion_scorer.training.backtest import final_layout
-    from expansion_scorer.training.contributions import contributions
     from expansion_scorer.training.train import fit
 
     cfg = small_config(learning=LearningConfig(candidates=["single"]))  # the booster's offset

@@ -14,13 +14,13 @@ import shap
 
 from expansion_scorer.config import TrainingConfig, load_training_config
 from expansion_scorer.data.loading import open_world
+from expansion_scorer.jobs.train import train_job
+from expansion_scorer.model import treeshap
+from expansion_scorer.model.loading import load_model
+from expansion_scorer.model.propensity import PropensityModel, contributions
 from expansion_scorer.serving.explain import family_points
-from expansion_scorer.serving.job import load_model
 from expansion_scorer.settings import load_feature_set
-from expansion_scorer.training import treeshap
-from expansion_scorer.training.contributions import contributions
-from expansion_scorer.training.job import train_job, training_frame
-from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.training.dataset import training_frame
 from tests.helpers import new_store, run_cli
 
 TOLERANCE = 1e-5  # log-odds: far below what moves a family's rounded point

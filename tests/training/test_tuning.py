@@ -7,7 +7,7 @@ from pathlib import Path
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.backtest import plan_folds
-from expansion_scorer.training.job import training_frame
+from expansion_scorer.training.dataset import training_frame
 from expansion_scorer.training.tuning import tune
 from tests.training.test_train import small_config
 

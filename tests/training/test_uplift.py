@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from expansion_scorer.jobs.uplift import uplift_frame
+from expansion_scorer.model.uplift import UpliftModel
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.tracking import configure
-from expansion_scorer.training.uplift import UpliftModel
-from expansion_scorer.training.uplift_job import uplift_frame
 from tests.conftest import PROGRAM_WEEKS as WEEKS
 from tests.conftest import Program
 from tests.helpers import run_cli

@@ -70,6 +70,17 @@ class Arms:
     period: str
 
 
+def owners_of(ranked: pd.DataFrame) -> pd.Series:
+    """Each account's CSM, the accounts with none as one book (`UNASSIGNED`)."""
+    return ranked["csm_owner"].fillna(UNASSIGNED).astype(str)
+
+
+def within_capacity(owners: pd.Series, capacity: int) -> np.ndarray:
+    """Whether each account (in rank order) is among its CSM's first `capacity`: the capacity
+    list, the one rule every list of the program is cut by."""
+    return np.asarray(owners.groupby(owners, sort=False).cumcount() < capacity)
+
+
 def assign_arms(
     ranked: pd.DataFrame,
     fired: np.ndarray,
@@ -82,8 +93,8 @@ def assign_arms(
     """Arms for a week's ranked accounts (in rank order: account_id, csm_owner, rank, score, band,
     motion, model_version), given which fired a trigger and the period's recorded arms."""
     period = period_of(as_of, cfg.period)
-    owners = ranked["csm_owner"].fillna(UNASSIGNED).astype(str)
-    would_list = (owners.groupby(owners, sort=False).cumcount() < capacity).to_numpy()
+    owners = owners_of(ranked)
+    would_list = within_capacity(owners, capacity)
     if cfg.fraction == 0:
         arm = np.where(would_list, LISTED, NONE)
         return Arms(arm, would_list, pd.DataFrame(columns=ASSIGNMENT_COLUMNS), period)
@@ -100,9 +111,8 @@ def assign_arms(
     held = period_arm == HOLDOUT
 
     if cfg.backfill:  # the CSM's list is their first `capacity` accounts not held out
-        rest = owners[~held]
         on_list = np.zeros(len(ids), dtype=bool)
-        on_list[~held] = (rest.groupby(rest, sort=False).cumcount() < capacity).to_numpy()
+        on_list[~held] = within_capacity(owners[~held], capacity)
     else:
         on_list = would_list & ~held
     backfilled = on_list & ~candidate & pd.isna(period_arm)

@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureDef, FeatureSet, ServingConfig
+from expansion_scorer.model.parts import Contributions
 from expansion_scorer.text import Columns, fill, is_missing, render, render_rows
-from expansion_scorer.training import treeshap
-from expansion_scorer.training.contributions import Contributions
 
 if TYPE_CHECKING:
-    from expansion_scorer.training.uplift import UpliftModel
+    from expansion_scorer.model.uplift import UpliftModel
 
 OPERATORS = {
     "<": operator.lt,
@@ -43,16 +42,14 @@ def uplift_points(
     of the two arms' SHAP values in log-odds (they add up to the log odds ratio), which picks
     the feature that speaks for each family.
     """
-    x = model.matrix(frame)
-    arms = []
-    for booster in (model.listed, model.holdout):
-        values, base = treeshap.shap_values(booster, x)
-        contrib = Contributions(pd.DataFrame(values, columns=model.feature_names,
-                                             index=frame.index), base)  # fmt: skip
-        p = np.asarray(booster.predict(x), dtype="float64")
-        arms.append((contrib, family_points(contrib, feature_set, p, 1 / (1 + np.exp(-base)))))
-    (listed, listed_points), (held, held_points) = arms
-    difference = Contributions(listed.values - held.values, listed.base_logit - held.base_logit)
+    listed, held = model.explain(frame)
+    listed_points, held_points = (
+        family_points(arm.contributions, feature_set, arm.probability,
+                      1 / (1 + np.exp(-arm.contributions.base_logit)))
+        for arm in (listed, held)
+    )  # fmt: skip
+    a, b = listed.contributions, held.contributions
+    difference = Contributions(a.values - b.values, a.base_logit - b.base_logit)
     return difference, listed_points - held_points
 
 

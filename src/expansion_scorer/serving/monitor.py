@@ -1,10 +1,11 @@
 """Is the model still fit for the world? Drift since training, and the outcomes of past lists.
 
 Drift is the population stability index (PSI) of each numeric feature and of the score between
-the model's training window (its final fit months, rebuilt point in time from the data) and a
-weekly run. Outcomes: for runs whose horizon has passed, the realised precision and lift of the
-top `capacity_k` accounts (what the backtest's lift at capacity measures) and of the CSMs'
-capacity lists, against what the backtest promised. Either crossing its threshold recommends
+the model's training window (its final fit months, as training logged them beside the model, or
+rebuilt point in time from the data for a model logged before) and a weekly run. Outcomes: for
+runs whose horizon has passed, the realised precision and lift of the top `capacity_k` accounts
+(what the backtest's lift at capacity measures) and of the CSMs' capacity lists, against what
+the backtest promised. Either crossing its threshold recommends
 retraining.
 """
 
@@ -16,18 +17,20 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow.artifacts
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from expansion_scorer.config import FeatureSet, MonitorConfig
 from expansion_scorer.data.loading import World
 from expansion_scorer.features.frame import Labelling, feature_frame, label_frame
 from expansion_scorer.features.snapshots import data_span, month_starts
+from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.tracking import ModelRef, configure
 
 if TYPE_CHECKING:
     from expansion_scorer.features.spark import SparkWorld
-from expansion_scorer.training.model import PropensityModel
 
 EPS = 1e-4  # floor for a bin's share, so an empty bin does not make PSI infinite
 SCORE = "score"
@@ -109,6 +112,17 @@ def reference(
     if not usable:
         return {"dates": [], "columns": {}}
     frame = feature_frame(world, feature_set, usable).features
+    return reference_of(frame, model, feature_set, usable, cfg)
+
+
+def reference_of(
+    frame: pd.DataFrame,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    dates: list[date],
+    cfg: MonitorConfig,
+) -> dict[str, Any]:
+    """`reference` from the features of those months already computed (training has them)."""
     family = {f.name: f.family for f in feature_set.features}
     columns = {
         c: bins_of(frame[c].to_numpy(dtype="float64"), cfg.bins)
@@ -117,7 +131,7 @@ def reference(
     }
     columns[SCORE] = bins_of(model.predict_proba(frame), cfg.bins)
     return {
-        "dates": [str(d) for d in usable],
+        "dates": [str(d) for d in dates],
         "settings": _settings(cfg),
         "rows": len(frame),
         "columns": columns,
@@ -247,3 +261,22 @@ def load_reference(path: Path, dates: list[date], cfg: MonitorConfig) -> dict[st
     ref: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     same = ref.get("dates") == [str(d) for d in dates] and ref.get("settings") == _settings(cfg)
     return ref if same else None
+
+
+REFERENCE_ARTIFACT = "monitor/reference.json"
+"""Where training logs the drift reference of its final fit months, beside the model."""
+
+
+def logged_reference(ref: ModelRef, dates: list[date], cfg: MonitorConfig) -> dict[str, Any] | None:
+    """The reference training logged with the registered version, if it covers the same months
+    with the same settings (a model logged before it, or a run as of an earlier date, has none)."""
+    client = configure()
+    run_id = client.get_model_version(ref.name, ref.version).run_id
+    try:
+        logged: dict[str, Any] = mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_ARTIFACT}")
+    except (MlflowException, OSError, ValueError):
+        return None
+    same = logged.get("dates") == [str(d) for d in dates] and logged.get("settings") == _settings(
+        cfg
+    )
+    return logged if same else None

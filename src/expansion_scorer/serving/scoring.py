@@ -3,7 +3,7 @@
 `score_frame` builds the features (`features.frame.feature_frame`) and hands them to
 `finish_scoring`; the Spark engine (`serving.spark`) builds them on Spark and hands them to the
 same function, so scores,
-reasons, motion, readiness and uplift are one piece of code. `serving.job` wires it into the
+reasons, motion, readiness and uplift are one piece of code. `jobs.score` wires it into the
 weekly run.
 """
 
@@ -20,6 +20,8 @@ from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import World
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.frame import feature_frame
+from expansion_scorer.model.propensity import PropensityModel
+from expansion_scorer.model.uplift import UpliftModel
 from expansion_scorer.progress import progress
 from expansion_scorer.serving.explain import (
     family_points,
@@ -28,9 +30,6 @@ from expansion_scorer.serving.explain import (
     reasons,
     uplift_points,
 )
-from expansion_scorer.training.contributions import contributions
-from expansion_scorer.training.model import PropensityModel
-from expansion_scorer.training.uplift import UpliftModel
 
 if TYPE_CHECKING:
     from expansion_scorer.features.spark import SparkWorld
@@ -184,7 +183,7 @@ def _score_chunk(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     p = model.predict_proba(frame) if given is None else given
     if explain:
-        contrib = contributions(model, frame)
+        contrib = model.explain(frame)
         base = _delivered_base(model, contrib.base_logit)
         points = family_points(contrib, feature_set, p, base)
         said = [
@@ -215,8 +214,7 @@ def _score_chunk(
     size = model.expected_size(frame)
     scores["expected_expansion_arr"] = p * size
     if uplift is not None:
-        listed, held = uplift.arms(frame)
-        scores["uplift"] = listed - held
+        scores["uplift"] = uplift.uplift(frame)  # the learner's effect (the T-learner's arms')
         scores["expected_incremental_arr"] = scores["uplift"] * size
         slots = [f"reason_{k + 1}" for k in range(serving.reasons)] + ["reason_against"]
         if explain:

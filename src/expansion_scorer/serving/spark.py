@@ -15,8 +15,8 @@ import pandas as pd
 from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.features import spark as engine
+from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.serving.scoring import PRESCORED, Scored, finish_scoring
-from expansion_scorer.training.model import PropensityModel
 
 UDF_RESULT = "score double, expected_expansion_arr double"
 
@@ -70,8 +70,8 @@ def score_frame_spark(
     serving: ServingConfig,
     model_version: str,
 ) -> Scored:
-    """`serving.scoring.score_frame` with Spark computing eligibility, features and scores."""
-    serving.check_against(feature_set)
+    """`serving.scoring.score_frame` with Spark computing eligibility, features and scores; the
+    settings were checked against the features once, where the run started (`jobs.score`)."""
     uri = pinned_uri(model_uri, model_version)
     status, frame = score_spark(world, as_of, feature_set, model, uri)
     return finish_scoring(status, frame, as_of, model, feature_set, serving, model_version)

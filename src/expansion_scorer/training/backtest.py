@@ -17,10 +17,11 @@ from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.model.propensity import Choice, PropensityModel
 from expansion_scorer.progress import progress
+from expansion_scorer.text import span
 from expansion_scorer.training import baselines
 from expansion_scorer.training.metrics import captured_arr, evaluate
-from expansion_scorer.training.model import Choice, PropensityModel
 from expansion_scorer.training.train import (
     Frames,
     Layout,
@@ -40,10 +41,6 @@ MODEL = "model"
 UNCALIBRATED = "model_uncalibrated"
 KINDS = ("booster", "gam", "blend")
 """The best booster learner, the gam and the blend of a layout, each scored beside the model."""
-
-
-def _span(dates: Sequence[date]) -> str:
-    return f"{dates[0]}..{dates[-1]}" if dates else "none"
 
 
 def _before(dates: Sequence[date], start: date, horizon_days: int) -> list[date]:
@@ -111,25 +108,25 @@ def _layout(
 ) -> Layout | str:
     """The fold's layout, or why the snapshot months before it cannot hold one. With `blocks`
     it cross-fits inside every usable month; without, it calibrates on the latest `c`."""
-    what = f"fold {index} (test {_span(test)})" if index else "the final fit"
+    what = f"fold {index} (test {span(test)})" if index else "the final fit"
     if blocks is not None:
         if len(usable) < 2 or not purged_blocks(usable, horizon_days, blocks):
             return (
-                f"{what} has {len(usable)} snapshot months ({_span(usable)}) whose"
+                f"{what} has {len(usable)} snapshot months ({span(usable)}) whose"
                 f" {horizon_days}-day labels close before it: too few for any of them to be"
                 f" predicted from months one horizon away"
             )
         return Layout(index, tuple(usable), (), tuple(test))
     if len(usable) < c:
         return (
-            f"{what} has {len(usable)} snapshot months ({_span(usable)}) whose"
+            f"{what} has {len(usable)} snapshot months ({span(usable)}) whose"
             f" {horizon_days}-day labels close before it, {c} are needed to calibrate"
         )
     calib = usable[-c:]
     fit_dates = _before(usable, calib[0], horizon_days)
     if not fit_dates:
         return (
-            f"{what} has no snapshot month to train on: its calibration months {_span(calib)}"
+            f"{what} has no snapshot month to train on: its calibration months {span(calib)}"
             f" start {horizon_days} days after the first snapshot {usable[0]}"
         )
     return Layout(index, tuple(fit_dates), tuple(calib), tuple(test))
@@ -142,7 +139,7 @@ def _plan(
     months = shape.test_months
     if len(dates) <= months:
         return (
-            f"only {len(dates)} snapshot months ({_span(dates)}) fit the data with a"
+            f"only {len(dates)} snapshot months ({span(dates)}) fit the data with a"
             f" {horizon_days}-day horizon and {months} test months are asked for"
         )
     blocks = np.array_split(np.array(dates[-months:], dtype=object), shape.folds)
@@ -277,7 +274,7 @@ def plan_backtest(dates: Sequence[date], cfg: TrainingConfig) -> Plan:
         raise UserError(f"{planned}; {REMEDY}")
     least = cfg.backtest.minimum
     minimum = Shape(least.folds, least.test_months, least.calibration_months)
-    found = f"{_count(len(dates), 'snapshot month')} ({_span(dates)}) with {h}-day labels closed"
+    found = f"{_count(len(dates), 'snapshot month')} ({span(dates)}) with {h}-day labels closed"
     steps = shrink_steps(configured, minimum)
     if blocks is not None:  # cross-fitted: no calibration months to shrink
         steps = [s for s in steps if s.calibration_months == configured.calibration_months]

@@ -50,6 +50,12 @@ class Contenders:
     settled: Decision | None = None
     """Set when there was no champion to compare with: the challenger is champion now."""
 
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(challenger, champion), when there is a champion to compare with."""
+        assert self.champion is not None  # without one, `contenders` settled it
+        return self.challenger, self.champion
+
 
 def contenders(client: MlflowClient, name: str, how_to_train: str) -> Contenders:
     """@challenger and @champion of `name`, the gate's preamble for every model kind: no

@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from expansion_scorer.model.propensity import Choice, PropensityModel, contributions
 from expansion_scorer.training import baselines
 from expansion_scorer.training.backtest import KINDS, MODEL, TRUTH_COLUMN, UNCALIBRATED, Backtest
-from expansion_scorer.training.contributions import contributions
 from expansion_scorer.training.metrics import reliability
-from expansion_scorer.training.model import Choice, PropensityModel
 
 LABELS = {
     MODEL: "model",

@@ -34,17 +34,11 @@ from expansion_scorer.config import (
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.ledger import EXPANSION_KINDS
 from expansion_scorer.features.snapshots import motion_label
-from expansion_scorer.training.calibration import Calibrator, choose_calibration
-from expansion_scorer.training.gam import SplineLogit
-from expansion_scorer.training.model import (
-    Choice,
-    Head,
-    Offset,
-    PropensityModel,
-    prepare,
-    season_offset,
-    sigmoid,
-)
+from expansion_scorer.model.calibration import Calibrator
+from expansion_scorer.model.gam import SplineLogit
+from expansion_scorer.model.parts import Head, Offset, prepare, season_offset, sigmoid
+from expansion_scorer.model.propensity import Choice, PropensityModel
+from expansion_scorer.training.calibration import choose_calibration
 
 SIZE_ROUNDS = 200
 DATASET_PARAMS = {"feature_pre_filter": False, "verbosity": -1}
@@ -155,20 +149,19 @@ def datasets(
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
     """Binned training and validation sets (validation on the training bins) of `label`, ready
     to reuse; with an offset, both start from it (LightGBM's init_score)."""
-    train_set = lgb.Dataset(
-        prepare(fit, numeric, categories),
-        label=fit[label].to_numpy(),
-        init_score=None if offset is None else offset.of(fit),
-        params=DATASET_PARAMS,
-        free_raw_data=False,
-    ).construct()
-    valid_set = lgb.Dataset(
-        prepare(valid, numeric, categories),
-        label=valid[label].to_numpy(),
-        init_score=None if offset is None else offset.of(valid),
-        reference=train_set,
-        params=DATASET_PARAMS,
-    ).construct()
+
+    def binned(rows: pd.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        return lgb.Dataset(
+            prepare(rows, numeric, categories),
+            label=rows[label].to_numpy(),
+            init_score=None if offset is None else offset.of(rows),
+            reference=reference,
+            params=DATASET_PARAMS,
+            free_raw_data=False,
+        ).construct()
+
+    train_set = binned(fit)
+    valid_set = binned(valid, reference=train_set)
     return train_set, valid_set
 
 

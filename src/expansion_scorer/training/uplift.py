@@ -22,68 +22,22 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
 
 from expansion_scorer.config import FeatureSet, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.model.uplift import UpliftModel
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
+from expansion_scorer.text import span
 from expansion_scorer.training.metrics import incremental_at_capacity, qini_coefficient
-from expansion_scorer.training.model import prepare
+from expansion_scorer.training.uplift_learners import OUTCOME, fit_learned, with_dr_scores
 
 UPLIFT = "uplift"
 PROPENSITY = "propensity"
 """The score the history holds for the assignment: the ranking the uplift model must beat."""
 ORACLE = "oracle"
 """The simulator's true effect of the program on the assignment, when the data has it."""
-OUTCOME = "expanded"
-
-
-class UpliftModel(PythonModel):
-    """The chance to expand if listed and if held out, and their difference (the uplift)."""
-
-    def __init__(
-        self,
-        listed: lgb.Booster,
-        holdout: lgb.Booster,
-        numeric: list[str],
-        categories: dict[str, list[str]],
-        horizon_days: int,
-    ) -> None:
-        self.listed = listed
-        self.holdout = holdout
-        self.numeric = numeric
-        self.categories = categories
-        self.horizon_days = horizon_days
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [*self.numeric, *self.categories]
-
-    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return prepare(frame, self.numeric, self.categories)
-
-    def arms(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The probability of expansion within the horizon if listed, and if held out."""
-        x = self.matrix(frame)
-        return (
-            np.asarray(self.listed.predict(x), dtype="float64"),
-            np.asarray(self.holdout.predict(x), dtype="float64"),
-        )
-
-    def uplift(self, frame: pd.DataFrame) -> np.ndarray:
-        treated, control = self.arms(frame)
-        return treated - control
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
-        treated, control = self.arms(model_input)
-        return pd.DataFrame(
-            {"uplift": treated - control, "p_listed": treated, "p_holdout": control}
-        )
 
 
 @dataclass(frozen=True)
@@ -101,10 +55,6 @@ class CohortFold:
         return f"fold {self.index}" if self.index else "final fit"
 
 
-def _span(dates: Sequence[date]) -> str:
-    return f"{min(dates)}..{max(dates)}" if dates else "none"
-
-
 def plan_cohort_folds(
     cohorts: Sequence[date], horizon_days: int, cfg: TrainingConfig
 ) -> tuple[list[CohortFold], CohortFold]:
@@ -115,7 +65,7 @@ def plan_cohort_folds(
     """
     up = cfg.uplift
     cohorts = sorted(set(cohorts))
-    found = f"{len(cohorts)} matured randomized cohorts ({_span(cohorts)})"
+    found = f"{len(cohorts)} matured randomized cohorts ({span(cohorts)})"
     fix = (
         "score weekly with a holdout for longer (more cohorts, a horizon apart), or train"
         " with target: propensity"
@@ -133,7 +83,7 @@ def plan_cohort_folds(
         train = tuple(d for d in cohorts if d + timedelta(days=horizon_days) <= first)
         if not train:
             raise UserError(
-                f"target: uplift found {found}; fold {i + 1} tests on {_span(list(block))} and"
+                f"target: uplift found {found}; fold {i + 1} tests on {span(list(block))} and"
                 f" no cohort's {horizon_days}-day outcome window closes before {first}; {fix}"
             )
         folds.append(CohortFold(i + 1, train, tuple(block)))
@@ -156,7 +106,7 @@ def check_arms(frame: pd.DataFrame, folds: Sequence[CohortFold], cfg: TrainingCo
             n = {arm: int((rows["arm"] == arm).sum()) for arm in (LISTED, HOLDOUT)}
             if min(n.values()) < need:
                 raise UserError(
-                    f"target: uplift: {fold.name}'s {what} cohorts ({_span(cohorts)}) hold"
+                    f"target: uplift: {fold.name}'s {what} cohorts ({span(cohorts)}) hold"
                     f" {n[LISTED]} listed and {n[HOLDOUT]} held-out assignments; each arm needs"
                     f" at least {need} (uplift.min_per_arm): score weekly with a larger"
                     " holdout.fraction or for longer, or train with target: propensity"
@@ -168,7 +118,7 @@ def check_arms(frame: pd.DataFrame, folds: Sequence[CohortFold], cfg: TrainingCo
                         outcome = "no expansion" if y.max() == 0 else "only expansions"
                         raise UserError(
                             f"target: uplift: {fold.name}'s training cohorts"
-                            f" ({_span(cohorts)}) hold {outcome} among the {len(y)} {arm}"
+                            f" ({span(cohorts)}) hold {outcome} among the {len(y)} {arm}"
                             " assignments; score weekly with a holdout for longer"
                         )
 
@@ -178,8 +128,6 @@ def fit_uplift(
 ) -> UpliftModel:
     """The uplift model on the given cohorts' assignments: the T-learner's booster per arm and,
     when `uplift.learner` is (or chooses) another, that learner beside them."""
-    from expansion_scorer.training.uplift_learners import fit_learned  # built on this module
-
     return fit_learned(_rows(frame, cohorts), feature_set, cfg)[0]
 
 
@@ -238,8 +186,6 @@ def backtest_uplift(
 ) -> UpliftBacktest:
     """Fit each fold on its past cohorts; score its test cohorts by the uplift model, by the
     propensity the history holds and, when the data has it, by the true effect."""
-    from expansion_scorer.training.uplift_learners import fit_learned, with_dr_scores
-
     k = cfg.uplift.accounts_per_csm
     scorers = [UPLIFT, PROPENSITY, *([ORACLE] if ORACLE in frame.columns else [])]
     results = []
@@ -263,7 +209,7 @@ def table(bt: UpliftBacktest, k: int) -> str:
         f" {'qini ' + s:>14} {'incr@k ' + s:>16}" for s in bt.scorers
     )
     lines = [head, f"(k = {k} per CSM and cohort; incr@k: incremental expansions realised)"]
-    parts = [(f"{r.fold.name} {_span(r.fold.test)}", r.metrics) for r in bt.folds]
+    parts = [(f"{r.fold.name} {span(r.fold.test)}", r.metrics) for r in bt.folds]
     for name, m in [*parts, ("pooled", bt.pooled)]:
         a = m["all"]
         row = f"{name:28} {a['rows']:5.0f} {a['listed']:6.0f} {a['holdout']:5.0f}"

@@ -37,19 +37,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, LightGBMParams, TrainingConfig
+from expansion_scorer.model.parts import prepare
+from expansion_scorer.model.uplift import LearnedUpliftModel, UpliftModel
 from expansion_scorer.program.holdout import LISTED
 from expansion_scorer.training.metrics import top_k_weights
-from expansion_scorer.training.model import prepare
 from expansion_scorer.training.train import DATASET_PARAMS, lgb_params, schema
-from expansion_scorer.training.uplift import OUTCOME, UpliftModel
 
+OUTCOME = "expanded"
+"""Whether the account expanded within the horizon from the day it was drawn."""
 AUTO = "auto"
 RANDOM = "random"
 PROPENSITY_X_EFFECT = "propensity_x_effect"
@@ -86,8 +88,12 @@ class Learner(ABC):
         """Learn from the matrix `x`, the arm (True: listed), the outcome and the listed share."""
 
     @abstractmethod
+    def terms(self) -> list[tuple[float, lgb.Booster]]:
+        """The fitted effect as a weighted sum of boosters' predictions: what is delivered."""
+
     def effect(self, x: pd.DataFrame) -> np.ndarray:
         """The estimated effect of listing each row's account, in probability."""
+        return np.sum([w * _predict(b, x) for w, b in self.terms()], axis=0)
 
 
 class TLearner(Learner):
@@ -101,9 +107,8 @@ class TLearner(Learner):
     def arms(self, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return _predict(self.listed_, x), _predict(self.holdout_, x)
 
-    def effect(self, x: pd.DataFrame) -> np.ndarray:
-        listed, held = self.arms(x)
-        return listed - held
+    def terms(self) -> list[tuple[float, lgb.Booster]]:
+        return [(1.0, self.listed_), (-1.0, self.holdout_)]
 
 
 class XLearner(Learner):
@@ -118,9 +123,8 @@ class XLearner(Learner):
         self.share_ = float(share)
         return self
 
-    def effect(self, x: pd.DataFrame) -> np.ndarray:
-        e = self.share_
-        return e * _predict(self.tau_held_, x) + (1.0 - e) * _predict(self.tau_listed_, x)
+    def terms(self) -> list[tuple[float, lgb.Booster]]:
+        return [(self.share_, self.tau_held_), (1.0 - self.share_, self.tau_listed_)]
 
 
 def dr_scores(
@@ -150,8 +154,8 @@ class DRLearner(Learner):
         self.tau_ = _regressor(x, phi, params, seed)
         return self
 
-    def effect(self, x: pd.DataFrame) -> np.ndarray:
-        return _predict(self.tau_, x)
+    def terms(self) -> list[tuple[float, lgb.Booster]]:
+        return [(1.0, self.tau_)]
 
 
 class AverageLearner(Learner):
@@ -162,8 +166,9 @@ class AverageLearner(Learner):
         self.learners_ = [p().fit(x, treated, y, share, params, seed) for p in self.parts]
         return self
 
-    def effect(self, x: pd.DataFrame) -> np.ndarray:
-        return np.mean([learner.effect(x) for learner in self.learners_], axis=0)
+    def terms(self) -> list[tuple[float, lgb.Booster]]:
+        n = len(self.learners_)
+        return [(w / n, b) for learner in self.learners_ for w, b in learner.terms()]
 
 
 LEARNERS: dict[str, type[Learner]] = {
@@ -171,30 +176,8 @@ LEARNERS: dict[str, type[Learner]] = {
 }
 
 
-class LearnedUpliftModel(UpliftModel):
-    """The delivered uplift model when the learner is not the T-learner: the chances to expand
-    if listed and if held out (and the reasons built on them) are the T-learner's arms, the
-    uplift the list is ranked by is the chosen learner's effect."""
-
-    def __init__(self, base: UpliftModel, learner: Learner) -> None:
-        super().__init__(base.listed, base.holdout, base.numeric, base.categories,
-                         base.horizon_days)  # fmt: skip
-        self.learner = learner
-
-    def uplift(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.learner.effect(self.matrix(frame))
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
-        treated, control = self.arms(model_input)
-        return pd.DataFrame(
-            {"uplift": self.uplift(model_input), "p_listed": treated, "p_holdout": control}
-        )
-
-
 def learner_name(model: UpliftModel) -> str:
-    return model.learner.name if isinstance(model, LearnedUpliftModel) else TLearner.name
+    return model.learner if isinstance(model, LearnedUpliftModel) else TLearner.name
 
 
 def _arrays(rows: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]]) -> tuple[
@@ -287,7 +270,7 @@ def fit_learned(
     if choice.learner == TLearner.name:
         return base, choice
     learner = LEARNERS[choice.learner]().fit(x, treated, y, share, params, seed)
-    return LearnedUpliftModel(base, learner), choice
+    return LearnedUpliftModel(base, choice.learner, learner.terms()), choice
 
 
 # --- What a ranking at capacity is worth -------------------------------------------------

@@ -24,16 +24,16 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from expansion_scorer.errors import UserError
-from expansion_scorer.outputs import csv_bytes
-from expansion_scorer.program.holdout import HOLDOUT, UNASSIGNED
-from expansion_scorer.serving.deliver.settings import (
+from expansion_scorer.config.deliver import (
     ADDRESS,
     ChatConfig,
     DeliverConfig,
     EmailConfig,
     TasksConfig,
 )
+from expansion_scorer.errors import UserError
+from expansion_scorer.outputs import csv_bytes
+from expansion_scorer.program.holdout import HOLDOUT, UNASSIGNED
 
 TASK_COLUMNS = [
     "task_key", "as_of", "account_id", "crm_id", "account_name", "owner", "owner_email",

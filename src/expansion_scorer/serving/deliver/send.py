@@ -19,29 +19,20 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
 
+from expansion_scorer.config.deliver import ChatConfig, DeliverConfig, EmailConfig
 from expansion_scorer.errors import UserError
-from expansion_scorer.outputs import bytes_writer, locked, recover, write_outputs
-from expansion_scorer.program.history import HISTORY_FILE, apply_stage
 from expansion_scorer.program.outbox import (
     DELIVERED,
     FAILED,
     IN_DOUBT,
-    SENDABLE,
-    SUPERSEDED,
     Outbox,
 )
-from expansion_scorer.serving.deliver.messages import slug
-from expansion_scorer.serving.deliver.settings import ChatConfig, DeliverConfig, EmailConfig
-
-DRY_RUN_DIR = "outbox-dry-run"
 
 
 class Refused(Exception):
@@ -206,73 +197,7 @@ def check(cfg: DeliverConfig) -> None:
             webhook_url(env)
 
 
-@dataclass
-class DeliverResult:
-    sent: dict[str, int] = field(default_factory=dict)
-    """Messages delivered in this run, by channel."""
-    problems: list[str] = field(default_factory=list)
-    """One line per message left failed or in doubt."""
-    files: list[Path] = field(default_factory=list)
-    """With `dry_run`, the messages as files."""
-
-    def problem(self) -> str | None:
-        """All problems as one line, for the exit."""
-        if not self.problems:
-            return None
-        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
-        return (
-            f"{self.problems[0]}{more}; they stay in the outbox: fix that and run"
-            " `expansion deliver OUT --config ...` (`--status` lists them)"
-        )
-
-
-def _history(out_dir: Path) -> Path:
-    history = Path(out_dir) / HISTORY_FILE
-    if not history.is_file():
-        raise UserError(
-            f"{out_dir}: no {HISTORY_FILE}; run `expansion score ... --out {out_dir}` with a"
-            " deliver: block first"
-        )
-    return history
-
-
-def deliver_job(
-    out_dir: Path,
-    cfg: DeliverConfig | None,
-    dry_run: bool = False,
-    resend_in_doubt: bool = False,
-) -> DeliverResult:
-    """Send what the outbox under `out_dir` holds pending or failed (and, when asked, what is
-    in doubt); with `dry_run`, write those messages to `outbox-dry-run/` and send nothing."""
-    history = _history(out_dir)
-    result = DeliverResult()
-    with locked(out_dir):
-        recover(out_dir, apply_stage(history))
-        box = Outbox(history)
-        try:
-            rows = box.rows(SENDABLE + ((IN_DOUBT,) if resend_in_doubt else ()))
-            if dry_run:
-                result.files = _dry_run(out_dir, rows)
-                return result
-            for channel in ("email", "chat"):
-                mine = rows[rows["channel"] == channel]
-                if mine.empty:
-                    continue
-                channel_cfg = None if cfg is None else getattr(cfg, channel)
-                if channel_cfg is None or cfg is None:
-                    raise UserError(
-                        f"deliver {channel}: the outbox holds {len(mine)} {channel} messages but"
-                        f" the config has no deliver.{channel}: pass the --config the week was"
-                        " scored with"
-                    )
-                sent = _send(box, mine, cfg, channel_cfg, result.problems)
-                result.sent[channel] = sent
-        finally:
-            box.close()
-    return result
-
-
-def _send(
+def send_rows(
     box: Outbox,
     rows: pd.DataFrame,
     cfg: DeliverConfig,
@@ -284,7 +209,7 @@ def _send(
     sent = 0
     try:
         for row in rows.to_dict("records"):
-            key = (_day(row["week"]), str(row["channel"]), str(row["recipient"]))
+            key = (day(row["week"]), str(row["channel"]), str(row["recipient"]))
             payload = bytes(row["payload"])
             address = str(row["address"])
 
@@ -327,36 +252,5 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _day(value: Any) -> date:
+def day(value: Any) -> date:
     return pd.Timestamp(value).date()
-
-
-def _dry_run(out_dir: Path, rows: pd.DataFrame) -> list[Path]:
-    """The messages as files a person can open: `.eml` for mail, `.json` for chat."""
-    writers = {}
-    for row in rows.to_dict("records"):
-        channel = str(row["channel"])
-        ext = "eml" if channel == "email" else "json"
-        who = f"{slug(str(row['recipient']))}-{str(row['digest'])[:8]}"
-        name = f"{_day(row['week'])}/{channel}/{who}"
-        writers[f"{name}.{ext}"] = bytes_writer(bytes(row["payload"]))
-    return write_outputs(Path(out_dir) / DRY_RUN_DIR, writers) if writers else []
-
-
-def status(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per week, channel and state, how many messages; and each message of the newest week, and
-    each of earlier weeks not delivered, with where it goes and the server's last answer."""
-    history = _history(out_dir)
-    with locked(out_dir):
-        box = Outbox(history, read_only=True)  # a look changes nothing
-        try:
-            if not box.exists():
-                return pd.DataFrame(), pd.DataFrame()
-            summary = box.summary()
-            every = box.rows((*SENDABLE, IN_DOUBT, DELIVERED, SUPERSEDED), payload=False)
-        finally:
-            box.close()
-    shown = every[(every["week"] == every["week"].max()) | every["status"].isin(SENDABLE)
-                  | (every["status"] == IN_DOUBT)]  # fmt: skip
-    return summary, shown[["week", "channel", "recipient", "address", "status", "attempts",
-                           "answer"]]  # fmt: skip

@@ -6,38 +6,43 @@ fails before the MLflow run starts, so a failed training registers nothing.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import mlflow.artifacts
 import mlflow.data.pandas_dataset
 import pandas as pd
 from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 
-from expansion_scorer import schemas
-from expansion_scorer.config import Engine, FeatureSet, LightGBMParams, TrainingConfig
-from expansion_scorer.data.loading import World
-from expansion_scorer.data.sources import DataSource, data_root
-from expansion_scorer.data.validation import validate
-from expansion_scorer.errors import UserError
+from expansion_scorer.config import (
+    Engine,
+    FeatureSet,
+    LightGBMParams,
+    MonitorConfig,
+    TrainingConfig,
+)
+from expansion_scorer.data.sources import DataSource
 from expansion_scorer.features.catalogue import (
     Affinity,
-    check_usable_events,
-    fit_affinity,
-    reading_nothing,
-    resolve_plans,
 )
-from expansion_scorer.features.frame import FeatureFrame, Labelling, feature_frame, open_data
-from expansion_scorer.features.snapshots import training_dates
+from expansion_scorer.features.snapshots import month_starts
+from expansion_scorer.jobs.promote import promote_job, say_decision
+from expansion_scorer.model.propensity import Choice, PropensityModel
 from expansion_scorer.progress import Stages
-from expansion_scorer.tracking import ModelRef, configure, experiment_id
+from expansion_scorer.serving.monitor import REFERENCE_ARTIFACT, reference_of
+from expansion_scorer.text import span
+from expansion_scorer.tracking import (
+    ModelRef,
+    configure,
+    experiment_id,
+    flat_metrics,
+    git_commit,
+    requirements,
+)
 from expansion_scorer.training import report
 from expansion_scorer.training.backtest import (
     MODEL,
@@ -50,122 +55,20 @@ from expansion_scorer.training.backtest import (
     plan_backtest,
     random_split_auc,
 )
-from expansion_scorer.training.model import Choice, PropensityModel
+from expansion_scorer.training.dataset import TrainingSet, fold_frames, prepare
 from expansion_scorer.training.registry import (
     CHALLENGER,
     Decision,
     assign_new_version,
-    contenders,
-    decide,
-    make_champion,
 )
 from expansion_scorer.training.train import (
-    FoldFrames,
-    Frames,
     Layout,
     fit,
     frame_for,
 )
 
-if TYPE_CHECKING:
-    from expansion_scorer.features.spark import SparkWorld
-
-TRUTH_FILE = "truth.parquet"
-
-
-def load_world(
-    data_dir: DataSource, cutoff: date | None, engine: Engine = Engine.DUCKDB
-) -> World | SparkWorld:
-    world = open_data(data_dir, engine, cutoff=cutoff)
-    validate(world)
-    return world
-
-
-def training_set(
-    world: World | SparkWorld,
-    feature_set: FeatureSet,
-    cfg: TrainingConfig,
-    until: date | None,
-    on: SparkWorld | None = None,
-) -> FeatureFrame:
-    """Point-in-time features and labels of every eligible (account, month start), computed
-    by DuckDB over `world`, or by Spark over `on` (the same tables) when given."""
-    dates = training_dates(world, cfg.horizon_days, cfg.min_history_days, until)
-    if not dates:
-        raise UserError(
-            f"no snapshot month has a complete {cfg.horizon_days}-day label window before"
-            f" {until or 'the end of the data'}; use more history or a shorter horizon"
-        )
-    check_usable_events(world, world.label("usage_events"), max(dates))
-    motions = "motions" in cfg.learning.candidates  # the learner fits on each motion's label
-    labelling = Labelling(cfg.horizon_days, cfg.label, motions=motions)
-    return feature_frame(on or world, feature_set, dates, labelling)
-
-
-def training_frame(
-    world: World | SparkWorld,
-    feature_set: FeatureSet,
-    cfg: TrainingConfig,
-    until: date | None,
-    on: SparkWorld | None = None,
-) -> pd.DataFrame:
-    """`training_set` as one frame: the features with their labels."""
-    return training_set(world, feature_set, cfg, until, on).labelled
-
-
-def learnable(world: World | SparkWorld, feature_set: FeatureSet) -> FeatureSet:
-    """The features a model learns from: all but those that name only what the data never
-    holds (`expansion validate` lists them). Their values would measure missingness alone and
-    speak, in a CSM's list, of products and events the company does not have."""
-    unread = set(reading_nothing(world, feature_set))
-    kept = [f for f in feature_set.features if f.name not in unread]
-    return feature_set.model_copy(update={"features": kept}) if unread else feature_set
-
-
-def fold_frames(
-    built: FeatureFrame,
-    feature_set: FeatureSet,
-    cfg: TrainingConfig,
-    frame: pd.DataFrame,
-    layouts: Sequence[Layout],
-) -> tuple[Frames, dict[int, Affinity]]:
-    """`frame` for every layout, or with `affinity: learned` one frame per layout whose
-    affinity is fitted on that layout's training snapshots only (and the fitted affinities).
-
-    `built` is the training set `frame` comes from, for the same feature set.
-    """
-    if not feature_set.affinity_learned:
-        return frame, {}
-    data = built.affinity_data(cfg.horizon_days)
-    keys = ["account_id", "as_of"]
-    at = pd.MultiIndex.from_frame(frame[keys])
-    names = [f.name for f in feature_set.features]
-    columns: dict[int, dict[str, pd.Series]] = {}
-    fitted: dict[int, Affinity] = {}
-    for layout in layouts:
-        fitted[layout.index] = affinity = fit_affinity(data, layout.fit_dates)
-        own = feature_set.with_catalogue(affinity=affinity.pairs)
-        values = built.evaluate(own).set_index(keys).reindex(at)
-        columns[layout.index] = {
-            name: pd.Series(values[name].to_numpy(), index=frame.index, name=name)
-            for name in names
-            if not values[name].reset_index(drop=True).equals(frame[name].reset_index(drop=True))
-        }
-    return FoldFrames(frame, columns), fitted
-
-
-def with_truth(data_dir: DataSource, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
-    """The frame with the simulator's true probability, when every snapshot has one."""
-    root = data_root(data_dir)
-    path = root / TRUTH_FILE if root is not None else None
-    # the simulator's truth is for 90 days
-    if path is None or not path.is_file() or horizon_days != 90:
-        return frame
-    truth = pd.read_parquet(path, columns=["account_id", "as_of", "p_expand"])
-    truth["as_of"] = pd.to_datetime(truth["as_of"]).dt.date
-    truth = truth.rename(columns={"p_expand": TRUTH_COLUMN})
-    joined = frame.merge(truth, on=["account_id", "as_of"], how="left", validate="one_to_one")
-    return joined if joined[TRUTH_COLUMN].notna().all() else frame
+SCORER_NAMES = {MODEL: "", UNCALIBRATED: "uncalibrated_", TRUTH_COLUMN: "bayes_"}
+"""How MLflow names each scorer's metrics: the model's plain, the Bayes limit as `bayes_`."""
 
 
 @dataclass
@@ -204,42 +107,6 @@ class TrainResult:
         return (self.metrics["roc_auc"] - 0.5) / (self.bayes_auc - 0.5)
 
 
-def _git_commit() -> str:
-    for where in (Path.cwd(), Path(__file__).resolve().parent):
-        try:
-            out = subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
-            )
-            return out.stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            continue
-    return "unknown"
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [
-        f"{name}=={version(name)}"
-        for name in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "shap")
-    ]
-
-
-def _flat(metrics: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
-    """MLflow metric names: the model's plain, each other scorer's under its name."""
-    names = {MODEL: "", UNCALIBRATED: "uncalibrated_", TRUTH_COLUMN: "bayes_"}
-    return {
-        f"{prefix}{names.get(scorer, scorer + '_')}{key}": value
-        for scorer, values in metrics.items()
-        for key, value in values.items()
-        if value == value  # MLflow rejects NaN in some stores; a missing metric says it
-    }
-
-
-def _span(dates: tuple[date, ...] | list[date]) -> str:
-    return f"{min(dates)}..{max(dates)}" if dates else ""
-
-
 def _shrink_params(plan: Plan) -> dict[str, str]:
     """Whether the backtest was shrunk and, if it was, the one it was configured as."""
     if not plan.shrunk:
@@ -251,48 +118,6 @@ def _shrink_params(plan: Plan) -> dict[str, str]:
         "configured_test_months": str(c.test_months),
         "configured_calibration_months": str(c.calibration_months),
     }
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    """What a model is trained from, read once from the data."""
-
-    built: FeatureFrame
-    """The training set as built, whose features are evaluated again per fold's affinity."""
-    frame: pd.DataFrame
-    """Its features with their labels (and the simulator's truth, when it has one)."""
-    features: FeatureSet
-    """The definitions, with the plan order resolved from the data."""
-    learn: FeatureSet
-    """Those the model learns from (`learnable`)."""
-    until: date | None = None
-
-    @property
-    def left_out(self) -> list[str]:
-        """The features left out of the model because they read nothing in this data."""
-        kept = {f.name for f in self.learn.features}
-        return [f.name for f in self.features.features if f.name not in kept]
-
-
-def prepare(
-    data_dir: DataSource,
-    cfg: TrainingConfig,
-    feature_set: FeatureSet,
-    until: date | None = None,
-    engine: Engine = Engine.DUCKDB,
-) -> TrainingSet:
-    """Read and validate the data, and build the training set on the engine.
-
-    With `Engine.SPARK` Spark builds the training set (eligibility, ledger, features, labels)
-    and the model trains on the collected frame; validation runs there too.
-    """
-    cfg.check_against(feature_set)  # the CLI's Settings checked this at load; a caller in code
-    world = load_world(data_dir, cutoff=until, engine=engine)
-    feature_set = resolve_plans(world, feature_set)  # one plan order, kept with the model
-    built = training_set(world, feature_set, cfg, until)
-    frame = with_truth(data_dir, built.labelled, cfg.horizon_days)
-    schemas.check(schemas.training_schema(feature_set), frame)  # before anything is logged
-    return TrainingSet(built, frame, feature_set, learnable(world, feature_set), until)
 
 
 @dataclass(frozen=True)
@@ -388,7 +213,7 @@ def train_job(
     made.done("training set")
     result = log_and_register(train(data, cfg), config_text)
     if promote and result.alias == CHALLENGER:
-        result.decision = promote_job(data_dir, cfg, until=until).decision
+        result.decision = promote_job(data_dir, cfg, until=until, world=data.world).decision
     return result
 
 
@@ -413,7 +238,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
     margin_lines = report.margin_lines(bt)
     client = configure()
     exp = experiment_id(client, cfg.experiment)
-    commit = _git_commit()
+    commit = git_commit()
     tags = {"mlflow.source.git.commit": commit}
     if plan.shrunk:
         tags["backtest_shrink"] = plan.message
@@ -422,10 +247,10 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
             {
                 "horizon_days": cfg.horizon_days,
                 "train_until": str(until) if until else "",
-                "snapshot_dates": _span(dates),
-                "test_dates": _span([d for f in folds for d in f.test_dates]),
-                "final_fit_dates": _span(final_fit.fit_dates),
-                "final_calibration_dates": _span(final_fit.calib_dates),
+                "snapshot_dates": span(dates, ""),
+                "test_dates": span([d for f in folds for d in f.test_dates], ""),
+                "final_fit_dates": span(final_fit.fit_dates, ""),
+                "final_calibration_dates": span(final_fit.calib_dates, ""),
                 "snapshot_rows": len(data),
                 "features": len(final.feature_names),
                 "folds": len(folds),
@@ -449,7 +274,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
                 else final.choice.blend_weight,
             }
         )
-        pooled = _flat(bt.pooled, "test_")
+        pooled = flat_metrics(bt.pooled, "test_", SCORER_NAMES)
         pooled["test_random_split_roc_auc"] = random_auc
         pooled["test_random_split_gap"] = random_auc - bt.pooled[MODEL]["roc_auc"]
         for baseline, gains in report.margins(bt).items():
@@ -462,15 +287,15 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
             with mlflow.start_run(experiment_id=exp, run_name=f"fold {layout.index}", nested=True):
                 mlflow.log_params(
                     {
-                        "fit_dates": _span(layout.fit_dates),
-                        "calibration_dates": _span(layout.calib_dates),
-                        "test_dates": _span(layout.test_dates),
+                        "fit_dates": span(layout.fit_dates, ""),
+                        "calibration_dates": span(layout.calib_dates, ""),
+                        "test_dates": span(layout.test_dates, ""),
                         "best_iteration": fold.best_iteration,
                         "learner": fold.learner,
                         "calibration_kept": "" if fold.choice is None else fold.choice.calibration,
                     }
                 )
-                mlflow.log_metrics(_flat(fold.metrics, ""))
+                mlflow.log_metrics(flat_metrics(fold.metrics, "", SCORER_NAMES))
         if study is not None:
             mlflow.log_dict(
                 {"best": study.best_params, "trials": [t.params for t in study.trials]},
@@ -482,6 +307,11 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
             context="training",
         )
         mlflow.log_dict(feature_set.model_dump(), "config/features.json")
+        # the drift reference of the final fit months, so the weekly run reads it, not the data
+        months = month_starts(min(final_fit.fit_dates), max(final_fit.fit_dates))
+        fitted_on = data[pd.to_datetime(data["as_of"]).dt.date.isin(set(months))]
+        drift = reference_of(fitted_on, final, feature_set, months, MonitorConfig())
+        mlflow.log_dict(drift, REFERENCE_ARTIFACT)
         if affinities:
             mlflow.log_dict(
                 {
@@ -525,7 +355,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
             signature=signature,
             input_example=example,
             registered_model_name=cfg.registered_model,
-            pip_requirements=_requirements(),
+            pip_requirements=requirements(),
         )
         version = str(info.registered_model_version)
         alias = assign_new_version(client, cfg.registered_model, version)
@@ -535,7 +365,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
                 name=cfg.registered_model,
                 version=version,
                 run_id=run.info.run_id,
-                data_window=f"snapshot dates {_span(dates)}"
+                data_window=f"snapshot dates {span(dates)}"
                 + (f", data cut at {until}" if until else ""),
                 rows=len(data),
                 horizon_days=cfg.horizon_days,
@@ -573,118 +403,61 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
     return result
 
 
-@dataclass
-class PromoteResult:
-    decision: Decision
-    challenger_version: str
-    champion_version: str | None
-    test_dates: list[date]
-    run_id: str | None
-
-
-def _recipe(
-    client: MlflowClient, name: str, version: str, cfg: TrainingConfig
-) -> tuple[TrainingConfig, FeatureSet]:
-    """The training config and features a registered version was made with, on cfg's folds."""
-    run_id = client.get_model_version(name, version).run_id
-    logged = mlflow.artifacts.load_dict(f"runs:/{run_id}/config/training_resolved.json")
-    # A model logged before the learners were chosen was one booster: refit it as one.
-    logged.setdefault("learning", {"candidates": ["single"]})
-    stored = TrainingConfig.model_validate(logged)
-    features = FeatureSet.model_validate(
-        mlflow.artifacts.load_dict(f"runs:/{run_id}/config/features.json")
+def say(result: TrainResult) -> None:
+    """What `train` prints: the backtest, the learners, calibration, the leakage check, the
+    registered version and the gate when it ran."""
+    m = result.metrics
+    bt = result.backtest
+    final = result.final
+    if result.shrink:
+        print(result.shrink)
+    decided = (
+        f"calibrated on {final.calib_dates[0]}..{final.calib_dates[-1]}"
+        if final.calib_dates
+        else "its learner and calibration chosen on out-of-fold predictions inside those months"
     )
-    if stored.horizon_days != cfg.horizon_days:
-        raise UserError(
-            f"{name} v{version} predicts {stored.horizon_days} days ahead, not"
-            f" {cfg.horizon_days}; models of different horizons cannot be compared: use --force"
-        )
-    same_folds = TrainingConfig.model_validate(
-        {
-            **stored.model_dump(),
-            "capacity": cfg.capacity.model_dump(),
-            "test_months": cfg.test_months,
-            "backtest": {
-                **stored.backtest.model_dump(),
-                "folds": cfg.backtest.folds,
-                "calibration_months": cfg.backtest.calibration_months,
-            },
-        }
+    print(
+        f"snapshots: {result.rows:,} rows; {len(bt.folds)} rolling test folds, final model"
+        f" trained on {final.fit_dates[0]}..{final.fit_dates[-1]}, {decided}"
     )
-    return same_folds, features
-
-
-def promote_job(
-    data_dir: DataSource,
-    cfg: TrainingConfig,
-    until: date | None = None,
-    force: bool = False,
-) -> PromoteResult:
-    """Compare challenger and champion on the same latest folds; move `champion` if it earns it."""
-    client = configure()
-    name = cfg.registered_model
-    found = contenders(client, name, "train a model first (`expansion train`)")
-    if found.settled is not None:
-        return PromoteResult(found.settled, found.challenger, found.champion, [], None)
-    challenger, champion = found.challenger, found.champion
-    assert champion is not None  # without one, `contenders` settled it
-
-    world = load_world(data_dir, cutoff=until)
-    recipes = {
-        "challenger": _recipe(client, name, challenger, cfg),
-        "champion": _recipe(client, name, champion, cfg),
-    }
-    built: dict[str, tuple[list[Layout], Frames]] = {}
-    metrics: dict[str, dict[str, float]] = {}
-    test_dates: list[date] = []
-    for role, (recipe, features) in recipes.items():
-        key = features.model_dump_json()
-        if key not in built:
-            made = training_set(world, features, recipe, until)
-            frame = made.labelled
-            # the same shrink as training on this history, so a short one can be gated too
-            folds = plan_backtest(sorted(frame["as_of"].unique()), cfg).folds[-cfg.gate.folds :]
-            built[key] = folds, fold_frames(made, features, recipe, frame, folds)[0]
-        folds, frames = built[key]
-        test_dates = [d for f in folds for d in f.test_dates]
-        learn = learnable(world, features)
-        bt = backtest(frames, folds, learn, recipe, recipe.lightgbm, with_baselines=False)
-        metrics[role] = bt.pooled[MODEL]
-    decision = decide(metrics["challenger"], metrics["champion"], cfg.gate, force)
-
-    exp = experiment_id(client, cfg.experiment)
-    with mlflow.start_run(experiment_id=exp, run_name=f"gate v{challenger} vs v{champion}") as run:
-        mlflow.log_params(
-            {
-                "challenger_version": challenger,
-                "champion_version": champion,
-                "gate_test_dates": _span(test_dates),
-                "lift_margin": cfg.gate.lift_margin,
-                "ece_tolerance": cfg.gate.ece_tolerance,
-                "capacity_k": cfg.capacity.k,
-                "force": force,
-            }
+    if result.left_out:
+        print(
+            "left out of the model, reading nothing in this data:"
+            f" {', '.join(sorted(result.left_out))} (`expansion validate` lists them)"
         )
-        mlflow.log_metrics(
-            {
-                f"{role}_{key}": value
-                for role, values in metrics.items()
-                for key, value in values.items()
-                if value == value
-            }
-        )
-        mlflow.set_tags(
-            {
-                "gate_decision": "promoted" if decision.promote else "refused",
-                "gate_forced": str(decision.forced).lower(),
-                "gate_reason": decision.reason,
-            }
-        )
-    for version in (challenger, champion):
-        client.set_model_version_tag(name, version, "last_gate_run", run.info.run_id)
-    client.set_model_version_tag(
-        name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
+    print(result.table)
+    for line in result.margins:
+        print(line)
+    print(
+        f"learner kept on held-out predictions: {result.learner} for the final model"
+        f" (folds: {', '.join(f.learner for f in bt.folds)})"
     )
-    if decision.promote:
-        make_champion(client, name, challenger)
-    return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)
+    for line in report.learner_summary(bt, result.choice):
+        print(line)
+    uncal = bt.pooled["model_uncalibrated"]
+    print(
+        f"pooled test: ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f},"
+        f" lift at capacity {m['lift_at_capacity']:.2f} (recall {m['recall_at_capacity']:.1%}),"
+        f" top-decile lift {m['lift_top_decile']:.2f}, base rate {m['base_rate']:.1%}"
+    )
+    print(
+        f"calibration: Brier {uncal['brier']:.4f} -> {m['brier']:.4f},"
+        f" ECE {uncal['ece']:.4f} -> {m['ece']:.4f} (before -> after calibration)"
+    )
+    gap = result.random_split_auc - m["roc_auc"]
+    verdict = (
+        "ALARM: a gap this large means leakage or drift; check features for the future"
+        if result.leakage_alarm
+        else "no leakage or drift alarm"
+    )
+    print(
+        f"random-split ROC AUC {result.random_split_auc:.3f} vs time-split {m['roc_auc']:.3f}"
+        f" (gap {gap:+.3f}): {verdict}"
+    )
+    if result.bayes_auc is not None:
+        share = result.share_of_bayes
+        reach = f"; the model reaches {share:.0%} of the gap above 0.5" if share is not None else ""
+        print(f"Bayes-limit ROC AUC on the same test snapshots: {result.bayes_auc:.3f}{reach}")
+    print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")
+    if result.decision is not None:
+        say_decision(result.decision)

@@ -21,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from expansion_scorer.config.deliver import DeliverConfig
 from expansion_scorer.errors import UserError
-from expansion_scorer.serving.deliver.settings import DeliverConfig
 from expansion_scorer.text import check_template
 
 M = TypeVar("M", bound=BaseModel)

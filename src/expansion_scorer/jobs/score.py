@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from expansion_scorer import schemas
 from expansion_scorer.config import Engine, FeatureSet, ServingConfig, TrainingConfig
@@ -25,6 +22,10 @@ from expansion_scorer.data.validation import validate
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.frame import open_data
+from expansion_scorer.jobs.deliver import DeliverResult, deliver_job
+from expansion_scorer.jobs.deliver import say as say_deliveries
+from expansion_scorer.model.loading import load_uplift, load_versioned
+from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.outputs import (
     csv_writer,
     locked,
@@ -42,14 +43,19 @@ from expansion_scorer.program.history import (
     apply_stage,
     keyed,
     read_assignments,
-    read_features,
     read_past,
-    read_runs,
 )
-from expansion_scorer.program.holdout import HOLDOUT, UNASSIGNED, assign_arms, period_of
+from expansion_scorer.program.holdout import (
+    HOLDOUT,
+    assign_arms,
+    owners_of,
+    period_of,
+    within_capacity,
+)
 from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving.deliver import messages as deliveries
 from expansion_scorer.serving.deliver import send as sender
+from expansion_scorer.serving.lists import flat, for_people, per_csm
 from expansion_scorer.serving.manifest import input_summary, render_manifest
 from expansion_scorer.serving.monitor import (
     SCORE,
@@ -57,138 +63,18 @@ from expansion_scorer.serving.monitor import (
     drift_warning,
     dumps,
     load_reference,
-    matured_outcomes,
+    logged_reference,
     model_record,
-    recommendation,
     reference,
 )
 from expansion_scorer.serving.report import render_report
-from expansion_scorer.serving.scoring import Scored, score_columns, score_frame
+from expansion_scorer.serving.scoring import Scored, score_frame
 from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
-from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri, configure, resolve
-from expansion_scorer.training import treeshap
-from expansion_scorer.training.model import PropensityModel
-from expansion_scorer.training.uplift import UpliftModel
+from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri
 
 if TYPE_CHECKING:
     from expansion_scorer.features.spark import SparkWorld
-
-
-M = TypeVar("M")
-
-
-def _load(
-    uri: str, kind: type[M], cannot: Callable[[str], str], wrong: str
-) -> tuple[M, ModelRef | None]:
-    """The `kind` model at `uri` and the registered version it points to (None outside the
-    registry); `cannot(the loader's first line)` and `wrong` say why there is none."""
-    client = configure()
-    try:
-        loaded = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
-        raise UserError(cannot(str(exc).splitlines()[0])) from None
-    model = loaded.unwrap_python_model()
-    if not isinstance(model, kind):
-        raise UserError(wrong)
-    return model, resolve(client, uri)
-
-
-def load_versioned(uri: str) -> tuple[PropensityModel, ModelRef | None]:
-    """The wrapped model and the registered version the URI points to (None outside the
-    registry)."""
-    return _load(
-        uri,
-        PropensityModel,
-        lambda first: (
-            f"model {uri} cannot be loaded ({first[:200]}); run `expansion train`"
-            " first or pass --model"
-        ),
-        f"model {uri} is not an expansion-propensity model",
-    )
-
-
-def load_model(uri: str) -> tuple[PropensityModel, str]:
-    """The wrapped model and how lists name it ('expansion-propensity v3'; other URIs as
-    given)."""
-    model, ref = load_versioned(uri)
-    return model, ref.label if ref is not None else uri
-
-
-def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
-    """With `rank_by: uplift`, the uplift model and its readable version; otherwise none."""
-    if serving.rank_by != "uplift":
-        return None, ""
-    uri = serving.uplift_uri
-    fix = (
-        "train one with `expansion train DATA --config <a config with target: uplift> --program"
-        " OUT`, or set rank_by: score"
-    )
-    model, ref = _load(
-        uri,
-        UpliftModel,
-        lambda first: (
-            f"serving config: rank_by: uplift, but no uplift model loads from {uri}"
-            f" ({first[:160]}); {fix}"
-        ),
-        f"serving config: uplift_model {uri} is not an uplift model; {fix}",
-    )
-    return model, ref.label if ref is not None else uri
-
-
-def flat(scores: pd.DataFrame, serving: ServingConfig) -> pd.DataFrame:
-    """The score list with talking points as one text cell, for CSV and Parquet."""
-    out = scores[score_columns(serving)].copy()
-    out["talking_points"] = out["talking_points"].map(lambda t: " | ".join(t))
-    return out
-
-
-def for_people(table: pd.DataFrame) -> pd.DataFrame:
-    """A table as a CSM reads it in a spreadsheet: scores as percentages with one decimal
-    (`score_pct`), changes in points (`change_pts`), money in whole units. The Parquet files
-    and the history keep full precision."""
-    out = table.copy()
-    for col in ("score", "previous_score"):
-        if col in out:
-            out[col] = (pd.to_numeric(out[col]) * 100).round(1)
-    if "change" in out:
-        out["change"] = (pd.to_numeric(out["change"]) * 100).round(1)
-    for col in ("expected_expansion_arr", "expected_incremental_arr"):
-        if col in out:
-            out[col] = pd.to_numeric(out[col]).round(0).astype("Int64")
-    if "uplift" in out:
-        out["uplift"] = (pd.to_numeric(out["uplift"]) * 100).round(1)
-    return out.rename(
-        columns={"score": "score_pct", "previous_score": "previous_score_pct",
-                 "change": "change_pts", "uplift": "uplift_pts"}
-    )  # fmt: skip
-
-
-def on_capacity_list(scores: pd.DataFrame, capacity: int) -> pd.Series:
-    """Whether each account (in rank order) is among its CSM's top `capacity`."""
-    owners = scores["csm_owner"].fillna(UNASSIGNED).astype(str)
-    return owners.groupby(owners, sort=False).cumcount() < capacity
-
-
-def per_csm(
-    scores: pd.DataFrame, capacity: int, every: pd.Series | None = None
-) -> dict[str, pd.DataFrame]:
-    """Each CSM's list: their top `capacity` accounts in rank order; file names are slugs.
-
-    `every` names the CSMs who get a file even with nothing listed this week (all of their
-    accounts held out), so that last week's list is replaced, not left in place.
-    """
-    owners = scores["csm_owner"].fillna(UNASSIGNED).astype(str)
-    named = owners if every is None else every.fillna(UNASSIGNED).astype(str)
-    lists: dict[str, pd.DataFrame] = {}
-    for owner in sorted(set(named) | set(owners)):
-        ascii_name = unicodedata.normalize("NFKD", owner).encode("ascii", "ignore").decode()
-        slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-") or "csm"
-        name, n = f"{slug}.csv", 2
-        while name in lists:
-            name, n = f"{slug}-{n}.csv", n + 1
-        lists[name] = scores[owners == owner].head(capacity)
-    return lists
 
 
 class Laps:
@@ -220,7 +106,7 @@ class ScoreResult:
     """What `--to` wrote to the database, when it was given."""
     planned: deliveries.Plan | None = None
     """The week's deliveries, with a `deliver:` block."""
-    delivered: sender.DeliverResult | None = None
+    delivered: DeliverResult | None = None
 
 
 def score_job(
@@ -296,9 +182,7 @@ def score_job(
             "inputs": inputs,
             "engine": engine.value,
             # the TreeSHAP method used; a gam alone explains by its own exact terms
-            "explainer": "gam terms"
-            if model.booster is None
-            else treeshap.method_for(model.booster),
+            "explainer": model.explainer,
         }
         if uplift is not None:
             provenance["uplift_model"] = {"uri": serving.uplift_uri, "version": uplift_version}
@@ -327,7 +211,7 @@ def score_job(
         )
     delivered = None
     if planned is not None and planned.messages:
-        delivered = sender.deliver_job(out_dir, serving.deliver)
+        delivered = deliver_job(out_dir, serving.deliver)
     return ScoreResult(
         files=files,
         scored=len(week.table),
@@ -394,7 +278,7 @@ def run_week(
     history = out_dir / HISTORY_FILE
     past = read_past(history, as_of, version, serving.triggers.cooldown_weeks)
     ranked = scored.scores.copy()
-    ranked["on_list"] = on_capacity_list(ranked, serving.accounts_per_csm).to_numpy()
+    ranked["on_list"] = within_capacity(owners_of(ranked), serving.accounts_per_csm)
 
     def fire(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         return find_triggers(
@@ -641,12 +525,12 @@ def _weekly_drift(
     """PSI of this run against the model's training months (cached per model as
     `reference-<model>.json`), for the manifest, and a warning line when something drifted."""
     record = None if registered is None else model_record(registered)
-    if record is None or scored.features.empty:
+    if registered is None or record is None or scored.features.empty:
         return {"checked": False, "why": "no training window recorded for this model"}, []
     cfg = serving.monitor
     usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
     name = f"reference-{_slug(version)}.json"
-    ref = load_reference(out_dir / name, usable, cfg)
+    ref = load_reference(out_dir / name, usable, cfg) or logged_reference(registered, usable, cfg)
     if ref is None:
         ref = reference(world, model, feature_set, record.fit_dates, cfg)
     if not ref["columns"]:
@@ -662,80 +546,6 @@ def _weekly_drift(
         "psi": {r.column: r.psi for r in table.itertuples()},
         "warning": warning or "",
     }, [warning] if warning else []
-
-
-@dataclass(frozen=True)
-class MonitorResult:
-    as_of: date
-    model_version: str
-    drift: pd.DataFrame
-    outcomes: pd.DataFrame
-    promised_lift: float
-    retrain: bool
-    why: list[str]
-    files: list[Path]
-
-
-def monitor_job(
-    data_dir: DataSource,
-    out_root: Path,
-    feature_set: FeatureSet,
-    serving: ServingConfig,
-    engine: Engine = Engine.DUCKDB,
-) -> MonitorResult:
-    """Drift of the latest run against training, and outcomes of the runs that have matured;
-    with `Engine.SPARK`, Spark computes the training months' features and the outcomes."""
-    out_root = Path(out_root)
-    history = out_root / HISTORY_FILE
-    if not history.is_file():
-        raise UserError(
-            f"{out_root}: no {HISTORY_FILE}; run `expansion score DATA --as-of DATE --out"
-            f" {out_root}` first"
-        )
-    with locked(out_root):
-        recover(out_root, apply_stage(history))
-        runs = read_runs(history)
-    world = open_data(data_dir, engine)
-    validate(world)
-    latest = runs.sort_values(["as_of", "model_version"]).iloc[-1]
-    as_of = pd.Timestamp(latest["as_of"]).date()
-    version = str(latest["model_version"])
-    registered = ModelRef.from_label(version)
-    record = None if registered is None else model_record(registered)
-    if registered is None or record is None:
-        raise UserError(f"model {version}: not a registered version with a training record")
-    model, _ = load_versioned(registered.uri)
-    cfg = serving.monitor
-    own = for_model(feature_set, model.affinity, model.plan_order)
-    ref = reference(world, model, own, record.fit_dates, cfg)
-    current = read_features(history, as_of, version)
-    week = runs[
-        (pd.to_datetime(runs["as_of"]).dt.date == as_of) & (runs["model_version"] == version)
-    ]
-    current = current.merge(week[["account_id", "score"]], on="account_id", how="right")
-    drift = drift_table(ref, current, cfg)
-    outcomes = matured_outcomes(world, runs, feature_set, model.horizon_days, record.capacity_k)
-    retrain, why = recommendation(drift, outcomes, record, cfg)
-    summary = {
-        "latest_run": str(as_of),
-        "model": version,
-        "reference_months": ref["dates"],
-        "promised_lift_at_capacity": record.promised_lift,
-        "promised_precision_at_capacity": record.promised_precision,
-        "capacity_k": record.capacity_k,
-        "matured_runs": len(outcomes),
-        "retrain": retrain,
-        "why": why,
-    }
-    files = write_outputs(
-        out_root / "monitor",
-        {
-            "drift.csv": csv_writer(drift),
-            "outcomes.csv": csv_writer(outcomes),
-            "monitor.json": text_writer(json.dumps(summary, indent=2, default=str) + "\n"),
-        },
-    )
-    return MonitorResult(as_of, version, drift, outcomes, record.promised_lift, retrain, why, files)
 
 
 def _history_rows(
@@ -810,3 +620,27 @@ def _created_on_or_after(world: AnyWorld, as_of: date) -> int:
         f"SELECT count(*) FROM raw_accounts WHERE TRY_CAST(created_at AS DATE) >= DATE '{as_of}'"
     )
     return int(row[0])
+
+
+def say(result: ScoreResult, as_of: date, sink: Sink | None) -> None:
+    """What `score` prints: counts, triggers, warnings, the files, deliveries and the table."""
+    print(
+        f"scored {result.scored:,} accounts as of {as_of} with {result.model_version}"
+        f" ({result.not_ready:,} not yet ready);"
+        f" {result.excluded:,} not eligible (reasons in excluded.csv);"
+        f" {result.not_yet_customers:,} created on or after {as_of} are not yet customers"
+    )
+    since = f"since {result.previous_run}" if result.previous_run else "first run in this history"
+    print(f"{result.triggers:,} triggers fired ({since}; why in triggers.csv)")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    for path in result.files:
+        print(f"  {path}")
+    say_deliveries(result.planned, result.delivered)
+    if sink is not None and result.written is not None:
+        w = result.written
+        print(
+            f"  {sink.name} at {sink.database.display}: {w.rows:,} rows as of {as_of}"
+            f" ({w.rows - w.replaced:,} new, {w.replaced:,} replaced; {w.removed:,} of accounts"
+            " no longer scored removed)"
+        )

@@ -22,9 +22,7 @@ quarters can detect, and the holdout fraction that detects `program.detect` with
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import FeatureSet, ServingConfig, TrainingConfig
+from expansion_scorer.config import FeatureSet, ServingConfig
 from expansion_scorer.data.loading import open_world
 from expansion_scorer.data.sources import DataSource
 from expansion_scorer.errors import UserError
@@ -41,11 +39,9 @@ from expansion_scorer.features.frame import Labelling, label_frame
 from expansion_scorer.features.ledger import EXPANSION_KINDS, build_movements
 from expansion_scorer.features.revenue import quarter_table
 from expansion_scorer.features.snapshots import data_span
-from expansion_scorer.outputs import bytes_writer, csv_writer, text_writer, write_outputs
 from expansion_scorer.program import statistics as st
-from expansion_scorer.program.history import HISTORY_FILE, randomized_assignments, read_assignments
 from expansion_scorer.program.holdout import COMPARED, HOLDOUT, LISTED, period_of
-from expansion_scorer.program.outcomes import TOUCH_DAYS, outcomes
+from expansion_scorer.program.outcomes import TOUCH_DAYS
 
 MIN_PER_ARM = 20
 """Fewer accounts than this in either arm: the group is reported as too small to say."""
@@ -537,16 +533,12 @@ def plan(
     }
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str, allow_nan=False) + "\n"
-
-
-def _clean(value: Any) -> Any:
+def clean(value: Any) -> Any:
     """NaN and infinity as null, numpy scalars as Python ones: JSON that every reader parses."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [clean(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -554,38 +546,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class PlanResult:
-    plan: dict[str, Any]
-    files: list[Path]
-
-
-def plan_job(
-    data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
-) -> PlanResult:
-    """`expansion measure --plan`: the plan alone, from the matured cohorts when there are any,
-    else from the configuration and the data's base rate; writes `measure/plan.json`."""
-    history = Path(out_root) / HISTORY_FILE
-    per_quarter, runs = (
-        candidates_per_quarter(history, serving.holdout.period) if history.is_file() else (0, 0)
-    )
-    if not runs:
-        raise UserError(
-            f"{out_root}: no weekly run to plan from ({HISTORY_FILE} has no week); run"
-            " `expansion score` into this folder first"
-        )
-    assigned = read_assignments(history)
-    randomized = assigned[assigned["arm"].isin(COMPARED)]
-    measured = outcomes(data_dir, feature_set, randomized)[0] if len(randomized) else pd.DataFrame()
-    horizon = (
-        int(assigned["horizon_days"].max()) if len(assigned) else TrainingConfig().horizon_days
-    )
-    found = _plan_from(measured, data_dir, feature_set, horizon, serving, per_quarter)
-    files = write_outputs(Path(out_root) / "measure", {"plan.json": text_writer(_json(found))})
-    return PlanResult(plan=found, files=files)
-
-
-def _plan_from(
+def plan_from(
     measured: pd.DataFrame,
     data_dir: DataSource,
     feature_set: FeatureSet,
@@ -605,93 +566,7 @@ def _plan_from(
             source = f"the {len(rows):,} matured assignments, adjusted for what the draw knew"
         else:
             variance, source = float(y.var()), f"the {len(rows):,} matured assignments"
-        return _clean(plan(serving, per_quarter, variance, source, len(rows)))
+        return clean(plan(serving, per_quarter, variance, source, len(rows)))
     rate, since = base_rate(data_dir, feature_set, horizon)
     source = f"the data's base rate {rate:.3f} (eligible accounts on {since}); nothing has matured"
-    return _clean(plan(serving, per_quarter, rate * (1 - rate), source, 0))
-
-
-@dataclass(frozen=True)
-class MeasureResult:
-    table: pd.DataFrame
-    summary: dict[str, Any]
-    files: list[Path]
-
-
-def measure_job(
-    data_dir: DataSource, out_root: Path, feature_set: FeatureSet, serving: ServingConfig
-) -> MeasureResult:
-    """Measure the program from the weekly history under `out_root`; write `measure/`."""
-    history, randomized = randomized_assignments(
-        out_root,
-        "run `expansion score` into this folder every week with a holdout first",
-        "score weekly with holdout.fraction above 0 (serving config) to build a control group",
-    )
-    measured, end, book_arr = outcomes(data_dir, feature_set, randomized)
-    if measured.empty:
-        first = min(pd.to_datetime(randomized["assigned_on"]).dt.date)
-        raise UserError(
-            f"{history}: no assignment's horizon has closed in the data yet (the data ends"
-            f" {end}, the first cohort was drawn {first}); measure again later (`--plan` says"
-            " how long the answer will take)"
-        )
-    level = serving.program.confidence
-    checks = control_checks(
-        randomized, measured, serving.holdout.fraction, serving.program.max_holdout_touched
-    )
-    table = program_table(measured, level=level, checks=checks)
-    pooled = table.iloc[0]
-    n_listed = int(pooled["n_listed"])
-    incremental = [float(pooled[c]) * n_listed for c in ("arr_effect", "arr_effect_low",
-                                                          "arr_effect_high")]  # fmt: skip
-    first_period = randomized["period"].min()
-    # the chance of being held out the draw used: the configured one, or with the holdout
-    # since turned off, the share the history shows
-    drawn_at = serving.holdout.fraction or float((randomized["arm"] == HOLDOUT).mean())
-    sequence = always_valid(
-        measured,
-        drawn_at,
-        level,
-        planned=float((randomized["period"] == first_period).sum()),
-    )
-    warnings = [f"the {c['period']} estimate is unreliable: {c['check']}"
-                for c in checks.to_dict(orient="records") if not c["reliable"]]  # fmt: skip
-    per_quarter, _ = candidates_per_quarter(history, serving.holdout.period)
-    horizon = int(randomized["horizon_days"].max())
-    found_plan = _plan_from(measured, data_dir, feature_set, horizon, serving, per_quarter)
-    summary: dict[str, Any] = {
-        "data_end": str(end),
-        "cohorts_matured": int((table["scope"] == "cohort").sum()),
-        "cohorts_pending": int(randomized["assigned_on"].nunique())
-        - int((table["scope"] == "cohort").sum()),
-        "holdout": serving.holdout.model_dump(mode="json"),
-        "pooled": {k: (None if pd.isna(v) else v) for k, v in pooled.to_dict().items()},
-        "incremental_expansion_arr": incremental[0] if pooled["note"] == "" else None,
-        "incremental_expansion_arr_interval": incremental[1:] if pooled["note"] == "" else None,
-        "book_arr_at_start": book_arr,
-        "nrr_points": (100 * incremental[0] / book_arr)
-        if book_arr and pooled["note"] == ""
-        else None,
-        "nrr_points_interval": [100 * v / book_arr for v in incremental[1:]]
-        if book_arr and pooled["note"] == ""
-        else None,
-        "compliance": compliance(measured, level=level),
-        "interval": f"{level:.0%} {FIXED_HORIZON}, bootstrap over accounts ({BOOTSTRAP}"
-        " resamples): valid when read once, not week after week",
-        "adjusted_for": list(COVARIATES),
-        "always_valid": sequence,
-        "reliable": bool(checks["reliable"].all()),
-        "checks": checks.to_dict(orient="records"),
-        "warnings": warnings,
-        "plan": found_plan,
-        "health": health(data_dir, feature_set, history, measured, table, serving),
-    }
-    summary = _clean(summary)
-    writers = {
-        "program.csv": csv_writer(table),
-        "program.json": text_writer(_json(summary)),
-        "plan.json": text_writer(_json(found_plan)),
-        "program.png": bytes_writer(program_chart(table)),
-    }
-    files = write_outputs(Path(out_root) / "measure", writers)
-    return MeasureResult(table=table, summary=summary, files=files)
+    return clean(plan(serving, per_quarter, rate * (1 - rate), source, 0))

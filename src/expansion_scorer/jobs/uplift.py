@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import mlflow
@@ -27,18 +26,26 @@ from expansion_scorer.errors import UserError
 from expansion_scorer.features.catalogue import for_model
 from expansion_scorer.features.frame import feature_frame
 from expansion_scorer.features.snapshots import as_dates
+from expansion_scorer.jobs.promote import PromoteResult, record_gate, settled
+from expansion_scorer.model.propensity import PropensityModel
 from expansion_scorer.program.history import HISTORY_FILE, randomized_assignments
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.program.outcomes import outcomes
-from expansion_scorer.tracking import ModelRef, alias_uri, configure, experiment_id
-from expansion_scorer.training.job import PromoteResult, _git_commit, _requirements
-from expansion_scorer.training.model import PropensityModel
+from expansion_scorer.text import span
+from expansion_scorer.tracking import (
+    ModelRef,
+    alias_uri,
+    configure,
+    experiment_id,
+    flat_metrics,
+    git_commit,
+    requirements,
+)
 from expansion_scorer.training.registry import (
     CHAMPION,
     Decision,
     assign_new_version,
     contenders,
-    make_champion,
 )
 from expansion_scorer.training.uplift import (
     ORACLE,
@@ -62,7 +69,7 @@ from expansion_scorer.training.uplift_learners import (
 )
 
 PROGRAM_TRUTH = "program_truth.parquet"
-"""The simulator's per-assignment truth (serving.simulation): the oracle, when present."""
+"""The simulator's per-assignment truth (program.simulation): the oracle, when present."""
 
 
 def _oracle(data_dir: DataSource, rows: pd.DataFrame) -> pd.DataFrame:
@@ -221,19 +228,6 @@ def value_lines(
     return lines
 
 
-def _flat(metrics: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
-    return {
-        f"{prefix}{scorer}_{key}": value
-        for scorer, values in metrics.items()
-        for key, value in values.items()
-        if value == value
-    }
-
-
-def _span(dates: tuple[date, ...] | list[date]) -> str:
-    return f"{min(dates)}..{max(dates)}" if dates else ""
-
-
 def uplift_job(
     data_dir: DataSource,
     program: Path | None,
@@ -271,7 +265,7 @@ def uplift_job(
 
     client = configure()
     exp = experiment_id(client, cfg.experiment)
-    commit = _git_commit()
+    commit = git_commit()
     with mlflow.start_run(
         experiment_id=exp, tags={"mlflow.source.git.commit": commit, "target": "uplift"}
     ) as run:
@@ -283,8 +277,8 @@ def uplift_job(
                 "fold_learners": "/".join(f.choice.learner for f in bt.folds),
                 "program": str(program),
                 "horizon_days": horizon,
-                "cohorts": _span(cohorts),
-                "test_cohorts": _span([d for f in folds for d in f.test]),
+                "cohorts": span(cohorts, ""),
+                "test_cohorts": span([d for f in folds for d in f.test], ""),
                 "assignments": len(frame),
                 "listed": int((frame["arm"] == LISTED).sum()),
                 "holdout": int((frame["arm"] == HOLDOUT).sum()),
@@ -296,7 +290,7 @@ def uplift_job(
                 **{f"lgbm_{key}": v for key, v in cfg.uplift.lightgbm.model_dump().items()},
             }
         )
-        pooled = _flat(bt.pooled, "test_")
+        pooled = flat_metrics(bt.pooled, "test_")
         for key in ("qini", "incremental_at_capacity"):
             gain = bt.pooled[UPLIFT][key] - bt.pooled[PROPENSITY][key]
             pooled[f"margin_over_propensity_{key}"] = gain
@@ -311,9 +305,12 @@ def uplift_job(
         for fold in bt.folds:
             with mlflow.start_run(experiment_id=exp, run_name=fold.fold.name, nested=True):
                 mlflow.log_params(
-                    {"train_cohorts": _span(fold.fold.train), "test_cohorts": _span(fold.fold.test)}
+                    {
+                        "train_cohorts": span(fold.fold.train, ""),
+                        "test_cohorts": span(fold.fold.test, ""),
+                    }
                 )
-                mlflow.log_metrics(_flat(fold.metrics, ""))
+                mlflow.log_metrics(flat_metrics(fold.metrics, ""))
         mlflow.log_input(
             mlflow.data.pandas_dataset.from_pandas(data, name="assignments", targets=OUTCOME),
             context="training",
@@ -335,7 +332,7 @@ def uplift_job(
             signature=infer_signature(example, model.predict(None, example)),
             input_example=example,
             registered_model_name=name,
-            pip_requirements=_requirements(),
+            pip_requirements=requirements(),
         )
         version = str(info.registered_model_version)
         alias = assign_new_version(client, name, version)
@@ -360,14 +357,15 @@ def promote_uplift_job(
 ) -> PromoteResult:
     """The propensity model's alias flow for the uplift model: refit the challenger's and the
     champion's recipes on the same cohort folds of the same history and move `champion` when
-    the challenger realises more incremental expansions at capacity (or when forced)."""
+    the doubly robust value of the challenger's capacity lists on the test cohorts is above the
+    champion's with the 95% interval of the difference above 0 (or when forced); when the
+    interval holds 0 the evidence cannot tell them apart and the champion stays."""
     client = configure()
     name = cfg.uplift.registered_model
     found = contenders(client, name, "train one first (`expansion train`)")
     if found.settled is not None:
-        return PromoteResult(found.settled, found.challenger, found.champion, [], None)
-    challenger, champion = found.challenger, found.champion
-    assert champion is not None  # without one, `contenders` settled it
+        return settled(found)
+    challenger, champion = found.pair
     if program is None:
         raise UserError(
             "promoting an uplift model refits both on the weekly runs' holdout: pass --program"
@@ -427,20 +425,30 @@ def promote_uplift_job(
         )  # fmt: skip
         decision = Decision(False, f"refused ({why}): {numbers}", False, *metrics.values())
     test_dates = [d for f in folds for d in f.test]
-    exp = experiment_id(client, cfg.experiment)
-    with mlflow.start_run(experiment_id=exp, run_name=f"gate v{challenger} vs v{champion}") as run:
-        mlflow.log_params({"model": name, "challenger_version": challenger,
-                           "champion_version": champion, "gate_test_cohorts": _span(test_dates),
-                           "force": force})  # fmt: skip
-        mlflow.log_metrics(
-            {f"{r}_{k}": v for r, m in metrics.items() for k, v in m.items() if v == v}
-        )
-        mlflow.set_tags({"gate_decision": "promoted" if decision.promote else "refused",
-                         "gate_forced": str(decision.forced).lower(),
-                         "gate_reason": decision.reason})  # fmt: skip
-    client.set_model_version_tag(
-        name, challenger, "gate_decision", "promoted" if decision.promote else "refused"
+    params = {"model": name, "challenger_version": challenger, "champion_version": champion,
+              "gate_test_cohorts": span(test_dates, ""), "force": force}  # fmt: skip
+    run_id = record_gate(client, cfg.experiment, name, (challenger, champion), decision,
+                         params, metrics)  # fmt: skip
+    return PromoteResult(decision, challenger, champion, test_dates, run_id)
+
+
+def say(result: UpliftResult) -> None:
+    """What `train` prints for the uplift model: its rows, folds, the rankings compared and the
+    registered version."""
+    final = result.final
+    print(
+        f"uplift ({result.learner} learner): {result.rows:,} matured listed and held-out"
+        f" assignments in {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
+        f" {len(result.folds)} time folds by cohort"
     )
-    if decision.promote:
-        make_champion(client, name, challenger)
-    return PromoteResult(decision, challenger, champion, test_dates, run.info.run_id)
+    print(result.table)
+    pooled = result.backtest.pooled
+    up, prop = pooled["uplift"], pooled["propensity"]
+    print(
+        f"pooled test: Qini {up['qini']:.4f} ranked by uplift against {prop['qini']:.4f} by"
+        f" propensity; incremental expansions at capacity {up['incremental_at_capacity']:.1f}"
+        f" against {prop['incremental_at_capacity']:.1f}"
+    )
+    if "oracle" in pooled:
+        print(f"the true effect as a ranking (oracle): Qini {pooled['oracle']['qini']:.4f}")
+    print(f"registered {result.model_uri} as @{result.alias} (run {result.run_id})")

@@ -18,11 +18,13 @@ import pandas as pd
 
 from expansion_scorer.data.online_retail import convert
 from expansion_scorer.features.snapshots import data_span
+from expansion_scorer.jobs.score import score_job
+from expansion_scorer.jobs.train import TrainResult, train_job
+from expansion_scorer.jobs.train import say as say_training
 from expansion_scorer.outputs import csv_writer, write_outputs
-from expansion_scorer.serving.job import score_job
 from expansion_scorer.settings import load_settings
 from expansion_scorer.training.backtest import MODEL
-from expansion_scorer.training.job import TrainResult, load_world, train_job, training_frame
+from expansion_scorer.training.dataset import load_world, training_frame
 from expansion_scorer.training.metrics import evaluate
 from expansion_scorer.training.rfm import rfm_matrix, rfm_model
 from expansion_scorer.training.train import rows_of
@@ -107,3 +109,15 @@ def _compare(scores: pd.DataFrame, trained: TrainResult, k: int) -> pd.DataFrame
                 }
             )
     return pd.DataFrame(rows)
+
+
+def say(result: RecipeResult, out: Path) -> None:
+    """What `online-retail` prints: the tables made, training, the comparison with RFM and
+    the files."""
+    print(", ".join(f"{name} {n:,}" for name, n in result.counts.items()) + f" in {out / 'data'}")
+    say_training(result.training)
+    print("model against a recency/frequency/monetary logistic regression, same folds and rows:")
+    print(result.comparison.to_string(index=False))
+    print(f"scored as of {result.as_of}:")
+    for path in result.files:
+        print(f"  {path}")

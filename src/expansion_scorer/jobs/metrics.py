@@ -53,3 +53,21 @@ def metrics_job(
         {f"{name}.csv": csv_writer(table), f"{name}.png": bytes_writer(png)},
     )
     return MetricsResult(table=table, files=files)
+
+
+def say(result: MetricsResult, by: str | None) -> None:
+    """What `metrics` prints: the latest trailing-twelve-month NRR and GRR, per group."""
+    table = result.table
+    key = by or "group"
+    last = table[table["t12m_nrr"].notna()].groupby(key).tail(1)
+    for row in last.to_dict("records"):
+        who = "" if by is None else f"{row[key]}: "
+        print(
+            f"{who}12 months to {row['month']:%Y-%m}: NRR {row['t12m_nrr']:.1f}%,"
+            f" GRR {row['t12m_grr']:.1f}% (starting ARR {row['t12m_starting_arr']:,.0f},"
+            f" expansion {row['t12m_expansion_arr']:,.0f}, price uplift"
+            f" {row['t12m_price_uplift_arr']:,.0f}, contraction {row['t12m_contraction_arr']:,.0f},"
+            f" churned {row['t12m_churned_arr']:,.0f})"
+        )
+    for path in result.files:
+        print(f"  {path}")
