@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
 
 from expansion_scorer.config import UPLIFT_LEARNERS, LightGBMParams, load_training_config
 from expansion_scorer.errors import UserError
+from expansion_scorer.model.uplift import LearnedUpliftModel, UpliftModel
 from expansion_scorer.training.metrics import top_k_weights
 from expansion_scorer.training.uplift_learners import (
     LEARNERS,
@@ -132,3 +134,23 @@ def test_an_unknown_learner_stops_in_one_line(
     for name in ("t", "x", "dr", "average", "auto"):
         config.write_text(f"target: uplift\nuplift: {{learner: {name}}}\n", encoding="utf-8")
         assert load_training_config(config).uplift.learner == name
+
+
+@pytest.mark.parametrize("name", ["x", "dr", "average"])
+def test_a_learned_uplift_model_ranks_by_its_learner_and_keeps_the_t_arms(name: str) -> None:
+    # Given a learner and the T-learner fitted on the same trial
+    x, treated, y, _ = _trial(3000, seed=5)
+    share = float(treated.mean())
+    learner = LEARNERS[name]().fit(x, treated, y, share, PARAMS, 0)
+    arms = LEARNERS["t"]().fit(x, treated, y, share, PARAMS, 0)
+    base = UpliftModel(arms.listed_, arms.holdout_, list(x.columns), {}, 90)
+
+    # When they are delivered together and pickled as MLflow pickles a pyfunc
+    model = cloudpickle.loads(cloudpickle.dumps(LearnedUpliftModel(base, name, learner.terms())))
+    served = model.predict(None, x.head(200))
+
+    # Then the uplift is the learner's effect and the chances are the T-learner's arms
+    np.testing.assert_allclose(served["uplift"], learner.effect(x.head(200)))
+    np.testing.assert_allclose(served["p_listed"], arms.arms(x.head(200))[0])
+    np.testing.assert_allclose(served["p_holdout"], arms.arms(x.head(200))[1])
+    assert not np.allclose(served["uplift"], served["p_listed"] - served["p_holdout"])
