@@ -1,20 +1,35 @@
-"""Benchmark: does ranking by uplift realise more incremental expansions than ranking by propensity?
+"""Benchmark: how much of what there is to find does each targeting ranking find?
 
 Generates a world, trains the propensity champion through the CLI into a throw-away SQLite
 MLflow store, then per seed the real loop on a world of its own that answers the program
 (`data.synthetic.ProgramWorld`, seeded by the seed; `program.simulation.run_program`): weekly
 scoring runs every `--every` weeks over three quarters with a holdout salted by the seed, CSMs
 touching what they were shown with `--compliance`, the world advancing with those touches; then
-the uplift training
-(`target: uplift`, the shipped uplift settings but for the folds). Prints, per seed and as
-medians over seeds, on the held-out cohort folds: the Qini coefficient of the uplift ranking,
-the propensity ranking (the score each assignment was drawn with) and the oracle (the world's
-true lift, `p_touched - p_expand`, of each assignment), and the incremental expansions realised
-at capacity by each.
+the uplift backtest (`target: uplift`, the shipped settings but for the folds) once per learner
+(`uplift.learner`: t, x, dr, average, and auto, the one chosen on inner folds of the training
+cohorts).
 
-    .venv/bin/python bench/uplift_quality.py [--accounts 3000] [--seeds 3] [--first-seed 0]
+Every ranking is scored on the test cohorts by its TRUE value: the expected incremental
+expansions of the accounts it puts on the capacity lists (the `accounts_per_csm` best of each
+CSM's cohort), the sum of the world's true effect of a touch on them (`true_effect`, kept by
+`run_program`: `p_touched - p_untouched` at the month the touch changes) times the compliance.
+No coin flip enters it. Beside it: the true oracle (the lists ranked by that effect), a random
+pick (its expectation), the propensity the assignment was drawn with, the realised-effect
+"oracle" of the earlier benchmark (`effect`, expanded with minus without, in {-1, 0, 1}), and
+per ranking the REALISED incremental expansions at capacity (listed minus held-out rate among
+the picked, times the picked) and the doubly robust estimate with its 95% bootstrap interval
+that training logs, which is what a company without the truth sees.
+
+A seed's uplift frame (features and truth) is kept under the run folder, so `--reuse DIR`
+rescores an earlier run's seeds without the loop.
+
+    .venv/bin/python bench/uplift_quality.py [--accounts 3000] [--seeds 5] [--first-seed 0]
         [--every 4] [--fraction 0.5] [--compliance 0.7] [--strength 1] [--folds 2]
-        [--test-cohorts 4] [--reuse DIR] [--out DIR] [--smoke]
+        [--test-cohorts 4] [--learners t,x,dr,average,auto] [--pool 1] [--reuse DIR]
+        [--out DIR] [--smoke]
+
+`--pool 3` also backtests three worlds' cohorts side by side (three times the randomized
+history; accounts and CSMs told apart by world), for each run of three consecutive seeds.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ from expansion_scorer.cli import share_cores_politely
 share_cores_politely()  # before LightGBM loads: idle OpenMP threads sleep
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -32,15 +48,17 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from expansion_scorer.cli import main
 from expansion_scorer.config import load_training_config, override
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
-from expansion_scorer.jobs.uplift import uplift_job
+from expansion_scorer.jobs.uplift import _plan, uplift_frame
 from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set
-from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT
+from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT, backtest_uplift
+from expansion_scorer.training.uplift_learners import RANDOM, capacity_weights, policy_values
 
 import _args
 
@@ -52,6 +70,52 @@ def _mondays(first: date, last: date, every: int) -> list[str]:
         out.append(str(monday))
         monday += timedelta(weeks=every)
     return out
+
+
+RANDOM_PICK = "random pick"
+REALISED = "realised-effect oracle"
+
+
+def _seed_frame(args: argparse.Namespace, root: Path, seed: int, weeks: list[date],
+                serving: dict, features: object) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """The seed's uplift frame (features, outcome, the true effect) and what the loop saw; from
+    the run folder when an earlier run kept it."""
+    kept, about = root / f"frame-{seed}.parquet", root / f"frame-{seed}.json"
+    if kept.is_file() and about.is_file():
+        return pd.read_parquet(kept), json.loads(about.read_text())
+    started = time.perf_counter()
+    config = root / f"serving-{seed}.yaml"
+    serving["holdout"] = {"fraction": args.fraction, "salt": f"bench-{seed}"}
+    config.write_text(yaml.safe_dump(serving, allow_unicode=True))
+    out = root / f"weekly-{seed}"
+    program = ProgramWorld(root / f"world-{seed}", weeks[0], n_accounts=args.accounts,
+                           seed=seed, months=24, strength=args.strength)  # fmt: skip
+    data = program.out
+
+    def score(as_of: date, out: Path = out, config: Path = config, data: Path = data) -> None:
+        code = main(["score", str(data), "--as-of", str(as_of), "--out", str(out),
+                     "--config", str(config)])  # fmt: skip
+        assert code == 0
+
+    truth = run_program(program, weeks, score, out, features, compliance=args.compliance,
+                        seed=seed)  # fmt: skip
+    frame = uplift_frame(data, out, features)
+    realised = truth[["account_id", "assigned_on", "effect"]].rename(columns={"effect": REALISED})
+    realised["assigned_on"] = pd.to_datetime(realised["assigned_on"]).dt.date
+    realised["account_id"] = realised["account_id"].astype(str)
+    frame = frame.merge(realised, on=["account_id", "assigned_on"], how="left")
+    shutil.rmtree(data)
+    info = {"true_itt": float(truth["effect"].mean()),
+            "true_effect_mean": float(truth["true_effect"].mean()),
+            "loop_s": time.perf_counter() - started}  # fmt: skip
+    frame.to_parquet(kept, index=False)
+    about.write_text(json.dumps(info))
+    return frame, info
+
+
+def _true_value(scores: pd.DataFrame, ranking: str, k: int, compliance: float) -> float:
+    w = capacity_weights(scores, ranking, k)
+    return float((w * scores[ORACLE].to_numpy(dtype="float64")).sum()) * compliance
 
 
 def run(args: argparse.Namespace) -> None:
@@ -68,74 +132,120 @@ def run(args: argparse.Namespace) -> None:
     ]
     serving = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
     features = load_feature_set()
-    cfg = override(
-        load_training_config(),
-        {
-            "target": "uplift",
-            "uplift.folds": args.folds,
-            "uplift.test_cohorts": args.test_cohorts,
-        },
-        "benchmark",
-    )
-    rows = []
+    base = {"target": "uplift", "uplift.folds": args.folds,
+            "uplift.test_cohorts": args.test_cohorts}  # fmt: skip
+    learners = args.learners.split(",")
+    k = load_training_config().uplift.accounts_per_csm
+    shares: dict[str, list[float]] = {}
+    ahead: dict[str, int] = {}
+    frames = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        started = time.perf_counter()
-        config = root / f"serving-{seed}.yaml"
-        serving["holdout"] = {"fraction": args.fraction, "salt": f"bench-{seed}"}
-        config.write_text(yaml.safe_dump(serving, allow_unicode=True))
-        out = root / f"weekly-{seed}"
-        program = ProgramWorld(root / f"world-{seed}", weeks[0], n_accounts=args.accounts,
-                               seed=seed, months=24, strength=args.strength)  # fmt: skip
-        data = program.out
-
-        def score(as_of: date, out: Path = out, config: Path = config, data: Path = data) -> None:
-            code = main(["score", str(data), "--as-of", str(as_of), "--out", str(out),
-                         "--config", str(config)])  # fmt: skip
-            assert code == 0
-
-        truth = run_program(program, weeks, score, out, features, compliance=args.compliance,
-                            seed=seed)  # fmt: skip
-        trained = time.perf_counter()
-        result = uplift_job(data, out, cfg, features)
-        pooled = result.backtest.pooled
-        shutil.rmtree(data)
-        row = {"seed": seed, "assignments": result.rows, "true_itt": float(truth["effect"].mean()),
-               "test_rows": pooled["all"]["rows"], "train_s": time.perf_counter() - trained,
-               "seed_s": time.perf_counter() - started}  # fmt: skip
-        for scorer in (UPLIFT, PROPENSITY, ORACLE):
-            row[f"qini_{scorer}"] = pooled[scorer]["qini"]
-            row[f"incr_{scorer}"] = pooled[scorer]["incremental_at_capacity"]
-            row[f"taken_{scorer}"] = pooled[scorer]["taken_at_capacity"]
-        rows.append(row)
-        print(result.table, flush=True)
+        frame, info = _seed_frame(args, root, seed, weeks, serving, features)
+        frames[seed] = frame
+        rows, tested = _evaluate(frame, learners, base, k, args.compliance, features)
         print(
-            f"seed {seed}: {row['assignments']} matured assignments, {row['test_rows']:.0f} in"
-            f" the test folds; Qini uplift {row['qini_uplift']:+.4f}, propensity"
-            f" {row['qini_propensity']:+.4f}, oracle {row['qini_oracle']:+.4f}; incremental"
-            f" expansions at capacity ({row['taken_uplift']:.0f} accounts worked): uplift"
-            f" {row['incr_uplift']:.1f}, propensity {row['incr_propensity']:.1f}, oracle"
-            f" {row['incr_oracle']:.1f}; uplift training {row['train_s']:.0f} s",
+            f"seed {seed}: {len(frame)} matured assignments, {tested} in the test folds;"
+            f" realised mean effect of listing {info['true_itt']:+.4f}; true value at capacity"
+            f" (expected incremental expansions, k = {k}, compliance {args.compliance}):",
             flush=True,
         )
-    wins = sum(r["incr_uplift"] > r["incr_propensity"] for r in rows)
-
-    def med(key: str) -> float:
-        return statistics.median(r[key] for r in rows)
-
+        _print(rows, learners, shares, ahead)
+    n = args.seeds
     print(
         f"{args.accounts} accounts, {len(weeks)} weekly runs every {args.every} weeks, holdout"
-        f" {args.fraction}, {len(rows)} seeds (medians): Qini uplift {med('qini_uplift'):+.4f},"
-        f" propensity {med('qini_propensity'):+.4f}, oracle {med('qini_oracle'):+.4f};"
-        f" incremental expansions at capacity uplift {med('incr_uplift'):.1f}, propensity"
-        f" {med('incr_propensity'):.1f}, oracle {med('incr_oracle'):.1f}; uplift ahead of"
-        f" propensity in {wins}/{len(rows)} seeds"
+        f" {args.fraction}, {n} seeds: share of the true oracle's value at capacity"
+        " (median, worst seed; ahead of propensity in how many seeds)"
     )
+    _summary(shares, ahead, n)
+    if args.pool < 2:
+        return
+    # three times the randomized history: the cohorts of `pool` program worlds side by side
+    # (their accounts and CSMs told apart by the world), each test cohort's lists per world's CSM
+    pooled_shares: dict[str, list[float]] = {}
+    pooled_ahead: dict[str, int] = {}
+    seeds = sorted(frames)
+    groups = [seeds[i : i + args.pool] for i in range(0, len(seeds) - args.pool + 1, args.pool)]
+    for group in groups:
+        parts = []
+        for seed in group:
+            part = frames[seed].copy()
+            part["account_id"] = f"w{seed}-" + part["account_id"].astype(str)
+            part["csm_owner"] = f"w{seed}-" + part["csm_owner"].fillna("").astype(str)
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True)
+        rows, tested = _evaluate(frame, learners, base, k, args.compliance, features)
+        print(f"seeds {group} pooled: {len(frame)} matured assignments, {tested} in the test"
+              " folds; true value at capacity:", flush=True)  # fmt: skip
+        _print(rows, learners, pooled_shares, pooled_ahead)
+    print(f"{len(groups)} pooled histories of {args.pool} worlds: share of the true oracle's value")
+    _summary(pooled_shares, pooled_ahead, len(groups))
+
+
+def _summary(shares: dict[str, list[float]], ahead: dict[str, int], n: int) -> None:
+    for name, got in shares.items():
+        beat = f"; ahead of propensity in {ahead[name]}/{n}" if name in ahead else ""
+        print(f"  {name:24} {statistics.median(got):.2f} {min(got):.2f}{beat}")
+
+
+def _evaluate(
+    frame: pd.DataFrame, learners: list[str], base: dict, k: int, compliance: float,
+    features: object,
+) -> tuple[dict[str, dict[str, float | str]], int]:  # fmt: skip
+    """Per learner and per reference ranking: the true value at capacity on the test cohorts,
+    the realised incremental expansions there, the doubly robust estimate and its interval."""
+    extra = frame[["account_id", "assigned_on", REALISED]]
+    rows: dict[str, dict[str, float | str]] = {}
+    tested = 0
+    for learner in learners:
+        started = time.perf_counter()
+        cfg = override(load_training_config(), {**base, "uplift.learner": learner}, "benchmark")
+        folds, _, _ = _plan(frame, cfg)
+        bt = backtest_uplift(frame, folds, features, cfg)  # type: ignore[arg-type]
+        scores = bt.scores.merge(extra, on=["account_id", "assigned_on"], how="left")
+        values = policy_values(scores, [UPLIFT, PROPENSITY, RANDOM], k)
+        rows[learner] = {
+            "true": _true_value(scores, UPLIFT, k, compliance),
+            "realised": bt.pooled[UPLIFT]["incremental_at_capacity"],
+            "dr": values[UPLIFT].says(),
+            "chosen": "/".join(f.choice.learner for f in bt.folds),
+            "seconds": time.perf_counter() - started,
+        }
+        if tested:
+            continue
+        tested = len(scores)
+        for name in (ORACLE, PROPENSITY, REALISED):
+            rows[name] = {
+                "true": _true_value(scores, name, k, compliance),
+                "realised": bt.pooled[name]["incremental_at_capacity"]
+                if name in bt.pooled else float("nan"),
+                "dr": values[PROPENSITY].says() if name == PROPENSITY else "",
+            }  # fmt: skip
+        rows[RANDOM_PICK] = {"true": _true_value(scores, RANDOM, k, compliance),
+                             "realised": float("nan"), "dr": values[RANDOM].says()}  # fmt: skip
+    return rows, tested
+
+
+def _print(
+    rows: dict[str, dict[str, float | str]], learners: list[str],
+    shares: dict[str, list[float]], ahead: dict[str, int],
+) -> None:  # fmt: skip
+    oracle = float(rows[ORACLE]["true"])
+    print(f"  {'ranking':24} {'true':>7} {'share':>6} {'realised':>9}  {'DR estimate [95%]':24}"
+          " chosen per fold", flush=True)  # fmt: skip
+    for name, row in rows.items():
+        share = float(row["true"]) / oracle if oracle else float("nan")
+        shares.setdefault(name, []).append(share)
+        if name in learners:
+            ahead[name] = ahead.get(name, 0) + (row["true"] > rows[PROPENSITY]["true"])
+        got = f"{float(row['true']):7.1f} {share:6.2f} {float(row['realised']):9.1f}"
+        seconds = f" ({float(row['seconds']):.0f} s)" if "seconds" in row else ""
+        print(f"  {name:24} {got}  {row['dr']!s:24} {row.get('chosen', '')}{seconds}", flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=3000)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=4, help="weeks between scoring runs")
     parser.add_argument("--fraction", type=float, default=0.5)
@@ -143,10 +253,14 @@ if __name__ == "__main__":
     parser.add_argument("--strength", type=float, default=1.0, help="scale of a touch's effect")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--test-cohorts", type=int, default=4)
+    parser.add_argument("--pool", type=int, default=1,
+                        help="also backtest this many worlds' cohorts side by side")  # fmt: skip
+    parser.add_argument("--learners", default="t,x,dr,average,auto",
+                        help="uplift.learner values to backtest, comma-separated")  # fmt: skip
     parser.add_argument(
         "--reuse",
         type=Path,
         help="the folder of an earlier run: its world and champion (seeds in another process)",
     )
-    smoke = {"accounts": 150, "seeds": 1, "every": 8, "folds": 1, "test_cohorts": 2}
+    smoke = {"accounts": 150, "seeds": 2, "pool": 2, "every": 8, "folds": 1, "test_cohorts": 2}
     run(_args.parse(parser, "uplift_quality", smoke))

@@ -94,19 +94,34 @@ def test_uplift_is_backtested_registered_under_its_own_name_and_ranks_the_list(
         "margin_over_propensity_qini", "test_all_listed", "test_all_holdout",
     ):  # fmt: skip
         assert key in run.data.metrics, key
-    # the simulator's effect is scored beside them (its sign on a 250-account world is not
-    # asserted: the oracle reads p_touched - p_expand, which is 0 for every touched listed
-    # account, so it ranks by noise there until the replay's untouched chance is kept)
-    assert np.isfinite(run.data.metrics["test_oracle_qini"])
+    # the simulator's true effect, as a ranking, finds more than a ranking by noise would
+    assert run.data.metrics["test_oracle_qini"] > 0.01
+    # and each ranking's doubly robust value at capacity with its interval, the learner's name
+    m = run.data.metrics
+    for ranking in ("uplift", "propensity", "propensity_x_effect", "random",
+                    "uplift_minus_propensity"):  # fmt: skip
+        assert m[f"test_value_{ranking}_low"] <= m[f"test_value_{ranking}"], ranking
+        assert m[f"test_value_{ranking}"] <= m[f"test_value_{ranking}_high"], ranking
+    assert "value at capacity on the test cohorts" in stdout and "uplift - propensity" in stdout
+    assert run.data.params["learner"] in {"t", "x", "dr", "average"}
+    assert f"uplift ({run.data.params['learner']} learner)" in stdout
     assert run.data.params["target"] == "uplift" and run.inputs.dataset_inputs
     folds = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
     assert [f.data.params["train_cohorts"] for f in folds] == ["2024-04-01..2024-04-01"]
     # the uplift gate has nothing to compare the champion with yet
-    code, _, err = run_cli(["promote", str(data), "--config", str(config), "--program", str(out)],
-                           capsys)  # fmt: skip
+    promote = ["promote", str(data), "--config", str(config), "--program", str(out)]
+    code, _, err = run_cli(promote, capsys)
     assert code == 2 and "expansion-uplift has no @challenger" in err
+    # and a challenger trained the same way cannot be shown better: the champion stays
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    code, stdout, err = run_cli(promote, capsys)
+    assert code == 0, err
+    assert "the evidence cannot tell them apart, so the champion stays" in stdout
+    assert "difference +0.0 [+0.0, +0.0]" in stdout
+    assert str(client.get_model_version_by_alias("expansion-uplift", "champion").version) == "1"
     # the propensity model is left as it was
     assert str(client.get_model_version_by_alias("expansion-propensity", "champion").version) == "1"
     assert len(client.search_model_versions("name = 'expansion-propensity'")) == 1
@@ -116,7 +131,12 @@ def test_uplift_is_backtested_registered_under_its_own_name_and_ranks_the_list(
     wrapper = model.unwrap_python_model()
     assert isinstance(wrapper, UpliftModel)
     served = model.predict(frame[wrapper.feature_names].head(30))
-    np.testing.assert_allclose(served["uplift"], served["p_listed"] - served["p_holdout"])
+    if run.data.params["learner"] == "t":  # the T-learner's uplift is its arms' difference
+        np.testing.assert_allclose(served["uplift"], served["p_listed"] - served["p_holdout"])
+    else:  # another learner ranks; the chances stay the T-learner's arms
+        np.testing.assert_allclose(served["uplift"], wrapper.uplift(frame.head(30)))
+        listed, held = wrapper.arms(frame.head(30))
+        np.testing.assert_allclose(served["p_listed"] - served["p_holdout"], listed - held)
     assert served["uplift"].std() > 0, "a model that cannot tell accounts apart"
 
     # When the weekly run ranks by uplift
@@ -213,3 +233,24 @@ def test_too_little_randomization_stops_in_one_line_and_registers_nothing(
     assert "listed and" in err and "held-out assignments" in err and "at least 500" in err
     # nothing was registered
     assert not configure().search_registered_models()
+
+
+def test_the_oracle_is_the_true_effect_of_a_touch_touched_or_not(
+    program: Program, frame: pd.DataFrame
+) -> None:
+    # Given the program's truth, with the untouched chance kept from the flipped replay
+    truth = program.truth
+    assert {"p_touched", "p_untouched", "true_effect"} <= set(truth.columns)
+    known = truth.dropna(subset=["p_untouched"])
+    assert len(known) > 0.95 * len(truth)
+    np.testing.assert_allclose(known["true_effect"], known["p_touched"] - known["p_untouched"])
+    # Then a listed account's effect is no longer 0 because its CSM touched it: listed and
+    # held-out accounts were drawn alike, so their true effects look alike
+    listed = known[known["arm"] == "listed"]["true_effect"]
+    held = known[known["arm"] == "holdout"]["true_effect"]
+    assert (listed.abs() > 1e-6).mean() > 0.9 and (held.abs() > 1e-6).mean() > 0.9
+    assert abs(listed.mean() - held.mean()) < 3 * np.hypot(listed.sem(), held.sem())
+    # and the realised effect of the program follows the true one (70-90% of it is worked)
+    assert truth["effect"].mean() > 0 and truth["true_effect"].mean() > 0
+    # and the uplift frame ranks by it
+    assert np.isfinite(frame["oracle"]).all() and frame["oracle"].std() > 0

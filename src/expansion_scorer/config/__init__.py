@@ -346,16 +346,28 @@ class LabelConfig(_Strict):
         return self
 
 
+UPLIFT_LEARNERS = ("t", "x", "dr", "average")
+"""The names of `training.uplift_learners.LEARNERS` (a test keeps the two the same)."""
+
+
 class UpliftConfig(_Strict):
     """`target: uplift`: what a touch changes, learnt from the weekly run's randomized holdout.
 
-    The learner is a T-learner: one LightGBM for the listed (intent to treat) accounts, one for
-    the held-out, each fitted on its arm of the matured cohorts; the uplift is the difference of
-    their probabilities. Small data, so the trees are small and fixed in number (no early
-    stopping: there is no third set of cohorts to stop on).
+    The T-learner's arms (one LightGBM for the listed, the intent to treat, one for the held-out
+    accounts) give the chances and the reasons; the uplift is the `learner`'s. Small data, so
+    the trees are small and fixed in number (no early stopping: there is no third set of
+    cohorts to stop on).
     """
 
     registered_model: str = "expansion-uplift"
+    learner: str = "auto"
+    """The learner (`training/uplift_learners.py`): t, x, dr or average (of the three), or auto:
+    the candidate whose capacity lists are worth most on inner folds of the training cohorts,
+    by the doubly robust estimate (never on the test cohorts)."""
+    candidates: tuple[str, ...] = ("t", "x", "dr", "average")
+    """What `learner: auto` chooses among, in order of preference on a tie."""
+    inner_folds: int = Field(default=3, ge=2)
+    """Blocks of whole training cohorts `learner: auto` holds out in turn."""
     folds: int = Field(default=2, ge=1)
     """Backtest folds over the latest `test_cohorts` matured cohorts; each trains only on
     cohorts whose horizon closes on or before its first test cohort."""
@@ -380,6 +392,18 @@ class UpliftConfig(_Strict):
         reg_lambda=5.0,
     )
     """Each arm's booster; n_estimators is the number of rounds."""
+
+    @model_validator(mode="after")
+    def _known_learners(self) -> UpliftConfig:
+        known = ", ".join(UPLIFT_LEARNERS)
+        if self.learner not in (*UPLIFT_LEARNERS, "auto"):
+            raise ValueError(f"unknown uplift learner {self.learner!r}; use one of {known} or auto")
+        for name in self.candidates:
+            if name not in UPLIFT_LEARNERS:
+                raise ValueError(f"unknown uplift learner {name!r} in candidates; use {known}")
+        if not self.candidates or len(set(self.candidates)) < len(self.candidates):
+            raise ValueError(f"candidates must name each learner once, from {known}")
+        return self
 
     @model_validator(mode="after")
     def _a_cohort_per_fold(self) -> UpliftConfig:

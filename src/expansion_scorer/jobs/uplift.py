@@ -56,41 +56,41 @@ from expansion_scorer.training.uplift import (
     UpliftBacktest,
     backtest_uplift,
     check_arms,
-    fit_uplift,
     plan_cohort_folds,
     table,
+)
+from expansion_scorer.training.uplift_learners import (
+    PROPENSITY_X_EFFECT,
+    RANDOM,
+    Choice,
+    PolicyValue,
+    fit_learned,
+    policy_values,
 )
 
 PROGRAM_TRUTH = "program_truth.parquet"
 """The simulator's per-assignment truth (program.simulation): the oracle, when present."""
-WORLD_TRUTH = "truth.parquet"
 
 
 def _oracle(data_dir: DataSource, rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` with the true effect of the program per assignment, when the data has it: the
-    simulator's `p_touched - p_expand` at the first month start after the assignment (a touch
-    changes the months after its own), else its realised `effect`."""
+    """`rows` with the true expected effect of a touch per assignment, when the data has it:
+    the simulator's `true_effect` (`p_touched - p_untouched` at the first month start after
+    the draw, both chances kept from the world and its flipped replay by `run_program`).
+    Without it (data that is not a simulated program, or one written before the chances were
+    kept) there is no oracle: a realised effect or a `p_expand` that already holds the touch
+    would rank by noise."""
     if not isinstance(data_dir, Path):
         return rows
-    keys = ["account_id", "assigned_on"]
-    world = data_dir / WORLD_TRUTH
-    if world.is_file():
-        truth = pd.read_parquet(world)
-        if {"p_touched", "p_expand"} <= set(truth.columns):
-            truth = as_dates(truth.rename(columns={"as_of": "month"}), "month")
-            truth[ORACLE] = truth["p_touched"] - truth["p_expand"]
-            day = pd.to_datetime(rows["assigned_on"])
-            month = day - pd.to_timedelta(day.dt.day - 1, unit="D") + pd.DateOffset(months=1)
-            joined = rows.assign(month=month.dt.date).merge(
-                truth[["account_id", "month", ORACLE]], on=["account_id", "month"], how="left"
-            )
-            if joined[ORACLE].notna().all():
-                return joined.drop(columns="month")
     path = data_dir / PROGRAM_TRUTH
     if not path.is_file():
         return rows
-    truth = as_dates(pd.read_parquet(path, columns=[*keys, "effect"]), "assigned_on")
-    joined = rows.merge(truth.rename(columns={"effect": ORACLE}), on=keys, how="left")
+    keys = ["account_id", "assigned_on"]
+    truth = pd.read_parquet(path)
+    if "true_effect" not in truth.columns:
+        return rows
+    truth = as_dates(truth[[*keys, "true_effect"]], "assigned_on")
+    truth["account_id"] = truth["account_id"].astype(str)
+    joined = rows.merge(truth.rename(columns={"true_effect": ORACLE}), on=keys, how="left")
     return joined if joined[ORACLE].notna().all() else rows
 
 
@@ -180,6 +180,10 @@ def _plan(frame: pd.DataFrame, cfg: TrainingConfig) -> tuple[list[CohortFold], C
 
 @dataclass
 class UpliftResult:
+    learner: str
+    values: dict[str, PolicyValue]
+    """Per ranking (and uplift - propensity), its doubly robust value at capacity on the test
+    cohorts with a 95% bootstrap interval over accounts."""
     run_id: str
     model_uri: str
     version: str
@@ -191,6 +195,39 @@ class UpliftResult:
     table: str
 
 
+VALUED = [UPLIFT, PROPENSITY, PROPENSITY_X_EFFECT, RANDOM]
+"""The rankings whose value at capacity training estimates: the uplift model, the propensity
+score, the propensity times the average effect the training cohorts measured, a random pick."""
+
+
+def value_lines(
+    values: dict[str, PolicyValue], k: int, bt: UpliftBacktest, choice: Choice
+) -> list[str]:
+    """The doubly robust value of each ranking's capacity lists on the test cohorts, in words."""
+    said = {UPLIFT: "uplift", PROPENSITY: "propensity", PROPENSITY_X_EFFECT:
+            "propensity x measured average effect", RANDOM: "random pick"}  # fmt: skip
+    lines = [
+        f"value at capacity on the test cohorts (doubly robust estimate of the expansions the"
+        f" {k} per CSM and cohort add; 95% bootstrap interval over accounts):"
+    ]
+    lines += [f"  {said[name]:38} {values[name].says()}" for name in VALUED]
+    gap = values[f"{UPLIFT} - {PROPENSITY}"]
+    verdict = (
+        "uplift is shown better" if gap.low > 0 else
+        "propensity is shown better" if gap.high < 0 else "the evidence cannot tell them apart"
+    )  # fmt: skip
+    lines.append(f"  {'uplift - propensity':38} {gap.says()}: {verdict}")
+    chosen = "/".join(f.choice.learner for f in bt.folds)
+    inner = ", ".join(f"{n} {v:+.1f}" for n, v in choice.values.items())
+    how = (
+        "as configured" if choice.given
+        else f"chosen on {choice.inner_folds} inner cohort folds: {inner}" if inner
+        else "the first candidate: no inner cohort fold could be fitted"
+    )  # fmt: skip
+    lines.append(f"learner: {choice.learner} ({how}); the backtest folds used {chosen}")
+    return lines
+
+
 def uplift_job(
     data_dir: DataSource,
     program: Path | None,
@@ -198,8 +235,10 @@ def uplift_job(
     feature_set: FeatureSet,
     config_text: str | None = None,
 ) -> UpliftResult:
-    """Backtest the T-learner on time folds of assignment cohorts against ranking by
-    propensity, fit it on every matured cohort, log it and register it under its own name."""
+    """Backtest the uplift learner (`uplift.learner`, chosen per fit on inner cohort folds
+    with `auto`) on time folds of assignment cohorts against ranking by propensity, with each
+    ranking's doubly robust value at capacity and its interval; fit it on every matured cohort,
+    log it and register it under its own name."""
     if program is None:
         raise UserError(
             "target: uplift learns from the weekly runs' holdout: pass --program OUT, the output"
@@ -217,9 +256,10 @@ def uplift_job(
     folds, final, horizon = _plan(frame, cfg)  # again: accounts without features have left
     cohorts = sorted(frame["assigned_on"].unique())
     bt = backtest_uplift(frame, folds, feature_set, cfg)
-    model = fit_uplift(frame, final.train, feature_set, cfg)
+    model, choice = fit_learned(frame, feature_set, cfg)
     k = cfg.uplift.accounts_per_csm
-    text = table(bt, k)
+    values = policy_values(bt.scores, VALUED, k, seed=cfg.seed, pairs=[(UPLIFT, PROPENSITY)])
+    text = "\n".join([table(bt, k), *value_lines(values, k, bt, choice)])
     name = cfg.uplift.registered_model
     data = frame.drop(columns=[ORACLE], errors="ignore")
 
@@ -232,7 +272,9 @@ def uplift_job(
         mlflow.log_params(
             {
                 "target": "uplift",
-                "learner": "T-learner (LightGBM per arm)",
+                "learner": choice.learner,
+                "learner_setting": cfg.uplift.learner,
+                "fold_learners": "/".join(f.choice.learner for f in bt.folds),
                 "program": str(program),
                 "horizon_days": horizon,
                 "cohorts": span(cohorts, ""),
@@ -252,6 +294,13 @@ def uplift_job(
         for key in ("qini", "incremental_at_capacity"):
             gain = bt.pooled[UPLIFT][key] - bt.pooled[PROPENSITY][key]
             pooled[f"margin_over_propensity_{key}"] = gain
+        for ranking, value in values.items():
+            key = "value_" + ranking.replace(" - ", "_minus_")
+            pooled[f"test_{key}"] = value.estimate
+            pooled[f"test_{key}_low"] = value.low
+            pooled[f"test_{key}_high"] = value.high
+        for candidate, worth in choice.values.items():
+            pooled[f"inner_value_{candidate}"] = worth
         mlflow.log_metrics({k_: v for k_, v in pooled.items() if v == v})
         for fold in bt.folds:
             with mlflow.start_run(experiment_id=exp, run_name=fold.fold.name, nested=True):
@@ -289,6 +338,8 @@ def uplift_job(
         alias = assign_new_version(client, name, version)
         mlflow.set_tag("registered_alias", alias)
     return UpliftResult(
+        learner=choice.learner,
+        values=values,
         run_id=run.info.run_id,
         model_uri=ModelRef(name, version).uri,
         version=version,
@@ -306,7 +357,9 @@ def promote_uplift_job(
 ) -> PromoteResult:
     """The propensity model's alias flow for the uplift model: refit the challenger's and the
     champion's recipes on the same cohort folds of the same history and move `champion` when
-    the challenger realises more incremental expansions at capacity (or when forced)."""
+    the doubly robust value of the challenger's capacity lists on the test cohorts is above the
+    champion's with the 95% interval of the difference above 0 (or when forced); when the
+    interval holds 0 the evidence cannot tell them apart and the champion stays."""
     client = configure()
     name = cfg.uplift.registered_model
     found = contenders(client, name, "train one first (`expansion train`)")
@@ -320,6 +373,7 @@ def promote_uplift_job(
         )
     metrics: dict[str, dict[str, float]] = {}
     frames: dict[str, pd.DataFrame] = {}
+    scored: dict[str, pd.DataFrame] = {}
     folds: list[CohortFold] = []
     for role, version in (("challenger", challenger), ("champion", champion)):
         run_id = client.get_model_version(name, version).run_id
@@ -338,21 +392,38 @@ def promote_uplift_job(
             frames[key] = uplift_frame(data_dir, program, features, cfg.registered_model)
         frame = frames[key]
         folds, _, _ = _plan(frame, same)
-        metrics[role] = backtest_uplift(frame, folds, features, same).pooled[UPLIFT]
-    gain = metrics["challenger"]["incremental_at_capacity"] - metrics["champion"][
-        "incremental_at_capacity"]  # fmt: skip
+        bt = backtest_uplift(frame, folds, features, same)
+        metrics[role] = dict(bt.pooled[UPLIFT])
+        scored[role] = bt.scores[["account_id", "assigned_on", "csm_owner", UPLIFT, "dr_score"]]
+    keys = ["account_id", "assigned_on", "csm_owner"]
+    both = scored["challenger"].merge(scored["champion"], on=keys, suffixes=("_a", "_b"))
+    both = both.assign(challenger=both[f"{UPLIFT}_a"], champion=both[f"{UPLIFT}_b"],
+                       dr_score=(both["dr_score_a"] + both["dr_score_b"]) / 2)  # fmt: skip
+    k = cfg.uplift.accounts_per_csm
+    values = policy_values(both, ["challenger", "champion"], k, seed=cfg.seed,
+                           pairs=[("challenger", "champion")])  # fmt: skip
+    for role in ("challenger", "champion"):
+        v = values[role]
+        metrics[role].update(value_at_capacity=v.estimate, value_low=v.low, value_high=v.high)
+    gap = values["challenger - champion"]
     numbers = (
-        f"incremental expansions at capacity {metrics['challenger']['incremental_at_capacity']:.1f}"
-        f" vs {metrics['champion']['incremental_at_capacity']:.1f} ({gain:+.1f}), Qini"
-        f" {metrics['challenger']['qini']:.4f} vs {metrics['champion']['qini']:.4f}"
+        f"value at capacity (doubly robust, expansions the {k} per CSM and cohort add)"
+        f" {values['challenger'].says()} vs {values['champion'].says()}, difference"
+        f" {gap.says()} (95% bootstrap over accounts); incremental expansions realised"
+        f" {metrics['challenger']['incremental_at_capacity']:.1f} vs"
+        f" {metrics['champion']['incremental_at_capacity']:.1f}"
     )
-    if gain > 0:
-        decision = Decision(True, f"challenger is better: {numbers}", False, *metrics.values())
+    if gap.low > 0:
+        decision = Decision(True, f"challenger is shown better: {numbers}", False,
+                            *metrics.values())  # fmt: skip
     elif force:
         decision = Decision(True, f"forced despite the gate: {numbers}", True, *metrics.values())
     else:
-        decision = Decision(False, f"refused (no more incremental expansions): {numbers}", False,
-                            *metrics.values())  # fmt: skip
+        why = (
+            "the champion is shown better" if gap.high < 0
+            else "the evidence cannot tell them apart, so the champion stays"
+        )  # fmt: skip
+        decision = Decision(False, f"refused ({why}): {numbers}", False, *metrics.values())
     test_dates = [d for f in folds for d in f.test]
     params = {"model": name, "challenger_version": challenger, "champion_version": champion,
               "gate_test_cohorts": span(test_dates, ""), "force": force}  # fmt: skip
@@ -366,8 +437,8 @@ def say(result: UpliftResult) -> None:
     registered version."""
     final = result.final
     print(
-        f"uplift (T-learner): {result.rows:,} matured listed and held-out assignments in"
-        f" {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
+        f"uplift ({result.learner} learner): {result.rows:,} matured listed and held-out"
+        f" assignments in {len(final.train)} cohorts ({final.train[0]}..{final.train[-1]});"
         f" {len(result.folds)} time folds by cohort"
     )
     print(result.table)

@@ -86,3 +86,32 @@ class UpliftModel(PythonModel):
         return pd.DataFrame(
             {"uplift": treated - control, "p_listed": treated, "p_holdout": control}
         )
+
+
+class LearnedUpliftModel(UpliftModel):
+    """The delivered uplift model when the learner is not the T-learner: the chances to expand
+    if listed and if held out (and the reasons built on them) are the T-learner's arms; the
+    uplift the list is ranked by is the chosen learner's effect, which every learner of
+    `training.uplift_learners` delivers as a weighted sum of boosters' predictions (a
+    classifier's probability or a regressor's value)."""
+
+    def __init__(
+        self, base: UpliftModel, learner: str, terms: list[tuple[float, lgb.Booster]]
+    ) -> None:
+        super().__init__(base.listed, base.holdout, base.numeric, base.categories,
+                         base.horizon_days)  # fmt: skip
+        self.learner = learner
+        self.terms = terms
+
+    def uplift(self, frame: pd.DataFrame) -> np.ndarray:
+        x = self.matrix(frame)
+        return np.sum([w * np.asarray(b.predict(x), dtype="float64") for w, b in self.terms],
+                      axis=0)  # fmt: skip
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        treated, control = self.arms(model_input)
+        return pd.DataFrame(
+            {"uplift": self.uplift(model_input), "p_listed": treated, "p_holdout": control}
+        )

@@ -214,8 +214,7 @@ def _score_chunk(
     size = model.expected_size(frame)
     scores["expected_expansion_arr"] = p * size
     if uplift is not None:
-        listed, held = uplift.arms(frame)
-        scores["uplift"] = listed - held
+        scores["uplift"] = uplift.uplift(frame)  # the learner's effect (the T-learner's arms')
         scores["expected_incremental_arr"] = scores["uplift"] * size
         slots = [f"reason_{k + 1}" for k in range(serving.reasons)] + ["reason_against"]
         if explain:

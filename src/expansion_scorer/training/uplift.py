@@ -10,7 +10,9 @@ and accounts below capacity were not drawn and stay out, as they do in `expansio
 Why a T-learner written here rather than causalml or scikit-uplift: it is a few lines over the
 LightGBM the project already pins, each arm's booster is explained by the same exact TreeSHAP
 (the difference of the two SHAP vectors adds up to the difference of the log-odds, so the
-reasons machinery carries over), and it pickles as a plain MLflow pyfunc.
+reasons machinery carries over), and it pickles as a plain MLflow pyfunc. The X-, DR- and
+averaged learners, and how one is chosen, are in `uplift_learners.py`; whichever ranks, the
+T-learner's arms give the chances and the reasons.
 """
 
 from __future__ import annotations
@@ -18,26 +20,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from expansion_scorer.config import FeatureSet, TrainingConfig
 from expansion_scorer.errors import UserError
-from expansion_scorer.model.parts import prepare
 from expansion_scorer.model.uplift import UpliftModel
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.text import span
 from expansion_scorer.training.metrics import incremental_at_capacity, qini_coefficient
-from expansion_scorer.training.train import DATASET_PARAMS, lgb_params, schema
+from expansion_scorer.training.uplift_learners import OUTCOME, fit_learned, with_dr_scores
 
 UPLIFT = "uplift"
 PROPENSITY = "propensity"
 """The score the history holds for the assignment: the ranking the uplift model must beat."""
 ORACLE = "oracle"
 """The simulator's true effect of the program on the assignment, when the data has it."""
-OUTCOME = "expanded"
 
 
 @dataclass(frozen=True)
@@ -123,31 +123,12 @@ def check_arms(frame: pd.DataFrame, folds: Sequence[CohortFold], cfg: TrainingCo
                         )
 
 
-def _booster(
-    rows: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]], cfg: TrainingConfig
-) -> lgb.Booster:
-    params = cfg.uplift.lightgbm
-    data = lgb.Dataset(
-        prepare(rows, numeric, categories),
-        label=rows[OUTCOME].to_numpy(),
-        params=DATASET_PARAMS,
-    )
-    return lgb.train(lgb_params(params, cfg.seed), data, num_boost_round=params.n_estimators)
-
-
 def fit_uplift(
     frame: pd.DataFrame, cohorts: Sequence[date], feature_set: FeatureSet, cfg: TrainingConfig
 ) -> UpliftModel:
-    """One booster per arm on the given cohorts' assignments."""
-    rows = _rows(frame, cohorts)
-    numeric, categories = schema(feature_set, rows)
-    return UpliftModel(
-        listed=_booster(rows[rows["arm"] == LISTED], numeric, categories, cfg),
-        holdout=_booster(rows[rows["arm"] == HOLDOUT], numeric, categories, cfg),
-        numeric=numeric,
-        categories=categories,
-        horizon_days=int(rows["horizon_days"].max()),
-    )
+    """The uplift model on the given cohorts' assignments: the T-learner's booster per arm and,
+    when `uplift.learner` is (or chooses) another, that learner beside them."""
+    return fit_learned(_rows(frame, cohorts), feature_set, cfg)[0]
 
 
 def uplift_metrics(
@@ -185,6 +166,8 @@ class UpliftFold:
     fold: CohortFold
     scores: pd.DataFrame
     metrics: dict[str, dict[str, float]]
+    choice: Any = None
+    """The learner used (`uplift_learners.Choice`): given, or chosen on inner cohort folds."""
 
 
 @dataclass
@@ -207,12 +190,14 @@ def backtest_uplift(
     scorers = [UPLIFT, PROPENSITY, *([ORACLE] if ORACLE in frame.columns else [])]
     results = []
     for fold in folds:
-        model = fit_uplift(frame, fold.train, feature_set, cfg)
+        train = _rows(frame, fold.train)
+        model, choice = fit_learned(train, feature_set, cfg)
         test = _rows(frame, fold.test)
         keep = ["account_id", "assigned_on", "csm_owner", "arm", OUTCOME, PROPENSITY]
         scores = test[[*keep, *scorers[2:]]].reset_index(drop=True)
         scores[UPLIFT] = model.uplift(test)
-        results.append(UpliftFold(fold, scores, uplift_metrics(scores, scorers, k)))
+        scores = with_dr_scores(scores, model, test, train)
+        results.append(UpliftFold(fold, scores, uplift_metrics(scores, scorers, k), choice))
     pooled_scores = pd.concat([r.scores for r in results], ignore_index=True)
     return UpliftBacktest(results, uplift_metrics(pooled_scores, scorers, k), pooled_scores,
                           scorers)  # fmt: skip
