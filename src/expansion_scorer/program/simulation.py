@@ -134,7 +134,7 @@ def true_chances(compared: pd.DataFrame, seen: Path, flipped: Path) -> pd.DataFr
     keys = ["account_id", "assigned_on"]
     cols = ["account_id", "as_of", "p_expand", "p_touched"]
     day = pd.to_datetime(compared["assigned_on"])
-    month = (day.dt.to_period("M") + 1).dt.to_timestamp().dt.date
+    month = (day.dt.to_period("M") + 1).dt.to_timestamp().dt.date  # type: ignore[operator]
     rows = compared[keys].assign(as_of=month.to_numpy(), arm=compared["arm"].to_numpy())
     rows["account_id"] = rows["account_id"].astype(str)
     found = []

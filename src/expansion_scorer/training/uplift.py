@@ -27,7 +27,6 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet, TrainingConfig
 from expansion_scorer.errors import UserError
-from expansion_scorer.model.uplift import UpliftModel
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.text import span
 from expansion_scorer.training.metrics import incremental_at_capacity, qini_coefficient
@@ -121,14 +120,6 @@ def check_arms(frame: pd.DataFrame, folds: Sequence[CohortFold], cfg: TrainingCo
                             f" ({span(cohorts)}) hold {outcome} among the {len(y)} {arm}"
                             " assignments; score weekly with a holdout for longer"
                         )
-
-
-def fit_uplift(
-    frame: pd.DataFrame, cohorts: Sequence[date], feature_set: FeatureSet, cfg: TrainingConfig
-) -> UpliftModel:
-    """The uplift model on the given cohorts' assignments: the T-learner's booster per arm and,
-    when `uplift.learner` is (or chooses) another, that learner beside them."""
-    return fit_learned(_rows(frame, cohorts), feature_set, cfg)[0]
 
 
 def uplift_metrics(

@@ -36,7 +36,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import ClassVar
 
 import lightgbm as lgb
@@ -99,7 +98,7 @@ class Learner(ABC):
 class TLearner(Learner):
     name = "t"
 
-    def fit(self, x, treated, y, share, params, seed):  # type: ignore[no-untyped-def]
+    def fit(self, x, treated, y, share, params, seed):
         self.listed_ = _classifier(x[treated], y[treated], params, seed)
         self.holdout_ = _classifier(x[~treated], y[~treated], params, seed)
         return self
@@ -114,7 +113,7 @@ class TLearner(Learner):
 class XLearner(Learner):
     name = "x"
 
-    def fit(self, x, treated, y, share, params, seed):  # type: ignore[no-untyped-def]
+    def fit(self, x, treated, y, share, params, seed):
         arms = TLearner().fit(x, treated, y, share, params, seed)
         listed, held = arms.arms(x)
         imputed = np.where(treated, y - held, listed - y)
@@ -142,7 +141,7 @@ class DRLearner(Learner):
     name = "dr"
     splits: ClassVar[int] = 2
 
-    def fit(self, x, treated, y, share, params, seed):  # type: ignore[no-untyped-def]
+    def fit(self, x, treated, y, share, params, seed):
         rng = np.random.default_rng(seed)
         part = rng.permutation(len(x)) % self.splits
         listed, held = np.zeros(len(x)), np.zeros(len(x))
@@ -162,7 +161,7 @@ class AverageLearner(Learner):
     name = "average"
     parts: ClassVar[tuple[type[Learner], ...]] = (TLearner, XLearner, DRLearner)
 
-    def fit(self, x, treated, y, share, params, seed):  # type: ignore[no-untyped-def]
+    def fit(self, x, treated, y, share, params, seed):
         self.learners_ = [p().fit(x, treated, y, share, params, seed) for p in self.parts]
         return self
 
@@ -174,10 +173,6 @@ class AverageLearner(Learner):
 LEARNERS: dict[str, type[Learner]] = {
     cls.name: cls for cls in (TLearner, XLearner, DRLearner, AverageLearner)
 }
-
-
-def learner_name(model: UpliftModel) -> str:
-    return model.learner if isinstance(model, LearnedUpliftModel) else TLearner.name
 
 
 def _arrays(rows: pd.DataFrame, numeric: list[str], categories: dict[str, list[str]]) -> tuple[
@@ -240,7 +235,8 @@ def choose_learner(
         fit_x, fit_t, fit_y = x[~held], treated[~held], y[~held]
         test_x = x[held]
         nuisance = TLearner().fit(fit_x, fit_t, fit_y, share, up.lightgbm, cfg.seed)
-        phi = dr_scores(y[held], treated[held], *nuisance.arms(test_x), share)
+        on_list, off_list = nuisance.arms(test_x)
+        phi = dr_scores(y[held], treated[held], on_list, off_list, share)
         groups = _groups(rows[held])
         for name in up.candidates:
             if name == TLearner.name:
@@ -345,7 +341,3 @@ def with_dr_scores(
     )
     out[PROPENSITY_X_EFFECT] = out["propensity"].to_numpy(dtype="float64") * effect
     return out
-
-
-def cohorts_of(frame: pd.DataFrame) -> list[date]:
-    return sorted(frame["assigned_on"].unique())
