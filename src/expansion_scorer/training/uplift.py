@@ -27,6 +27,7 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet, TrainingConfig
 from expansion_scorer.errors import UserError
+from expansion_scorer.model.uplift import UpliftModel  # noqa: F401 (old registered models)
 from expansion_scorer.program.holdout import HOLDOUT, LISTED
 from expansion_scorer.text import span
 from expansion_scorer.training.metrics import incremental_at_capacity, qini_coefficient
