@@ -82,6 +82,7 @@ def run_demo_program(
     last = world.end - timedelta(days=1)
     first = date(last.year, last.month, 1)
     as_of = first + timedelta(days=(7 - first.weekday()) % 7)
+    say(f"5/5 measured to {measured.summary['data_end']}, then the weekly run as of {as_of}")
     score(as_of)
     return DemoProgram(out, float(truth["effect"].mean()), measured.summary, as_of)
 
@@ -123,7 +124,6 @@ def say(result: DemoResult) -> None:
     the report to open."""
     demo = result.program
     always = demo.summary["always_valid"]
-    print(f"5/5 measured to {demo.summary['data_end']}, then the weekly run as of {demo.as_of}")
     print(
         f"    always-valid {always['level']:.0%}: {100 * always['low']:+.1f} to"
         f" {100 * always['high']:+.1f} pts, {always['verdict']}; the world's true effect"
