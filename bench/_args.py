@@ -11,7 +11,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 OUT = Path(__file__).parent / "out"
+
+SMOKE_TRAINING: dict[str, Any] = {
+    "lightgbm.n_estimators": 30,
+    "lightgbm.min_child_samples": 10,
+    "learning.strengths": [{"leaves": 3, "rows_per_leaf": 0.3}],
+    "learning.gam.l2": [1.0],
+    "backtest.folds": 1,
+}
+"""What a smoke run's training changes of the shipped config: every learner, calibration and
+check still runs, on one fold, one strength, one GAM penalty and a few boosting rounds."""
 
 
 def parse(parser: argparse.ArgumentParser, name: str, smoke: dict[str, Any]) -> argparse.Namespace:
@@ -33,3 +45,14 @@ def parse(parser: argparse.ArgumentParser, name: str, smoke: dict[str, Any]) -> 
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     return args
+
+
+def smoke_training(out: Path) -> Path:
+    """The shipped training config with `SMOKE_TRAINING` applied, written under `out` for a
+    smoke run's `expansion train --config`."""
+    from expansion_scorer.config import load_training_config, override
+
+    cfg = override(load_training_config(), SMOKE_TRAINING, "smoke sizes")
+    path = out / "training-smoke.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return path

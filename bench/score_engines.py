@@ -27,6 +27,13 @@ from expansion_scorer.program.history import HISTORY_FILE, read_features
 import _args
 
 AS_OF = "2024-12-01"
+SMOKE_SPARK = (
+    "--master local[2] --driver-java-options -XX:TieredStopAtLevel=1"
+    " --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=1 pyspark-shell"
+)
+"""How a smoke run's Spark starts (spark-submit's arguments, read when pyspark launches its
+JVM): the test suite's session settings, and the JVM's quick compiler only, as a short run
+spends its time warming up."""
 
 
 def run(args: list[str], env: dict[str, str]) -> float:
@@ -44,10 +51,13 @@ def main() -> None:
     root = args.out / f"{args.accounts}x{args.months}"
     data = root / "data"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{(root / 'mlflow.db').resolve()}"}
+    config = ["--config", str(_args.smoke_training(args.out))] if args.smoke else []
+    if args.smoke:  # the test suite's session settings: two cores, one task a stage, no UI
+        env["PYSPARK_SUBMIT_ARGS"] = SMOKE_SPARK
     if not (root / "trained").exists():
         run(["generate", "--out", str(data), "--accounts", str(args.accounts),
              "--months", str(args.months)], env)  # fmt: skip
-        run(["train", str(data)], env)
+        run(["train", str(data), *config], env)
         (root / "trained").touch()
     times: dict[str, list[float]] = {"duckdb": [], "spark": []}
     for i in range(args.runs):
