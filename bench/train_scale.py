@@ -122,11 +122,13 @@ def main() -> None:
         run(args)
         return
     results = {}
+    config = args.config or (_args.smoke_training(args.out) if args.smoke else None)
     for name, learners in (("one booster", ["--learners", "single"]), ("learners", [])):
         command = [sys.executable, __file__, "--rows", str(args.rows), "--features",
-                   str(args.features), "--seed", str(args.seed), *learners]  # fmt: skip
-        if args.config:
-            command += ["--config", str(args.config)]
+                   str(args.features), "--seed", str(args.seed), "--out", str(args.out),
+                   *learners]  # fmt: skip
+        if config:
+            command += ["--config", str(config)]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         print(f"## {name}\n{out}", flush=True)
         line = next(x for x in out.splitlines() if x.startswith("RESULT"))
