@@ -47,12 +47,13 @@ def parse(parser: argparse.ArgumentParser, name: str, smoke: dict[str, Any]) -> 
     return args
 
 
-def smoke_training(out: Path) -> Path:
-    """The shipped training config with `SMOKE_TRAINING` applied, written under `out` for a
-    smoke run's `expansion train --config`."""
+def smoke_training(out: Path, **updates: Any) -> Path:
+    """The shipped training config with `SMOKE_TRAINING` (and `updates`, dotted keys spelt with
+    `__`) applied, written under `out` for a smoke run's `expansion train --config`."""
     from expansion_scorer.config import load_training_config, override
 
-    cfg = override(load_training_config(), SMOKE_TRAINING, "smoke sizes")
+    extra = {key.replace("__", "."): value for key, value in updates.items()}
+    cfg = override(load_training_config(), {**SMOKE_TRAINING, **extra}, "smoke sizes")
     path = out / "training-smoke.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return path

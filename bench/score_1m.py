@@ -39,7 +39,7 @@ MODEL = "models:/expansion-propensity@champion"
 AS_OF = date(2025, 6, 1)
 
 
-def prepare(accounts: int, world_accounts: int, out: Path) -> Path:
+def prepare(accounts: int, world_accounts: int, out: Path, training: list[str]) -> Path:
     from expansion_scorer.config import load_training_config
     from expansion_scorer.data.loading import open_world
     from expansion_scorer.data.synthetic import generate_world
@@ -52,7 +52,8 @@ def prepare(accounts: int, world_accounts: int, out: Path) -> Path:
     if not (out / "mlruns" / "mlflow.db").exists():
         (out / "mlruns").mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "expansion_scorer", "train", str(world)], check=True,
+            [sys.executable, "-m", "expansion_scorer", "train", str(world), *training],
+            check=True,
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
     path = out / f"frame-{accounts}.parquet"
@@ -120,7 +121,7 @@ def main() -> None:
     )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--frame", type=Path, help=argparse.SUPPRESS)
-    smoke = {"accounts": 300, "world_accounts": 60, "chunk_rows": 100, "methods": "pred_contrib"}
+    smoke = {"accounts": 300, "world_accounts": 60, "chunk_rows": 100}
     args = _args.parse(parser, "score_1m", smoke)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.out / 'mlruns' / 'mlflow.db'}"
     if args.measure:
@@ -128,7 +129,13 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    path = prepare(args.accounts, args.world_accounts, args.out)
+    # A smoke world is too small for a booster to beat the spline model, and a champion without
+    # trees would leave TreeSHAP untried: its smoke champion is one booster.
+    training = []
+    if args.smoke:
+        config = _args.smoke_training(args.out, learning__candidates=["single"])
+        training = ["--config", str(config)]
+    path = prepare(args.accounts, args.world_accounts, args.out, training)
     print(f"{args.accounts:,} accounts, chunks of {args.chunk_rows:,}, {os.cpu_count()} cores")
     for mode in ("plain", *args.methods.split(",")):
         child = subprocess.run(
