@@ -51,6 +51,8 @@ from expansion_scorer.program.outcomes import outcomes
 from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set, load_settings
 
+import _args
+
 HERE = Path(__file__).resolve()  # before the run moves into its folder
 
 
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
         trained_on = root / "world"
         generate_world(trained_on, n_accounts=args.accounts, seed=0, months=24)
-        assert main(["train", str(trained_on)]) == 0
+        config = ["--config", str(_args.smoke_training(root))] if args.smoke else []
+        assert main(["train", str(trained_on), *config]) == 0
     weeks = _weeks(date(2024, 4, 1), args.weeks)
     serving = yaml.safe_load((HERE.parents[1] / "serving" / "default.yaml").read_text())
     features = load_feature_set()
