@@ -32,13 +32,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from expansion_scorer.config import TrainingConfig, load_training_config
+from expansion_scorer.config import TrainingConfig, load_training_config, override
 from expansion_scorer.data.synthetic import Catalogue, generate_world
 from expansion_scorer.jobs.train import TrainResult
 from expansion_scorer.settings import load_feature_set
 from expansion_scorer.training.report import learner_summary
 
 import _args
+
+CEILING_ROUNDS = 600
 
 
 def _frame_with_truth(data: Path, cfg: TrainingConfig) -> pd.DataFrame:
@@ -67,7 +69,8 @@ def _feature_ceiling(frame: pd.DataFrame, cfg: TrainingConfig) -> float:
         numeric, categories = schema(features, frame[seen])
         params = {**lgb_params(cfg.lightgbm, cfg.seed), "objective": "regression"}
         data = lgb.Dataset(prepare(frame[seen], numeric, categories), label=target[seen])
-        booster = lgb.train(params, data, num_boost_round=600)
+        rounds = min(CEILING_ROUNDS, cfg.lightgbm.n_estimators)  # a smoke config's are fewer
+        booster = lgb.train(params, data, num_boost_round=rounds)
         scores.append(booster.predict(prepare(frame[test], numeric, categories)))
         labels.append(frame["label"].to_numpy()[test])
     return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
@@ -100,9 +103,10 @@ def measure(
     ceiling: bool = True,
     learners: list[str] | None = None,
     out: Path | None = None,
+    config: Path | None = None,
 ) -> Measured:
-    """Generate a world, train it into a throw-away store under `out` and, with `ceiling`, fit
-    the ceiling."""
+    """Generate a world, train it into a throw-away store under `out` (with the training config
+    at `config`, else the shipped one) and, with `ceiling`, fit the ceiling."""
     from expansion_scorer.jobs.train import train_job
 
     catalogue = Catalogue.of(catalogue_kind, seed, structure)
@@ -119,11 +123,10 @@ def measure(
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         os.chdir(tmp)
         try:
-            cfg = load_training_config()
-            update: dict[str, object] = {"tuning": cfg.tuning.model_copy(update={"trials": trials})}
+            update: dict[str, object] = {"tuning.trials": trials}
             if learners:
-                update["learning"] = cfg.learning.model_copy(update={"candidates": learners})
-            cfg = cfg.model_copy(update=update)
+                update["learning.candidates"] = learners
+            cfg = override(load_training_config(config), update, "benchmark")
             started = time.perf_counter()
             result = train_job(data, cfg, load_feature_set())
             took = time.perf_counter() - started
@@ -154,6 +157,7 @@ def table(
     structure: str,
     baseline: bool = True,
     out: Path | None = None,
+    config: Path | None = None,
 ) -> None:
     """The README's quality table: per world and size, pooled test ROC AUC of one booster
     trained alone and, inside the configured learners' run, of the best booster, the gam, the
@@ -169,13 +173,14 @@ def table(
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for accounts in sizes:
         for kind, seed in worlds:
+            common = {"out": out, "config": config}
             single = (
-                measure(accounts, months, seed, kind, structure, learners=["single"], out=out)
+                measure(accounts, months, seed, kind, structure, learners=["single"], **common)
                 if baseline
                 else None
             )
             chosen = measure(
-                accounts, months, seed, kind, structure, ceiling=single is None, out=out
+                accounts, months, seed, kind, structure, ceiling=single is None, **common
             )
             if single is not None:
                 chosen.ceiling_share = single.ceiling_share
@@ -233,7 +238,8 @@ def main() -> None:
     if args.table:
         sizes = [int(s) for s in args.sizes.split(",")]
         seeds = [int(s) for s in args.random_seeds.split(",") if s]
-        table(sizes, seeds, args.months, args.structure, not args.no_baseline, args.out)
+        config = _args.smoke_training(args.out) if args.smoke else None
+        table(sizes, seeds, args.months, args.structure, not args.no_baseline, args.out, config)
         return
     learners = args.learners.split(",") if args.learners else None
     run = measure(
