@@ -113,6 +113,9 @@ def main() -> None:
     if not (store / "mlflow.db").exists():
         store.mkdir(parents=True, exist_ok=True)
         config = [] if args.config is None else ["--config", str(args.config)]
+        if args.smoke and args.config is None:  # one booster: a spline champion has no trees
+            smoke = _args.smoke_training(args.out, learning__candidates=["single"])
+            config = ["--config", str(smoke)]
         subprocess.run(
             [sys.executable, "-m", "expansion_scorer", "train", str(world), *config], check=True,
             stdout=subprocess.DEVNULL,
