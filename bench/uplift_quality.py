@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> None:
     world = root / "world"
     if args.reuse is None:
         generate_world(world, n_accounts=args.accounts, seed=0, months=24)
-        assert main(["train", str(world)]) == 0
+        config = ["--config", str(_args.smoke_training(root))] if args.smoke else []
+        assert main(["train", str(world), *config]) == 0
     # three quarters whose 90-day horizons all close before the world ends (2024-12-31)
     weeks = [
         date.fromisoformat(w) for w in _mondays(date(2024, 1, 1), date(2024, 9, 30), args.every)
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> None:
     features = load_feature_set()
     base = {"target": "uplift", "uplift.folds": args.folds,
             "uplift.test_cohorts": args.test_cohorts}  # fmt: skip
+    if args.smoke:  # few rounds per arm, and the fewest inner folds `auto` chooses on
+        base |= {"uplift.lightgbm.n_estimators": 30, "uplift.inner_folds": 2}
     learners = args.learners.split(",")
     k = load_training_config().uplift.accounts_per_csm
     shares: dict[str, list[float]] = {}
@@ -262,5 +265,5 @@ if __name__ == "__main__":
         type=Path,
         help="the folder of an earlier run: its world and champion (seeds in another process)",
     )
-    smoke = {"accounts": 150, "seeds": 2, "pool": 2, "every": 8, "folds": 1, "test_cohorts": 2}
+    smoke = {"accounts": 150, "seeds": 2, "pool": 2, "every": 17, "folds": 1, "test_cohorts": 2}
     run(_args.parse(parser, "uplift_quality", smoke))
