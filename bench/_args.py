@@ -1,7 +1,8 @@
 """The two options every benchmark takes: `--smoke` and `--out`.
 
-`--smoke` runs the whole script at tiny sizes in seconds; its figures mean nothing, but the test
-suite runs every benchmark so (tests/test_bench.py), so none stops working unseen. `--out` is
+`--smoke` runs the whole script at tiny sizes in seconds (and where it trains a model, with
+`SMOKE_TRAINING`'s few rounds and one fold); its figures mean nothing, but the test suite runs
+every benchmark so (tests/test_bench.py), so none stops working unseen. `--out` is
 where a benchmark writes its worlds, stores and outputs: bench/out/NAME unless given.
 """
 
