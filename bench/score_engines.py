@@ -28,12 +28,13 @@ import _args
 
 AS_OF = "2024-12-01"
 SMOKE_SPARK = (
-    "--master local[2] --driver-java-options -XX:TieredStopAtLevel=1"
-    " --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=1 pyspark-shell"
+    "--master local[2] --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=1"
+    " --conf 'spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC'"
+    " pyspark-shell"
 )
 """How a smoke run's Spark starts (spark-submit's arguments, read when pyspark launches its
-JVM): the test suite's session settings, and the JVM's quick compiler only, as a short run
-spends its time warming up."""
+JVM): the test suite's session settings (tests/conftest.py `spark`), so a short run does not
+spend its time warming a JVM up."""
 
 
 def run(args: list[str], env: dict[str, str]) -> float:
