@@ -37,7 +37,7 @@ TABLES = {
 APPEND_ONLY = {
     "assignments": """period VARCHAR, account_id VARCHAR, arm VARCHAR, assigned_on DATE,
         draw DOUBLE, csm_owner VARCHAR, rank INTEGER, score DOUBLE, band VARCHAR,
-        motion VARCHAR, model_version VARCHAR, horizon_days INTEGER""",
+        motion VARCHAR, model_version VARCHAR, horizon_days INTEGER, drafted_by VARCHAR""",
 }
 STAGED = {name: f"history/{name}.parquet" for name in TABLES}
 """Staged as written by the run: `scores` as rows, `drivers` and `features` wide (one column
@@ -53,6 +53,8 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
         # histories written before the holdout have no arm: their weeks had none
         con.execute("ALTER TABLE scores ADD COLUMN IF NOT EXISTS arm VARCHAR")
+        # nor, before interleaving, which ranking drafted an assignment: none did
+        con.execute("ALTER TABLE assignments ADD COLUMN IF NOT EXISTS drafted_by VARCHAR")
     return con
 
 

@@ -542,10 +542,13 @@ def plan(
     variance: float,
     source: str,
     matured: int,
+    drafted: tuple[int, float] = (0, 1.0),
 ) -> dict[str, Any]:
     """The smallest effect detectable (80% power, 5% two-sided) after each of the next four
     quarters at the configured fraction, and the fraction that detects `program.detect` within
-    two: from the candidates a quarter, the outcome's variance and the assignments matured."""
+    two: from the candidates a quarter, the outcome's variance and the assignments matured.
+    With two rankings compared, how long telling them apart takes (`compare_plan`), from the
+    matured assignments they drafted and the share of candidates they draft (`drafted`)."""
     fraction, target = serving.holdout.fraction, serving.program.detect
     quarters = [
         {"quarter": q, "assignments": round(matured + q * per_quarter),
@@ -565,7 +568,15 @@ def plan(
             f"holding out {needed.fraction:.0%} of new candidates detects {target:.3f} within"
             " two quarters"
         )
+    compared: dict[str, Any] = {}
+    if serving.compare is not None:
+        n_drafted, share = drafted
+        compared = compare_plan(variance, fraction, serving.program.detect_difference,
+                                per_quarter * share, planned=per_quarter * share,
+                                level=serving.program.confidence, matured=n_drafted)  # fmt: skip
+        compared["rankings"] = list(serving.compare)
     return {
+        **({"compare": compared} if compared else {}),
         "candidates_per_quarter": per_quarter,
         "candidates_per_week": per_quarter / 13,
         "fraction": fraction,
@@ -615,7 +626,169 @@ def plan_from(
             source = f"the {len(rows):,} matured assignments, adjusted for what the draw knew"
         else:
             variance, source = float(y.var()), f"the {len(rows):,} matured assignments"
-        return clean(plan(serving, per_quarter, variance, source, len(rows)))
+        drafted = rows["drafted_by"].notna() if "drafted_by" in rows else pd.Series(False)
+        share = float(drafted.mean()) if drafted.any() else 1.0
+        return clean(
+            plan(serving, per_quarter, variance, source, len(rows), (int(drafted.sum()), share))
+        )
     rate, since = base_rate(data_dir, feature_set, horizon)
     source = f"the data's base rate {rate:.3f} (eligible accounts on {since}); nothing has matured"
     return clean(plan(serving, per_quarter, rate * (1 - rate), source, 0))
+
+
+def _effect_draws(rows: pd.DataFrame, accounts: pd.Index, w: np.ndarray | None) -> np.ndarray:
+    """Listed minus held-out expansion rate of `rows`, for the sample (w None) or per row of
+    Poisson weights `w` over `accounts`."""
+    (ln, ls), (hn, hs) = (_per_account(rows, accounts, arm, "expanded") for arm in COMPARED)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if w is None:
+            return np.array([ls.sum() / ln.sum() - hs.sum() / hn.sum()])
+        return (w @ ls) / (w @ ln) - (w @ hs) / (w @ hn)
+
+
+def difference_bootstrap(
+    a: pd.DataFrame, b: pd.DataFrame, seed: int = 0, reps: int = BOOTSTRAP, level: float = 0.95
+) -> tuple[float, float, float]:
+    """The difference of two sets' listed-minus-held-out effects (a minus b), with a normal
+    interval at `level` from one bootstrap over the accounts of both: an account drafted by
+    each ranking in different periods moves with all its rows."""
+    accounts = pd.Index(pd.concat([a["account_id"], b["account_id"]]).unique())
+    rng = np.random.default_rng(seed)
+    spread = []
+    for start in range(0, reps, 100):
+        w = rng.poisson(1.0, size=(min(100, reps - start), len(accounts))).astype("float64")
+        spread.append(_effect_draws(a, accounts, w) - _effect_draws(b, accounts, w))
+    estimate = float((_effect_draws(a, accounts, None) - _effect_draws(b, accounts, None))[0])
+    values = np.concatenate(spread)
+    values = values[np.isfinite(values)]
+    half = st.two_sided_z(level) * float(values.std(ddof=1)) if len(values) > 1 else np.nan
+    return estimate, estimate - half, estimate + half
+
+
+def compare_rankings(
+    measured: pd.DataFrame,
+    rankings: tuple[str, str],
+    fraction: float,
+    level: float,
+    planned: float,
+    seed: int = 0,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Which of two interleaved rankings drafts the accounts a call changes more: per ranking,
+    the effect of working the accounts it drafted (listed minus held out among them, with the
+    fixed-horizon bootstrap interval and its always-valid confidence sequence), and the
+    difference of the two, first minus second.
+
+    The difference's always-valid interval joins the two rankings' sequences, each at half the
+    error rate (a union bound), so it holds at every look as theirs do; it is wider than it
+    would need to be, never narrower. A ranking is said to be better only when that interval
+    excludes zero. Returns the summary and the rows for `program.csv` (scope `ranking`)."""
+    rows = measured[measured["arm"].isin(COMPARED)]
+    drafted = rows["drafted_by"] if "drafted_by" in rows else pd.Series(None, index=rows.index)
+    parts = {name: rows[(drafted == name).to_numpy()] for name in rankings}
+    a, b = rankings
+    table = [_row("ranking", name, part, seed, level) for name, part in parts.items()]
+    out: dict[str, Any] = {"rankings": list(rankings), "level": level, "better": None}
+    small = [r for r in table if r.get("note")]
+    per: dict[str, Any] = {}
+    for r in table:
+        name = str(r["group"])
+        per[name] = {"n_listed": r["n_listed"], "n_holdout": r["n_holdout"],
+                     "effect": r.get("effect"), "effect_low": r.get("effect_low"),
+                     "effect_high": r.get("effect_high"), "note": r.get("note", "")}  # fmt: skip
+    out["per_ranking"] = per
+    if small:
+        out["says"] = (
+            "cannot tell yet which ranking drafts the accounts a call changes more: "
+            + "; ".join(f"{r['group']}: {r['note']}" for r in small)
+        )
+        return out, pd.DataFrame(table).reindex(columns=PROGRAM_COLUMNS)
+    half_level = 1 - (1 - level) / 2
+    for name, part in parts.items():
+        sequence = always_valid(part, fraction, half_level, planned)
+        per[name]["always_valid"] = {k: sequence[k] for k in ("level", "low", "high")}
+    estimate, low, high = difference_bootstrap(parts[a], parts[b], seed, level=level)
+    av_low = per[a]["always_valid"]["low"] - per[b]["always_valid"]["high"]
+    av_high = per[a]["always_valid"]["high"] - per[b]["always_valid"]["low"]
+    table.append(
+        {"scope": "ranking", "group": f"{a} - {b}",
+         "n_listed": per[a]["n_listed"] + per[b]["n_listed"],
+         "n_holdout": per[a]["n_holdout"] + per[b]["n_holdout"],
+         "effect": estimate, "effect_low": low, "effect_high": high, "note": ""}
+    )  # fmt: skip
+    interval = (
+        f"{100 * estimate:+.1f} points per drafted account (always-valid {level:.0%}"
+        f" {100 * av_low:+.1f} to {100 * av_high:+.1f})"
+    )
+    if av_low > 0 or av_high < 0:
+        better, worse = (a, b) if av_low > 0 else (b, a)
+        out["better"] = better
+        out["says"] = (
+            f"{better} is shown better than {worse}: a call on the accounts it drafts changes"
+            f" more, {a} minus {b} {interval}"
+        )
+    else:
+        out["says"] = (
+            f"cannot tell yet which ranking drafts the accounts a call changes more: {a} minus"
+            f" {b} {interval}"
+        )
+    out.update(
+        difference=estimate,
+        difference_low=low,
+        difference_high=high,
+        always_valid_low=av_low,
+        always_valid_high=av_high,
+        method="per ranking, listed minus held out among the accounts it drafted; the"
+        " difference's fixed-horizon interval from one bootstrap over accounts, its always-valid"
+        " one from the two rankings' confidence sequences, each at half the error rate",
+    )
+    return out, pd.DataFrame(table).reindex(columns=PROGRAM_COLUMNS)
+
+
+def compare_plan(
+    variance: float,
+    fraction: float,
+    difference: float,
+    per_quarter: float,
+    planned: float,
+    level: float = 0.95,
+    matured: int = 0,
+) -> dict[str, Any]:
+    """How many randomized assignments drafted by the two rankings (half each) tell them apart
+    by `difference` in the effect per drafted account, with 80% power: at a fixed horizon (read
+    once), and read week after week on the always-valid interval `expansion measure` decides
+    by; and how many weeks that is at `per_quarter` drafted candidates a quarter."""
+    spread = variance / (fraction * (1 - fraction))  # a pseudo-outcome's variance
+    fixed = 4 * spread * st.z_total() ** 2 / difference**2
+    # always-valid: each ranking's sequence at half the error rate, over half the assignments
+    n = np.unique(np.round(np.geomspace(50, 1e9, 4000)))
+    half = n / 2
+    alpha = (1 - level) / 2
+    _, low, _ = st.confidence_sequence(half, np.zeros_like(half), half * spread, alpha, planned)
+    width = -2 * low  # the difference's half-width: the two sequences' half-widths added
+    enough = width + st.z_power() * np.sqrt(4 * spread / n) <= difference
+    always = float(n[np.argmax(enough)]) if enough.any() else float("inf")
+    per_week = per_quarter / 13
+
+    def weeks(total: float) -> float | None:
+        left = max(total - matured, 0.0)
+        return None if per_week <= 0 or not np.isfinite(left) else left / per_week
+
+    w = weeks(always)
+    says = (
+        f"telling the rankings apart by {100 * difference:.1f} points per drafted account takes"
+        f" about {always:,.0f} randomized assignments drafted by them on the always-valid"
+        f" interval ({fixed:,.0f} read once at a fixed horizon)"
+    )
+    if w is not None:
+        says += f": about {w:,.0f} more weeks at this book's {per_week:,.0f} candidates a week"
+    return {
+        "difference": difference,
+        "variance": variance,
+        "fraction": fraction,
+        "fixed_horizon_assignments": fixed,
+        "always_valid_assignments": always,
+        "matured": matured,
+        "candidates_per_week": per_week,
+        "weeks": w,
+        "says": says,
+    }
