@@ -109,9 +109,10 @@ def team_draft(
     slot = np.full(len(owner), NOT_DRAFTED, dtype=np.int64)
     drafted_by = np.full(len(owner), None, dtype=object)
     per_owner = {
-        name: pd.Series(order).groupby(owner[order], sort=False).apply(np.asarray).to_dict()
+        name: {k: order[i] for k, i in
+               pd.Series(order).groupby(owner[order], sort=False).indices.items()}
         for name, order in orders.items()
-    }
+    }  # fmt: skip
     names = [first, *(n for n in orders if n != first)]
     for csm in pd.unique(owner):
         if csm not in interleave:
