@@ -116,8 +116,9 @@ def equal(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Inte
     nothing: every ranking's true value is zero."""
 
     def run(root: Path) -> None:
+        holdout = {"fraction": 0.5, "salt": "equal", "period": "month"}
         config = _serving(root, rank_by="interleave", compare=["score", "expected_arr"],
-                          holdout={"fraction": 0.5, "salt": "equal", "period": "month"})  # fmt: skip
+                          holdout=holdout)  # fmt: skip
         _interleaved(root, trained_store, config, strength=0.0, n_accounts=250, seed=11)
 
     root = made_once(tmp_path_factory, "interleave-equal", run)
@@ -151,8 +152,9 @@ def strong(uplift_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Inte
     """Nine monthly runs interleaving uplift and score in a world of strong touches."""
 
     def run(root: Path) -> None:
+        holdout = {"fraction": 0.5, "salt": "strong", "period": "month"}
         config = _serving(root, rank_by="interleave", compare=["score", "uplift"],
-                          holdout={"fraction": 0.5, "salt": "strong", "period": "month"})  # fmt: skip
+                          holdout=holdout)  # fmt: skip
         _interleaved(root, uplift_store, config, strength=STRONG, n_accounts=250, seed=11)
 
     root = made_once(tmp_path_factory, "interleave-strong", run)
