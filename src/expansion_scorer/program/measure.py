@@ -636,10 +636,10 @@ def plan_from(
     return clean(plan(serving, per_quarter, rate * (1 - rate), source, 0))
 
 
-def _effect_draws(rows: pd.DataFrame, accounts: pd.Index, w: np.ndarray | None) -> np.ndarray:
-    """Listed minus held-out expansion rate of `rows`, for the sample (w None) or per row of
-    Poisson weights `w` over `accounts`."""
-    (ln, ls), (hn, hs) = (_per_account(rows, accounts, arm, "expanded") for arm in COMPARED)
+def _effect_draws(sums: list[np.ndarray], w: np.ndarray | None) -> np.ndarray:
+    """Listed minus held-out expansion rate from each arm's per-account counts and sums
+    (`_per_account`), for the sample (w None) or per row of Poisson weights `w`."""
+    (ln, ls), (hn, hs) = sums
     with np.errstate(divide="ignore", invalid="ignore"):
         if w is None:
             return np.array([ls.sum() / ln.sum() - hs.sum() / hn.sum()])
@@ -653,12 +653,15 @@ def difference_bootstrap(
     interval at `level` from one bootstrap over the accounts of both: an account drafted by
     each ranking in different periods moves with all its rows."""
     accounts = pd.Index(pd.concat([a["account_id"], b["account_id"]]).unique())
+    sa, sb = (
+        [_per_account(rows, accounts, arm, "expanded") for arm in COMPARED] for rows in (a, b)
+    )
     rng = np.random.default_rng(seed)
     spread = []
     for start in range(0, reps, 100):
         w = rng.poisson(1.0, size=(min(100, reps - start), len(accounts))).astype("float64")
-        spread.append(_effect_draws(a, accounts, w) - _effect_draws(b, accounts, w))
-    estimate = float((_effect_draws(a, accounts, None) - _effect_draws(b, accounts, None))[0])
+        spread.append(_effect_draws(sa, w) - _effect_draws(sb, w))
+    estimate = float((_effect_draws(sa, None) - _effect_draws(sb, None))[0])
     values = np.concatenate(spread)
     values = values[np.isfinite(values)]
     half = st.two_sided_z(level) * float(values.std(ddof=1)) if len(values) > 1 else np.nan
