@@ -858,7 +858,8 @@ def _parse(model: type[M], raw: object, where: str) -> M:
             parts = [f"{feature}: {'.'.join(parts[2:])}" if parts[2:] else feature]
         loc = ".".join(parts) or "(top level)"
         msg = first["msg"].removeprefix("Value error, ")
-        if not parts and msg.startswith("feature "):  # a cross-feature check names its feature
+        # a cross-field check names its feature or its fields
+        if not parts and msg.startswith(("feature ", "rank_by: ", "compare ")):
             raise UserError(f"config {where}: {msg}") from None
         raise UserError(f"config {where}: {loc}: {msg}") from None
 
