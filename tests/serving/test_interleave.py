@@ -18,30 +18,22 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from expansion_scorer.cli import main
 from expansion_scorer.data.synthetic import ProgramWorld
+from expansion_scorer.program.interleave import coin, team_draft
 from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set
-from tests.conftest import Program, made_once
+from tests.conftest import made_once
 from tests.helpers import run_cli
 
 SHIPPED = Path(__file__).parents[2] / "serving" / "default.yaml"
-MONTHLY = [f"2024-{m:02d}-0{1 + m % 5}" for m in range(1, 10)]
+MONTHLY = [f"2024-{m:02d}-0{1 + m % 5}" for m in range(1, 6)]
 """One weekly run a month: with a monthly holdout period, each one draws every candidate anew."""
-UPLIFT = """\
-target: uplift
-experiment: uplift
-uplift:
-  learner: t
-  folds: 1
-  test_cohorts: 2
-  min_per_arm: 30
-  lightgbm: {n_estimators: 60, learning_rate: 0.05, num_leaves: 4, min_child_samples: 15}
-"""
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,7 @@ def _true_values(run: Interleaved) -> pd.Series:
 
 @pytest.fixture(scope="module")
 def equal(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Interleaved:
-    """Nine monthly runs interleaving score and expected ARR in a world where a touch changes
+    """Five monthly runs interleaving score and expected ARR in a world where a touch changes
     nothing: every ranking's true value is zero."""
 
     def run(root: Path) -> None:
@@ -128,50 +120,25 @@ def equal(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Inte
 
 
 @pytest.fixture(scope="module")
-def uplift_store(
-    program: Program, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """A store with the propensity champion and an uplift champion learnt from the shared
-    program's randomized holdout."""
-
-    def train(root: Path) -> None:
-        shutil.copy(trained_store / "mlflow.db", root / "mlflow.db")
-        (root / "uplift.yaml").write_text(UPLIFT, encoding="utf-8")
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-            mp.chdir(root)
-            args = ["train", str(program.world), "--config", str(root / "uplift.yaml"),
-                    "--program", str(program.out)]  # fmt: skip
-            assert main(args) == 0
-
-    return made_once(tmp_path_factory, "interleave-uplift-store", train)
-
-
-@pytest.fixture(scope="module")
-def strong(uplift_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Interleaved:
-    """Nine monthly runs interleaving uplift and score in a world of strong touches."""
+def strong(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Interleaved:
+    """Five monthly runs interleaving score and expected ARR in a world of strong touches."""
 
     def run(root: Path) -> None:
         holdout = {"fraction": 0.5, "salt": "strong", "period": "month"}
-        config = _serving(root, rank_by="interleave", compare=["score", "uplift"],
+        config = _serving(root, rank_by="interleave", compare=["score", "expected_arr"],
                           holdout=holdout)  # fmt: skip
-        _interleaved(root, uplift_store, config, strength=STRONG, n_accounts=250, seed=11)
+        _interleaved(root, trained_store, config, strength=6.0, n_accounts=250, seed=11)
 
     root = made_once(tmp_path_factory, "interleave-strong", run)
     truth = pd.read_parquet(root / "world" / "program_truth.parquet")
     return Interleaved(root / "weekly", root / "world", root / "serving.yaml", truth,
-                       uplift_store)  # fmt: skip
-
-
-STRONG = 6.0
-"""What a touch changes, scaled: strong enough for nine months of a small book to show which
-ranking drafts the accounts it helps."""
+                       trained_store)  # fmt: skip
 
 
 def test_in_a_world_where_the_rankings_are_equal_measure_declares_no_difference(
     equal: Interleaved, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given nine interleaved months where a touch changes nothing
+    # Given five interleaved months where a touch changes nothing
     assigned = _assignments(equal.out)
     drafted = assigned["drafted_by"].value_counts()
     assert set(drafted.index) == {"score", "expected_arr"}
@@ -198,69 +165,106 @@ def test_in_a_world_where_the_rankings_are_equal_measure_declares_no_difference(
     assert low < rows.iloc[2]["effect"] < high
 
 
+def _redrafted(run: Interleaved, where: Path) -> Interleaved:
+    """A copy of the run's output root whose recorded lists are drafted again, each from two
+    rankings of known and far apart true value: the world's true effect of a touch (`oracle`)
+    and its reverse (`reverse`), in turns (`team_draft`, the week's coin). Both are fixed
+    before any outcome (the truth at the draw), and the holdout the weekly run drew is kept, so
+    this is an interleaving experiment like the weekly run's, between rankings whose true
+    values differ by far more than the weekly run's own rankings do."""
+    out = where / "weekly"
+    shutil.copytree(run.out, out)
+    truth = run.truth.assign(assigned_on=pd.to_datetime(run.truth["assigned_on"]).dt.date)
+    effect = dict(zip(zip(truth["account_id"], truth["assigned_on"], strict=True),
+                      truth["true_effect"], strict=True))  # fmt: skip
+    assigned = _assignments(out)
+    assigned["assigned_on"] = pd.to_datetime(assigned["assigned_on"]).dt.date
+    drafted = assigned[assigned["drafted_by"].notna()]
+    rows = []
+    for (day, csm), part in drafted.groupby(["assigned_on", "csm_owner"], sort=True):
+        true = np.array([effect.get((a, day), 0.0) for a in part["account_id"]])
+        best = np.argsort(-true, kind="stable")
+        first = "oracle" if coin("redraft", day) < 0.5 else "reverse"
+        draft = team_draft(pd.Series([csm] * len(part)), {"oracle": best, "reverse": best[::-1]},
+                           "oracle", len(part), {csm}, first)  # fmt: skip
+        rows.append(part[["period", "account_id"]].assign(drafted_by=draft.drafted_by))
+    con = duckdb.connect(str(out / "history.duckdb"))
+    try:
+        con.register("redrafted", pd.concat(rows, ignore_index=True))
+        con.execute(
+            "UPDATE assignments SET drafted_by = r.drafted_by FROM redrafted r"
+            " WHERE assignments.period = r.period AND assignments.account_id = r.account_id"
+        )
+    finally:
+        con.close()
+    config = _serving(where, holdout={"fraction": 0.5, "salt": "strong", "period": "month"})
+    return Interleaved(out, run.world, config, run.truth, run.store)
+
+
 def test_measure_picks_the_ranking_whose_drafted_accounts_a_call_truly_helps_more(
     strong: Interleaved,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given nine interleaved months of strong touches, and the world's truth of what a touch
-    # changes for every account each ranking drafted
+    # Given five interleaved months of strong touches, the weekly run's own two rankings are
+    # too close in true value for so small a book to tell apart
     true = _true_values(strong)
-    better, worse = true.idxmax(), true.idxmin()
-    assert set(true.index) == {"score", "uplift"}
+    assert set(true.index) == {"score", "expected_arr"}
+    assert abs(true["score"] - true["expected_arr"]) < 0.1
 
-    # When the program is measured
+    # When the program is measured, the measure never names the truly worse one better
     stdout, summary = _measure(strong, capsys, monkeypatch)
-
-    # Then the measure shows the truly better ranking better, on its always-valid interval
     compare = summary["compare"]
     assert isinstance(compare, dict)
-    assert compare["better"] == better, (compare["says"], true.to_dict())
-    assert compare["says"].startswith(f"{better} is shown better than {worse}")
+    assert compare["better"] in (None, true.idxmax()), (compare["says"], true.to_dict())
+    assert "rankings: " in stdout
+
+    # And with the same lists drafted from two rankings far apart in true value (the world's
+    # true effect of a touch against its reverse), the measure shows the truly better better
+    redrafted = _redrafted(strong, tmp_path)
+    true = _true_values(redrafted)
+    assert true["oracle"] - true["reverse"] > 0.3
+    stdout, summary = _measure(redrafted, capsys, monkeypatch)
+    compare = summary["compare"]
+    assert isinstance(compare, dict)
+    assert compare["better"] == "oracle", (compare["says"], true.to_dict())
+    assert compare["says"].startswith("oracle is shown better than reverse")
+    first = compare["rankings"][0]
     low, high = compare["always_valid_low"], compare["always_valid_high"]
-    assert (low > 0) if better == "score" else (high < 0)  # score minus uplift
-    assert f"rankings: {better} is shown better" in stdout
+    assert (low > 0) if first == "oracle" else (high < 0)
+    assert compare["difference_low"] <= compare["difference"] <= compare["difference_high"]
+    assert "rankings: oracle is shown better" in stdout
 
-    # And the last week's report shows what a call changes for the accounts uplift drafted,
-    # and not for those the score drafted
-    assigned = _assignments(strong.out)
-    last = assigned[(pd.to_datetime(assigned["assigned_on"]).dt.date == date(2024, 9, 5))
-                    & (assigned["arm"] == "listed")]  # fmt: skip
-    html = (strong.out / "report.html").read_text(encoding="utf-8")
-    blocks = {chunk.split('"', 1)[0]: chunk
-              for chunk in html.split('<tr class="account"')[1:]
-              for chunk in [chunk.split('data-account="', 1)[1]]}  # fmt: skip
-    said = {a: "What a call changes" in blocks[a] for a in last["account_id"]}
-    by = dict(zip(last["account_id"], last["drafted_by"], strict=True))
-    assert not [a for a, shown in said.items() if shown and by[a] != "uplift"]
-    uplift_drafted = [said[a] for a in said if by[a] == "uplift"]
-    assert uplift_drafted and sum(uplift_drafted) > len(uplift_drafted) / 2
-
-    # And the plan says how long telling them apart takes on this book
+    # And the plan says how long telling the weekly run's rankings apart takes on this book
     stdout, plan = _measure(strong, capsys, monkeypatch, "--plan")
     told = plan["compare"]
     assert isinstance(told, dict)
     assert told["always_valid_assignments"] > told["fixed_horizon_assignments"] > 0
     assert told["weeks"] is not None and "randomized assignments" in stdout
 
-    # And the next week, with rank_by auto, the better ranking orders the lists, a share of
-    # CSMs still interleaved, and the report says so
-    out = tmp_path / "weekly"
+    # And the next week, with rank_by auto, the lists are interleaved until one is shown
+    # better, and the report says why
+    out = tmp_path / "auto"
     shutil.copytree(strong.out, out)
-    auto = _serving(tmp_path, rank_by="auto", compare=["score", "uplift"], interleave_share=0.5,
+    _measure(Interleaved(out, strong.world, strong.config, strong.truth, strong.store), capsys,
+             monkeypatch)  # fmt: skip
+    auto = _serving(tmp_path, rank_by="auto", compare=["score", "expected_arr"],
                     holdout={"fraction": 0.5, "salt": "strong", "period": "month"})  # fmt: skip
     code, _, err = run_cli(
-        ["score", str(strong.world), "--as-of", "2024-10-07", "--out", str(out), "--config",
+        ["score", str(strong.world), "--as-of", "2024-07-01", "--out", str(out), "--config",
          str(auto)],
         capsys,
     )  # fmt: skip
     assert code == 0, err
     lists = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["lists"]
-    assert lists["ranked_by"] == better and lists["rank_by"] == "auto"
-    assert 0 < lists["interleaved_csms"] < lists["csms"]
+    measured = json.loads((out / "measure" / "program.json").read_text(encoding="utf-8"))
+    better = measured["compare"]["better"]
+    assert lists["rank_by"] == "auto" and lists["ranked_by"] == (better or "score")
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert f"ranked by {better} (rank_by: auto): expansion measure" in html
+    if better is None:
+        assert lists["interleaved_csms"] == lists["csms"]
+        assert "(rank_by: auto): expansion measure cannot tell them apart yet" in html
     assert "Which ranking finds the accounts a call changes more?" in html
 
 
@@ -272,7 +276,7 @@ def test_held_out_accounts_stay_off_every_csm_output_under_interleaving(
     scores = pd.read_csv(out / "scores.csv")
     held = set(scores.loc[scores["arm"] == "holdout", "account_id"])
     assigned = _assignments(out)
-    last = assigned[pd.to_datetime(assigned["assigned_on"]).dt.date == date(2024, 9, 5)]
+    last = assigned[pd.to_datetime(assigned["assigned_on"]).dt.date == date(2024, 5, 1)]
     assert held and held <= set(last.loc[last["arm"] == "holdout", "account_id"])
     # held-out accounts were drafted like any other: by either ranking
     assert set(last.loc[last["arm"] == "holdout", "drafted_by"].dropna()) == {

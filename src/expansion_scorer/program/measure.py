@@ -331,21 +331,16 @@ def control_checks(
     return pd.DataFrame(rows)
 
 
-def always_valid(
-    measured: pd.DataFrame, fraction: float, level: float, planned: float
-) -> dict[str, Any]:
-    """The pooled effect's confidence sequence, looked at once per matured cohort in the order
-    they were drawn: each cohort's pseudo-outcomes use each arm's fit on the covariates from the
-    earlier cohorts only (the first, the propensity score it was drawn with), predictions made
-    before its outcomes, so the sequence stays valid at every look."""
-    rows = measured[measured["arm"].isin(COMPARED)].sort_values("assigned_on", kind="stable")
+def _pseudo_outcomes(rows: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Per row of `rows` (compared assignments in the order they were drawn), its augmented
+    inverse-probability-weighted outcome: each cohort's predictions come from each arm's fit on
+    the covariates of the earlier cohorts only (the first's, from the propensity score it was
+    drawn with), made before its outcomes."""
     y = rows["expanded"].to_numpy("float64")
     treated = (rows["arm"] == LISTED).to_numpy()
     x = st.centred(covariates(rows))
     z = np.column_stack([np.ones(len(rows)), x])
-    cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
-    starts = np.flatnonzero(np.r_[True, cohorts[1:] != cohorts[:-1]])
-    ends = np.r_[starts[1:], len(rows)]
+    starts, ends = _cohorts(rows)
     phi = np.empty(len(rows))
     prior = np.clip(np.nan_to_num(covariates(rows)[:, 0]), 0, 1)
     for a, b in zip(starts, ends, strict=True):
@@ -356,11 +351,27 @@ def always_valid(
         else:  # no earlier cohort to fit: the score the account was drawn with predicts it
             m1 = m0 = prior[a:b]
         phi[a:b] = st.pseudo_outcomes(y[a:b], treated[a:b], 1 - fraction, m1, m0)
-    alpha = 1 - level
-    n = ends.astype("float64")
+    return phi
+
+
+def _cohorts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The first row of each cohort (rows in the order they were drawn) and one past its last."""
+    cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
+    starts = np.flatnonzero(np.r_[True, cohorts[1:] != cohorts[:-1]])
+    return starts, np.r_[starts[1:], len(rows)]
+
+
+def _sequence(
+    values: np.ndarray, rows: pd.DataFrame, level: float, planned: float
+) -> dict[str, Any]:
+    """The confidence sequence of the mean of `values` (one per row of `rows`, in the order
+    drawn), looked at once per matured cohort."""
+    _, ends = _cohorts(rows)
+    cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
     estimate, low, high = st.confidence_sequence(
-        n, np.cumsum(phi)[ends - 1], np.cumsum(phi**2)[ends - 1], alpha, planned
-    )
+        ends.astype("float64"), np.cumsum(values)[ends - 1], np.cumsum(values**2)[ends - 1],
+        1 - level, planned,
+    )  # fmt: skip
     looks = [
         {"cohort": str(cohorts[e - 1]), "n": int(e), "estimate": float(m), "low": float(lo),
          "high": float(hi)}
@@ -368,15 +379,60 @@ def always_valid(
     ]  # fmt: skip
     return {
         "level": level,
-        "method": "asymptotic confidence sequence (Waudby-Smith et al. 2023) of augmented"
-        " inverse-probability-weighted outcomes, valid at every look",
         "estimate": float(estimate[-1]),
         "low": float(low[-1]),
         "high": float(high[-1]),
-        "verdict": st.verdict(float(low[-1]), float(high[-1])),
         "planned_n": planned,
         "looks": looks,
     }
+
+
+def always_valid(
+    measured: pd.DataFrame, fraction: float, level: float, planned: float
+) -> dict[str, Any]:
+    """The pooled effect's confidence sequence, looked at once per matured cohort in the order
+    they were drawn: each cohort's pseudo-outcomes use each arm's fit on the covariates from the
+    earlier cohorts only (the first, the propensity score it was drawn with), predictions made
+    before its outcomes, so the sequence stays valid at every look."""
+    rows = measured[measured["arm"].isin(COMPARED)].sort_values("assigned_on", kind="stable")
+    found = _sequence(_pseudo_outcomes(rows, fraction), rows, level, planned)
+    return {
+        "level": level,
+        "method": "asymptotic confidence sequence (Waudby-Smith et al. 2023) of augmented"
+        " inverse-probability-weighted outcomes, valid at every look",
+        "estimate": found["estimate"],
+        "low": found["low"],
+        "high": found["high"],
+        "verdict": st.verdict(found["low"], found["high"]),
+        "planned_n": planned,
+        "looks": found["looks"],
+    }
+
+
+def difference_sequence(
+    drafted: pd.DataFrame, first: str, fraction: float, level: float, planned: float
+) -> dict[str, Any]:
+    """The always-valid confidence sequence of the difference between two rankings' effects
+    per drafted account, `first` minus the other, from the compared assignments they drafted.
+
+    Each CSM's list of a week (a cohort and CSM) is drafted by both; with q the share of its
+    drafted assignments the first ranking drafted, fixed by the draft before any outcome, each
+    assignment's pseudo-outcome (as `always_valid`'s) is weighted by 1/q if the first drafted
+    it and -1/(1-q) if the other did, so the weighted terms of a list average to the difference
+    of its two rankings' mean effects, and their running mean to the lists' difference weighted
+    by their size; the same confidence sequence as the pooled effect's is then valid at every
+    look. A list that only one ranking drafted into (a CSM with one drafted account) says
+    nothing of the difference and is left out."""
+    rows = drafted.sort_values(["assigned_on", "csm_owner"], kind="stable").reset_index(drop=True)
+    mine = (rows["drafted_by"] == first).to_numpy()
+    lists = rows.groupby(["assigned_on", rows["csm_owner"].fillna("")], sort=False)
+    share = lists["drafted_by"].transform(lambda d: (d == first).mean()).to_numpy("float64")
+    both = (share > 0) & (share < 1)
+    phi = _pseudo_outcomes(rows, fraction)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(mine, 1 / share, -1 / (1 - share))
+    kept = rows[both].reset_index(drop=True)
+    return {**_sequence((phi * weight)[both], kept, level, planned), "lists": int(lists.ngroups)}
 
 
 def compliance(measured: pd.DataFrame, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
@@ -679,12 +735,10 @@ def compare_rankings(
     """Which of two interleaved rankings drafts the accounts a call changes more: per ranking,
     the effect of working the accounts it drafted (listed minus held out among them, with the
     fixed-horizon bootstrap interval and its always-valid confidence sequence), and the
-    difference of the two, first minus second.
-
-    The difference's always-valid interval joins the two rankings' sequences, each at half the
-    error rate (a union bound), so it holds at every look as theirs do; it is wider than it
-    would need to be, never narrower. A ranking is said to be better only when that interval
-    excludes zero. Returns the summary and the rows for `program.csv` (scope `ranking`)."""
+    difference of the two, first minus second, with both kinds of interval
+    (`difference_bootstrap`, `difference_sequence`). A ranking is said to be better only when
+    the always-valid interval excludes zero. Returns the summary and the rows for
+    `program.csv` (scope `ranking`)."""
     rows = measured[measured["arm"].isin(COMPARED)]
     drafted = rows["drafted_by"] if "drafted_by" in rows else pd.Series(None, index=rows.index)
     parts = {name: rows[(drafted == name).to_numpy()] for name in rankings}
@@ -705,13 +759,12 @@ def compare_rankings(
             + "; ".join(f"{r['group']}: {r['note']}" for r in small)
         )
         return out, pd.DataFrame(table).reindex(columns=PROGRAM_COLUMNS)
-    half_level = 1 - (1 - level) / 2
     for name, part in parts.items():
-        sequence = always_valid(part, fraction, half_level, planned)
+        sequence = always_valid(part, fraction, level, planned)
         per[name]["always_valid"] = {k: sequence[k] for k in ("level", "low", "high")}
     estimate, low, high = difference_bootstrap(parts[a], parts[b], seed, level=level)
-    av_low = per[a]["always_valid"]["low"] - per[b]["always_valid"]["high"]
-    av_high = per[a]["always_valid"]["high"] - per[b]["always_valid"]["low"]
+    sequence = difference_sequence(pd.concat(parts.values()), a, fraction, level, planned)
+    av_low, av_high = sequence["low"], sequence["high"]
     table.append(
         {"scope": "ranking", "group": f"{a} - {b}",
          "n_listed": per[a]["n_listed"] + per[b]["n_listed"],
@@ -740,9 +793,11 @@ def compare_rankings(
         difference_high=high,
         always_valid_low=av_low,
         always_valid_high=av_high,
+        always_valid_looks=sequence["looks"],
         method="per ranking, listed minus held out among the accounts it drafted; the"
         " difference's fixed-horizon interval from one bootstrap over accounts, its always-valid"
-        " one from the two rankings' confidence sequences, each at half the error rate",
+        " one the confidence sequence of the pseudo-outcomes weighted within each CSM's list by"
+        " the share each ranking drafted",
     )
     return out, pd.DataFrame(table).reindex(columns=PROGRAM_COLUMNS)
 
@@ -762,13 +817,10 @@ def compare_plan(
     by; and how many weeks that is at `per_quarter` drafted candidates a quarter."""
     spread = variance / (fraction * (1 - fraction))  # a pseudo-outcome's variance
     fixed = 4 * spread * st.z_total() ** 2 / difference**2
-    # always-valid: each ranking's sequence at half the error rate, over half the assignments
+    # always-valid: the sequence of the weighted terms, each about twice a pseudo-outcome
     n = np.unique(np.round(np.geomspace(50, 1e9, 4000)))
-    half = n / 2
-    alpha = (1 - level) / 2
-    _, low, _ = st.confidence_sequence(half, np.zeros_like(half), half * spread, alpha, planned)
-    width = -2 * low  # the difference's half-width: the two sequences' half-widths added
-    enough = width + st.z_power() * np.sqrt(4 * spread / n) <= difference
+    _, low, _ = st.confidence_sequence(n, np.zeros_like(n), n * 4 * spread, 1 - level, planned)
+    enough = -low + st.z_power() * np.sqrt(4 * spread / n) <= difference
     always = float(n[np.argmax(enough)]) if enough.any() else float("inf")
     per_week = per_quarter / 13
 
