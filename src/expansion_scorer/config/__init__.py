@@ -721,7 +721,7 @@ class ServingConfig(_Strict):
         if self.compare is not None:
             return tuple(self.compare)
         assert self.rank_by in RANKINGS
-        return (self.rank_by,)  # type: ignore[return-value]
+        return (self.rank_by,)
 
     @property
     def uses_uplift(self) -> bool:

@@ -131,6 +131,8 @@ def assign_arms(
     new.insert(3, "assigned_on", as_of)
     new.insert(4, "draw", u[fresh | backfilled])
     new["horizon_days"] = horizon_days
-    by = np.full(len(ids), None, object) if drafted_by is None else np.asarray(drafted_by, object)
-    new["drafted_by"] = pd.array(np.where(fresh, by, None)[fresh | backfilled], dtype="string")
+    by = np.full(len(ids), None, object)
+    if drafted_by is not None:  # recorded with the draw: a backfilled account was not drafted
+        by[fresh] = np.asarray(drafted_by, object)[fresh]
+    new["drafted_by"] = pd.array(by[fresh | backfilled], dtype="string")
     return Arms(arm, on_list, new[ASSIGNMENT_COLUMNS].reset_index(drop=True), period)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import ServingConfig
+from expansion_scorer.config import Ranking, ServingConfig
 from expansion_scorer.program.holdout import draws
 
 NOT_DRAFTED = -1
@@ -41,7 +41,7 @@ def coin(salt: str, as_of: date) -> float:
 class Choice:
     """How this week's lists are built."""
 
-    ranked_by: str
+    ranked_by: Ranking
     """The ranking that orders every list that is not interleaved, and each book below its list."""
     share: float
     """The share of CSMs whose capacity list is interleaved: 1 with interleave, 0 with one
@@ -72,9 +72,9 @@ def choose(serving: ServingConfig, measured: dict[str, Any]) -> Choice:
         return Choice(
             a, 1.0, f"{both} (rank_by: auto): expansion measure cannot tell them apart yet"
         )
-    other = b if better == a else a
+    shown, other = (a, b) if better == a else (b, a)
     return Choice(
-        str(better),
+        shown,
         serving.interleave_share,
         f"ranked by {better} (rank_by: auto): expansion measure (data to"
         f" {measured.get('data_end', '?')}) showed it better than {other};"
