@@ -97,7 +97,13 @@ def apply_stage(history: Path) -> Callable[[Path], None]:
                 staged = stage / f"history/{name}.parquet"
                 if not staged.is_file():
                     continue
-                columns = _columns(spec)
+                found = set(
+                    con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [str(staged)]).fetchdf()
+                )
+                # a week staged before a column existed (drafted_by) holds none: NULL
+                columns = ", ".join(
+                    c if c in found else f"NULL AS {c}" for c in _columns(spec).split(", ")
+                )
                 con.execute(
                     f"""INSERT INTO {name} SELECT {columns} FROM read_parquet(?) s
                     WHERE NOT EXISTS (SELECT 1 FROM {name} t
