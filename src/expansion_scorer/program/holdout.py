@@ -70,9 +70,9 @@ class Arms:
     period: str
 
 
-def owners_of(ranked: pd.DataFrame) -> pd.Series:
+def owners_of(csm_owner: pd.Series) -> pd.Series:
     """Each account's CSM, the accounts with none as one book (`UNASSIGNED`)."""
-    return ranked["csm_owner"].fillna(UNASSIGNED).astype(str)
+    return csm_owner.fillna(UNASSIGNED).astype(str)
 
 
 def within_capacity(owners: pd.Series, capacity: int) -> np.ndarray:
@@ -93,7 +93,7 @@ def assign_arms(
     """Arms for a week's ranked accounts (in rank order: account_id, csm_owner, rank, score, band,
     motion, model_version), given which fired a trigger and the period's recorded arms."""
     period = period_of(as_of, cfg.period)
-    owners = owners_of(ranked)
+    owners = owners_of(ranked["csm_owner"])
     would_list = within_capacity(owners, capacity)
     if cfg.fraction == 0:
         arm = np.where(would_list, LISTED, NONE)
