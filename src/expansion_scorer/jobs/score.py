@@ -290,7 +290,7 @@ def run_week(
     lists = build_lists(scored, serving, choose(serving, program), as_of)
     scored = lists.scored
     ranked = scored.scores.copy()
-    ranked["on_list"] = within_capacity(owners_of(ranked), serving.accounts_per_csm)
+    ranked["on_list"] = within_capacity(owners_of(ranked["csm_owner"]), serving.accounts_per_csm)
 
     def fire(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         return find_triggers(
@@ -614,7 +614,7 @@ def _weekly_drift(
     cfg = serving.monitor
     usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
     name = f"reference-{_slug(version)}.json"
-    ref = load_reference(out_dir / name, usable, cfg) or logged_reference(registered, usable, cfg)
+    ref = load_reference(out_dir / name, usable, cfg) or logged_reference(record, usable, cfg)
     if ref is None:
         ref = reference(world, model, feature_set, record.fit_dates, cfg)
     if not ref["columns"]:

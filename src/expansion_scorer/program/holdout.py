@@ -70,9 +70,9 @@ class Arms:
     period: str
 
 
-def owners_of(ranked: pd.DataFrame) -> pd.Series:
+def owners_of(csm_owner: pd.Series) -> pd.Series:
     """Each account's CSM, the accounts with none as one book (`UNASSIGNED`)."""
-    return ranked["csm_owner"].fillna(UNASSIGNED).astype(str)
+    return csm_owner.fillna(UNASSIGNED).astype(str)
 
 
 def within_capacity(owners: pd.Series, capacity: int) -> np.ndarray:
@@ -96,7 +96,7 @@ def assign_arms(
     interleaved lists, `drafted_by` (per account, the ranking that drafted it or None) is
     recorded with each new assignment."""
     period = period_of(as_of, cfg.period)
-    owners = owners_of(ranked)
+    owners = owners_of(ranked["csm_owner"])
     would_list = within_capacity(owners, capacity)
     if cfg.fraction == 0:
         arm = np.where(would_list, LISTED, NONE)
