@@ -428,7 +428,7 @@ def build_lists(scored: Scored, serving: ServingConfig, choice: Choice, as_of: d
                      f"ranked by {choice.ranked_by} ({choice.why})", manifest)  # fmt: skip
     scored = _reordered(scored, order_by(scored.scores, choice.ranked_by, serving.bands))
     orders = {str(r): order_by(scored.scores, r, serving.bands) for r in serving.rankings}
-    owners = owners_of(scored.scores)
+    owners = owners_of(scored.scores["csm_owner"])
     salt = serving.holdout.salt
     interleave = interleaved_owners(owners, choice.share, salt, as_of)
     u = coin(salt, as_of)
