@@ -111,6 +111,8 @@ class ScoreResult:
     triggers: int = 0
     previous_run: date | None = None
     warnings: list[str] = field(default_factory=list)
+    lists: str = ""
+    """Which ranking built the week's lists and why, in words."""
     written: Written | None = None
     """What `--to` wrote to the database, when it was given."""
     planned: deliveries.Plan | None = None
@@ -231,6 +233,7 @@ def score_job(
         triggers=len(week.triggers),
         previous_run=week.previous_run,
         warnings=week.warnings,
+        lists=str(week.manifest["lists"]["said"]),  # type: ignore[index]
         written=written,
         planned=planned,
         delivered=delivered,
@@ -422,10 +425,10 @@ def build_lists(scored: Scored, serving: ServingConfig, choice: Choice, as_of: d
     drafted in turns from the two rankings of `compare` (`program.interleave`) and put at the
     head of their book, the rest of it in `choice.ranked_by`'s order."""
     n = len(scored.scores)
-    manifest: dict[str, object] = {"rank_by": serving.rank_by, "why": choice.why}
+    said = f"ranked by {choice.ranked_by} ({choice.why})"
+    manifest: dict[str, object] = {"rank_by": serving.rank_by, "why": choice.why, "said": said}
     if serving.rank_by not in ("interleave", "auto") or n == 0:
-        return Lists(scored, None, np.full(n, choice.ranked_by, dtype=object),
-                     f"ranked by {choice.ranked_by} ({choice.why})", manifest)  # fmt: skip
+        return Lists(scored, None, np.full(n, choice.ranked_by, dtype=object), said, manifest)
     scored = _reordered(scored, order_by(scored.scores, choice.ranked_by, serving.bands))
     orders = {str(r): order_by(scored.scores, r, serving.bands) for r in serving.rankings}
     owners = owners_of(scored.scores["csm_owner"])
@@ -454,6 +457,7 @@ def build_lists(scored: Scored, serving: ServingConfig, choice: Choice, as_of: d
             f"; {len(draft.interleaved)} of {owners.nunique()} CSMs' lists drafted in turns,"
             f" {first} picking first this week (a fair coin)"
         )
+    manifest["said"] = said
     return Lists(_reordered(scored, order), drafted_by, placed_by, said, manifest)
 
 
@@ -716,6 +720,8 @@ def say(result: ScoreResult, as_of: date, sink: Sink | None) -> None:
     )
     since = f"since {result.previous_run}" if result.previous_run else "first run in this history"
     print(f"{result.triggers:,} triggers fired ({since}; why in triggers.csv)")
+    if result.lists:
+        print(f"lists: {result.lists}")
     for warning in result.warnings:
         print(f"warning: {warning}")
     for path in result.files:
