@@ -233,7 +233,7 @@ def score_job(
         triggers=len(week.triggers),
         previous_run=week.previous_run,
         warnings=week.warnings,
-        lists=str(week.manifest["lists"]["said"]),  # type: ignore[index]
+        lists=week.lists,
         written=written,
         planned=planned,
         delivered=delivered,
@@ -264,6 +264,8 @@ class WeeklyRun:
     previous_run: date | None
     warnings: list[str]
     seconds: dict[str, float]
+    lists: str = ""
+    """Which ranking built the week's lists and why, in words."""
 
 
 def run_week(
@@ -401,6 +403,7 @@ def run_week(
         previous_run=past.as_of,
         warnings=warnings,
         seconds=seconds,
+        lists=lists.said,
     )
 
 
