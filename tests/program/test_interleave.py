@@ -17,6 +17,7 @@ from expansion_scorer.program.interleave import (
     team_draft,
     week_order,
 )
+from expansion_scorer.program.measure import difference_sequence
 
 AS_OF = date(2024, 7, 1)
 
@@ -127,3 +128,40 @@ def test_auto_interleaves_until_measure_shows_one_better_then_ranks_by_it(
     assert choose(ServingConfig(), measured).share == 0
     interleave = ServingConfig(rank_by="interleave", compare=["score", "uplift"])
     assert choose(interleave, measured).share == 1
+
+
+def _drafted(rng: np.random.Generator, effects: dict[str, float], cohorts: int) -> pd.DataFrame:
+    """Interleaved assignments of `cohorts` weeks, six CSMs of twenty accounts a week, drafted
+    by `a` and `b` in turns, half held out at random; a listed account drafted by a ranking
+    expands with 0.3 plus that ranking's effect, a held-out one with 0.3."""
+    n = cohorts * 6 * 20
+    by = np.tile(["a", "b"], n // 2)
+    listed = rng.random(n) < 0.5
+    p = 0.3 + listed * np.array([effects[r] for r in by])
+    return pd.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(n)],
+            "assigned_on": np.repeat(pd.date_range("2024-01-01", periods=cohorts, freq="7D"), 120),
+            "csm_owner": np.tile(np.repeat([f"CSM {c}" for c in range(6)], 20), cohorts),
+            "drafted_by": by,
+            "arm": np.where(listed, "listed", "holdout"),
+            "expanded": (rng.random(n) < p).astype(int),
+            "score": rng.random(n),
+        }
+    )
+
+
+def test_the_differences_sequence_covers_an_equal_pair_and_finds_a_better_one() -> None:
+    rng = np.random.default_rng(0)
+    # equal rankings: the 95% sequence at its last look covers zero in about 95 of 100 books
+    covered = [
+        (lambda s: s["low"] <= 0 <= s["high"])(
+            difference_sequence(_drafted(rng, {"a": 0.1, "b": 0.1}, 8), "a", 0.5, 0.95, 120)
+        )
+        for _ in range(100)
+    ]
+    assert sum(covered) >= 90
+    # a ranking whose drafted accounts gain 20 points more is shown better, with its estimate
+    found = difference_sequence(_drafted(rng, {"a": 0.3, "b": 0.1}, 30), "a", 0.5, 0.95, 120)
+    assert 0 < found["low"] < 0.2 < found["high"] and found["lists"] == 180
+    assert abs(found["estimate"] - 0.2) < 0.08

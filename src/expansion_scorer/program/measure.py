@@ -432,6 +432,10 @@ def difference_sequence(
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = np.where(mine, 1 / share, -1 / (1 - share))
     kept = rows[both].reset_index(drop=True)
+    if kept.empty:  # no list drafted by both: nothing to say
+        nan = float("nan")
+        return {"level": level, "estimate": nan, "low": nan, "high": nan, "planned_n": planned,
+                "looks": [], "lists": int(lists.ngroups)}  # fmt: skip
     return {**_sequence((phi * weight)[both], kept, level, planned), "lists": int(lists.ngroups)}
 
 
