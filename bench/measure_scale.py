@@ -64,6 +64,7 @@ def write_history(out: Path, accounts: list[str], per_week: int, seed: int = 0) 
                     "motion": rng.choice(["Add seats", "Upgrade plan", "Cross-sell"], len(pool)),
                     "model_version": "expansion-propensity v1",
                     "horizon_days": 90,
+                    "drafted_by": None,
                 }
             )
         )

@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan",
         action="store_true",
         help="only the plan: the effect detectable after each of the next four quarters and the"
-        " holdout fraction that detects program.detect within two (writes measure/plan.json)",
+        " holdout fraction that detects program.detect within two, and with rank_by interleave"
+        " or auto how long telling the two rankings apart takes (writes measure/plan.json)",
     )
 
     met = sub.add_parser("metrics", help="NRR and GRR per month and trailing 12 months")

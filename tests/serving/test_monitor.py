@@ -89,3 +89,32 @@ def test_monitor_without_a_history_says_what_to_run_first(
 
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "expansion score" in err
+
+
+def test_the_reference_training_logs_is_the_one_the_data_gives(
+    world_dir: Path, champion: Path
+) -> None:
+    from expansion_scorer.config import MonitorConfig
+    from expansion_scorer.data.loading import open_world
+    from expansion_scorer.features.catalogue import for_model
+    from expansion_scorer.model.loading import load_versioned
+    from expansion_scorer.serving.monitor import logged_reference, model_record, reference
+    from expansion_scorer.settings import load_feature_set
+    from expansion_scorer.tracking import ModelRef
+
+    registered = ModelRef.from_label("expansion-propensity v1")
+    assert registered is not None
+    record = model_record(registered)
+    assert record is not None
+    model, _ = load_versioned(registered.uri)
+    cfg = MonitorConfig()
+
+    logged = logged_reference(record, record.fit_dates, cfg)
+    own = for_model(load_feature_set(), model.affinity, model.plan_order)
+    computed = reference(open_world(world_dir), model, own, record.fit_dates, cfg)
+
+    assert logged is not None and logged["columns"]
+    assert json.loads(json.dumps(computed)) == logged
+    # a reference of other months, or other settings, is not taken for it
+    assert logged_reference(record, record.fit_dates[1:], cfg) is None
+    assert logged_reference(record, record.fit_dates, MonitorConfig(bins=cfg.bins + 1)) is None

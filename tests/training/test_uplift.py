@@ -8,6 +8,7 @@ on too little randomization.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -162,6 +163,22 @@ def test_uplift_is_backtested_registered_under_its_own_name_and_ranks_the_list(
     assert "expansion-uplift v1" in manifest
     people = pd.read_csv(tmp_path / "ranked" / "scores.csv")
     assert {"uplift_pts", "expected_incremental_arr", "uplift_reason_against"} <= set(people)
+
+    # And interleaved with the score ranking, each CSM's list is drafted from both in turns,
+    # and the report shows what a call changes (the uplift reasons) where uplift placed the
+    # account, and says how the lists were built
+    serving.write_text(
+        yaml.safe_dump({**raw, "rank_by": "interleave", "compare": ["uplift", "score"]}),
+        encoding="utf-8",
+    )
+    code, _, err = run_cli([*week, "--out", str(tmp_path / "interleaved")], capsys)
+    assert code == 0, err
+    manifest = (tmp_path / "interleaved" / "manifest.json").read_text(encoding="utf-8")
+    lists = json.loads(manifest)["lists"]
+    assert lists["drafted"]["uplift"] > 0 and lists["drafted"]["score"] > 0
+    html = (tmp_path / "interleaved" / "report.html").read_text(encoding="utf-8")
+    assert "drafted in turns from the uplift and the score ranking" in html
+    assert "What a call changes" in html
 
     # And without an uplift model under that name, the run stops in one line, writing nothing
     serving.write_text(

@@ -642,10 +642,18 @@ class ProgramConfig(_Strict):
     --plan` gives the holdout fraction that detects it within two quarters."""
     confidence: float = Field(default=0.95, gt=0, lt=1)
     """The level of the measurement's intervals, fixed-horizon and always-valid."""
+    detect_difference: float = Field(default=0.03, gt=0, lt=1)
+    """With rank_by interleave or auto: the difference between the two rankings' effects per
+    account they drafted worth detecting; `expansion measure --plan` says how long it takes."""
     max_holdout_touched: float = Field(default=0.1, ge=0, le=1)
     """A period whose held-out accounts were touched while held out (within their horizon, in
     their period) more often than this has a broken control group: its estimate is marked
     unreliable."""
+
+
+Ranking = Literal["score", "expected_arr", "uplift"]
+RANKINGS: tuple[Ranking, ...] = ("score", "expected_arr", "uplift")
+"""The rankings a list can be built by (`rank_by`), and the ones `compare` names."""
 
 
 class ServingConfig(_Strict):
@@ -658,9 +666,18 @@ class ServingConfig(_Strict):
     report_rows: int = Field(default=250, ge=1)
     """report.html shows each CSM's first this many accounts, and this many of those not
     scored; every account is in scores.csv and excluded.csv whatever the limit."""
-    rank_by: Literal["score", "expected_arr", "uplift"] = "score"
+    rank_by: Literal["score", "expected_arr", "uplift", "interleave", "auto"] = "score"
     """Order within a band: by score, by expected expansion ARR (score x predicted size), or by
-    expected incremental ARR (the uplift model's uplift x predicted size)."""
+    expected incremental ARR (the uplift model's uplift x predicted size). interleave: each
+    CSM's capacity list drafted in turns from the two rankings of `compare`, so that `expansion
+    measure` can tell which finds the accounts a call changes more; auto: interleave until
+    `expansion measure` shows one better, then rank by it (interleaving `interleave_share`)."""
+    compare: list[Ranking] | None = None
+    """With rank_by interleave or auto: the two rankings compared, the first ordering the rest
+    of the book (`[uplift, score]`)."""
+    interleave_share: float = Field(default=0.2, ge=0, le=1)
+    """With rank_by auto, once one ranking is shown better: the share of CSMs' lists (drawn
+    afresh each week) still interleaved, so the evidence keeps coming."""
     uplift_model: str | None = None
     """With rank_by uplift: the uplift model loaded next to the propensity model; by default
     the champion of the name uplift training registers (`uplift.registered_model`)."""
@@ -672,6 +689,44 @@ class ServingConfig(_Strict):
     program: ProgramConfig = ProgramConfig()
     deliver: DeliverConfig | None = None
     """Email digests, chat messages and CRM tasks from each published week; none by default."""
+
+    @model_validator(mode="after")
+    def _two_rankings(self) -> ServingConfig:
+        interleaved = self.rank_by in ("interleave", "auto")
+        if interleaved and (self.compare is None or len(self.compare) != 2):
+            raise ValueError(
+                f"rank_by: {self.rank_by} compares two rankings; set compare to two of"
+                f" {', '.join(RANKINGS)} (compare: [uplift, score])"
+            )
+        if interleaved and self.holdout.fraction == 0:
+            raise ValueError(
+                f"rank_by: {self.rank_by} compares the rankings by the holdout, which is off;"
+                " set holdout.fraction above 0"
+            )
+        if not interleaved and self.compare is not None:
+            raise ValueError(
+                f"compare is read with rank_by interleave or auto only, not {self.rank_by};"
+                " drop compare or set rank_by: interleave"
+            )
+        if self.compare is not None and len(set(self.compare)) != len(self.compare):
+            raise ValueError(
+                f"compare names {self.compare[0]} twice; compare two different rankings"
+                " (compare: [uplift, score])"
+            )
+        return self
+
+    @property
+    def rankings(self) -> tuple[Ranking, ...]:
+        """The rankings a week's lists may be built from: `compare`, or `rank_by` alone."""
+        if self.compare is not None:
+            return tuple(self.compare)
+        assert self.rank_by in RANKINGS
+        return (self.rank_by,)
+
+    @property
+    def uses_uplift(self) -> bool:
+        """Whether the week needs the uplift model: a ranking it may build lists from is uplift."""
+        return "uplift" in self.rankings
 
     @property
     def uplift_uri(self) -> str:
@@ -803,7 +858,8 @@ def _parse(model: type[M], raw: object, where: str) -> M:
             parts = [f"{feature}: {'.'.join(parts[2:])}" if parts[2:] else feature]
         loc = ".".join(parts) or "(top level)"
         msg = first["msg"].removeprefix("Value error, ")
-        if not parts and msg.startswith("feature "):  # a cross-feature check names its feature
+        # a cross-field check names its feature or its fields
+        if not parts and msg.startswith(("feature ", "rank_by: ", "compare ")):
             raise UserError(f"config {where}: {msg}") from None
         raise UserError(f"config {where}: {loc}: {msg}") from None
 

@@ -314,6 +314,13 @@ def build_usage(world: SparkWorld, features: FeatureSet) -> None:
     _materialize(usage, "usage")
 
 
+def _distinct(value: str) -> str:
+    """How many distinct non-null `value`s, as `count(DISTINCT value)` counts them. Spark runs a
+    query with several distinct counts by copying every input row once per count (its Expand
+    step); a set per group is one pass, and on the usage windows twice as fast."""
+    return f"size(collect_set({value}))"
+
+
 def _window_sql(name: str, w: UsageWindow) -> str:
     """One usage window as a conditional aggregate over the entity's joined usage days."""
     inside = f"d.day >= e.as_of - {w.offset + w.days} AND d.day < e.as_of - {w.offset}"
@@ -322,11 +329,13 @@ def _window_sql(name: str, w: UsageWindow) -> str:
     value = {
         "sum": f"sum(CASE WHEN {inside} THEN d.q END)",
         "count": f"sum(CASE WHEN {inside} THEN d.n END)",
-        "users": f"count(DISTINCT CASE WHEN {inside} THEN d.user_id END)",
-        "events": f"count(DISTINCT CASE WHEN {inside} THEN d.event END)",
-        "days": f"count(DISTINCT CASE WHEN {inside} THEN d.day END)",
-        "user_days": f"count(DISTINCT CASE WHEN {inside} AND d.user_id IS NOT NULL"
-        " THEN concat(d.user_id, '|', CAST(d.day AS STRING)) END)",
+        "users": _distinct(f"CASE WHEN {inside} THEN d.user_id END"),
+        "events": _distinct(f"CASE WHEN {inside} THEN d.event END"),
+        "days": _distinct(f"CASE WHEN {inside} THEN d.day END"),
+        "user_days": _distinct(
+            f"CASE WHEN {inside} AND d.user_id IS NOT NULL"
+            " THEN concat(d.user_id, '|', CAST(d.day AS STRING)) END"
+        ),
     }[w.measure]
     return f"CAST({value} AS DOUBLE) AS `{name}`"
 
@@ -344,7 +353,7 @@ def _slope_sql(windows: dict[str, UsageWindow], span: int) -> str:
                 "sum": f"sum(CASE WHEN {keep} THEN q ELSE 0 END)",
                 "count": f"sum(CASE WHEN {keep} THEN n ELSE 0 END)",
                 "days": f"max(CASE WHEN {keep} THEN 1 ELSE 0 END)",
-                "user_days": f"count(DISTINCT CASE WHEN {keep} THEN user_id END)",
+                "user_days": _distinct(f"CASE WHEN {keep} THEN user_id END"),
             }[w.measure]
             + f" AS `{name}`"
         )

@@ -24,6 +24,7 @@ from expansion_scorer.program.measure import (
     always_valid,
     candidates_per_quarter,
     clean,
+    compare_rankings,
     compliance,
     control_checks,
     health,
@@ -112,6 +113,13 @@ def measure_job(
         level,
         planned=float((randomized["period"] == first_period).sum()),
     )
+    compared = None
+    rankings = _compared(serving, randomized)
+    if rankings is not None:
+        compared, rows = compare_rankings(
+            measured, rankings, drawn_at, level, float((randomized["period"] == first_period).sum())
+        )
+        table = pd.concat([table, rows], ignore_index=True)
     warnings = [f"the {c['period']} estimate is unreliable: {c['check']}"
                 for c in checks.to_dict(orient="records") if not c["reliable"]]  # fmt: skip
     per_quarter, _ = candidates_per_quarter(history, serving.holdout.period)
@@ -138,6 +146,7 @@ def measure_job(
         " resamples): valid when read once, not week after week",
         "adjusted_for": list(COVARIATES),
         "always_valid": sequence,
+        **({"compare": compared} if compared is not None else {}),
         "reliable": bool(checks["reliable"].all()),
         "checks": checks.to_dict(orient="records"),
         "warnings": warnings,
@@ -155,6 +164,20 @@ def measure_job(
     return MeasureResult(table=table, summary=summary, files=files)
 
 
+def _compared(serving: ServingConfig, randomized: pd.DataFrame) -> tuple[str, str] | None:
+    """The two rankings to compare: the configured `compare`, or when the weekly run no longer
+    interleaves, the two that drafted the most assignments in the history; None when no two
+    rankings have drafted any."""
+    if serving.compare is not None:
+        a, b = serving.compare
+        return a, b
+    drafted = randomized["drafted_by"].dropna() if "drafted_by" in randomized else pd.Series()
+    found = drafted.value_counts()
+    if len(found) < 2:
+        return None
+    return str(found.index[0]), str(found.index[1])
+
+
 def say_plan(plan: dict[str, Any]) -> None:
     """The plan: candidates a quarter, what is detectable when, and the fraction that detects
     the target."""
@@ -169,6 +192,9 @@ def say_plan(plan: dict[str, Any]) -> None:
     )
     print(f"  smallest effect detectable (80% power, 5% two-sided): {detectable}")
     print(f"  to detect {plan['detect']:.3f}: {plan['says']}")
+    if plan.get("compare"):
+        c = plan["compare"]
+        print(f"  {' against '.join(c['rankings'])}: {c['says']}")
 
 
 def say(result: MeasureResult) -> None:
@@ -202,6 +228,8 @@ def say(result: MeasureResult) -> None:
         f"always-valid {level}: {100 * a['low']:+.1f} to {100 * a['high']:+.1f} pts over"
         f" {len(a['looks'])} looks: {a['verdict']}"
     )
+    if s.get("compare"):
+        print(f"rankings: {s['compare']['says']}")
     c = s["compliance"]
     if c["touches"]:
         print(

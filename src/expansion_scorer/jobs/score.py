@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from expansion_scorer import schemas
@@ -52,6 +53,14 @@ from expansion_scorer.program.holdout import (
     period_of,
     within_capacity,
 )
+from expansion_scorer.program.interleave import (
+    Choice,
+    choose,
+    coin,
+    interleaved_owners,
+    team_draft,
+    week_order,
+)
 from expansion_scorer.serving import sink as sinks
 from expansion_scorer.serving.deliver import messages as deliveries
 from expansion_scorer.serving.deliver import send as sender
@@ -68,7 +77,7 @@ from expansion_scorer.serving.monitor import (
     reference,
 )
 from expansion_scorer.serving.report import render_report
-from expansion_scorer.serving.scoring import Scored, score_frame
+from expansion_scorer.serving.scoring import Scored, order_by, score_frame
 from expansion_scorer.serving.sink import Sink, Written
 from expansion_scorer.serving.triggers import find_triggers
 from expansion_scorer.tracking import CHAMPION, ModelRef, alias_uri
@@ -102,6 +111,8 @@ class ScoreResult:
     triggers: int = 0
     previous_run: date | None = None
     warnings: list[str] = field(default_factory=list)
+    lists: str = ""
+    """Which ranking built the week's lists and why, in words."""
     written: Written | None = None
     """What `--to` wrote to the database, when it was given."""
     planned: deliveries.Plan | None = None
@@ -160,8 +171,8 @@ def score_job(
         assert not isinstance(world, World)  # Engine.SPARK opened a SparkWorld
         if uplift is not None:
             raise UserError(
-                "rank_by: uplift is scored by the duckdb engine only; drop --engine spark or"
-                " set rank_by: score"
+                f"rank_by: {serving.rank_by} with an uplift model is scored by the duckdb engine"
+                " only; drop --engine spark or set rank_by: score"
             )
         scored = score_frame_spark(world, as_of, model, model_uri, feature_set, serving, version)
     else:
@@ -222,6 +233,7 @@ def score_job(
         triggers=len(week.triggers),
         previous_run=week.previous_run,
         warnings=week.warnings,
+        lists=week.lists,
         written=written,
         planned=planned,
         delivered=delivered,
@@ -252,6 +264,8 @@ class WeeklyRun:
     previous_run: date | None
     warnings: list[str]
     seconds: dict[str, float]
+    lists: str = ""
+    """Which ranking built the week's lists and why, in words."""
 
 
 def run_week(
@@ -277,8 +291,11 @@ def run_week(
     registered, version = named
     history = out_dir / HISTORY_FILE
     past = read_past(history, as_of, version, serving.triggers.cooldown_weeks)
+    program = _measured(out_dir)
+    lists = build_lists(scored, serving, choose(serving, program), as_of)
+    scored = lists.scored
     ranked = scored.scores.copy()
-    ranked["on_list"] = within_capacity(owners_of(ranked), serving.accounts_per_csm)
+    ranked["on_list"] = within_capacity(owners_of(ranked["csm_owner"]), serving.accounts_per_csm)
 
     def fire(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         return find_triggers(
@@ -305,6 +322,7 @@ def run_week(
         serving.holdout,
         serving.accounts_per_csm,
         model.horizon_days,
+        lists.drafted_by,
     )
     held = arms.arm == HOLDOUT
     ranked["on_list"] = arms.on_list
@@ -333,6 +351,7 @@ def run_week(
         "assigned_this_week": len(arms.new)
         + int((pd.to_datetime(recorded["assigned_on"]).dt.date == as_of).sum()),
     }
+    body["lists"] = lists.manifest
     drift, warnings = _weekly_drift(
         world, out_dir, model, registered, version, feature_set, serving, scored
     )
@@ -350,11 +369,12 @@ def run_week(
         "bands": serving.bands,
         "previous_run": str(past.as_of) if past.as_of else "",
         "held_out": int(held.sum()),
-        "program": _measured(out_dir),
+        "program": program,
         "holdout_period": period if serving.holdout.fraction > 0 else "",
+        "lists": lists.said,
     }
     report = render_report(
-        scored.scores[~held].reset_index(drop=True),
+        scored.scores.assign(placed_by=lists.placed_by)[~held].reset_index(drop=True),
         scored.drivers[~held].reset_index(drop=True),
         scored.excluded,
         meta,
@@ -362,10 +382,10 @@ def run_week(
         serving.report_rows,
         frozenset(feature_set.context_families),
     )
-    lists = {}
+    files = {}
     if csm_files:
         listed = table[arms.on_list].drop(columns="arm")
-        lists = per_csm(listed, serving.accounts_per_csm, table["csm_owner"])
+        files = per_csm(listed, serving.accounts_per_csm, table["csm_owner"])
     lap("render")
     rows = _history_rows(ranked, state, scored, model, as_of, version)
     rows[ASSIGNMENTS_STAGED] = arms.new
@@ -376,14 +396,85 @@ def run_week(
         triggers=triggers,
         excluded=scored.excluded,
         report=report,
-        per_csm=lists,
+        per_csm=files,
         history=rows,
         texts=texts,
         manifest=body,
         previous_run=past.as_of,
         warnings=warnings,
         seconds=seconds,
+        lists=lists.said,
     )
+
+
+@dataclass(frozen=True)
+class Lists:
+    """The week's scores in the order its lists are cut from, and who placed each account."""
+
+    scored: Scored
+    drafted_by: np.ndarray | None
+    """Per account, the ranking that drafted it onto an interleaved list (None elsewhere); None
+    when the lists are not interleaved."""
+    placed_by: np.ndarray
+    """Per account, the ranking that put it where it is: the one that drafted it, or else the
+    one its CSM's list and book are ordered by."""
+    said: str
+    """Which ranking built the lists and why, in words, for the report."""
+    manifest: dict[str, object]
+
+
+def build_lists(scored: Scored, serving: ServingConfig, choice: Choice, as_of: date) -> Lists:
+    """The week's order: as scored with one ranking; interleaved, each CSM's capacity list
+    drafted in turns from the two rankings of `compare` (`program.interleave`) and put at the
+    head of their book, the rest of it in `choice.ranked_by`'s order."""
+    n = len(scored.scores)
+    said = f"ranked by {choice.ranked_by} ({choice.why})"
+    manifest: dict[str, object] = {"rank_by": serving.rank_by, "why": choice.why, "said": said}
+    if serving.rank_by not in ("interleave", "auto") or n == 0:
+        return Lists(scored, None, np.full(n, choice.ranked_by, dtype=object), said, manifest)
+    scored = _reordered(scored, order_by(scored.scores, choice.ranked_by, serving.bands))
+    orders = {str(r): order_by(scored.scores, r, serving.bands) for r in serving.rankings}
+    owners = owners_of(scored.scores["csm_owner"])
+    salt = serving.holdout.salt
+    interleave = interleaved_owners(owners, choice.share, salt, as_of)
+    u = coin(salt, as_of)
+    first = serving.rankings[0] if u < 0.5 else serving.rankings[1]
+    draft = team_draft(owners, orders, choice.ranked_by, serving.accounts_per_csm, interleave,
+                       first)  # fmt: skip
+    order = week_order(draft.slot)
+    drafted_by = draft.drafted_by[order]
+    placed_by = np.where(pd.isna(drafted_by), choice.ranked_by, drafted_by).astype(object)
+    counts = pd.Series(drafted_by).dropna().value_counts()
+    manifest.update(
+        compare=list(serving.rankings),
+        ranked_by=choice.ranked_by,
+        coin=u,
+        first=first,
+        interleaved_csms=len(draft.interleaved),
+        csms=int(owners.nunique()),
+        drafted={str(r): int(counts.get(r, 0)) for r in serving.rankings},
+    )
+    said = choice.why
+    if draft.interleaved:
+        said += (
+            f"; {len(draft.interleaved)} of {owners.nunique()} CSMs' lists drafted in turns,"
+            f" {first} picking first this week (a fair coin)"
+        )
+    manifest["said"] = said
+    return Lists(_reordered(scored, order), drafted_by, placed_by, said, manifest)
+
+
+def _reordered(scored: Scored, order: np.ndarray) -> Scored:
+    """The scores, drivers and features in `order` (row positions), ranked 1, 2, ... again."""
+
+    def take(frame: pd.DataFrame) -> pd.DataFrame:
+        if len(frame) != len(order):  # nothing explained or kept: nothing to order
+            return frame
+        return frame.iloc[order].reset_index(drop=True)
+
+    scores = take(scored.scores)
+    scores["rank"] = np.arange(1, len(scores) + 1)
+    return Scored(scores, take(scored.drivers), scored.excluded, take(scored.features))
 
 
 def publish(
@@ -530,7 +621,7 @@ def _weekly_drift(
     cfg = serving.monitor
     usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
     name = f"reference-{_slug(version)}.json"
-    ref = load_reference(out_dir / name, usable, cfg) or logged_reference(registered, usable, cfg)
+    ref = load_reference(out_dir / name, usable, cfg) or logged_reference(record, usable, cfg)
     if ref is None:
         ref = reference(world, model, feature_set, record.fit_dates, cfg)
     if not ref["columns"]:
@@ -632,6 +723,8 @@ def say(result: ScoreResult, as_of: date, sink: Sink | None) -> None:
     )
     since = f"since {result.previous_run}" if result.previous_run else "first run in this history"
     print(f"{result.triggers:,} triggers fired ({since}; why in triggers.csv)")
+    if result.lists:
+        print(f"lists: {result.lists}")
     for warning in result.warnings:
         print(f"warning: {warning}")
     for path in result.files:

@@ -55,20 +55,23 @@ def load_model(uri: str) -> tuple[PropensityModel, str]:
 
 
 def load_uplift(serving: ServingConfig) -> tuple[UpliftModel | None, str]:
-    """With `rank_by: uplift`, the uplift model and its readable version; otherwise none."""
-    if serving.rank_by != "uplift":
+    """When a list may be built by uplift (`rank_by: uplift`, or uplift in `compare`), the
+    uplift model and its readable version; otherwise none."""
+    if not serving.uses_uplift:
         return None, ""
     uri = serving.uplift_uri
     fix = (
         "train one with `expansion train DATA --config <a config with target: uplift> --program"
         " OUT`, or set rank_by: score"
     )
+    said = "rank_by: uplift" if serving.rank_by == "uplift" else f"rank_by: {serving.rank_by}"
+    if serving.rank_by != "uplift":
+        said += " compares uplift"
     model, ref = _load(
         uri,
         UpliftModel,
         lambda first: (
-            f"serving config: rank_by: uplift, but no uplift model loads from {uri}"
-            f" ({first[:160]}); {fix}"
+            f"serving config: {said}, but no uplift model loads from {uri} ({first[:160]}); {fix}"
         ),
         f"serving config: uplift_model {uri} is not an uplift model; {fix}",
     )

@@ -30,6 +30,8 @@ def prepare(
     for name in [*numeric, *categories]:
         if name in categories:
             out[name] = pd.Categorical(frame[name].astype("object"), categories=categories[name])
+        elif frame[name].dtype == np.float64:  # as the feature frames hold them: nothing to check
+            out[name] = frame[name]
         else:
             values = pd.to_numeric(frame[name], errors="coerce")
             bad = values.isna() & frame[name].notna()

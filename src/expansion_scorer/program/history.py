@@ -37,7 +37,7 @@ TABLES = {
 APPEND_ONLY = {
     "assignments": """period VARCHAR, account_id VARCHAR, arm VARCHAR, assigned_on DATE,
         draw DOUBLE, csm_owner VARCHAR, rank INTEGER, score DOUBLE, band VARCHAR,
-        motion VARCHAR, model_version VARCHAR, horizon_days INTEGER""",
+        motion VARCHAR, model_version VARCHAR, horizon_days INTEGER, drafted_by VARCHAR""",
 }
 STAGED = {name: f"history/{name}.parquet" for name in TABLES}
 """Staged as written by the run: `scores` as rows, `drivers` and `features` wide (one column
@@ -53,6 +53,8 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
         # histories written before the holdout have no arm: their weeks had none
         con.execute("ALTER TABLE scores ADD COLUMN IF NOT EXISTS arm VARCHAR")
+        # nor, before interleaving, which ranking drafted an assignment: none did
+        con.execute("ALTER TABLE assignments ADD COLUMN IF NOT EXISTS drafted_by VARCHAR")
     return con
 
 
@@ -95,7 +97,13 @@ def apply_stage(history: Path) -> Callable[[Path], None]:
                 staged = stage / f"history/{name}.parquet"
                 if not staged.is_file():
                     continue
-                columns = _columns(spec)
+                found = set(
+                    con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [str(staged)]).fetchdf()
+                )
+                # a week staged before a column existed (drafted_by) holds none: NULL
+                columns = ", ".join(
+                    c if c in found else f"NULL AS {c}" for c in _columns(spec).split(", ")
+                )
                 con.execute(
                     f"""INSERT INTO {name} SELECT {columns} FROM read_parquet(?) s
                     WHERE NOT EXISTS (SELECT 1 FROM {name} t

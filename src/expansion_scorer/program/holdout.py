@@ -28,7 +28,7 @@ COMPARED = (LISTED, HOLDOUT)
 """The arms `expansion measure` compares: drawn from the same candidates, with the same chance."""
 ASSIGNMENT_COLUMNS = [
     "period", "account_id", "arm", "assigned_on", "draw", "csm_owner", "rank", "score", "band",
-    "motion", "model_version", "horizon_days",
+    "motion", "model_version", "horizon_days", "drafted_by",
 ]  # fmt: skip
 
 
@@ -70,9 +70,9 @@ class Arms:
     period: str
 
 
-def owners_of(ranked: pd.DataFrame) -> pd.Series:
+def owners_of(csm_owner: pd.Series) -> pd.Series:
     """Each account's CSM, the accounts with none as one book (`UNASSIGNED`)."""
-    return ranked["csm_owner"].fillna(UNASSIGNED).astype(str)
+    return csm_owner.fillna(UNASSIGNED).astype(str)
 
 
 def within_capacity(owners: pd.Series, capacity: int) -> np.ndarray:
@@ -89,11 +89,14 @@ def assign_arms(
     cfg: HoldoutConfig,
     capacity: int,
     horizon_days: int,
+    drafted_by: np.ndarray | None = None,
 ) -> Arms:
     """Arms for a week's ranked accounts (in rank order: account_id, csm_owner, rank, score, band,
-    motion, model_version), given which fired a trigger and the period's recorded arms."""
+    motion, model_version), given which fired a trigger and the period's recorded arms. With
+    interleaved lists, `drafted_by` (per account, the ranking that drafted it or None) is
+    recorded with each new assignment."""
     period = period_of(as_of, cfg.period)
-    owners = owners_of(ranked)
+    owners = owners_of(ranked["csm_owner"])
     would_list = within_capacity(owners, capacity)
     if cfg.fraction == 0:
         arm = np.where(would_list, LISTED, NONE)
@@ -128,4 +131,8 @@ def assign_arms(
     new.insert(3, "assigned_on", as_of)
     new.insert(4, "draw", u[fresh | backfilled])
     new["horizon_days"] = horizon_days
+    by = np.full(len(ids), None, object)
+    if drafted_by is not None:  # recorded with the draw: a backfilled account was not drafted
+        by[fresh] = np.asarray(drafted_by, object)[fresh]
+    new["drafted_by"] = pd.array(by[fresh | backfilled], dtype="string")
     return Arms(arm, on_list, new[ASSIGNMENT_COLUMNS].reset_index(drop=True), period)

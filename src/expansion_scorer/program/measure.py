@@ -331,21 +331,16 @@ def control_checks(
     return pd.DataFrame(rows)
 
 
-def always_valid(
-    measured: pd.DataFrame, fraction: float, level: float, planned: float
-) -> dict[str, Any]:
-    """The pooled effect's confidence sequence, looked at once per matured cohort in the order
-    they were drawn: each cohort's pseudo-outcomes use each arm's fit on the covariates from the
-    earlier cohorts only (the first, the propensity score it was drawn with), predictions made
-    before its outcomes, so the sequence stays valid at every look."""
-    rows = measured[measured["arm"].isin(COMPARED)].sort_values("assigned_on", kind="stable")
+def _pseudo_outcomes(rows: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Per row of `rows` (compared assignments in the order they were drawn), its augmented
+    inverse-probability-weighted outcome: each cohort's predictions come from each arm's fit on
+    the covariates of the earlier cohorts only (the first's, from the propensity score it was
+    drawn with), made before its outcomes."""
     y = rows["expanded"].to_numpy("float64")
     treated = (rows["arm"] == LISTED).to_numpy()
     x = st.centred(covariates(rows))
     z = np.column_stack([np.ones(len(rows)), x])
-    cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
-    starts = np.flatnonzero(np.r_[True, cohorts[1:] != cohorts[:-1]])
-    ends = np.r_[starts[1:], len(rows)]
+    starts, ends = _cohorts(rows)
     phi = np.empty(len(rows))
     prior = np.clip(np.nan_to_num(covariates(rows)[:, 0]), 0, 1)
     for a, b in zip(starts, ends, strict=True):
@@ -356,11 +351,27 @@ def always_valid(
         else:  # no earlier cohort to fit: the score the account was drawn with predicts it
             m1 = m0 = prior[a:b]
         phi[a:b] = st.pseudo_outcomes(y[a:b], treated[a:b], 1 - fraction, m1, m0)
-    alpha = 1 - level
-    n = ends.astype("float64")
+    return phi
+
+
+def _cohorts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The first row of each cohort (rows in the order they were drawn) and one past its last."""
+    cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
+    starts = np.flatnonzero(np.r_[True, cohorts[1:] != cohorts[:-1]])
+    return starts, np.r_[starts[1:], len(rows)]
+
+
+def _sequence(
+    values: np.ndarray, rows: pd.DataFrame, level: float, planned: float
+) -> dict[str, Any]:
+    """The confidence sequence of the mean of `values` (one per row of `rows`, in the order
+    drawn), looked at once per matured cohort."""
+    _, ends = _cohorts(rows)
+    cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
     estimate, low, high = st.confidence_sequence(
-        n, np.cumsum(phi)[ends - 1], np.cumsum(phi**2)[ends - 1], alpha, planned
-    )
+        ends.astype("float64"), np.cumsum(values)[ends - 1], np.cumsum(values**2)[ends - 1],
+        1 - level, planned,
+    )  # fmt: skip
     looks = [
         {"cohort": str(cohorts[e - 1]), "n": int(e), "estimate": float(m), "low": float(lo),
          "high": float(hi)}
@@ -368,15 +379,64 @@ def always_valid(
     ]  # fmt: skip
     return {
         "level": level,
-        "method": "asymptotic confidence sequence (Waudby-Smith et al. 2023) of augmented"
-        " inverse-probability-weighted outcomes, valid at every look",
         "estimate": float(estimate[-1]),
         "low": float(low[-1]),
         "high": float(high[-1]),
-        "verdict": st.verdict(float(low[-1]), float(high[-1])),
         "planned_n": planned,
         "looks": looks,
     }
+
+
+def always_valid(
+    measured: pd.DataFrame, fraction: float, level: float, planned: float
+) -> dict[str, Any]:
+    """The pooled effect's confidence sequence, looked at once per matured cohort in the order
+    they were drawn: each cohort's pseudo-outcomes use each arm's fit on the covariates from the
+    earlier cohorts only (the first, the propensity score it was drawn with), predictions made
+    before its outcomes, so the sequence stays valid at every look."""
+    rows = measured[measured["arm"].isin(COMPARED)].sort_values("assigned_on", kind="stable")
+    found = _sequence(_pseudo_outcomes(rows, fraction), rows, level, planned)
+    return {
+        "level": level,
+        "method": "asymptotic confidence sequence (Waudby-Smith et al. 2023) of augmented"
+        " inverse-probability-weighted outcomes, valid at every look",
+        "estimate": found["estimate"],
+        "low": found["low"],
+        "high": found["high"],
+        "verdict": st.verdict(found["low"], found["high"]),
+        "planned_n": planned,
+        "looks": found["looks"],
+    }
+
+
+def difference_sequence(
+    drafted: pd.DataFrame, first: str, fraction: float, level: float, planned: float
+) -> dict[str, Any]:
+    """The always-valid confidence sequence of the difference between two rankings' effects
+    per drafted account, `first` minus the other, from the compared assignments they drafted.
+
+    Each CSM's list of a week (a cohort and CSM) is drafted by both; with q the share of its
+    drafted assignments the first ranking drafted, fixed by the draft before any outcome, each
+    assignment's pseudo-outcome (as `always_valid`'s) is weighted by 1/q if the first drafted
+    it and -1/(1-q) if the other did, so the weighted terms of a list average to the difference
+    of its two rankings' mean effects, and their running mean to the lists' difference weighted
+    by their size; the same confidence sequence as the pooled effect's is then valid at every
+    look. A list that only one ranking drafted into (a CSM with one drafted account) says
+    nothing of the difference and is left out."""
+    rows = drafted.sort_values(["assigned_on", "csm_owner"], kind="stable").reset_index(drop=True)
+    mine = (rows["drafted_by"] == first).to_numpy()
+    lists = rows.groupby(["assigned_on", rows["csm_owner"].fillna("")], sort=False)
+    share = lists["drafted_by"].transform(lambda d: (d == first).mean()).to_numpy("float64")
+    both = (share > 0) & (share < 1)
+    phi = _pseudo_outcomes(rows, fraction)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(mine, 1 / share, -1 / (1 - share))
+    kept = rows[both].reset_index(drop=True)
+    if kept.empty:  # no list drafted by both: nothing to say
+        nan = float("nan")
+        return {"level": level, "estimate": nan, "low": nan, "high": nan, "planned_n": planned,
+                "looks": [], "lists": int(lists.ngroups)}  # fmt: skip
+    return {**_sequence((phi * weight)[both], kept, level, planned), "lists": int(lists.ngroups)}
 
 
 def compliance(measured: pd.DataFrame, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
@@ -542,10 +602,13 @@ def plan(
     variance: float,
     source: str,
     matured: int,
+    drafted: tuple[int, float] = (0, 1.0),
 ) -> dict[str, Any]:
     """The smallest effect detectable (80% power, 5% two-sided) after each of the next four
     quarters at the configured fraction, and the fraction that detects `program.detect` within
-    two: from the candidates a quarter, the outcome's variance and the assignments matured."""
+    two: from the candidates a quarter, the outcome's variance and the assignments matured.
+    With two rankings compared, how long telling them apart takes (`compare_plan`), from the
+    matured assignments they drafted and the share of candidates they draft (`drafted`)."""
     fraction, target = serving.holdout.fraction, serving.program.detect
     quarters = [
         {"quarter": q, "assignments": round(matured + q * per_quarter),
@@ -565,7 +628,15 @@ def plan(
             f"holding out {needed.fraction:.0%} of new candidates detects {target:.3f} within"
             " two quarters"
         )
+    compared: dict[str, Any] = {}
+    if serving.compare is not None:
+        n_drafted, share = drafted
+        compared = compare_plan(variance, fraction, serving.program.detect_difference,
+                                per_quarter * share, planned=per_quarter * share,
+                                level=serving.program.confidence, matured=n_drafted)  # fmt: skip
+        compared["rankings"] = list(serving.compare)
     return {
+        **({"compare": compared} if compared else {}),
         "candidates_per_quarter": per_quarter,
         "candidates_per_week": per_quarter / 13,
         "fraction": fraction,
@@ -615,7 +686,168 @@ def plan_from(
             source = f"the {len(rows):,} matured assignments, adjusted for what the draw knew"
         else:
             variance, source = float(y.var()), f"the {len(rows):,} matured assignments"
-        return clean(plan(serving, per_quarter, variance, source, len(rows)))
+        drafted = rows["drafted_by"].notna() if "drafted_by" in rows else pd.Series(False)
+        share = float(drafted.mean()) if drafted.any() else 1.0
+        return clean(
+            plan(serving, per_quarter, variance, source, len(rows), (int(drafted.sum()), share))
+        )
     rate, since = base_rate(data_dir, feature_set, horizon)
     source = f"the data's base rate {rate:.3f} (eligible accounts on {since}); nothing has matured"
     return clean(plan(serving, per_quarter, rate * (1 - rate), source, 0))
+
+
+def _effect_draws(sums: list[np.ndarray], w: np.ndarray | None) -> np.ndarray:
+    """Listed minus held-out expansion rate from each arm's per-account counts and sums
+    (`_per_account`), for the sample (w None) or per row of Poisson weights `w`."""
+    (ln, ls), (hn, hs) = sums
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if w is None:
+            return np.array([ls.sum() / ln.sum() - hs.sum() / hn.sum()])
+        return (w @ ls) / (w @ ln) - (w @ hs) / (w @ hn)
+
+
+def difference_bootstrap(
+    a: pd.DataFrame, b: pd.DataFrame, seed: int = 0, reps: int = BOOTSTRAP, level: float = 0.95
+) -> tuple[float, float, float]:
+    """The difference of two sets' listed-minus-held-out effects (a minus b), with a normal
+    interval at `level` from one bootstrap over the accounts of both: an account drafted by
+    each ranking in different periods moves with all its rows."""
+    accounts = pd.Index(pd.concat([a["account_id"], b["account_id"]]).unique())
+    sa, sb = (
+        [_per_account(rows, accounts, arm, "expanded") for arm in COMPARED] for rows in (a, b)
+    )
+    rng = np.random.default_rng(seed)
+    spread = []
+    for start in range(0, reps, 100):
+        w = rng.poisson(1.0, size=(min(100, reps - start), len(accounts))).astype("float64")
+        spread.append(_effect_draws(sa, w) - _effect_draws(sb, w))
+    estimate = float((_effect_draws(sa, None) - _effect_draws(sb, None))[0])
+    values = np.concatenate(spread)
+    values = values[np.isfinite(values)]
+    half = st.two_sided_z(level) * float(values.std(ddof=1)) if len(values) > 1 else np.nan
+    return estimate, estimate - half, estimate + half
+
+
+def compare_rankings(
+    measured: pd.DataFrame,
+    rankings: tuple[str, str],
+    fraction: float,
+    level: float,
+    planned: float,
+    seed: int = 0,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Which of two interleaved rankings drafts the accounts a call changes more: per ranking,
+    the effect of working the accounts it drafted (listed minus held out among them, with the
+    fixed-horizon bootstrap interval and its always-valid confidence sequence), and the
+    difference of the two, first minus second, with both kinds of interval
+    (`difference_bootstrap`, `difference_sequence`). A ranking is said to be better only when
+    the always-valid interval excludes zero. Returns the summary and the rows for
+    `program.csv` (scope `ranking`)."""
+    rows = measured[measured["arm"].isin(COMPARED)]
+    drafted = rows["drafted_by"] if "drafted_by" in rows else pd.Series(None, index=rows.index)
+    parts = {name: rows[(drafted == name).to_numpy()] for name in rankings}
+    a, b = rankings
+    table = [_row("ranking", name, part, seed, level) for name, part in parts.items()]
+    out: dict[str, Any] = {"rankings": list(rankings), "level": level, "better": None}
+    small = [r for r in table if r.get("note")]
+    per: dict[str, Any] = {}
+    for r in table:
+        name = str(r["group"])
+        per[name] = {"n_listed": r["n_listed"], "n_holdout": r["n_holdout"],
+                     "effect": r.get("effect"), "effect_low": r.get("effect_low"),
+                     "effect_high": r.get("effect_high"), "note": r.get("note", "")}  # fmt: skip
+    out["per_ranking"] = per
+    if small:
+        out["says"] = (
+            "cannot tell yet which ranking drafts the accounts a call changes more: "
+            + "; ".join(f"{r['group']}: {r['note']}" for r in small)
+        )
+        return out, pd.DataFrame(table).reindex(columns=PROGRAM_COLUMNS)
+    for name, part in parts.items():
+        sequence = always_valid(part, fraction, level, planned)
+        per[name]["always_valid"] = {k: sequence[k] for k in ("level", "low", "high")}
+    estimate, low, high = difference_bootstrap(parts[a], parts[b], seed, level=level)
+    sequence = difference_sequence(pd.concat(parts.values()), a, fraction, level, planned)
+    av_low, av_high = sequence["low"], sequence["high"]
+    table.append(
+        {"scope": "ranking", "group": f"{a} - {b}",
+         "n_listed": per[a]["n_listed"] + per[b]["n_listed"],
+         "n_holdout": per[a]["n_holdout"] + per[b]["n_holdout"],
+         "effect": estimate, "effect_low": low, "effect_high": high, "note": ""}
+    )  # fmt: skip
+    interval = (
+        f"{100 * estimate:+.1f} points per drafted account (always-valid {level:.0%}"
+        f" {100 * av_low:+.1f} to {100 * av_high:+.1f})"
+    )
+    if av_low > 0 or av_high < 0:
+        better, worse = (a, b) if av_low > 0 else (b, a)
+        out["better"] = better
+        out["says"] = (
+            f"{better} is shown better than {worse}: a call on the accounts it drafts changes"
+            f" more, {a} minus {b} {interval}"
+        )
+    else:
+        out["says"] = (
+            f"cannot tell yet which ranking drafts the accounts a call changes more: {a} minus"
+            f" {b} {interval}"
+        )
+    out.update(
+        difference=estimate,
+        difference_low=low,
+        difference_high=high,
+        always_valid_low=av_low,
+        always_valid_high=av_high,
+        always_valid_looks=sequence["looks"],
+        method="per ranking, listed minus held out among the accounts it drafted; the"
+        " difference's fixed-horizon interval from one bootstrap over accounts, its always-valid"
+        " one the confidence sequence of the pseudo-outcomes weighted within each CSM's list by"
+        " the share each ranking drafted",
+    )
+    return out, pd.DataFrame(table).reindex(columns=PROGRAM_COLUMNS)
+
+
+def compare_plan(
+    variance: float,
+    fraction: float,
+    difference: float,
+    per_quarter: float,
+    planned: float,
+    level: float = 0.95,
+    matured: int = 0,
+) -> dict[str, Any]:
+    """How many randomized assignments drafted by the two rankings (half each) tell them apart
+    by `difference` in the effect per drafted account, with 80% power: at a fixed horizon (read
+    once), and read week after week on the always-valid interval `expansion measure` decides
+    by; and how many weeks that is at `per_quarter` drafted candidates a quarter."""
+    spread = variance / (fraction * (1 - fraction))  # a pseudo-outcome's variance
+    fixed = 4 * spread * st.z_total() ** 2 / difference**2
+    # always-valid: the sequence of the weighted terms, each about twice a pseudo-outcome
+    n = np.unique(np.round(np.geomspace(50, 1e9, 4000)))
+    _, low, _ = st.confidence_sequence(n, np.zeros_like(n), n * 4 * spread, 1 - level, planned)
+    enough = -low + st.z_power() * np.sqrt(4 * spread / n) <= difference
+    always = float(n[np.argmax(enough)]) if enough.any() else float("inf")
+    per_week = per_quarter / 13
+
+    def weeks(total: float) -> float | None:
+        left = max(total - matured, 0.0)
+        return None if per_week <= 0 or not np.isfinite(left) else left / per_week
+
+    w = weeks(always)
+    says = (
+        f"telling the rankings apart by {100 * difference:.1f} points per drafted account takes"
+        f" about {always:,.0f} randomized assignments drafted by them on the always-valid"
+        f" interval ({fixed:,.0f} read once at a fixed horizon)"
+    )
+    if w is not None:
+        says += f": about {w:,.0f} more weeks at this book's {per_week:,.0f} candidates a week"
+    return {
+        "difference": difference,
+        "variance": variance,
+        "fraction": fraction,
+        "fixed_horizon_assignments": fixed,
+        "always_valid_assignments": always,
+        "matured": matured,
+        "candidates_per_week": per_week,
+        "weeks": w,
+        "says": says,
+    }

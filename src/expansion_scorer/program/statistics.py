@@ -167,6 +167,12 @@ def two_sided_z(level: float) -> float:
     return float(stats.norm.ppf(1 - (1 - level) / 2))
 
 
+def z_power(power: float = POWER) -> float:
+    """The normal quantile at the power (0.84 at 80%): what a plan adds to an interval's
+    half-width so the estimate clears it that often."""
+    return float(stats.norm.ppf(power))
+
+
 def z_total(alpha: float = PLAN_ALPHA, power: float = POWER) -> float:
     return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
 

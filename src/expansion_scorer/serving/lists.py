@@ -9,7 +9,7 @@ import unicodedata
 import pandas as pd
 
 from expansion_scorer.config import ServingConfig
-from expansion_scorer.program.holdout import UNASSIGNED, owners_of
+from expansion_scorer.program.holdout import owners_of
 from expansion_scorer.serving.scoring import score_columns
 
 
@@ -49,8 +49,8 @@ def per_csm(
     `every` names the CSMs who get a file even with nothing listed this week (all of their
     accounts held out), so that last week's list is replaced, not left in place.
     """
-    owners = owners_of(scores)
-    named = owners if every is None else every.fillna(UNASSIGNED).astype(str)
+    owners = owners_of(scores["csm_owner"])
+    named = owners if every is None else owners_of(every)
     lists: dict[str, pd.DataFrame] = {}
     for owner in sorted(set(named) | set(owners)):
         ascii_name = unicodedata.normalize("NFKD", owner).encode("ascii", "ignore").decode()

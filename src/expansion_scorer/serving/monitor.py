@@ -69,6 +69,7 @@ class ModelRecord:
     """What training recorded about a registered model version."""
 
     version: str
+    run_id: str
     fit_dates: list[date]
     capacity_k: int
     promised_lift: float
@@ -90,6 +91,7 @@ def model_record(ref: ModelRef) -> ModelRecord | None:
     base = float(run.data.metrics.get("test_base_rate", float("nan")))
     return ModelRecord(
         version=ref.label,
+        run_id=run_id,
         fit_dates=month_starts(first, last),
         capacity_k=int(run.data.params.get("capacity_k", 100)),
         promised_lift=lift,
@@ -267,13 +269,14 @@ REFERENCE_ARTIFACT = "monitor/reference.json"
 """Where training logs the drift reference of its final fit months, beside the model."""
 
 
-def logged_reference(ref: ModelRef, dates: list[date], cfg: MonitorConfig) -> dict[str, Any] | None:
-    """The reference training logged with the registered version, if it covers the same months
+def logged_reference(
+    record: ModelRecord, dates: list[date], cfg: MonitorConfig
+) -> dict[str, Any] | None:
+    """The reference training logged in the recorded version's run, if it covers the same months
     with the same settings (a model logged before it, or a run as of an earlier date, has none)."""
-    client = configure()
-    run_id = client.get_model_version(ref.name, ref.version).run_id
+    uri = f"runs:/{record.run_id}/{REFERENCE_ARTIFACT}"
     try:
-        logged: dict[str, Any] = mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_ARTIFACT}")
+        logged: dict[str, Any] = mlflow.artifacts.load_dict(uri)
     except (MlflowException, OSError, ValueError):
         return None
     same = logged.get("dates") == [str(d) for d in dates] and logged.get("settings") == _settings(

@@ -52,7 +52,10 @@ def render_report(
     context: frozenset[str] = frozenset(),
 ) -> str:
     """The page; with `limit`, each CSM's book, their "also fired" list and the not-scored list
-    stop after that many rows and say how many more the CSV files hold."""
+    stop after that many rows and say how many more the CSV files hold. An account whose
+    `placed_by` is uplift (the uplift ranking drafted it onto a list or ranked its book) shows
+    its uplift reasons beside the reasons for its score; `meta["lists"]` says which ranking
+    built the week's lists and why."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
         resources.files("expansion_scorer")
@@ -60,6 +63,7 @@ def render_report(
         .read_text(encoding="utf-8")
     )
     reason_cols = [c for c in scores.columns if c.startswith("reason_") and c[7:].isdigit()]
+    uplift_cols = [c for c in scores.columns if c.startswith("uplift_reason_") and c[14:].isdigit()]
     family_cols = [c for c in drivers.columns if c != "account_id"]
     by_account = (
         drivers.set_index("account_id")[family_cols].to_dict(orient="index") if len(drivers) else {}
@@ -67,6 +71,8 @@ def render_report(
     sections: dict[str, list[dict[str, Any]]] = {}
     for r in scores.to_dict(orient="records"):
         owner = _text(r["csm_owner"]) or UNASSIGNED
+        # what a call changes, where the uplift ranking drafted or ranked the account
+        by_uplift = r.get("placed_by") == "uplift" and bool(uplift_cols)
         sections.setdefault(owner, []).append(
             {
                 "rank": int(r["rank"]),
@@ -79,6 +85,10 @@ def render_report(
                 "motion": _text(r["motion"]),
                 "reasons": [_text(r[c]) for c in reason_cols if _text(r[c])],
                 "against": _text(r["reason_against"]),
+                "uplift_reasons": [_text(r[c]) for c in uplift_cols if _text(r[c])]
+                if by_uplift
+                else [],
+                "uplift_against": _text(r.get("uplift_reason_against")) if by_uplift else "",
                 "talking_points": list(r["talking_points"]),
                 "chart": _chart(
                     {str(k): float(v) for k, v in by_account.get(r["account_id"], {}).items()},

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from expansion_scorer.config import FeatureSet, ServingConfig
+from expansion_scorer.config import FeatureSet, Ranking, ServingConfig
 from expansion_scorer.data.loading import World
 from expansion_scorer.errors import UserError
 from expansion_scorer.features.frame import feature_frame
@@ -55,9 +55,9 @@ class Scored:
 
 
 def uplift_columns(serving: ServingConfig) -> list[str]:
-    """With `rank_by: uplift`: the uplift, expected incremental ARR and what makes a touch
-    matter; otherwise none."""
-    if serving.rank_by != "uplift":
+    """When a list may be built by uplift (`rank_by: uplift`, or uplift compared): the uplift,
+    expected incremental ARR and what makes a touch matter; otherwise none."""
+    if not serving.uses_uplift:
         return []
     slots = [f"uplift_reason_{i + 1}" for i in range(serving.reasons)]
     return ["uplift", "expected_incremental_arr", *slots, "uplift_reason_against"]
@@ -227,6 +227,37 @@ def _score_chunk(
     return scores, points
 
 
+def order_by(scores: pd.DataFrame, ranking: Ranking, bands: dict[str, float]) -> np.ndarray:
+    """The row positions of `scores` in `ranking`'s order.
+
+    Within a band, ready accounts first, then by score, or by expected expansion ARR for
+    `expected_arr` (accounts without a size estimate go after those with one). By uplift, what a
+    touch adds orders the whole list: a band or readiness says how likely an expansion is, not
+    whether a call makes it more likely, which the uplift already weighs."""
+    band_order = {b: i for i, (b, _) in enumerate(sorted(bands.items(), key=lambda kv: -kv[1]))}
+    keys = pd.DataFrame(
+        {
+            "_band": scores["band"].map(band_order).fillna(len(band_order)).to_numpy(),
+            "_ready": (scores["readiness"] != "ready").astype(int).to_numpy(),
+            "score": scores["score"].to_numpy(),
+            "account_id": scores["account_id"].to_numpy(),
+        }
+    )
+    first, worth = ["_band", "_ready"], []
+    if ranking == "expected_arr":
+        worth = ["expected_expansion_arr"]
+    elif ranking == "uplift":
+        first, worth = [], ["expected_incremental_arr", "uplift"]
+    for column in worth:
+        keys[column] = scores[column].to_numpy()
+    return keys.sort_values(
+        [*first, *worth, "score", "account_id"],
+        ascending=[*[True] * len(first), *[False] * len(worth), False, True],
+        kind="stable",
+        na_position="last",
+    ).index.to_numpy()
+
+
 def score_features(
     frame: pd.DataFrame,
     model: PropensityModel,
@@ -266,26 +297,8 @@ def score_features(
     scores["band"] = [band_of(v, serving.bands) for v in p]
     scores["model_version"] = model_version
     scores["as_of"] = as_of
-    band_order = {
-        b: i for i, (b, _) in enumerate(sorted(serving.bands.items(), key=lambda kv: -kv[1]))
-    }
-    scores["_band"] = scores["band"].map(band_order).fillna(len(band_order))
-    scores["_ready"] = (scores["readiness"] != "ready").astype(int)
     scores = scores.reset_index(drop=True)
-    # Within a band, ready accounts first, then by score, or by expected expansion ARR when the
-    # serving config asks (accounts without a size estimate go after those with one). By
-    # uplift, what a touch adds orders the whole list: a band or readiness says how likely an
-    # expansion is, not whether a call makes it more likely, which the uplift already weighs.
-    worth = ["expected_expansion_arr"] if serving.rank_by == "expected_arr" else []
-    first = ["_band", "_ready"]
-    if serving.rank_by == "uplift":
-        first, worth = [], ["expected_incremental_arr", "uplift"]
-    order = scores.sort_values(
-        [*first, *worth, "score", "account_id"],
-        ascending=[*[True] * len(first), *[False] * len(worth), False, True],
-        kind="stable",
-        na_position="last",
-    ).index.to_numpy()
+    order = order_by(scores, serving.rankings[0], serving.bands)
     scores = scores.iloc[order].reset_index(drop=True)
     scores["rank"] = np.arange(1, len(scores) + 1)
     drivers = points.reset_index(drop=True).iloc[order].reset_index(drop=True).round(2)

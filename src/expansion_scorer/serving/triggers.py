@@ -17,7 +17,7 @@ import pandas as pd
 
 from expansion_scorer.config import FeatureSet, TriggerConfig
 from expansion_scorer.program.history import Past
-from expansion_scorer.program.holdout import UNASSIGNED
+from expansion_scorer.program.holdout import owners_of
 from expansion_scorer.serving.explain import OPERATORS
 from expansion_scorer.text import Columns, render_rows
 
@@ -37,7 +37,7 @@ def act_this_week(
     without a CSM is nobody's to act on: it only "also fires", until it has an owner.
     """
     order = np.lexsort((rank, -np.nan_to_num(change, nan=0.0), tier))
-    who = owners.fillna(UNASSIGNED).astype(str).to_numpy()[order]
+    who = owners_of(owners).to_numpy()[order]
     place = pd.Series(who).groupby(who, sort=False).cumcount().to_numpy()
     act = np.zeros(len(order), dtype=bool)
     act[order] = (place < capacity) & owners.notna().to_numpy()[order]
