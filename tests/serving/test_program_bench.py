@@ -14,6 +14,7 @@ BENCH = Path(__file__).parents[2] / "bench" / "program_measure.py"
 def test_the_program_benchmark_smoke_run_measures_one_seed(
     champion: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.syspath_prepend(str(BENCH.parent))  # its shared `_args`, as a script finds it
     bench = runpy.run_path(str(BENCH), run_name="bench")
     uri = f"sqlite:///{champion / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)  # the benchmark works in its own folder; this one comes back
