@@ -31,4 +31,4 @@ lint: install
 	$(BIN)/vulture
 
 test: lint browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
