@@ -431,8 +431,9 @@ def build_features(world: SparkWorld, features: FeatureSet, usage_ready: bool = 
     spark = world.spark
     if not usage_ready:  # else other definitions over the usage views already made
         build_usage(world, features)
-        spark.sql(usage_sql(features)).createOrReplaceTempView("usage_agg")
-        spark.sql(event_agg_sql(features)).createOrReplaceTempView("event_agg")
+        # computed once: other definitions (a fold's fitted affinity) read them again
+        _materialize(spark.sql(usage_sql(features)), "usage_agg")
+        _materialize(spark.sql(event_agg_sql(features)), "event_agg")
         spark.sql(CATALOGUE_SIZES).createOrReplaceTempView("catalogue_sizes")
     base = base_sql(features, world.has("support_tickets"), world.has("nps_responses"))
     spark.sql(transpile(base, "the base aggregates")).createOrReplaceTempView("feature_base")
