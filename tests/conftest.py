@@ -19,7 +19,14 @@ import yaml
 
 from expansion_scorer.cli import share_cores_politely
 from tests import pgserver
-from tests.helpers import TINY, new_store, postgres_missing, spark_missing, unavailable
+from tests.helpers import (
+    TINY,
+    new_store,
+    postgres_missing,
+    score_program,
+    spark_missing,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -140,31 +147,18 @@ def program(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pr
     """Two quarters of the real loop, shared by the tests that read them (a test that writes
     copies the output root first): score with half the candidates held out, CSMs touch what they
     were shown (80% of it), the world advances with those touches."""
-    from expansion_scorer.cli import main
     from expansion_scorer.data.synthetic import ProgramWorld
-    from expansion_scorer.program.simulation import TRUTH_FILE, run_program
-    from expansion_scorer.settings import load_feature_set
+    from expansion_scorer.program.simulation import TRUTH_FILE
 
     def run(root: Path) -> None:
         raw = yaml.safe_load((Path(__file__).parents[1] / "serving" / "default.yaml").read_text())
         raw["holdout"] = {"fraction": 0.5, "salt": "test"}
         config = root / "serving.yaml"
         config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-        out = root / "weekly"
         world = ProgramWorld(
             root / "world", date(2024, 4, 1), n_accounts=250, seed=11, months=24, strength=3.0
         )  # a strong program, for a small world to show
-
-        def score(as_of: date) -> None:
-            args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out),
-                    "--per-csm", "--config", str(config)]  # fmt: skip
-            assert main(args) == 0
-
-        weeks = [date.fromisoformat(w) for w in PROGRAM_WEEKS]
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
-            mp.chdir(root)
-            run_program(world, weeks, score, out, load_feature_set(), compliance=0.8, seed=3)
+        score_program(root, world, PROGRAM_WEEKS, config, trained_store, compliance=0.8, seed=3)
 
     root = made_once(tmp_path_factory, "program", run)
     world = root / "world"

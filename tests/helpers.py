@@ -5,11 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pandas as pd
 import pytest
+
+if TYPE_CHECKING:
+    from expansion_scorer.data.synthetic import ProgramWorld
 
 TINY = {
     "accounts": pd.DataFrame(
@@ -180,3 +184,39 @@ def new_store(empty_store: Path, directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(empty_store, directory / "mlflow.db")
     return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def history_table(out: Path, query: str) -> pd.DataFrame:
+    """A query over the weekly runs' history under `out`, read-only."""
+    import duckdb
+
+    con = duckdb.connect(str(out / "history.duckdb"), read_only=True)
+    try:
+        return con.execute(query).df()
+    finally:
+        con.close()
+
+
+def score_program(
+    root: Path, world: ProgramWorld, weeks: list[str], config: Path, store: Path,
+    compliance: float, seed: int,
+) -> Path:  # fmt: skip
+    """The real loop (`run_program`) over `weeks` of `world`, each week a weekly run through the
+    CLI with `config`, scored by `store`'s champion, under `root`; returns the output root."""
+    from expansion_scorer.cli import main
+    from expansion_scorer.program.simulation import run_program
+    from expansion_scorer.settings import load_feature_set
+
+    out = root / "weekly"
+
+    def score(as_of: date) -> None:
+        args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out),
+                "--per-csm", "--config", str(config)]  # fmt: skip
+        assert main(args) == 0
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+        mp.chdir(root)
+        dates = [date.fromisoformat(w) for w in weeks]
+        run_program(world, dates, score, out, load_feature_set(), compliance=compliance, seed=seed)
+    return out

@@ -23,13 +23,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from expansion_scorer.cli import main
 from expansion_scorer.data.synthetic import ProgramWorld
 from expansion_scorer.program.interleave import coin, team_draft
-from expansion_scorer.program.simulation import run_program
-from expansion_scorer.settings import load_feature_set
 from tests.conftest import made_once
-from tests.helpers import run_cli
+from tests.helpers import history_table, run_cli, score_program
 
 SHIPPED = Path(__file__).parents[2] / "serving" / "default.yaml"
 MONTHLY = [f"2024-{m:02d}-0{1 + m % 5}" for m in range(1, 6)]
@@ -54,31 +51,26 @@ def _serving(where: Path, **edit: object) -> Path:
 
 
 def _interleaved(
-    root: Path, store: Path, config: Path, strength: float, n_accounts: int, seed: int
-) -> None:
-    """An interleaved program, monthly, in a program world of this `strength`."""
-    out = root / "weekly"
-    world = ProgramWorld(root / "world", date.fromisoformat(MONTHLY[0]), n_accounts=n_accounts,
-                         seed=seed, months=24, strength=strength)  # fmt: skip
+    tmp_path_factory: pytest.TempPathFactory, store: Path, name: str, strength: float
+) -> Interleaved:
+    """Five monthly runs interleaving score and expected ARR, in a program world of this
+    `strength` (touches change nothing at 0), made once a run."""
 
-    def score(as_of: date) -> None:
-        args = ["score", str(world.out), "--as-of", str(as_of), "--out", str(out), "--per-csm",
-                "--config", str(config)]  # fmt: skip
-        assert main(args) == 0
+    def run(root: Path) -> None:
+        holdout = {"fraction": 0.5, "salt": name, "period": "month"}
+        config = _serving(root, rank_by="interleave", compare=["score", "expected_arr"],
+                          holdout=holdout)  # fmt: skip
+        world = ProgramWorld(root / "world", date.fromisoformat(MONTHLY[0]), n_accounts=250,
+                             seed=11, months=24, strength=strength)  # fmt: skip
+        score_program(root, world, MONTHLY, config, store, compliance=0.9, seed=5)
 
-    weeks = [date.fromisoformat(w) for w in MONTHLY]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
-        mp.chdir(root)
-        run_program(world, weeks, score, out, load_feature_set(), compliance=0.9, seed=5)
+    root = made_once(tmp_path_factory, f"interleave-{name}", run)
+    truth = pd.read_parquet(root / "world" / "program_truth.parquet")
+    return Interleaved(root / "weekly", root / "world", root / "serving.yaml", truth, store)
 
 
 def _assignments(out: Path) -> pd.DataFrame:
-    con = duckdb.connect(str(out / "history.duckdb"), read_only=True)
-    try:
-        return con.execute("SELECT * FROM assignments").df()
-    finally:
-        con.close()
+    return history_table(out, "SELECT * FROM assignments")
 
 
 def _measure(run: Interleaved, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -104,35 +96,14 @@ def _true_values(run: Interleaved) -> pd.Series:
 
 @pytest.fixture(scope="module")
 def equal(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Interleaved:
-    """Five monthly runs interleaving score and expected ARR in a world where a touch changes
-    nothing: every ranking's true value is zero."""
-
-    def run(root: Path) -> None:
-        holdout = {"fraction": 0.5, "salt": "equal", "period": "month"}
-        config = _serving(root, rank_by="interleave", compare=["score", "expected_arr"],
-                          holdout=holdout)  # fmt: skip
-        _interleaved(root, trained_store, config, strength=0.0, n_accounts=250, seed=11)
-
-    root = made_once(tmp_path_factory, "interleave-equal", run)
-    truth = pd.read_parquet(root / "world" / "program_truth.parquet")
-    return Interleaved(root / "weekly", root / "world", root / "serving.yaml", truth,
-                       trained_store)  # fmt: skip
+    """A world where a touch changes nothing: every ranking's true value is zero."""
+    return _interleaved(tmp_path_factory, trained_store, "equal", strength=0.0)
 
 
 @pytest.fixture(scope="module")
 def strong(trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Interleaved:
-    """Five monthly runs interleaving score and expected ARR in a world of strong touches."""
-
-    def run(root: Path) -> None:
-        holdout = {"fraction": 0.5, "salt": "strong", "period": "month"}
-        config = _serving(root, rank_by="interleave", compare=["score", "expected_arr"],
-                          holdout=holdout)  # fmt: skip
-        _interleaved(root, trained_store, config, strength=6.0, n_accounts=250, seed=11)
-
-    root = made_once(tmp_path_factory, "interleave-strong", run)
-    truth = pd.read_parquet(root / "world" / "program_truth.parquet")
-    return Interleaved(root / "weekly", root / "world", root / "serving.yaml", truth,
-                       trained_store)  # fmt: skip
+    """A world of strong touches."""
+    return _interleaved(tmp_path_factory, trained_store, "strong", strength=6.0)
 
 
 def test_in_a_world_where_the_rankings_are_equal_measure_declares_no_difference(

@@ -19,7 +19,7 @@ import yaml
 from expansion_scorer.program.holdout import draws, period_of
 from tests.conftest import PROGRAM_WEEKS as WEEKS
 from tests.conftest import Program
-from tests.helpers import run_cli
+from tests.helpers import history_table, run_cli
 
 
 def _config(tmp_path: Path, holdout: str, program: dict[str, object] | None = None) -> Path:
@@ -46,11 +46,7 @@ def _score(
 
 
 def _assignments(out: Path) -> pd.DataFrame:
-    con = duckdb.connect(str(out / "history.duckdb"), read_only=True)
-    try:
-        return con.execute("SELECT * FROM assignments ORDER BY period, account_id").df()
-    finally:
-        con.close()
+    return history_table(out, "SELECT * FROM assignments ORDER BY period, account_id")
 
 
 def test_the_holdout_is_drawn_once_a_period_and_never_shown_to_a_csm(

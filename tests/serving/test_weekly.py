@@ -11,13 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 import yaml
 
 from expansion_scorer.settings import load_feature_set
-from tests.helpers import run_cli
+from tests.helpers import history_table, run_cli
 
 WEEK_1, WEEK_2 = "2024-09-01", "2024-09-08"
 
@@ -42,11 +41,7 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 def _history(out: Path) -> pd.DataFrame:
-    con = duckdb.connect(str(out / "history.duckdb"), read_only=True)
-    try:
-        return con.execute("SELECT * FROM scores ORDER BY as_of, model_version, account_id").df()
-    finally:
-        con.close()
+    return history_table(out, "SELECT * FROM scores ORDER BY as_of, model_version, account_id")
 
 
 def _deterministic(manifest: bytes) -> dict[str, object]:
