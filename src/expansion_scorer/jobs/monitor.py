@@ -21,11 +21,10 @@ from expansion_scorer.outputs import csv_writer, locked, recover, text_writer, w
 from expansion_scorer.program.history import HISTORY_FILE, apply_stage, read_features, read_runs
 from expansion_scorer.serving.monitor import (
     drift_table,
-    logged_reference,
     matured_outcomes,
     model_record,
     recommendation,
-    reference,
+    training_reference,
 )
 from expansion_scorer.tracking import ModelRef
 
@@ -72,10 +71,8 @@ def monitor_job(
         raise UserError(f"model {version}: not a registered version with a training record")
     model, _ = load_versioned(registered.uri)
     cfg = serving.monitor
-    ref = logged_reference(record, record.fit_dates, cfg)
-    if ref is None:  # a model logged without one, or other monitor settings
-        own = for_model(feature_set, model.affinity, model.plan_order)
-        ref = reference(world, model, own, record.fit_dates, cfg)
+    own = for_model(feature_set, model.affinity, model.plan_order)
+    ref = training_reference(world, model, own, record, cfg)
     current = read_features(history, as_of, version)
     week = runs[
         (pd.to_datetime(runs["as_of"]).dt.date == as_of) & (runs["model_version"] == version)

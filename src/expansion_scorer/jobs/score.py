@@ -72,9 +72,8 @@ from expansion_scorer.serving.monitor import (
     drift_warning,
     dumps,
     load_reference,
-    logged_reference,
     model_record,
-    reference,
+    training_reference,
 )
 from expansion_scorer.serving.report import render_report
 from expansion_scorer.serving.scoring import Scored, order_by, score_frame
@@ -621,9 +620,9 @@ def _weekly_drift(
     cfg = serving.monitor
     usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
     name = f"reference-{_slug(version)}.json"
-    ref = load_reference(out_dir / name, usable, cfg) or logged_reference(record, usable, cfg)
+    ref = load_reference(out_dir / name, usable, cfg)
     if ref is None:
-        ref = reference(world, model, feature_set, record.fit_dates, cfg)
+        ref = training_reference(world, model, feature_set, record, cfg)
     if not ref["columns"]:
         return {"checked": False, "why": "the model's training months are after the as-of date"}, []
     current = scored.features.assign(**{SCORE: scored.scores["score"].to_numpy()})

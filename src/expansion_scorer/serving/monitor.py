@@ -283,3 +283,17 @@ def logged_reference(
         cfg
     )
     return logged if same else None
+
+
+def training_reference(
+    world: World | SparkWorld,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    record: ModelRecord,
+    cfg: MonitorConfig,
+) -> dict[str, Any]:
+    """The reference of the record's fit months that the world can see: the one training logged
+    when it covers them with these settings, else built from the data (`reference`)."""
+    usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
+    logged = logged_reference(record, usable, cfg)
+    return logged if logged is not None else reference(world, model, feature_set, usable, cfg)
