@@ -29,6 +29,7 @@ import _args
 AS_OF = "2024-12-01"
 SMOKE_SPARK = (
     "--master local[2] --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=1"
+    " --conf spark.sql.adaptive.enabled=false"
     " --conf 'spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC'"
     " pyspark-shell"
 )

@@ -252,6 +252,8 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "1")  # small worlds: one task a stage
+        # no re-planning between stages: on tiny frames it is all cost (a tenth of the CPU)
+        .config("spark.sql.adaptive.enabled", "false")
         # a JVM that lives minutes: C1's quick compiles only and one GC thread; a third less CPU
         .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
         .getOrCreate()
