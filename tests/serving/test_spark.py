@@ -73,7 +73,7 @@ def test_spark_engine_reports_bad_input_in_one_line(
 
 
 def test_spark_monitor_equals_duckdb_monitor(
-    world_dir: Path,
+    spark_world: Path,
     champion: Path,
     spark: SparkSession,
     tmp_path: Path,
@@ -81,14 +81,14 @@ def test_spark_monitor_equals_duckdb_monitor(
 ) -> None:
     out = tmp_path / "weekly"
     for week in ("2024-09-01", "2024-09-08"):
-        args = ["score", str(world_dir), "--as-of", week, "--out", str(out)]
+        args = ["score", str(spark_world), "--as-of", week, "--out", str(out)]
         code, _, err = run_cli(args, capsys)
         assert code == 0, err
 
     said = {}
     for engine in ("duckdb", "spark"):
         code, _, err = run_cli(
-            ["monitor", str(world_dir), "--out", str(out), "--engine", engine], capsys
+            ["monitor", str(spark_world), "--out", str(out), "--engine", engine], capsys
         )
         assert code == 0, err
         said[engine] = {
