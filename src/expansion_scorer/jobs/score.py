@@ -618,9 +618,8 @@ def _weekly_drift(
     if registered is None or record is None or scored.features.empty:
         return {"checked": False, "why": "no training window recorded for this model"}, []
     cfg = serving.monitor
-    usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
     name = f"reference-{_slug(version)}.json"
-    ref = load_reference(out_dir / name, usable, cfg)
+    ref = load_reference(out_dir / name, record.fit_dates_seen(world.cutoff), cfg)
     if ref is None:
         ref = training_reference(world, model, feature_set, record, cfg)
     if not ref["columns"]:

@@ -365,7 +365,11 @@ def _sequence(
     values: np.ndarray, rows: pd.DataFrame, level: float, planned: float
 ) -> dict[str, Any]:
     """The confidence sequence of the mean of `values` (one per row of `rows`, in the order
-    drawn), looked at once per matured cohort."""
+    drawn), looked at once per matured cohort; with no value, no look and nothing to say."""
+    if not len(values):
+        nan = float("nan")
+        return {"level": level, "estimate": nan, "low": nan, "high": nan, "planned_n": planned,
+                "looks": []}  # fmt: skip
     _, ends = _cohorts(rows)
     cohorts = pd.to_datetime(rows["assigned_on"]).dt.date.to_numpy()
     estimate, low, high = st.confidence_sequence(
@@ -431,11 +435,7 @@ def difference_sequence(
     phi = _pseudo_outcomes(rows, fraction)
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = np.where(mine, 1 / share, -1 / (1 - share))
-    kept = rows[both].reset_index(drop=True)
-    if kept.empty:  # no list drafted by both: nothing to say
-        nan = float("nan")
-        return {"level": level, "estimate": nan, "low": nan, "high": nan, "planned_n": planned,
-                "looks": [], "lists": int(lists.ngroups)}  # fmt: skip
+    kept = rows[both].reset_index(drop=True)  # none when no list was drafted by both
     return {**_sequence((phi * weight)[both], kept, level, planned), "lists": int(lists.ngroups)}
 
 

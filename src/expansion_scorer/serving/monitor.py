@@ -75,6 +75,10 @@ class ModelRecord:
     promised_lift: float
     promised_precision: float
 
+    def fit_dates_seen(self, cutoff: date | None) -> list[date]:
+        """The final fit's months that a world cut off at `cutoff` (None: not cut) can see."""
+        return [d for d in self.fit_dates if cutoff is None or d <= cutoff]
+
 
 def model_record(ref: ModelRef) -> ModelRecord | None:
     """The registered version's final fit months and backtest metrics, from its run."""
@@ -294,6 +298,6 @@ def training_reference(
 ) -> dict[str, Any]:
     """The reference of the record's fit months that the world can see: the one training logged
     when it covers them with these settings, else built from the data (`reference`)."""
-    usable = [d for d in record.fit_dates if world.cutoff is None or d <= world.cutoff]
+    usable = record.fit_dates_seen(world.cutoff)
     logged = logged_reference(record, usable, cfg)
     return logged if logged is not None else reference(world, model, feature_set, usable, cfg)
