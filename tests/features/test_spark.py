@@ -75,10 +75,10 @@ def _cells(frame: pd.DataFrame) -> list[list[str]]:
     return frame.astype(object).fillna("<NA>").astype(str).to_numpy().tolist()
 
 
-def test_spark_features_equal_duckdb_features(spark_world: Path, spark: SparkSession) -> None:
-    duck = _duckdb_features(spark_world, DATES)
+def test_spark_features_equal_duckdb_features(small_world_dir: Path, spark: SparkSession) -> None:
+    duck = _duckdb_features(small_world_dir, DATES)
 
-    other = _spark_features(spark, spark_world, DATES)
+    other = _spark_features(spark, small_world_dir, DATES)
 
     assert len(duck) > 100 and duck["as_of"].nunique() == 2
     assert duck["top_unowned_fit"].notna().any() and duck["nps_last"].notna().any()
@@ -86,26 +86,26 @@ def test_spark_features_equal_duckdb_features(spark_world: Path, spark: SparkSes
 
 
 def test_spark_reader_cuts_off_rows_dated_on_or_after_as_of(
-    spark_world: Path, spark: SparkSession, tmp_path: Path
+    small_world_dir: Path, spark: SparkSession, tmp_path: Path
 ) -> None:
     as_of = date.fromisoformat(AS_OF)
-    scrambled = rewrite_future(spark_world, tmp_path / "scrambled", AS_OF, "scramble")
+    scrambled = rewrite_future(small_world_dir, tmp_path / "scrambled", AS_OF, "scramble")
 
     other = _spark_features(spark, scrambled, [as_of], cutoff=as_of)
 
-    _assert_same(_duckdb_features(spark_world, [as_of]), other)
+    _assert_same(_duckdb_features(small_world_dir, [as_of]), other)
 
 
 def test_spark_training_set_from_a_file_uri_equals_duckdb(
-    spark_world: Path, spark: SparkSession
+    small_world_dir: Path, spark: SparkSession
 ) -> None:
     from expansion_scorer.features import spark as engine
 
     cfg = load_training_config()
-    world = open_world(spark_world)
+    world = open_world(small_world_dir)
     features = resolve_plans(world, load_feature_set())  # affinity: learned, as shipped
     duck = training_set(world, features, cfg, None)
-    on_spark = engine.open_spark_world(spark_world.as_uri())  # the only world: no DuckDB beside it
+    on_spark = engine.open_spark_world(small_world_dir.as_uri())  # the only world
 
     assert resolve_plans(on_spark, load_feature_set()) == features
     other = training_set(on_spark, features, cfg, None)
@@ -125,13 +125,13 @@ def test_spark_training_set_from_a_file_uri_equals_duckdb(
 
 
 def test_spark_world_from_a_uri_reads_and_validates_as_duckdb(
-    spark_world: Path, spark: SparkSession
+    small_world_dir: Path, spark: SparkSession
 ) -> None:
     from expansion_scorer.features import spark as engine
 
     as_of = date.fromisoformat(AS_OF)
-    duck = open_world(spark_world, cutoff=as_of)
-    other = engine.open_spark_world(spark_world.as_uri(), cutoff=as_of)
+    duck = open_world(small_world_dir, cutoff=as_of)
+    other = engine.open_spark_world(small_world_dir.as_uri(), cutoff=as_of)
 
     assert validate(other, load_feature_set().events) == validate(duck, load_feature_set().events)
     summary = input_summary(other)

@@ -70,14 +70,14 @@ def _recount(events: pd.DataFrame, entities: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_every_window_measure_matches_a_plain_recount(world_dir: Path) -> None:
+def test_every_window_measure_matches_a_plain_recount(small_world_dir: Path) -> None:
     # Given a generated world and windows of every measure, filter and offset
     features = load_feature_set().model_copy(update={"windows": WINDOWS})
-    world = open_world(world_dir)
+    world = open_world(small_world_dir)
     build_entities(world.con, AS_OF)
     entities = world.con.execute("SELECT account_id, as_of FROM entities").df()
     sample = entities.groupby("as_of").head(25).reset_index(drop=True)
-    events = pd.read_parquet(world_dir / "usage_events.parquet")
+    events = pd.read_parquet(small_world_dir / "usage_events.parquet")
 
     # When the pipeline computes them
     prepare_usage(world.con, features)

@@ -118,12 +118,12 @@ def test_the_report_shows_each_csms_first_accounts_and_says_where_the_rest_are(
 
 
 def test_scores_as_of_t_do_not_depend_on_data_dated_after_t(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dropped = rewrite_future(world_dir, tmp_path / "dropped", AS_OF, "drop")
-    scrambled = rewrite_future(world_dir, tmp_path / "scrambled", AS_OF, "scramble")
+    dropped = rewrite_future(small_world_dir, tmp_path / "dropped", AS_OF, "drop")
+    scrambled = rewrite_future(small_world_dir, tmp_path / "scrambled", AS_OF, "scramble")
 
-    _score(world_dir, tmp_path / "full", capsys)
+    _score(small_world_dir, tmp_path / "full", capsys)
     _score(dropped, tmp_path / "past-only", capsys)
     _score(scrambled, tmp_path / "other-future", capsys)
 

@@ -23,7 +23,7 @@ recomputing it (a minute on Spark; Spark's features of those months are held to 
 
 
 def test_spark_engine_scores_equal_duckdb_engine(
-    spark_world: Path,
+    small_world_dir: Path,
     champion: Path,
     spark: SparkSession,
     tmp_path: Path,
@@ -33,7 +33,7 @@ def test_spark_engine_scores_equal_duckdb_engine(
     for engine in ("duckdb", "spark"):
         outs[engine] = tmp_path / engine
         code, _, err = run_cli(
-            ["score", str(spark_world), "--as-of", AS_OF, "--out", str(outs[engine]),
+            ["score", str(small_world_dir), "--as-of", AS_OF, "--out", str(outs[engine]),
              "--engine", engine],
             capsys,
         )  # fmt: skip
@@ -73,7 +73,7 @@ def test_spark_engine_reports_bad_input_in_one_line(
 
 
 def test_spark_monitor_equals_duckdb_monitor(
-    spark_world: Path,
+    small_world_dir: Path,
     champion: Path,
     spark: SparkSession,
     tmp_path: Path,
@@ -81,14 +81,14 @@ def test_spark_monitor_equals_duckdb_monitor(
 ) -> None:
     out = tmp_path / "weekly"
     for week in ("2024-09-01", "2024-09-08"):
-        args = ["score", str(spark_world), "--as-of", week, "--out", str(out)]
+        args = ["score", str(small_world_dir), "--as-of", week, "--out", str(out)]
         code, _, err = run_cli(args, capsys)
         assert code == 0, err
 
     said = {}
     for engine in ("duckdb", "spark"):
         code, _, err = run_cli(
-            ["monitor", str(spark_world), "--out", str(out), "--engine", engine], capsys
+            ["monitor", str(small_world_dir), "--out", str(out), "--engine", engine], capsys
         )
         assert code == 0, err
         said[engine] = {

@@ -182,7 +182,7 @@ def test_a_cross_fitted_backtest_fits_on_every_closed_month_and_purges_each_bloc
 
 
 def test_a_short_history_trains_with_a_printed_shrunk_backtest_on_the_card(
-    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a generated world cut to its first year (7 snapshot months with closed labels)
     settings = mlflow_store / "fast.yaml"
@@ -190,7 +190,7 @@ def test_a_short_history_trains_with_a_printed_shrunk_backtest_on_the_card(
 
     # When it is trained with the default backtest
     code, out, err = run_cli(
-        ["train", str(world_dir), "--train-until", "2024-01-01", "--config", str(settings)],
+        ["train", str(small_world_dir), "--train-until", "2024-01-01", "--config", str(settings)],
         capsys,
     )
 
@@ -222,11 +222,11 @@ def test_a_short_history_trains_with_a_printed_shrunk_backtest_on_the_card(
 
 
 def test_a_history_below_the_minimum_stops_with_one_line_and_registers_nothing(
-    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given the same world cut a month earlier (6 snapshot months; the minimum needs 7)
     # When it is trained
-    code, out, err = run_cli(["train", str(world_dir), "--train-until", "2023-12-01"], capsys)
+    code, out, err = run_cli(["train", str(small_world_dir), "--train-until", "2023-12-01"], capsys)
 
     # Then it stops with one line saying what was found and what is needed, and nothing else
     assert code == 2
@@ -241,7 +241,7 @@ def test_a_history_below_the_minimum_stops_with_one_line_and_registers_nothing(
 
 
 def test_a_short_history_is_gated_on_the_same_shrunk_backtest(
-    world_dir: Path, mlflow_store: Path
+    small_world_dir: Path, mlflow_store: Path
 ) -> None:
     # Given a champion trained on the world's first year
     from expansion_scorer.jobs.train import train_job
@@ -252,10 +252,10 @@ def test_a_short_history_is_gated_on_the_same_shrunk_backtest(
         {**raw, "lightgbm": {**raw["lightgbm"], "learning_rate": 0.1, "n_estimators": 300}}
     )
     until = date(2024, 1, 1)
-    train_job(world_dir, cfg, load_feature_set(), until=until)
+    train_job(small_world_dir, cfg, load_feature_set(), until=until)
 
     # When a second model is trained on it and sent to the gate
-    second = train_job(world_dir, cfg, load_feature_set(), until=until, promote=True)
+    second = train_job(small_world_dir, cfg, load_feature_set(), until=until, promote=True)
 
     # Then the gate compares both on the shrunk backtest's one test month
     assert second.shrink and second.decision is not None

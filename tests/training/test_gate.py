@@ -29,7 +29,7 @@ def _gate_runs() -> list[mlflow.entities.Run]:
 
 
 def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
-    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     features = load_feature_set()
     good = small_config(gate=small_config().gate.model_copy(update={"folds": 1}))
@@ -45,11 +45,11 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
     )
 
     # Given a weak first model, which becomes the champion
-    first = train_job(world_dir, weak, features)
+    first = train_job(small_world_dir, weak, features)
     assert first.alias == "champion"
 
     # When a better model is trained with the gate straight after training
-    second = train_job(world_dir, good, features, promote=True)
+    second = train_job(small_world_dir, good, features, promote=True)
 
     # Then it is registered as the challenger and promoted, with the decision and numbers logged
     assert second.alias == "challenger"
@@ -63,15 +63,15 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
     assert {"challenger_ece", "champion_ece"} <= set(lifts)
 
     # When a worse model comes next, the gate refuses it and the champion stays
-    third = train_job(world_dir, weak, features)
-    code, out, err = run_cli(["promote", str(world_dir)], capsys)
+    third = train_job(small_world_dir, weak, features)
+    code, out, err = run_cli(["promote", str(small_world_dir)], capsys)
     assert code == 0, err
     assert "refused" in out and "stays @challenger" in out
     assert _aliases() == {"champion": second.version, "challenger": third.version}
     assert _gate_runs()[-1].data.tags["gate_decision"] == "refused"
 
     # And --force overrides the gate and says so in the log
-    result = promote_job(world_dir, good, force=True)
+    result = promote_job(small_world_dir, good, force=True)
     assert result.decision.promote and result.decision.forced
     assert "forced" in result.decision.reason
     assert _aliases() == {"champion": third.version}

@@ -12,9 +12,9 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "retraining.ipynb
 
 
 def test_retraining_notebook_runs(
-    world_dir: Path, mlflow_store: Path, monkeypatch: pytest.MonkeyPatch
+    small_world_dir: Path, mlflow_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("EXPANSION_DATA", str(world_dir))
+    monkeypatch.setenv("EXPANSION_DATA", str(small_world_dir))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
 
     NotebookClient(notebook, timeout=600, kernel_name="python3").execute()

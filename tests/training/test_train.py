@@ -146,16 +146,16 @@ def test_every_fold_trains_calibrates_and_tests_on_separate_label_windows(
 
 
 def test_train_until_ignores_everything_dated_on_or_after_it(
-    world_dir: Path, tmp_path: Path, mlflow_store: Path
+    small_world_dir: Path, tmp_path: Path, mlflow_store: Path
 ) -> None:
     # Given the same world, and a copy whose rows from the cutoff on are scrambled
     until = date(2024, 7, 1)
-    scrambled = rewrite_future(world_dir, tmp_path / "scrambled", str(until), "scramble")
+    scrambled = rewrite_future(small_world_dir, tmp_path / "scrambled", str(until), "scramble")
     cfg = small_config(test_months=2)
     features = load_feature_set()
 
     # When both are trained with --train-until at the cutoff
-    a = train_job(world_dir, cfg, features, until=until)
+    a = train_job(small_world_dir, cfg, features, until=until)
     b = train_job(scrambled, cfg, features, until=until)
 
     # Then the snapshots, the folds, the metrics and the models are the same
@@ -163,7 +163,7 @@ def test_train_until_ignores_everything_dated_on_or_after_it(
     assert [f.layout for f in a.backtest.folds] == [f.layout for f in b.backtest.folds]
     assert a.metrics == b.metrics
     assert max(a.backtest.folds[-1].layout.test_dates) + timedelta(days=90) <= until
-    frame = training_frame(open_world(world_dir, cutoff=until), features, cfg, until)
+    frame = training_frame(open_world(small_world_dir, cutoff=until), features, cfg, until)
     ma = mlflow.pyfunc.load_model(a.model_uri).unwrap_python_model()
     mb = mlflow.pyfunc.load_model(b.model_uri).unwrap_python_model()
     np.testing.assert_array_equal(ma.predict_proba(frame), mb.predict_proba(frame))
