@@ -52,7 +52,7 @@ def _deterministic(manifest: bytes) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def scored(
-    world_dir: Path, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
+    small_world_dir: Path, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
     """The weekly output after week 1, and after weeks 1 and 2, scored once for the module's
     tests; a test that writes works on a copy."""
@@ -67,7 +67,7 @@ def scored(
         for out, as_of in runs:
             said = io.StringIO()
             with contextlib.redirect_stdout(said):
-                code = main(["score", str(world_dir), "--as-of", as_of, "--out", str(out),
+                code = main(["score", str(small_world_dir), "--as-of", as_of, "--out", str(out),
                              "--per-csm"])  # fmt: skip
             assert code == 0
     assert f"since {WEEK_1}" in said.getvalue()  # the second week's run
@@ -141,10 +141,10 @@ def test_act_this_week_holds_at_most_each_csms_capacity_and_the_strongest_trigge
 
 
 def test_the_first_weeks_act_this_week_fits_the_capacity(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "first"
-    _score(world_dir, out, WEEK_1, capsys)
+    _score(small_world_dir, out, WEEK_1, capsys)
     fired = pd.read_csv(out / "triggers.csv")
     scores = pd.read_csv(out / "scores.csv")
     csms = scores["csm_owner"].nunique()  # accounts without a CSM are nobody's to act on
@@ -162,12 +162,12 @@ def test_the_first_weeks_act_this_week_fits_the_capacity(
 
 
 def test_manifest_accounts_for_every_account_and_every_input(
-    two_weeks: Path, world_dir: Path
+    two_weeks: Path, small_world_dir: Path
 ) -> None:
     manifest = json.loads((two_weeks / "manifest.json").read_text(encoding="utf-8"))
     scores = pd.read_parquet(two_weeks / "scores.parquet")
     excluded = pd.read_csv(two_weeks / "excluded.csv")
-    accounts = pd.read_parquet(world_dir / "accounts.parquet")
+    accounts = pd.read_parquet(small_world_dir / "accounts.parquet")
     existing = (pd.to_datetime(accounts["created_at"]) < pd.Timestamp(WEEK_2)).sum()
 
     counts = manifest["accounts"]
@@ -177,19 +177,19 @@ def test_manifest_accounts_for_every_account_and_every_input(
     assert manifest["as_of"] == WEEK_2
     assert manifest["model"]["version"] == "expansion-propensity v1"
     usage = manifest["inputs"]["usage_events"]
-    assert usage["rows"] == len(pd.read_parquet(world_dir / "usage_events.parquet"))
+    assert usage["rows"] == len(pd.read_parquet(small_world_dir / "usage_events.parquet"))
     assert 0 < usage["rows_before_as_of"] < usage["rows"]
     assert len(usage["sha256"]) == 64
     assert manifest["run"]["seconds"]["features_score_explain"] > 0
-    assert str(world_dir) not in (two_weeks / "manifest.json").read_text(encoding="utf-8")
+    assert str(small_world_dir) not in (two_weeks / "manifest.json").read_text(encoding="utf-8")
 
 
 def test_rerunning_a_week_replaces_it_and_is_byte_identical(
-    two_weeks: Path, world_dir: Path, capsys: pytest.CaptureFixture[str]
+    two_weeks: Path, small_world_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before, history_before = _files(two_weeks), _history(two_weeks)
 
-    _score(world_dir, two_weeks, WEEK_2, capsys)
+    _score(small_world_dir, two_weeks, WEEK_2, capsys)
 
     after = _files(two_weeks)
     assert after.keys() == before.keys()
@@ -242,7 +242,7 @@ sys.exit(main(sys.argv[2:]))
 @pytest.mark.parametrize("point", ["staging", "history", "publishing"])
 def test_a_run_killed_while_writing_leaves_readable_outputs_and_the_next_run_completes(
     point: str,
-    world_dir: Path,
+    small_world_dir: Path,
     scored: tuple[Path, Path],
     champion: Path,
     tmp_path: Path,
@@ -252,7 +252,7 @@ def test_a_run_killed_while_writing_leaves_readable_outputs_and_the_next_run_com
     week_1, history_1 = _files(out), _history(out)
     clean = scored[1]  # weeks 1 and 2 scored without a kill
 
-    args = ["score", str(world_dir), "--as-of", WEEK_2, "--out", str(out), "--per-csm"]
+    args = ["score", str(small_world_dir), "--as-of", WEEK_2, "--out", str(out), "--per-csm"]
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, point, *args],
         env=os.environ.copy(),
@@ -269,7 +269,7 @@ def test_a_run_killed_while_writing_leaves_readable_outputs_and_the_next_run_com
         pd.read_parquet(path)  # every published file is whole, old or new
     for path in out.glob("*.csv"):
         pd.read_csv(path)
-    _score(world_dir, out, WEEK_2, capsys)
+    _score(small_world_dir, out, WEEK_2, capsys)
     assert not list(out.glob(".staging-*"))
     assert _files(out).keys() == _files(clean).keys()
     for name, data in _files(clean).items():
@@ -280,7 +280,7 @@ def test_a_run_killed_while_writing_leaves_readable_outputs_and_the_next_run_com
 
 
 def test_a_model_that_does_not_match_the_features_stops_the_run_and_writes_nothing(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = load_feature_set().model_dump()
     spec["features"] = [f for f in spec["features"] if f["name"] != "employee_count"]
@@ -292,7 +292,7 @@ def test_a_model_that_does_not_match_the_features_stops_the_run_and_writes_nothi
     out = tmp_path / "out"
 
     code, _, err = run_cli(
-        ["score", str(world_dir), "--as-of", WEEK_1, "--out", str(out), "--features",
+        ["score", str(small_world_dir), "--as-of", WEEK_1, "--out", str(out), "--features",
          str(edited)],
         capsys,
     )  # fmt: skip
