@@ -22,14 +22,14 @@ AS_OF = "2024-09-01"
 
 @pytest.fixture
 def scored(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> Path:
+    out = tmp_path / "out"
     code, _, err = run_cli(
-        ["score", str(world_dir), "--as-of", AS_OF, "--out", str(tmp_path / "out"), "--per-csm"],
-        capsys,
+        ["score", str(small_world_dir), "--as-of", AS_OF, "--out", str(out), "--per-csm"], capsys
     )
     assert code == 0, err
-    return tmp_path / "out"
+    return out
 
 
 def test_family_impacts_add_up_to_the_score_above_base(scored: Path) -> None:
@@ -160,7 +160,7 @@ def test_per_csm_slugs_are_safe_and_distinct() -> None:
 
 
 def test_family_points_add_up_to_the_score_minus_the_calibrated_base_rate(
-    scored: Path, world_dir: Path, champion: Path
+    scored: Path, small_world_dir: Path, champion: Path
 ) -> None:
     # Given the champion and the scores it gave, with their family points
     from expansion_scorer.data.loading import open_world
@@ -174,7 +174,7 @@ def test_family_points_add_up_to_the_score_minus_the_calibrated_base_rate(
     model, _ = load_model("models:/expansion-propensity@champion")
     scores = pd.read_parquet(scored / "scores.parquet")
     drivers = pd.read_parquet(scored / "drivers.parquet")
-    world = open_world(world_dir, cutoff=date.fromisoformat(AS_OF))
+    world = open_world(small_world_dir, cutoff=date.fromisoformat(AS_OF))
     build_entities(world.con, [date.fromisoformat(AS_OF)])
     build_expansions(world.con, load_feature_set())
     frame = build_features(world.con, load_feature_set(), True, True)
