@@ -310,7 +310,7 @@ def test_a_table_read_from_postgresql_gives_the_same_features(
 
 
 def test_scores_carry_the_crm_id_for_a_reverse_etl_sync(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given accounts mapped with their CRM id, the other tables read from DATA_DIR
     mapping = _bad(
@@ -322,7 +322,7 @@ def test_scores_carry_the_crm_id_for_a_reverse_etl_sync(
     # When the week is scored through the mapping
     out = tmp_path / "out"
     code, _, err = run_cli(
-        ["score", str(world_dir), "--sources", str(mapping), "--as-of", "2024-09-01", "--out",
+        ["score", str(small_world_dir), "--sources", str(mapping), "--as-of", "2024-09-01", "--out",
          str(out)],
         capsys,
     )  # fmt: skip

@@ -136,28 +136,28 @@ def test_rows_dated_after_the_newest_usage_are_a_warning(
 
 
 def test_duckdb_memory_limit_comes_from_the_environment(
-    world_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    small_world_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from expansion_scorer.data.loading import open_world
 
     monkeypatch.setenv("EXPANSION_DUCKDB_MEMORY", "1GB")
-    limit = open_world(world_dir).con.execute("SELECT current_setting('memory_limit')")
+    limit = open_world(small_world_dir).con.execute("SELECT current_setting('memory_limit')")
     assert limit.fetchall()[0][0] in ("953.6 MiB", "1.0 GB", "1000.0 MB")
 
     monkeypatch.setenv("EXPANSION_DUCKDB_MEMORY", "lots")
-    code, _, err = run_cli(["validate", str(world_dir)], capsys)
+    code, _, err = run_cli(["validate", str(small_world_dir)], capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "EXPANSION_DUCKDB_MEMORY" in err
 
 
 def test_validate_names_the_catalogue_and_every_definition_the_data_leaves_unread(
-    world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a world whose company names one event, one product and one plan differently
     import shutil
 
     data = tmp_path / "renamed"
-    shutil.copytree(world_dir, data)
+    shutil.copytree(small_world_dir, data)
     usage = pd.read_parquet(data / "usage_events.parquet")
     usage["event"] = usage["event"].replace({"invite_user": "member_added"})
     usage.to_parquet(data / "usage_events.parquet", index=False)

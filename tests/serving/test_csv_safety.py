@@ -86,10 +86,10 @@ def test_hostile_text_round_trips_as_the_same_cells_and_never_as_a_formula(
 
 
 def test_every_csv_of_a_weekly_run_and_the_metrics_is_safe_with_hostile_names(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a world whose every account, CSM and segment name is hostile
-    data = with_hostile_names(world_dir, tmp_path / "data", every=True)
+    data = with_hostile_names(small_world_dir, tmp_path / "data", every=True)
     accounts = pd.read_parquet(data / "accounts.parquet")
 
     # When two weekly runs write their lists, and the metrics are computed by segment

@@ -38,13 +38,13 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shifted_one() -> 
 
 
 def test_monitor_reports_drift_and_the_outcomes_of_matured_runs(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "weekly"
     for week in WEEKS:
-        _run(["score", str(world_dir), "--as-of", week, "--out", str(out)], capsys)
+        _run(["score", str(small_world_dir), "--as-of", week, "--out", str(out)], capsys)
 
-    stdout = _run(["monitor", str(world_dir), "--out", str(out)], capsys)
+    stdout = _run(["monitor", str(small_world_dir), "--out", str(out)], capsys)
 
     drift = pd.read_csv(out / "monitor" / "drift.csv")
     outcomes = pd.read_csv(out / "monitor" / "outcomes.csv")
@@ -62,10 +62,10 @@ def test_monitor_reports_drift_and_the_outcomes_of_matured_runs(
 
 
 def test_a_world_that_drifted_warns_in_the_weekly_run_and_recommends_retraining(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
-    shutil.copytree(world_dir, data)
+    shutil.copytree(small_world_dir, data)
     usage = pd.read_parquet(data / "usage_events.parquet")
     late = pd.to_datetime(usage["timestamp"]) >= pd.Timestamp("2024-08-04")
     usage.loc[late, "quantity"] = usage.loc[late, "quantity"] * 25  # a tracking change
@@ -83,9 +83,11 @@ def test_a_world_that_drifted_warns_in_the_weekly_run_and_recommends_retraining(
 
 
 def test_monitor_without_a_history_says_what_to_run_first(
-    world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run_cli(["monitor", str(world_dir), "--out", str(tmp_path / "none")], capsys)
+    code, _, err = run_cli(
+        ["monitor", str(small_world_dir), "--out", str(tmp_path / "none")], capsys
+    )
 
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "expansion score" in err

@@ -249,20 +249,24 @@ def test_the_plan_says_when_the_answer_will_come(
 
 
 def test_measure_without_a_history_or_a_holdout_is_one_line(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run_cli(["measure", str(world_dir), "--out", str(tmp_path / "none")], capsys)
+    code, _, err = run_cli(
+        ["measure", str(small_world_dir), "--out", str(tmp_path / "none")], capsys
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no weekly history" in err
 
     config = _config(tmp_path, "{fraction: 0}")
-    _score(world_dir, tmp_path / "off", WEEKS[0], config, capsys)
+    _score(small_world_dir, tmp_path / "off", WEEKS[0], config, capsys)
     assert _assignments(tmp_path / "off").empty
-    code, _, err = run_cli(["measure", str(world_dir), "--out", str(tmp_path / "off")], capsys)
+    code, _, err = run_cli(
+        ["measure", str(small_world_dir), "--out", str(tmp_path / "off")], capsys
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no account has been held" in err
 
     # the plan, before any cohort has matured: from the configuration and the data's base rate
     code, stdout, err = run_cli(
-        ["measure", str(world_dir), "--out", str(tmp_path / "off"), "--plan"], capsys
+        ["measure", str(small_world_dir), "--out", str(tmp_path / "off"), "--plan"], capsys
     )
     assert code == 0, err
     plan = json.loads((tmp_path / "off" / "measure" / "plan.json").read_text(encoding="utf-8"))
@@ -280,7 +284,15 @@ def test_measure_without_a_history_or_a_holdout_is_one_line(
     ):
         config = _config(tmp_path, "{}", program)
         code, _, err = run_cli(
-            ["measure", str(world_dir), "--plan", "--out", str(empty), "--config", str(config)],
+            [
+                "measure",
+                str(small_world_dir),
+                "--plan",
+                "--out",
+                str(empty),
+                "--config",
+                str(config),
+            ],
             capsys,
         )
         assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
@@ -288,7 +300,7 @@ def test_measure_without_a_history_or_a_holdout_is_one_line(
 
     bad = _config(tmp_path, "{fraction: 0.7}")
     code, _, err = run_cli(
-        ["score", str(world_dir), "--as-of", WEEKS[0], "--out", str(tmp_path / "bad"),
+        ["score", str(small_world_dir), "--as-of", WEEKS[0], "--out", str(tmp_path / "bad"),
          "--config", str(bad)],
         capsys,
     )  # fmt: skip
@@ -296,7 +308,7 @@ def test_measure_without_a_history_or_a_holdout_is_one_line(
 
 
 def test_a_touch_of_an_unknown_account_or_from_the_future_is_one_line(
-    world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
 
     for case, row in {
@@ -304,7 +316,7 @@ def test_a_touch_of_an_unknown_account_or_from_the_future_is_one_line(
         "future": {"account_id": "A000001", "touched_at": pd.Timestamp("2031-01-01")},
     }.items():
         data = tmp_path / case
-        shutil.copytree(world_dir, data)
+        shutil.copytree(small_world_dir, data)
         pd.DataFrame([row]).to_parquet(data / "touches.parquet", index=False)
         code, _, err = run_cli(["validate", str(data)], capsys)
         assert code == 2, err

@@ -30,13 +30,13 @@ def _serving_config(tmp_path: Path, old: str, new: str) -> Path:
 
 
 def test_scores_rank_and_explain_every_eligible_account(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stdout = _score(world_dir, tmp_path / "out", capsys)
+    stdout = _score(small_world_dir, tmp_path / "out", capsys)
 
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
     excluded = pd.read_csv(tmp_path / "out" / "excluded.csv")
-    accounts = pd.read_parquet(world_dir / "accounts.parquet")
+    accounts = pd.read_parquet(small_world_dir / "accounts.parquet")
     existing = accounts[pd.to_datetime(accounts["created_at"]) < pd.Timestamp(AS_OF)]
     # every account that exists at the as-of date is scored or listed with a reason
     assert set(scores["account_id"]) | set(excluded["account_id"]) == set(existing["account_id"])
@@ -64,13 +64,13 @@ def test_scores_rank_and_explain_every_eligible_account(
 
 
 def test_ranking_can_use_expected_expansion_arr(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a serving config that ranks by expected expansion ARR
     config = _serving_config(tmp_path, "rank_by: score ", "rank_by: expected_arr ")
 
-    _score(world_dir, tmp_path / "by_score", capsys)
-    _score(world_dir, tmp_path / "by_arr", capsys, "--config", str(config))
+    _score(small_world_dir, tmp_path / "by_score", capsys)
+    _score(small_world_dir, tmp_path / "by_arr", capsys, "--config", str(config))
 
     by_score = pd.read_parquet(tmp_path / "by_score" / "scores.parquet")
     by_arr = pd.read_parquet(tmp_path / "by_arr" / "scores.parquet")
@@ -86,12 +86,12 @@ def test_ranking_can_use_expected_expansion_arr(
 
 
 def test_the_report_shows_each_csms_first_accounts_and_says_where_the_rest_are(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a serving config whose report shows 3 accounts a CSM
     config = _serving_config(tmp_path, "report_rows: 250 ", "report_rows: 3 ")
 
-    _score(world_dir, tmp_path / "out", capsys, "--config", str(config))
+    _score(small_world_dir, tmp_path / "out", capsys, "--config", str(config))
 
     scores = pd.read_csv(tmp_path / "out" / "scores.csv")
     excluded = pd.read_csv(tmp_path / "out" / "excluded.csv")
@@ -134,9 +134,9 @@ def test_scores_as_of_t_do_not_depend_on_data_dated_after_t(
 
 
 def test_names_cannot_inject_script_or_formulas(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = with_hostile_names(world_dir, tmp_path / "data")
+    data = with_hostile_names(small_world_dir, tmp_path / "data")
 
     _score(data, tmp_path / "out", capsys)
 
@@ -149,14 +149,14 @@ def test_names_cannot_inject_script_or_formulas(
 
 
 def test_failed_run_leaves_earlier_outputs_untouched(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    _score(world_dir, out, capsys)
+    _score(small_world_dir, out, capsys)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     code, _, err = run_cli(
-        ["score", str(world_dir), "--as-of", AS_OF, "--out", str(out), "--model",
+        ["score", str(small_world_dir), "--as-of", AS_OF, "--out", str(out), "--model",
          "models:/expansion-propensity/99"],
         capsys,
     )  # fmt: skip

@@ -53,7 +53,7 @@ def _stale(accounts: pd.Series, as_of: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def weekly(
-    world_dir: Path,
+    small_world_dir: Path,
     trained_store: Path,
     postgres: pgserver.Server,
     tmp_path_factory: pytest.TempPathFactory,
@@ -64,7 +64,7 @@ def weekly(
     postgres.psql(f"CREATE DATABASE sink_weekly OWNER {pgserver.USER};", database="postgres")
     url = postgres.url(database="sink_weekly")
     sink = sinks.open_sink(url)
-    accounts = pd.read_parquet(world_dir / "accounts.parquet")["account_id"]
+    accounts = pd.read_parquet(small_world_dir / "accounts.parquet")["account_id"]
     now = datetime(2024, 9, 1, tzinfo=UTC)
     sinks.write(sink, sinks.rows(_stale(accounts, WEEK), None, now, 3), date.fromisoformat(WEEK))
     sinks.write(sink, sinks.rows(_stale(accounts[:5], EARLIER), None, now, 3), date(2024, 8, 25))
@@ -74,11 +74,13 @@ def weekly(
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_store / 'mlflow.db'}")
         mp.chdir(root)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = main(["score", str(world_dir), "--as-of", WEEK, "--out", str(out), "--to", url])
+            code = main(
+                ["score", str(small_world_dir), "--as-of", WEEK, "--out", str(out), "--to", url]
+            )
     assert code == 0, stderr.getvalue()
     yield {
         "url": url, "out": out, "stdout": stdout.getvalue(), "accounts": accounts,
-        "world": world_dir,
+        "world": small_world_dir,
     }  # fmt: skip
 
 
@@ -248,14 +250,14 @@ def _never_written(err: str, out: Path) -> None:
 
 
 def test_an_unreachable_database_or_a_wrong_password_stops_before_scoring(
-    world_dir: Path,
+    small_world_dir: Path,
     champion: Path,
     postgres: pgserver.Server,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out"
-    base = ["score", str(world_dir), "--as-of", WEEK, "--out", str(out), "--to"]
+    base = ["score", str(small_world_dir), "--as-of", WEEK, "--out", str(out), "--to"]
     port = pgserver.free_port()
     unreachable = (
         f"postgresql://{pgserver.USER}:{quote(pgserver.PASSWORD, safe='')}@127.0.0.1:{port}/crm"
@@ -279,7 +281,7 @@ def test_an_unreachable_database_or_a_wrong_password_stops_before_scoring(
 
 
 def test_a_table_that_cannot_take_the_rows_stops_before_scoring(
-    world_dir: Path,
+    small_world_dir: Path,
     champion: Path,
     postgres: pgserver.Server,
     pg_database: str,
@@ -293,7 +295,7 @@ def test_a_table_that_cannot_take_the_rows_stops_before_scoring(
         database=pg_database,
     )
     out = tmp_path / "out"
-    base = ["score", str(world_dir), "--as-of", WEEK, "--out", str(out)]
+    base = ["score", str(small_world_dir), "--as-of", WEEK, "--out", str(out)]
     url = postgres.url(database=pg_database)
 
     code, _, err = run_cli([*base, "--to", url, "--to-table", "crm_sync.scores"], capsys)
@@ -326,10 +328,10 @@ def test_a_user_who_may_only_read_the_table_is_told_what_to_grant(
 
 
 def test_the_crm_id_comes_from_the_accounts_table_when_it_has_one(
-    world_dir: Path, tmp_path: Path
+    small_world_dir: Path, tmp_path: Path
 ) -> None:
     world = tmp_path / "world"
-    shutil.copytree(world_dir, world)
+    shutil.copytree(small_world_dir, world)
     accounts = pd.read_parquet(world / "accounts.parquet")
     accounts["crm_id"] = "0015g0000" + accounts["account_id"]
     accounts.to_parquet(world / "accounts.parquet", index=False)
@@ -337,4 +339,4 @@ def test_the_crm_id_comes_from_the_accounts_table_when_it_has_one(
     ids = _crm_ids(open_world(world), accounts["account_id"].iloc[::-1].reset_index(drop=True))
     assert ids is not None
     assert ids.tolist() == ("0015g0000" + accounts["account_id"]).iloc[::-1].tolist()
-    assert _crm_ids(open_world(world_dir), accounts["account_id"]) is None
+    assert _crm_ids(open_world(small_world_dir), accounts["account_id"]) is None
