@@ -80,10 +80,12 @@ def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smaller world, for the tests whose property holds at any size: the Spark engine's
-    parity (Spark's time grows with the daily usage rows its range joins read, and parity needs
-    every path run, not many accounts), point in time, a notebook that must run top to bottom
-    (100 accounts: about 1,300 labelled snapshots over 19 months, 272 expansions)."""
+    """A smaller world, for the tests whose property holds at any size (100 accounts: about
+    1,300 labelled snapshots over 19 months, 272 expansions): the Spark engine's parity (Spark's
+    time grows with the daily usage rows its range joins read), point in time, the gate, a
+    weekly run scored by the session's champion, a notebook that must run top to bottom. The
+    tests that need variety (sentences rendered in bulk) or the champion's own training world
+    (its logged drift reference) keep `world_dir`."""
     from expansion_scorer.data.synthetic import generate_world
 
     return made_once(
