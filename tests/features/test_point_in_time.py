@@ -25,11 +25,11 @@ def _features(data: Path, dates: list[date]) -> pd.DataFrame:
 
 @pytest.mark.parametrize("mode", ["drop", "scramble"])
 def test_features_ignore_rows_dated_on_or_after_as_of(
-    world_dir: Path, tmp_path: Path, mode: str
+    small_world_dir: Path, tmp_path: Path, mode: str
 ) -> None:
     as_of = date(2024, 3, 1)
-    before = _features(world_dir, [as_of])
-    changed = rewrite_future(world_dir, tmp_path / mode, str(as_of), mode)
+    before = _features(small_world_dir, [as_of])
+    changed = rewrite_future(small_world_dir, tmp_path / mode, str(as_of), mode)
 
     after = _features(changed, [as_of])
 
@@ -37,8 +37,8 @@ def test_features_ignore_rows_dated_on_or_after_as_of(
     pd.testing.assert_frame_equal(before, after)
 
 
-def test_the_future_really_differs(world_dir: Path, tmp_path: Path) -> None:
+def test_the_future_really_differs(small_world_dir: Path, tmp_path: Path) -> None:
     """Guard for the test above: the rewrite must change what a later as-of date sees."""
-    changed = rewrite_future(world_dir, tmp_path / "s", "2024-03-01", "scramble")
+    changed = rewrite_future(small_world_dir, tmp_path / "s", "2024-03-01", "scramble")
     later = [date(2024, 6, 1)]
-    assert not _features(world_dir, later).equals(_features(changed, later))
+    assert not _features(small_world_dir, later).equals(_features(changed, later))

@@ -17,13 +17,15 @@ from expansion_scorer.settings import load_feature_set
 AS_OF = date(2024, 9, 1)
 
 
-def test_chunked_scores_and_explanations_equal_one_pass(world_dir: Path, champion: Path) -> None:
+def test_chunked_scores_and_explanations_equal_one_pass(
+    small_world_dir: Path, champion: Path
+) -> None:
     model, version = load_model("models:/expansion-propensity@champion")
     # the definitions as the model scores with them (its learned affinity), as the job does
     features = for_model(load_feature_set(), model.affinity, model.plan_order)
     serving = load_serving_config()
     whole = score_frame(
-        open_world(world_dir, cutoff=AS_OF), AS_OF, model, features, serving, version
+        open_world(small_world_dir, cutoff=AS_OF), AS_OF, model, features, serving, version
     )
     frame = whole.features.sample(frac=1.0, random_state=2).reset_index(drop=True)
 

@@ -49,10 +49,10 @@ def _wait(url: str, server: subprocess.Popen[bytes], seconds: float, log: Path) 
 
 
 def test_served_model_scores_a_feature_frame_like_the_batch_run(
-    world_dir: Path, champion: Path, tmp_path: Path
+    small_world_dir: Path, champion: Path, tmp_path: Path
 ) -> None:
     model, version = load_model(MODEL)
-    world = open_world(world_dir, cutoff=AS_OF)
+    world = open_world(small_world_dir, cutoff=AS_OF)
     features = for_model(load_feature_set(), model.affinity, model.plan_order)  # as the job does
     scored = score_frame(world, AS_OF, model, features, load_serving_config(), version)
     frame = scored.features[model.feature_names].head(40)

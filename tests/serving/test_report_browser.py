@@ -40,9 +40,9 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def report(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> Path:
-    data = with_hostile_names(world_dir, tmp_path / "data")
+    data = with_hostile_names(small_world_dir, tmp_path / "data")
     code, _, err = run_cli(
         ["score", str(data), "--as-of", "2024-09-01", "--out", str(tmp_path / "out")], capsys
     )

@@ -29,9 +29,9 @@ from tests.training.test_train import small_config
 
 
 @pytest.fixture(scope="module")
-def frame(world_dir: Path) -> pd.DataFrame:
+def frame(small_world_dir: Path) -> pd.DataFrame:
     cfg = small_config(learning=LearningConfig())  # every learner: the motion labels too
-    return training_frame(open_world(world_dir), load_feature_set(), cfg, None)
+    return training_frame(open_world(small_world_dir), load_feature_set(), cfg, None)
 
 
 def learning(*candidates: str) -> LearningConfig:
@@ -110,9 +110,9 @@ def test_a_motions_model_is_the_chance_of_any_motion_and_explains_as_its_parts(
     assert (np.sign(points.sum(axis=1)) == np.sign(score - base)).all()
 
 
-def test_motions_is_not_tried_when_the_label_is_one_motion(world_dir: Path) -> None:
+def test_motions_is_not_tried_when_the_label_is_one_motion(small_world_dir: Path) -> None:
     cfg = small_config(label=LabelConfig(motion="seats"), learning=learning("single", "motions"))
-    frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
+    frame = training_frame(open_world(small_world_dir), load_feature_set(), cfg, None)
     fold = plan_folds(sorted(frame["as_of"].unique()), cfg)[0]
     model = fit(frame, fold, load_feature_set(), cfg)
     assert model.choice is not None and model.learner == "single"

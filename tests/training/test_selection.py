@@ -98,8 +98,8 @@ def test_learners_rank_from_the_gam_through_the_boosters_to_the_blend() -> None:
 
 
 @pytest.fixture(scope="module")
-def frame(world_dir: Path) -> pd.DataFrame:
-    return training_frame(open_world(world_dir), load_feature_set(), small_config(), None)
+def frame(small_world_dir: Path) -> pd.DataFrame:
+    return training_frame(open_world(small_world_dir), load_feature_set(), small_config(), None)
 
 
 def test_a_layout_keeps_the_simplest_learner_the_best_does_not_clearly_beat(

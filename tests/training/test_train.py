@@ -46,14 +46,14 @@ def small_config(**update: object) -> TrainingConfig:
 
 
 def test_train_prints_model_against_baselines_and_logs_every_artifact(
-    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a small training config
     config = mlflow_store / "small.yaml"
     config.write_text(SMALL)
 
     # When a data scientist trains on a generated world
-    code, out, err = run_cli(["train", str(world_dir), "--config", str(config)], capsys)
+    code, out, err = run_cli(["train", str(small_world_dir), "--config", str(config)], capsys)
 
     # Then the console shows the model against each baseline per fold and pooled
     assert code == 0, err
@@ -106,7 +106,7 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
     model = mlflow.pyfunc.load_model("models:/expansion-propensity@champion")
     assert model.metadata.signature is not None
     wrapper = model.unwrap_python_model()
-    frame = training_frame(open_world(world_dir), load_feature_set(), small_config(), None)
+    frame = training_frame(open_world(small_world_dir), load_feature_set(), small_config(), None)
     frame = frame.tail(50)
     served = model.predict(frame[wrapper.feature_names])
     np.testing.assert_allclose(served["score"], wrapper.predict_proba(frame), rtol=0, atol=1e-12)
@@ -120,13 +120,13 @@ def test_train_prints_model_against_baselines_and_logs_every_artifact(
 
 @pytest.mark.parametrize("arrangement", ["crossfit", "later_months"])
 def test_every_fold_trains_calibrates_and_tests_on_separate_label_windows(
-    world_dir: Path, arrangement: str
+    small_world_dir: Path, arrangement: str
 ) -> None:
     cfg = small_config()
     cfg = TrainingConfig.model_validate(
         {**cfg.model_dump(), "backtest": {**cfg.backtest.model_dump(), "arrangement": arrangement}}
     )
-    frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
+    frame = training_frame(open_world(small_world_dir), load_feature_set(), cfg, None)
     dates = sorted(frame["as_of"].unique())
 
     folds = plan_folds(dates, cfg)
@@ -175,10 +175,11 @@ def test_train_until_ignores_everything_dated_on_or_after_it(
 
 
 def test_window_too_short_for_horizon_stops_with_dates(
-    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_cli(
-        ["train", str(world_dir), "--train-until", "2023-08-01", "--horizon-days", "120"], capsys
+        ["train", str(small_world_dir), "--train-until", "2023-08-01", "--horizon-days", "120"],
+        capsys,
     )
     assert code == 2
     assert len(err.strip().splitlines()) == 1
@@ -187,13 +188,14 @@ def test_window_too_short_for_horizon_stops_with_dates(
 
 
 def test_without_a_minimum_a_window_too_short_for_the_folds_names_the_fold_and_the_fix(
-    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = mlflow_store / "no_shrink.yaml"
     config.write_text("backtest: {minimum: null}\n")
 
     code, _, err = run_cli(
-        ["train", str(world_dir), "--train-until", "2024-01-01", "--config", str(config)], capsys
+        ["train", str(small_world_dir), "--train-until", "2024-01-01", "--config", str(config)],
+        capsys,
     )
 
     assert code == 2
@@ -203,14 +205,14 @@ def test_without_a_minimum_a_window_too_short_for_the_folds_names_the_fold_and_t
 
 
 def test_a_fold_without_an_expansion_stops_with_its_dates(
-    world_dir: Path, tmp_path: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, tmp_path: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a world whose expansions in the last test months were removed (nobody expands)
     import pandas as pd
 
     data = tmp_path / "flat"
     data.mkdir()
-    for path in world_dir.glob("*.parquet"):
+    for path in small_world_dir.glob("*.parquet"):
         if path.name != "truth.parquet":
             (data / path.name).write_bytes(path.read_bytes())
     subs = pd.read_parquet(data / "subscriptions.parquet")
@@ -250,14 +252,14 @@ def test_the_random_split_check_fits_on_a_sample_of_whole_accounts(world_dir: Pa
 
 
 def test_the_season_offset_sets_each_months_start_and_is_explained_by_its_feature(
-    world_dir: Path,
+    small_world_dir: Path,
 ) -> None:
     from expansion_scorer.model.propensity import contributions
     from expansion_scorer.training.backtest import final_layout
     from expansion_scorer.training.train import fit
 
     cfg = small_config(learning=LearningConfig(candidates=["single"]))  # the booster's offset
-    frame = training_frame(open_world(world_dir), load_feature_set(), cfg, None)
+    frame = training_frame(open_world(small_world_dir), load_feature_set(), cfg, None)
     model = fit(frame, final_layout(sorted(frame["as_of"].unique()), cfg), load_feature_set(), cfg)
 
     # The offset is each month's smoothed label log-odds against the whole training window
@@ -287,12 +289,12 @@ def test_the_season_offset_sets_each_months_start_and_is_explained_by_its_featur
 
 
 def test_a_season_feature_that_is_not_a_numeric_feature_stops_before_any_work(
-    world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, mlflow_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = mlflow_store / "training.yaml"
     config.write_text("season_feature: industry\n")
 
-    code, _, err = run_cli(["train", str(world_dir), "--config", str(config)], capsys)
+    code, _, err = run_cli(["train", str(small_world_dir), "--config", str(config)], capsys)
 
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "season_feature" in err and "industry" in err

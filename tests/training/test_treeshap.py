@@ -44,14 +44,16 @@ def categorical_splits(booster: lgb.Booster) -> int:
 
 
 @pytest.fixture(scope="module")
-def snapshots(world_dir: Path) -> pd.DataFrame:
+def snapshots(small_world_dir: Path) -> pd.DataFrame:
     """Every training snapshot of the shared world: real feature values, missing ones included."""
-    return training_frame(open_world(world_dir), load_feature_set(), load_training_config(), None)
+    return training_frame(
+        open_world(small_world_dir), load_feature_set(), load_training_config(), None
+    )
 
 
 @pytest.fixture(scope="module")
 def large_store(
-    world_dir: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
+    small_world_dir: Path, empty_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     """A store holding a champion trained with training/large.yaml."""
     root = tmp_path_factory.mktemp("large")
@@ -65,7 +67,7 @@ def large_store(
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", new_store(empty_store, root))
         mp.chdir(root)
-        train_job(world_dir, cfg, load_feature_set())
+        train_job(small_world_dir, cfg, load_feature_set())
     yield root
 
 
@@ -197,11 +199,11 @@ def test_a_booster_leaf_patterns_cannot_evaluate_gets_pred_contrib() -> None:
 
 
 def test_the_manifest_names_the_method_the_run_explained_with(
-    world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_world_dir: Path, champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
     code, _, err = run_cli(
-        ["score", str(world_dir), "--as-of", "2024-09-01", "--out", str(out)], capsys
+        ["score", str(small_world_dir), "--as-of", "2024-09-01", "--out", str(out)], capsys
     )
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())

@@ -12,10 +12,10 @@ from expansion_scorer.training.tuning import tune
 from tests.training.test_train import small_config
 
 
-def test_tuning_searches_and_repeats_for_a_seed(world_dir: Path) -> None:
+def test_tuning_searches_and_repeats_for_a_seed(small_world_dir: Path) -> None:
     cfg = small_config(tuning=small_config().tuning.model_copy(update={"trials": 3}))
     features = load_feature_set()
-    frame = training_frame(open_world(world_dir), features, cfg, None)
+    frame = training_frame(open_world(small_world_dir), features, cfg, None)
     folds = plan_folds(sorted(frame["as_of"].unique()), cfg)
 
     first, study = tune(frame, folds, features, cfg)
