@@ -218,25 +218,52 @@ def pg_database(postgres: pgserver.Server, request: pytest.FixtureRequest) -> st
 
 SPARK_FILES = {"tests/features/test_spark.py", "tests/serving/test_spark.py"}
 """The files whose tests drive the Spark engine: `spark` below starts one session for them all."""
+LONG_UNITS = ("spark", "tests/test_bench.py::", "tests/training/test_notebook.py")
+"""The units of work that each take a minute or more of one process but hold one or two tests:
+they start first, so that the many short files fill the end of the run instead of one process
+finishing a long unit alone while the others wait."""
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under `--dist loadfile` (`make test`), the Spark files go to one process as one unit of
-    work, so one session (a JVM, its start and its warm-up) serves them all; and each benchmark's
-    smoke run is a unit of its own (they share nothing, and one process would run them all)."""
+    work, so one session (a JVM, its start and its warm-up) serves them all; each benchmark's
+    smoke run is a unit of its own (they share nothing, and one process would run them all); the
+    long units go out first; and a process is given its next unit only when it is on its last
+    test, so none holds a unit queued while another has nothing to do."""
     if config.getoption("dist", None) != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class SparkTogether(LoadFileScheduling):
+    class LongestFirst(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
             if scope == "tests/test_bench.py":
                 return nodeid
             return "spark" if scope in SPARK_FILES else scope
 
-    return SparkTogether(config, log)
+        def _assign_work_unit(self, node: Any) -> None:
+            if not getattr(self, "long_first", False):  # once, before the first unit goes out
+                units = sorted(self.workqueue.items(), key=lambda unit: not is_long(unit[0]))
+                self.workqueue.clear()
+                self.workqueue.update(units)  # a stable sort: the rest keep xdist's order
+                self.long_first = True
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node: Any) -> None:
+            # xdist sends more once a process has two tests or fewer left; a process holds its
+            # last test until more comes (it needs the next to know which fixtures end), so one
+            # left is the least that keeps it running
+            busy = self._pending_of(self.assigned_work[node]) > 1
+            if busy and self.workqueue and not node.shutting_down:
+                return
+            super()._reschedule(node)
+
+    return LongestFirst(config, log)
+
+
+def is_long(scope: str) -> bool:
+    return scope.startswith(LONG_UNITS)
 
 
 @pytest.fixture(scope="session")
