@@ -85,8 +85,8 @@ def small_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     time grows with the daily usage rows its range joins read), point in time, the gate, a
     weekly run scored by the session's champion, a notebook that must run top to bottom. The
     tests that need variety (sentences rendered in bulk) or the champion's own training world
-    (its logged drift reference), and two that fail on this one (the random-split check, the
-    hostile-name digest), keep `world_dir`."""
+    (its logged drift reference), and the random-split check (it fails on this one), keep
+    `world_dir`."""
     from expansion_scorer.data.synthetic import generate_world
 
     return made_once(
