@@ -236,6 +236,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadFileScheduling
 
     class LongestFirst(LoadFileScheduling):
+        def __init__(self, config: pytest.Config, log: Any) -> None:
+            super().__init__(config, log)
+            self.long_first = False
+
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
             if scope == "tests/test_bench.py":
@@ -243,7 +247,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return "spark" if scope in SPARK_FILES else scope
 
         def _assign_work_unit(self, node: Any) -> None:
-            if not getattr(self, "long_first", False):  # once, before the first unit goes out
+            if not self.long_first:  # once, before the first unit goes out
                 units = sorted(self.workqueue.items(), key=lambda unit: not is_long(unit[0]))
                 self.workqueue.clear()
                 self.workqueue.update(units)  # a stable sort: the rest keep xdist's order
