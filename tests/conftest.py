@@ -248,7 +248,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
         def _assign_work_unit(self, node: Any) -> None:
             if not self.long_first:  # once, before the first unit goes out
-                units = sorted(self.workqueue.items(), key=lambda unit: not is_long(unit[0]))
+                queue = self.workqueue.items()
+                units = sorted(queue, key=lambda unit: not unit[0].startswith(LONG_UNITS))
                 self.workqueue.clear()
                 self.workqueue.update(units)  # a stable sort: the rest keep xdist's order
                 self.long_first = True
@@ -264,10 +265,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             super()._reschedule(node)
 
     return LongestFirst(config, log)
-
-
-def is_long(scope: str) -> bool:
-    return scope.startswith(LONG_UNITS)
 
 
 @pytest.fixture(scope="session")

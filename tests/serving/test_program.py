@@ -284,17 +284,10 @@ def test_measure_without_a_history_or_a_holdout_is_one_line(
     ):
         config = _config(tmp_path, "{}", program)
         code, _, err = run_cli(
-            [
-                "measure",
-                str(small_world_dir),
-                "--plan",
-                "--out",
-                str(empty),
-                "--config",
-                str(config),
-            ],
+            ["measure", str(small_world_dir), "--plan", "--out", str(empty), "--config",
+             str(config)],
             capsys,
-        )
+        )  # fmt: skip
         assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
         assert not empty.exists()
 
