@@ -4,6 +4,7 @@ combined model explain, and the calibration that has to earn its place."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from expansion_scorer.model.propensity import Choice, contributions
 from expansion_scorer.serving.explain import family_points
 from expansion_scorer.serving.scoring import _delivered_base
 from expansion_scorer.settings import load_feature_set
+from expansion_scorer.training import train as train_module
 from expansion_scorer.training.backtest import _survivors, final_layout, plan_folds
 from expansion_scorer.training.calibration import choose_calibration
 from expansion_scorer.training.dataset import training_frame
@@ -184,6 +186,31 @@ def test_cross_fitting_decides_on_out_of_fold_rows_and_fits_on_every_month(
     assert (model.calibrator is None) == (model.choice.calibration == "none")
     # and a booster refitted on every month keeps the mean of its blocks' early-stopped rounds
     assert model.rounds > 0 or model.learner == "gam"
+
+
+def test_only_the_kept_learner_is_refitted_on_every_month(
+    frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three boosters, every one fitted on every held-out block (no halving)
+    cfg = small_config(learning=LearningConfig(candidates=["single", "regularised"],
+                                               halving_margin=None))  # fmt: skip
+    layout = final_layout(sorted(frame["as_of"].unique()), cfg)
+    refits: list[int] = []
+    real = train_module.fit_rounds
+
+    def counted(*args: Any, **kwargs: Any) -> Any:  # the real fit, its rounds noted
+        refits.append(args[5])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_rounds", counted)
+
+    # When the layout is fitted
+    model = fit(frame, layout, load_feature_set(), cfg)
+
+    # Then all three were scored on the held-out blocks, but only the kept one was refitted on
+    # every month, for its blocks' mean rounds
+    assert model.choice is not None and len(model.choice.calibration_auc) == 3
+    assert refits == [model.rounds]
 
 
 def test_a_calibrator_is_kept_only_when_it_beats_the_raw_probability() -> None:

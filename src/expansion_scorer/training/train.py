@@ -287,10 +287,21 @@ class _Part:
 
 @dataclass
 class _Candidate:
-    """One learner's held-out log-odds (in the order of the held-out rows) and its final model."""
+    """One learner's held-out log-odds (in the order of the held-out rows) and how its final
+    model is made. A booster's final fit on every training row is made when the model is first
+    asked for: only the learner kept and the best booster (the blend's part) need one."""
 
     held_logit: np.ndarray
-    model: PropensityModel
+    make: Callable[[], PropensityModel]
+    seconds: float = 0.0
+    """Seconds spent fitting the learner on this layout, its final fit included once made."""
+
+    @cached_property
+    def model(self) -> PropensityModel:
+        started = time.perf_counter()
+        made = self.make()
+        self.seconds += time.perf_counter() - started
+        return made
 
 
 @dataclass
@@ -424,15 +435,13 @@ def _booster_candidate(
     for part, heads in zip(search.parts, parts_heads, strict=True):
         own = _model(search, cfg, heads, part.offset)
         held.append(own.logit(part.held, own.shift(part.held)))
-    if search.refit:
-        final = _model(
-            search,
-            cfg,
-            _refit(kind, strength, parts_heads, search, params, cfg),
-            offset_for(search.rows, cfg),
-        )
-    else:
-        final = _model(search, cfg, parts_heads[0], search.parts[0].offset)
+
+    def final() -> PropensityModel:
+        if not search.refit:
+            return _model(search, cfg, parts_heads[0], search.parts[0].offset)
+        heads = _refit(kind, strength, parts_heads, search, params, cfg)
+        return _model(search, cfg, heads, offset_for(search.rows, cfg))
+
     return _Candidate(np.concatenate(held), final)
 
 
@@ -482,7 +491,7 @@ def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
             None if offset is None else offset.of(search.parts[0].fit),
         )
     final.weight = 0.0
-    return _Candidate(held(best), final)
+    return _Candidate(held(best), lambda: final)
 
 
 BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
@@ -521,7 +530,7 @@ def _blend(search: _Search, booster: _Candidate, gam: _Candidate) -> tuple[_Cand
     blended.gam = gam.model.gam
     blended.weight = weight
     mixed = weight * booster.held_logit + (1 - weight) * gam.held_logit
-    return _Candidate(mixed, blended), float(roc_auc_score(y, crossed))
+    return _Candidate(mixed, lambda: blended), float(roc_auc_score(y, crossed))
 
 
 def _motions_to_fit(rows: pd.DataFrame, cfg: TrainingConfig) -> str | list[str]:
@@ -713,6 +722,8 @@ def fit_all(
     for candidate in kinds.values():
         candidate.model.size_booster = size
     kept.model.size_booster = size
+    for name, candidate in boosters.items():
+        seconds[name] += candidate.seconds  # the final fit, where one was made
     kept.model.choice = Choice(
         learner,
         scored,
