@@ -200,7 +200,7 @@ def test_only_the_kept_learner_is_refitted_on_every_month(
     real = train_module.fit_rounds
 
     def counted(*args: Any, **kwargs: Any) -> Any:  # the real fit, its rounds noted
-        refits.append(args[5])
+        refits.append(args[3])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "fit_rounds", counted)

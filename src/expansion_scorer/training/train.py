@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
@@ -197,9 +197,13 @@ def fit_booster(
 ) -> lgb.Booster:
     """LightGBM on `fit`'s `label`, stopped early on `valid`, cut to its best iteration."""
     train_set, valid_set = datasets(fit, valid, numeric, categories, offset, label)
-    booster = train_early_stopped(params, train_set, valid_set, cfg, threads)
+    return kept_trees(train_early_stopped(params, train_set, valid_set, cfg, threads))
+
+
+def kept_trees(booster: lgb.Booster) -> lgb.Booster:
+    """A booster holding only the trees early stopping kept: SHAP and predict then agree
+    without arguments."""
     best = booster.best_iteration or booster.current_iteration()
-    # A booster holding only the kept trees: SHAP and predict then agree without arguments.
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
@@ -221,23 +225,13 @@ def fit_size(
 
 
 def fit_rounds(
-    fit: pd.DataFrame,
-    numeric: list[str],
-    categories: dict[str, list[str]],
+    train_set: lgb.Dataset,
     params: LightGBMParams,
     cfg: TrainingConfig,
     rounds: int,
-    offset: Offset | None = None,
-    label: str = "label",
     threads: int = 0,
 ) -> lgb.Booster:
-    """LightGBM on `fit`'s `label` for a fixed number of rounds (found on held-out blocks)."""
-    train_set = lgb.Dataset(
-        prepare(fit, numeric, categories),
-        label=fit[label].to_numpy(),
-        init_score=None if offset is None else offset.of(fit),
-        params=DATASET_PARAMS,
-    )
+    """LightGBM on a binned set for a fixed number of rounds (found on held-out blocks)."""
     return lgb.train(
         lgb_params(params, cfg.seed, threads), train_set, num_boost_round=max(rounds, 1)
     )
@@ -316,6 +310,21 @@ class _Search:
     refit: bool
     """Cross-fitted: the final models are refitted on `rows`; else the parts' own models."""
 
+    binned: dict[int, tuple[lgb.Dataset, lgb.Dataset | None]] = field(default_factory=dict)
+    """Part number (-1: `rows`) -> its training and held-out rows binned once for every
+    learner and head (finding the bins costs more than a few hundred boosting rounds)."""
+
+    def bins(self, at: int) -> tuple[lgb.Dataset, lgb.Dataset | None]:
+        """Part `at`'s rows (-1: every training row) binned: made on the first call, before
+        any head is fitted in parallel."""
+        if at not in self.binned:
+            if at < 0:
+                self.binned[at] = (_binned(self.rows, self), None)
+            else:
+                fit = _binned(self.parts[at].fit, self)
+                self.binned[at] = (fit, _binned(self.parts[at].held, self, fit))
+        return self.binned[at]
+
     @cached_property
     def held(self) -> pd.DataFrame:
         return pd.concat([p.held for p in self.parts])
@@ -334,6 +343,30 @@ class _Search:
         )
 
 
+def _binned(
+    rows: pd.DataFrame, search: _Search, reference: lgb.Dataset | None = None
+) -> lgb.Dataset:
+    return lgb.Dataset(
+        prepare(rows, search.numeric, search.categories),
+        label=rows["label"].to_numpy(),  # each copy sets its own; a subset needs one to copy
+        reference=reference,
+        params=DATASET_PARAMS,
+        free_raw_data=True,  # copies need the bins, not the frame
+    ).construct()
+
+
+def _relabelled(
+    binned: lgb.Dataset, rows: pd.DataFrame, label: str, offset: Offset | None
+) -> lgb.Dataset:
+    """A copy of `binned` (LightGBM's subset of every row: no bins found again) learning
+    `rows`' `label` from `offset`: each head its own, as heads are fitted side by side."""
+    copy = binned.subset(list(range(binned.num_data()))).construct()
+    copy.set_label(rows[label].to_numpy())
+    if offset is not None:
+        copy.set_init_score(offset.of(rows))
+    return copy
+
+
 def _in_parallel(jobs: list[Callable[[int], Head]]) -> tuple[Head, ...]:
     """The heads of a learner, fitted side by side where cores allow (LightGBM lets go of the
     GIL), the cores shared among them; in order."""
@@ -349,23 +382,29 @@ def _heads(
     kind: str,
     strength: Strength | None,
     motions: list[str],
-    part: _Part,
+    at: int,
     search: _Search,
     params: LightGBMParams,
     cfg: TrainingConfig,
 ) -> tuple[Head, ...]:
-    """A booster learner's heads on one part, stopped early on its held-out rows."""
+    """A booster learner's heads on part `at`, stopped early on its held-out rows."""
     wanted = [("any", "label")] if kind != "motions" else [(m, motion_label(m)) for m in motions]
+    part = search.parts[at]
+    fit_bins, held_bins = search.bins(at)
+    assert held_bins is not None
 
     def head(name: str, label: str) -> Callable[[int], Head]:
         def fitted(threads: int) -> Head:
             own = _params_for(params, strength, part.fit, label)
             offset = offset_for(part.fit, cfg, label)
-            booster = fit_booster(
-                part.fit, part.held, search.numeric, search.categories, own, cfg, offset, label,
+            booster = train_early_stopped(
+                own,
+                _relabelled(fit_bins, part.fit, label, offset),
+                _relabelled(held_bins, part.held, label, offset),
+                cfg,
                 threads,
-            )  # fmt: skip
-            return Head(name, booster, offset)
+            )
+            return Head(name, kept_trees(booster), offset)
 
         return fitted
 
@@ -382,16 +421,16 @@ def _refit(
 ) -> tuple[Head, ...]:
     """The heads refitted on every training row, each for the mean rounds its parts kept."""
 
+    every, _ = search.bins(-1)
+
     def head(i: int, first: Head) -> Callable[[int], Head]:
         def fitted(threads: int) -> Head:
             label = "label" if first.name == "any" else motion_label(first.name)
             rounds = round(float(np.mean([h[i].booster.current_iteration() for h in parts_heads])))
             own = _params_for(params, strength, search.rows, label)
             offset = offset_for(search.rows, cfg, label)
-            booster = fit_rounds(
-                search.rows, search.numeric, search.categories, own, cfg, rounds, offset, label,
-                threads,
-            )  # fmt: skip
+            relabelled = _relabelled(every, search.rows, label, offset)
+            booster = fit_rounds(relabelled, own, cfg, rounds, threads)
             return Head(first.name, booster, offset)
 
         return fitted
@@ -428,8 +467,8 @@ def _booster_candidate(
     parts_heads = [
         latest
         if latest is not None and i == len(search.parts) - 1
-        else _heads(kind, strength, motions, p, search, params, cfg)
-        for i, p in enumerate(search.parts)
+        else _heads(kind, strength, motions, i, search, params, cfg)
+        for i in range(len(search.parts))
     ]
     held = []
     for part, heads in zip(search.parts, parts_heads, strict=True):
@@ -649,7 +688,7 @@ def fit_all(
         for learner, kind, strength, fitted_motions in tried:
             started = time.perf_counter()
             latest[learner] = heads = _heads(
-                kind, strength, fitted_motions, last, search, params, cfg
+                kind, strength, fitted_motions, len(search.parts) - 1, search, params, cfg
             )
             seconds[learner] = time.perf_counter() - started
             own = _model(search, cfg, heads, last.offset)
