@@ -312,7 +312,7 @@ class _Search:
 
     binned: dict[int, tuple[lgb.Dataset, lgb.Dataset | None]] = field(default_factory=dict)
     """Part number (-1: `rows`) -> its training and held-out rows binned once for every
-    learner and head (finding the bins costs more than a few hundred boosting rounds)."""
+    learner and head, which copy the bins and set their own label (`_relabelled`)."""
 
     def bins(self, at: int) -> tuple[lgb.Dataset, lgb.Dataset | None]:
         """Part `at`'s rows (-1: every training row) binned: made on the first call, before
