@@ -310,20 +310,22 @@ class _Search:
     refit: bool
     """Cross-fitted: the final models are refitted on `rows`; else the parts' own models."""
 
-    binned: dict[int, tuple[lgb.Dataset, lgb.Dataset | None]] = field(default_factory=dict)
-    """Part number (-1: `rows`) -> its training and held-out rows binned once for every
-    learner and head, which copy the bins and set their own label (`_relabelled`)."""
+    binned: dict[int, tuple[lgb.Dataset, lgb.Dataset]] = field(default_factory=dict)
+    """Part number -> its training and held-out rows binned once for every learner and head,
+    which copy the bins and set their own label (`_relabelled`)."""
 
-    def bins(self, at: int) -> tuple[lgb.Dataset, lgb.Dataset | None]:
-        """Part `at`'s rows (-1: every training row) binned: made on the first call, before
-        any head is fitted in parallel."""
+    def bins(self, at: int) -> tuple[lgb.Dataset, lgb.Dataset]:
+        """Part `at`'s training and held-out rows binned: made on the first call, before any
+        head is fitted in parallel."""
         if at not in self.binned:
-            if at < 0:
-                self.binned[at] = (_binned(self.rows, self), None)
-            else:
-                fit = _binned(self.parts[at].fit, self)
-                self.binned[at] = (fit, _binned(self.parts[at].held, self, fit))
+            fit = _binned(self.parts[at].fit, self)
+            self.binned[at] = (fit, _binned(self.parts[at].held, self, fit))
         return self.binned[at]
+
+    @cached_property
+    def every_bins(self) -> lgb.Dataset:
+        """Every training row binned once, for the final fits."""
+        return _binned(self.rows, self)
 
     @cached_property
     def held(self) -> pd.DataFrame:
@@ -391,7 +393,6 @@ def _heads(
     wanted = [("any", "label")] if kind != "motions" else [(m, motion_label(m)) for m in motions]
     part = search.parts[at]
     fit_bins, held_bins = search.bins(at)
-    assert held_bins is not None
 
     def head(name: str, label: str) -> Callable[[int], Head]:
         def fitted(threads: int) -> Head:
@@ -421,7 +422,7 @@ def _refit(
 ) -> tuple[Head, ...]:
     """The heads refitted on every training row, each for the mean rounds its parts kept."""
 
-    every, _ = search.bins(-1)
+    every = search.every_bins
 
     def head(i: int, first: Head) -> Callable[[int], Head]:
         def fitted(threads: int) -> Head:
