@@ -233,6 +233,27 @@ def test_a_calibrator_is_kept_only_when_it_beats_the_raw_probability() -> None:
     assert out[0] <= out[1] <= out[2]
 
 
+def test_a_calibrator_that_does_not_carry_over_to_other_months_is_refused() -> None:
+    rng = np.random.default_rng(1)
+    n = 30_000
+    truth = rng.beta(1, 4, n)
+    y = (rng.random(n) < truth).astype(float)
+    groups = np.arange(n) % 3_000
+    blocks = np.arange(n) * 3 // n
+    logit = np.log(truth / (1 - truth))
+
+    # A score too high in two blocks of months and too low in the third: a random split of
+    # accounts finds a correction on average, and leaving each block out shows it fails there
+    drifting = 1 / (1 + np.exp(-(logit + np.where(blocks == 2, -0.6, 0.6))))
+    pooled, _ = choose_calibration(drifting, y, None, ["none", "platt"], groups, 7)
+    assert pooled == "platt"
+    by_month, losses = choose_calibration(drifting, y, None, ["none", "platt"], groups, 7, blocks)
+    assert by_month == "none" and losses["platt"] > losses["none"]
+    # while an overconfident score is calibrated whichever months the calibrator is fitted on
+    loud = 1 / (1 + np.exp(-3 * logit))
+    assert choose_calibration(loud, y, None, ["none", "platt"], groups, 7, blocks)[0] == "platt"
+
+
 def test_a_blend_without_its_parts_or_an_unknown_name_is_refused() -> None:
     with pytest.raises(ValidationError, match="blend mixes the best booster with the gam"):
         LearningConfig(candidates=["single", "blend"])

@@ -266,8 +266,9 @@ class BacktestConfig(_Strict):
     calibration: list[Literal["none", "platt", "isotonic"]] = Field(
         default=["none", "platt", "isotonic"], min_length=1
     )
-    """Calibrations compared by cross-validated log loss on the out-of-fold (or calibration)
-    predictions; the best is kept, and none always competes: a calibrator that does not beat
+    """Calibrations compared by log loss on the out-of-fold predictions, each block of months
+    scored by a calibrator fitted on the others (later_months: the calibration months, five
+    folds of accounts); the best is kept, and none always competes: a calibrator that does not beat
     the raw probability is never applied. A single name means that one against none."""
     isotonic_min_positives: int = Field(default=200, ge=1)
     """Isotonic regression competes only when the predictions it learns from hold this many

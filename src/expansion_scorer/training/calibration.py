@@ -1,5 +1,11 @@
 """Which calibrator, if any, a model earns: methods compared by cross-validated log loss.
 
+Cross-fitted predictions come in blocks of consecutive months; there each calibrator is fitted on
+the other blocks and scored on the one left out, because the delivered model meets months its
+calibrator was not fitted on. A correction that holds only on average over the blocks (a base
+rate too low in one block and too high in the next) wins a random split of accounts and loses
+on every month after it.
+
 The calibrator itself (`Calibrator`) lives with the delivered model in `expansion_scorer.model`.
 """
 
@@ -39,20 +45,26 @@ def choose_calibration(
     methods: Sequence[str],
     groups: np.ndarray,
     seed: int,
+    blocks: np.ndarray | None = None,
 ) -> tuple[str, dict[str, float]]:
-    """The method with the lowest log loss, cross-validated over groups (accounts), among
-    `none` and those that beat it by more than two standard errors; and every method's loss.
-    A calibrator has to earn its place: on a tie, or a gain within the noise, none is kept."""
+    """The method with the lowest cross-validated log loss among `none` and those that beat it
+    by more than two standard errors (accounts, `groups`, as the units); and every method's
+    loss. The folds are the time `blocks` when there are two or more (each left out in turn),
+    else groups of accounts. A calibrator has to earn its place: on a tie, or a gain within
+    the noise, none is kept."""
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _, codes = np.unique(groups, return_inverse=True)
-    fold = np.random.default_rng(seed).permutation(codes.max() + 1)[codes] % CV_FOLDS
+    if blocks is not None and len(np.unique(blocks)) > 1:
+        _, fold = np.unique(blocks, return_inverse=True)
+    else:
+        fold = np.random.default_rng(seed).permutation(codes.max() + 1)[codes] % CV_FOLDS
     plain = _losses(raw, y)
     losses: dict[str, float] = {"none": float(plain.mean())}
     best = "none"
     for method in (m for m in methods if m != "none"):
         predicted = np.empty(len(y))
-        for k in range(CV_FOLDS):
+        for k in range(int(fold.max()) + 1):
             out, fit = fold == k, fold != k
             if not out.any():
                 continue

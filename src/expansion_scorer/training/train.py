@@ -336,6 +336,11 @@ class _Search:
         return self.held["label"].to_numpy()
 
     @cached_property
+    def held_block(self) -> np.ndarray:
+        """Each held-out row's part (its block of months when cross-fitted)."""
+        return np.repeat(np.arange(len(self.parts)), [len(p.held) for p in self.parts])
+
+    @cached_property
     def held_shift(self) -> np.ndarray | None:
         """Each held-out row's season offset, from the part that predicts it (None without)."""
         if all(p.offset is None for p in self.parts):
@@ -639,7 +644,9 @@ def _calibrate(
     if "isotonic" in methods and int(y.sum()) < cfg.backtest.isotonic_min_positives:
         methods.remove("isotonic")
     groups = search.held["account_id"].astype(str).to_numpy()
-    method, losses = choose_calibration(raw, y, search.held_shift, methods, groups, cfg.seed)
+    method, losses = choose_calibration(
+        raw, y, search.held_shift, methods, groups, cfg.seed, search.held_block
+    )
     model.calibrator = (
         None if method == "none" else Calibrator(method).fit(raw, y, search.held_shift)  # type: ignore[arg-type]
     )
