@@ -285,7 +285,7 @@ def test_a_bad_learning_block_is_one_line_before_any_data_is_read(
     assert "no-such-data" not in lines[0] and "Traceback" not in err
 
 
-def test_after_the_first_fold_only_the_best_boosters_the_gam_and_the_blend_go_on() -> None:
+def test_after_each_fold_only_its_best_boosters_the_gam_and_the_blend_go_on() -> None:
     # Given the first fold's held-out ROC AUCs
     cfg = small_config(learning=LearningConfig(halving_margin=0.01))
     aucs = {"single": 0.705, "regularised 7/10%": 0.712, "motions 3/30%": 0.695, "gam": 0.69,
@@ -294,6 +294,10 @@ def test_after_the_first_fold_only_the_best_boosters_the_gam_and_the_blend_go_on
 
     # Then the boosters within the margin of the best booster, the gam and the blend go on
     assert _survivors(choice, cfg) == ["single", "regularised 7/10%", "gam", "blend"]
+    # and the next fold, which fitted only those, narrows them again on its own evidence
+    second = Choice("blend", {"single": 0.72, "regularised 7/10%": 0.705, "gam": 0.70,
+                              "blend": 0.725}, {})  # fmt: skip
+    assert _survivors(second, cfg) == ["single", "gam", "blend"]
     # and without a margin every learner is fitted on every layout
     every = small_config(learning=LearningConfig(halving_margin=None))
     assert _survivors(choice, every) is None

@@ -266,7 +266,7 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
                 "lgbm_best_iteration": final.rounds,
                 "learner": final.learner,
                 "learning_candidates": ",".join(cfg.learning.candidates),
-                "learners_after_first_fold": ",".join(bt.survivors or ["all"]),
+                "learners_in_final_fit": ",".join(bt.survivors or ["all"]),
                 "arrangement": cfg.backtest.arrangement,
                 "calibration_kept": "" if final.choice is None else final.choice.calibration,
                 "blend_weight": ""

@@ -343,7 +343,8 @@ class Backtest:
     scores: pd.DataFrame
     random_split_auc: float | None = None
     survivors: list[str] | None = None
-    """The learners still fitted after the first fold (successive halving); None: all."""
+    """The learners left after the last fold, which the final fit tries (successive halving:
+    each fold drops the booster learners trailing its best); None: all."""
 
     @property
     def scorers(self) -> list[str]:
@@ -431,8 +432,7 @@ def backtest(
             run_fold(frames, fold, feature_set, cfg, params or cfg.lightgbm, with_baselines,
                      survivors)
         )  # fmt: skip
-        if survivors is None:
-            survivors = _survivors(results[0].choice, cfg)
+        survivors = _survivors(results[-1].choice, cfg) or survivors
     scores = pd.concat([r.scores for r in results], ignore_index=True)
     scorers = [c for c in results[0].metrics if all(c in r.metrics for r in results)]
     return Backtest(
@@ -444,9 +444,10 @@ def backtest(
 
 
 def _survivors(choice: Choice | None, cfg: TrainingConfig) -> list[str] | None:
-    """The learners fitted after the first fold (successive halving): the best booster learner
-    there and any other within `halving_margin` of it, and the gam and the blend when
-    configured; None: all of them."""
+    """The learners fitted after a fold (successive halving): the best booster learner of those
+    it fitted and any other within `halving_margin` of it, and the gam and the blend when
+    configured; None: all of them. A learner dropped by one fold is not fitted by the next,
+    so the search narrows as the folds add evidence."""
     margin = cfg.learning.halving_margin
     if choice is None or margin is None or not choice.calibration_auc:
         return None

@@ -267,8 +267,8 @@ def learner_lines(bt: Backtest, final: Choice | None) -> str:
         " calibration months, one horizon later."
     )
     survivors = (
-        f" After the first fold only {', '.join(bt.survivors)} were fitted again (the others"
-        " trailed the best by more than `learning.halving_margin`)."
+        f" Each fold left out of the next the booster learners that trailed its best by more"
+        f" than `learning.halving_margin`; the final fit tried {', '.join(bt.survivors)}."
         if bt.survivors
         else ""
     )
