@@ -22,6 +22,7 @@ share_cores_politely()  # before LightGBM loads: idle OpenMP threads sleep
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -158,12 +159,15 @@ def table(
     baseline: bool = True,
     out: Path | None = None,
     config: Path | None = None,
+    repeat: int = 1,
 ) -> None:
     """The README's quality table: per world and size, pooled test ROC AUC of one booster
     trained alone and, inside the configured learners' run, of the best booster, the gam, the
     blend, the logistic baseline and the chosen model; the chosen model's share of the feature
     ceiling; ECE before and after calibration; train time against one booster's (without
-    `baseline`, the configured learners only, with their own ceiling fit)."""
+    `baseline`, the configured learners only, with their own ceiling fit). With `repeat`, each
+    side is trained that many times, the two in turn, and the times are the medians (the
+    figures are deterministic: the first run's)."""
     worlds = [("default", 0), *(("random", s) for s in seeds)]
     print(
         "| world | accounts | Bayes | one booster | booster | GAM | blend | logistic |"
@@ -184,6 +188,18 @@ def table(
             )
             if single is not None:
                 chosen.ceiling_share = single.ceiling_share
+            took = {"single": [single.took] if single else [], "chosen": [chosen.took]}
+            for _ in range(repeat - 1):
+                if single is not None:
+                    took["single"].append(
+                        measure(accounts, months, seed, kind, structure, ceiling=False,
+                                learners=["single"], **common).took
+                    )  # fmt: skip
+                took["chosen"].append(
+                    measure(accounts, months, seed, kind, structure, ceiling=False, **common).took
+                )
+            alone_s = statistics.median(took["single"]) if single else None
+            chosen_s = statistics.median(took["chosen"])
             name = "default" if kind == "default" else f"random, seed {seed}"
             r = chosen.result
             bayes = r.bayes_auc or float("nan")
@@ -191,9 +207,9 @@ def table(
             calibration = "-" if r.choice is None else r.choice.calibration
             ece = r.backtest.pooled
             times = (
-                f"{chosen.took:.0f} s"
-                if single is None
-                else f"{single.took:.0f} s, {chosen.took:.0f} s ({chosen.took / single.took:.2f}x)"
+                f"{chosen_s:.0f} s"
+                if alone_s is None
+                else f"{alone_s:.0f} s, {chosen_s:.0f} s ({chosen_s / alone_s:.2f}x)"
             )
             of_ceiling = "-" if chosen.of_ceiling is None else f"**{chosen.of_ceiling:.3f}**"
             print(
@@ -232,6 +248,10 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="with --table: skip the `single` runs"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="with --table: train each side this many times, in turn; the times are medians",
+    )  # fmt: skip
     # the smoke runs the table's code: one 60-account world, one booster and the learners
     smoke = {"accounts": 60, "months": 30, "table": True, "sizes": "60", "random_seeds": ""}
     args = _args.parse(parser, "train_quality", smoke)
@@ -239,7 +259,10 @@ def main() -> None:
         sizes = [int(s) for s in args.sizes.split(",")]
         seeds = [int(s) for s in args.random_seeds.split(",") if s]
         config = _args.smoke_training(args.out) if args.smoke else None
-        table(sizes, seeds, args.months, args.structure, not args.no_baseline, args.out, config)
+        table(
+            sizes, seeds, args.months, args.structure, not args.no_baseline, args.out, config,
+            args.repeat,
+        )  # fmt: skip
         return
     learners = args.learners.split(",") if args.learners else None
     run = measure(
