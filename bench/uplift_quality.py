@@ -13,7 +13,9 @@ Every ranking is scored on the test cohorts by its TRUE value: the expected incr
 expansions of the accounts it puts on the capacity lists (the `accounts_per_csm` best of each
 CSM's cohort), the sum of the world's true effect of a touch on them (`true_effect`, kept by
 `run_program`: `p_touched - p_untouched` at the month the touch changes) times the compliance.
-No coin flip enters it. Beside it: the true oracle (the lists ranked by that effect), a random
+No coin flip enters it. Beside it: the true oracle (the lists ranked by that effect), the
+feature ceiling (the same booster settings fitted to the training cohorts' true effect instead
+of their outcomes: how far the features reach without the noise of the outcomes), a random
 pick (its expectation), the propensity the assignment was drawn with, the realised-effect
 "oracle" of the earlier benchmark (`effect`, expanded with minus without, in {-1, 0, 1}), and
 per ranking the REALISED incremental expansions at capacity (listed minus held-out rate among
@@ -48,15 +50,18 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import lightgbm as lgb
 import pandas as pd
 import yaml
 
 from expansion_scorer.cli import main
-from expansion_scorer.config import load_training_config, override
+from expansion_scorer.config import FeatureSet, TrainingConfig, load_training_config, override
 from expansion_scorer.data.synthetic import ProgramWorld, generate_world
 from expansion_scorer.jobs.uplift import _plan, uplift_frame
+from expansion_scorer.model.parts import prepare
 from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set
+from expansion_scorer.training.train import DATASET_PARAMS, lgb_params, schema
 from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT, backtest_uplift
 from expansion_scorer.training.uplift_learners import RANDOM, capacity_weights, policy_values
 
@@ -74,6 +79,9 @@ def _mondays(first: date, last: date, every: int) -> list[str]:
 
 RANDOM_PICK = "random pick"
 REALISED = "realised-effect oracle"
+CEILING = "feature ceiling"
+"""The true effect itself learnt from the features on each fold's training cohorts: what the
+features could reach if the outcomes carried no noise."""
 
 
 def _seed_frame(args: argparse.Namespace, root: Path, seed: int, weeks: list[date],
@@ -111,6 +119,28 @@ def _seed_frame(args: argparse.Namespace, root: Path, seed: int, weeks: list[dat
     frame.to_parquet(kept, index=False)
     about.write_text(json.dumps(info))
     return frame, info
+
+
+def _feature_ceiling(
+    frame: pd.DataFrame, cfg: TrainingConfig, features: FeatureSet
+) -> pd.DataFrame:
+    """Per test row of each fold, the uplift booster settings fitted to the training cohorts'
+    true effect (a regression on `oracle`) instead of to their noisy outcomes."""
+    folds, _, _ = _plan(frame, cfg)
+    params = cfg.uplift.lightgbm
+    settings = {**lgb_params(params, cfg.seed), "objective": "regression"}
+    parts = []
+    for fold in folds:
+        train = frame[frame["assigned_on"].isin(set(fold.train))]
+        test = frame[frame["assigned_on"].isin(set(fold.test))]
+        numeric, categories = schema(features, train)
+        data = lgb.Dataset(prepare(train, numeric, categories), label=train[ORACLE],
+                           params=DATASET_PARAMS)  # fmt: skip
+        fitted = lgb.train(settings, data, num_boost_round=params.n_estimators)
+        part = test[["account_id", "assigned_on"]].copy()
+        part[CEILING] = fitted.predict(prepare(test, numeric, categories))
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _true_value(scores: pd.DataFrame, ranking: str, k: int, compliance: float) -> float:
@@ -192,7 +222,7 @@ def _summary(shares: dict[str, list[float]], ahead: dict[str, int], n: int) -> N
 
 def _evaluate(
     frame: pd.DataFrame, learners: list[str], base: dict, k: int, compliance: float,
-    features: object,
+    features: FeatureSet,
 ) -> tuple[dict[str, dict[str, float | str]], int]:  # fmt: skip
     """Per learner and per reference ranking: the true value at capacity on the test cohorts,
     the realised incremental expansions there, the doubly robust estimate and its interval."""
@@ -203,7 +233,7 @@ def _evaluate(
         started = time.perf_counter()
         cfg = override(load_training_config(), {**base, "uplift.learner": learner}, "benchmark")
         folds, _, _ = _plan(frame, cfg)
-        bt = backtest_uplift(frame, folds, features, cfg)  # type: ignore[arg-type]
+        bt = backtest_uplift(frame, folds, features, cfg)
         scores = bt.scores.merge(extra, on=["account_id", "assigned_on"], how="left")
         values = policy_values(scores, [UPLIFT, PROPENSITY, RANDOM], k)
         rows[learner] = {
@@ -216,7 +246,9 @@ def _evaluate(
         if tested:
             continue
         tested = len(scores)
-        for name in (ORACLE, PROPENSITY, REALISED):
+        scores = scores.merge(_feature_ceiling(frame, cfg, features),
+                              on=["account_id", "assigned_on"], how="left")  # fmt: skip
+        for name in (ORACLE, CEILING, PROPENSITY, REALISED):
             rows[name] = {
                 "true": _true_value(scores, name, k, compliance),
                 "realised": bt.pooled[name]["incremental_at_capacity"]
