@@ -376,7 +376,15 @@ def _relabelled(
 
 def _in_parallel(jobs: list[Callable[[int], Head]]) -> tuple[Head, ...]:
     """The heads of a learner, fitted side by side where cores allow (LightGBM lets go of the
-    GIL), the cores shared among them; in order."""
+    GIL), the cores shared among them; in order.
+
+    A job only trains, every job with the same number of threads: its datasets are made before
+    (in this thread). LightGBM keeps the thread count in one process-wide setting that every
+    call given `num_threads` sets (a dataset made without it sets the machine's cores), and
+    sizes per-thread buffers by it in one place and loops over threads by it in another, so a
+    dataset made in one job while another trains with one thread can index past a buffer. The
+    likely cause of the segfaults seen in lib_lightgbm on 3,000-account trainings (three, all
+    at one instruction, a loop over per-thread bin iterators)."""
     cores = os.cpu_count() or 1
     if len(jobs) < 2 or cores < 2:
         return tuple(job(0) for job in jobs)
@@ -400,16 +408,13 @@ def _heads(
     fit_bins, held_bins = search.bins(at)
 
     def head(name: str, label: str) -> Callable[[int], Head]:
+        own = _params_for(params, strength, part.fit, label)
+        offset = offset_for(part.fit, cfg, label)
+        fit_set = _relabelled(fit_bins, part.fit, label, offset)
+        held_set = _relabelled(held_bins, part.held, label, offset)
+
         def fitted(threads: int) -> Head:
-            own = _params_for(params, strength, part.fit, label)
-            offset = offset_for(part.fit, cfg, label)
-            booster = train_early_stopped(
-                own,
-                _relabelled(fit_bins, part.fit, label, offset),
-                _relabelled(held_bins, part.held, label, offset),
-                cfg,
-                threads,
-            )
+            booster = train_early_stopped(own, fit_set, held_set, cfg, threads)
             return Head(name, kept_trees(booster), offset)
 
         return fitted
@@ -430,14 +435,14 @@ def _refit(
     every = search.every_bins
 
     def head(i: int, first: Head) -> Callable[[int], Head]:
+        label = "label" if first.name == "any" else motion_label(first.name)
+        rounds = round(float(np.mean([h[i].booster.current_iteration() for h in parts_heads])))
+        own = _params_for(params, strength, search.rows, label)
+        offset = offset_for(search.rows, cfg, label)
+        relabelled = _relabelled(every, search.rows, label, offset)
+
         def fitted(threads: int) -> Head:
-            label = "label" if first.name == "any" else motion_label(first.name)
-            rounds = round(float(np.mean([h[i].booster.current_iteration() for h in parts_heads])))
-            own = _params_for(params, strength, search.rows, label)
-            offset = offset_for(search.rows, cfg, label)
-            relabelled = _relabelled(every, search.rows, label, offset)
-            booster = fit_rounds(relabelled, own, cfg, rounds, threads)
-            return Head(first.name, booster, offset)
+            return Head(first.name, fit_rounds(relabelled, own, cfg, rounds, threads), offset)
 
         return fitted
 
