@@ -132,6 +132,18 @@ def test_every_learner_is_tried_at_every_strength() -> None:
 def test_a_learner_named_twice_is_refused() -> None:
     with pytest.raises(ValidationError, match="twice"):
         LearningConfig(candidates=["single", "single"])
+    with pytest.raises(ValidationError, match="each leaves and rows_per_leaf once"):
+        faster = Strength(leaves=3, rows_per_leaf=0.3, learning_rate=0.1)
+        LearningConfig(strengths=[Strength(leaves=3, rows_per_leaf=0.3), faster])
+
+
+def test_a_strength_takes_its_own_step_or_the_boosters() -> None:
+    params = small_config().lightgbm
+    own = train_module.regularised(params, Strength(leaves=3, rows_per_leaf=0.3,
+                                                    learning_rate=0.2), positives=1000)  # fmt: skip
+    assert (own.num_leaves, own.min_child_samples, own.learning_rate) == (3, 300, 0.2)
+    same = train_module.regularised(params, Strength(leaves=3, rows_per_leaf=0.3), 1000)
+    assert same.learning_rate == params.learning_rate != 0.2
 
 
 @pytest.mark.parametrize("kind", ["gam", "blend"])

@@ -238,10 +238,14 @@ def fit_rounds(
 
 
 def regularised(params: LightGBMParams, strength: Strength, positives: int) -> LightGBMParams:
-    """Fewer, larger leaves: `strength.leaves` of at least `rows_per_leaf` x the positives."""
+    """Fewer, larger leaves: `strength.leaves` of at least `rows_per_leaf` x the positives, at
+    the strength's step where it has one."""
     rows = max(params.min_child_samples, int(np.ceil(strength.rows_per_leaf * positives)))
     leaves = min(params.num_leaves, strength.leaves)
-    return params.model_copy(update={"num_leaves": leaves, "min_child_samples": rows})
+    step = strength.learning_rate or params.learning_rate
+    return params.model_copy(
+        update={"num_leaves": leaves, "min_child_samples": rows, "learning_rate": step}
+    )
 
 
 def _params_for(
