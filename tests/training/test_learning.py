@@ -3,9 +3,12 @@ combined model explain, and the calibration that has to earn its place."""
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,6 +113,30 @@ def test_a_motions_model_is_the_chance_of_any_motion_and_explains_as_its_parts(
     np.testing.assert_allclose(points.sum(axis=1) / 100, score - base, atol=1e-9)
     # and a family's sign follows the motions' own SHAP values (positive weights)
     assert (np.sign(points.sum(axis=1)) == np.sign(score - base)).all()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="heads are fitted side by side on 2+ cores")
+def test_heads_fitted_side_by_side_make_no_lightgbm_dataset_in_their_threads(
+    frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LightGBM keeps one process-wide thread count that a dataset made without `num_threads`
+    # resets; made inside a head's thread it raced the other heads' training (a segfault)
+    made_in: list[str] = []
+    construct = lgb.Dataset.construct
+
+    def recorded(self: lgb.Dataset) -> lgb.Dataset:
+        if self._handle is None:  # made now, not asked again for one made before
+            made_in.append(threading.current_thread().name)
+        return construct(self)
+
+    monkeypatch.setattr(lgb.Dataset, "construct", recorded)
+    cfg = small_config(learning=learning("motions"))
+    fold = plan_folds(sorted(frame["as_of"].unique()), cfg)[0]
+
+    model = fit(frame, fold, load_feature_set(), cfg)
+
+    assert len(model.heads) >= 2  # the heads were fitted side by side
+    assert made_in and set(made_in) == {threading.main_thread().name}
 
 
 def test_motions_is_not_tried_when_the_label_is_one_motion(small_world_dir: Path) -> None:
