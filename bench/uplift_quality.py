@@ -50,7 +50,6 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import lightgbm as lgb
 import pandas as pd
 import yaml
 
@@ -61,9 +60,21 @@ from expansion_scorer.jobs.uplift import _plan, uplift_frame
 from expansion_scorer.model.parts import prepare
 from expansion_scorer.program.simulation import run_program
 from expansion_scorer.settings import load_feature_set
-from expansion_scorer.training.train import DATASET_PARAMS, lgb_params, schema
-from expansion_scorer.training.uplift import ORACLE, PROPENSITY, UPLIFT, backtest_uplift
-from expansion_scorer.training.uplift_learners import RANDOM, capacity_weights, policy_values
+from expansion_scorer.training.train import schema
+from expansion_scorer.training.uplift import (
+    ORACLE,
+    PROPENSITY,
+    UPLIFT,
+    CohortFold,
+    _rows,
+    backtest_uplift,
+)
+from expansion_scorer.training.uplift_learners import (
+    RANDOM,
+    _regressor,
+    capacity_weights,
+    policy_values,
+)
 
 import _args
 
@@ -122,21 +133,17 @@ def _seed_frame(args: argparse.Namespace, root: Path, seed: int, weeks: list[dat
 
 
 def _feature_ceiling(
-    frame: pd.DataFrame, cfg: TrainingConfig, features: FeatureSet
+    frame: pd.DataFrame, folds: list[CohortFold], cfg: TrainingConfig, features: FeatureSet
 ) -> pd.DataFrame:
     """Per test row of each fold, the uplift booster settings fitted to the training cohorts'
     true effect (a regression on `oracle`) instead of to their noisy outcomes."""
-    folds, _, _ = _plan(frame, cfg)
-    params = cfg.uplift.lightgbm
-    settings = {**lgb_params(params, cfg.seed), "objective": "regression"}
     parts = []
     for fold in folds:
-        train = frame[frame["assigned_on"].isin(set(fold.train))]
-        test = frame[frame["assigned_on"].isin(set(fold.test))]
+        train, test = _rows(frame, fold.train), _rows(frame, fold.test)
         numeric, categories = schema(features, train)
-        data = lgb.Dataset(prepare(train, numeric, categories), label=train[ORACLE],
-                           params=DATASET_PARAMS)  # fmt: skip
-        fitted = lgb.train(settings, data, num_boost_round=params.n_estimators)
+        fitted = _regressor(prepare(train, numeric, categories),
+                            train[ORACLE].to_numpy(dtype="float64"), cfg.uplift.lightgbm,
+                            cfg.seed)  # fmt: skip
         part = test[["account_id", "assigned_on"]].copy()
         part[CEILING] = fitted.predict(prepare(test, numeric, categories))
         parts.append(part)
@@ -246,7 +253,7 @@ def _evaluate(
         if tested:
             continue
         tested = len(scores)
-        scores = scores.merge(_feature_ceiling(frame, cfg, features),
+        scores = scores.merge(_feature_ceiling(frame, folds, cfg, features),
                               on=["account_id", "assigned_on"], how="left")  # fmt: skip
         for name in (ORACLE, CEILING, PROPENSITY, REALISED):
             rows[name] = {
