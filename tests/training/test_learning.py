@@ -203,6 +203,56 @@ def test_the_gam_and_the_blend_explain_exactly_in_family_points(
     np.testing.assert_allclose(points.sum(axis=1) / 100, score - base, atol=1e-9)
 
 
+def test_a_blend_weighs_the_two_best_boosters_and_the_gam_and_explains_exactly(
+    frame: pd.DataFrame,
+) -> None:
+    # Given two booster learners, the gam and the blend, fitted on a fold
+    cfg = small_config(learning=LearningConfig(candidates=["single", "regularised", "gam", "blend"],
+                                               halving_margin=None))  # fmt: skip
+    fold = plan_folds(sorted(frame["as_of"].unique()), cfg)[0]
+    fitted = fit_all(frame, fold, load_feature_set(), cfg)
+    choice = fitted.model.choice
+    assert choice is not None
+
+    # Then the blend's shares name the best booster, the other and the gam, adding up to 1
+    boosters = {k: v for k, v in choice.calibration_auc.items() if k not in ("gam", "blend")}
+    best = max(boosters, key=boosters.__getitem__)
+    assert list(choice.blend_parts) == [best, *(set(boosters) - {best}), "gam"]
+    assert sum(choice.blend_parts.values()) == pytest.approx(1.0)
+    assert choice.blend_weight == choice.blend_parts[best]
+    # and the shares tried keep a partner's share at 0 on a tie, with none at all without one
+    assert train_module.blend_weights(3)[:11] == train_module.blend_weights(2)
+    assert {p for _, p in train_module.blend_weights(2)} == {0.0}
+
+    # When the partner has a share (set here, whatever this small fold chose)
+    blend = fitted.kinds["blend"]
+    if blend.partner is None:
+        other = next(iter(set(boosters) - {best}))
+        only = small_config(learning=learning(other.split(" ")[0]))
+        blend.partner = fit_all(frame, fold, load_feature_set(), only).model
+    blend.weight, blend.partner_weight = 0.4, 0.3
+    rows = frame[frame["as_of"].isin(set(fold.test_dates))].head(300)
+
+    # Then its log-odds are the three parts' at their shares
+    shift = blend.shift(rows)
+    assert blend.gam is not None and blend.partner is not None
+    parts = (
+        0.3 * (blend.gam.margin(rows) + shift)
+        + 0.4 * blend.boosted_logit(rows, shift)
+        + 0.3 * blend.partner.boosted_logit(rows, blend.partner.shift(rows))
+    )
+    np.testing.assert_allclose(blend.logit(rows, shift), parts, atol=1e-9)
+    # and they are the base plus each feature's contribution, exactly, in family points too
+    contrib = contributions(blend, rows)
+    logit = contrib.values.sum(axis=1).to_numpy() + contrib.base_logit
+    np.testing.assert_allclose(logit, parts, atol=1e-9)
+    score = blend.predict_proba(rows)
+    base = _delivered_base(blend, contrib.base_logit)
+    points = family_points(contrib, load_feature_set(), score, base)
+    np.testing.assert_allclose(points.sum(axis=1) / 100, score - base, atol=1e-9)
+    assert blend.rounds >= blend.partner.rounds
+
+
 def test_cross_fitting_decides_on_out_of_fold_rows_and_fits_on_every_month(
     frame: pd.DataFrame,
 ) -> None:

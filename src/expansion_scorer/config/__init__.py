@@ -465,8 +465,9 @@ class LearningConfig(_Strict):
       (1 - p). Only for the label `motion: any` over a seat ledger; a motion with fewer than
       `min_positives` expansions on a layout's training or calibration snapshots is left out;
     - `gam`: a spline logistic model (`gam`), exact and additive in its explanation;
-    - `blend`: the best booster and the gam averaged in log-odds, with the booster's weight
-      chosen on the same held-out predictions (and scored on halves it was not chosen on).
+    - `blend`: the best booster, the next best booster learner and the gam averaged in
+      log-odds, their shares chosen on the same held-out predictions (and scored on halves they
+      were not chosen on).
     """
 
     candidates: list[Literal["single", "regularised", "motions", "gam", "blend"]] = Field(

@@ -272,6 +272,9 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
                 "blend_weight": ""
                 if final.choice is None or final.choice.blend_weight is None
                 else final.choice.blend_weight,
+                "blend_parts": ""
+                if final.choice is None
+                else ",".join(f"{k}={v:.1f}" for k, v in final.choice.blend_parts.items()),
             }
         )
         pooled = flat_metrics(bt.pooled, "test_", SCORER_NAMES)

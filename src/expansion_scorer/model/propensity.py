@@ -1,7 +1,8 @@
 """The registered propensity model behind an MLflow pyfunc, with its feature schema.
 
 The log-odds come from a LightGBM booster (one per motion for the `motions` learner), a spline
-logistic model (`gam`), or a blend of the two.
+logistic model (`gam`), or a blend of the two (with a second booster learner beside the first,
+its `partner`, when the blend weighs one in).
 
 Categorical features travel as strings; the wrapper maps them onto the categories seen in
 training (unseen values become missing), so the model scores the same frame in batch, in
@@ -46,6 +47,9 @@ class Choice:
     """How many held-out predictions the choice and the calibration were made on."""
     blend_weight: float | None = None
     """The booster's share of the blend's log-odds, when the blend was tried."""
+    blend_parts: dict[str, float] = field(default_factory=dict)
+    """Learner -> its share of the blend's log-odds (the best booster, the next best booster
+    learner and the gam), when the blend was tried."""
     calibration: str = "platt"
     """The calibration kept (none, platt or isotonic)."""
     calibration_loss: dict[str, float] = field(default_factory=dict)
@@ -79,6 +83,10 @@ class PropensityModel(PythonModel):
     """The spline logistic model, for the `gam` and `blend` learners."""
     weight: float = 1.0
     """The boosters' share of the log-odds; the gam has the rest (0: the gam alone)."""
+    partner: PropensityModel | None = None
+    """In a blend, a second booster learner's model (other leaves, or one head per motion)."""
+    partner_weight: float = 0.0
+    """The partner's share of the blend's log-odds, taken from the gam's."""
 
     def __init__(
         self,
@@ -117,7 +125,8 @@ class PropensityModel(PythonModel):
     @property
     def rounds(self) -> int:
         """The most boosting rounds any of its boosters kept (0 for the gam alone)."""
-        return max((h.booster.current_iteration() for h in self.heads), default=0)
+        heads = (*self.heads, *(() if self.partner is None else self.partner.heads))
+        return max((h.booster.current_iteration() for h in heads), default=0)
 
     @property
     def heads(self) -> tuple[Head, ...]:
@@ -138,13 +147,25 @@ class PropensityModel(PythonModel):
         return margin if shift is None else margin + shift
 
     def logit(self, frame: pd.DataFrame, shift: np.ndarray | None = None) -> np.ndarray:
-        """The raw log-odds: the boosters', the gam's, or their blend (`weight`)."""
+        """The raw log-odds: the boosters', the gam's, or their blend (`weight` and the
+        partner's `partner_weight`; the gam has the rest)."""
         if self.gam is None or self.weight >= 1:
             return self.boosted_logit(frame, shift)
         gam = self.gam.margin(frame) + (0.0 if shift is None else shift)
-        if self.weight <= 0:
+        partner = self._partnered()
+        if self.weight <= 0 and partner is None:
             return gam
-        return self.weight * self.boosted_logit(frame, shift) + (1 - self.weight) * gam
+        mixed = (1 - self.weight - self.partner_weight) * gam
+        if self.weight > 0:
+            mixed = mixed + self.weight * self.boosted_logit(frame, shift)
+        if partner is not None:
+            own = None if shift is None else partner.shift(frame)  # its heads' own offset
+            mixed = mixed + self.partner_weight * partner.boosted_logit(frame, own)
+        return mixed
+
+    def _partnered(self) -> PropensityModel | None:
+        """The partner, when the blend gives it a share."""
+        return self.partner if self.partner is not None and self.partner_weight > 0 else None
 
     def _raw(self, frame: pd.DataFrame, shift: np.ndarray | None) -> np.ndarray:
         return sigmoid(self.logit(frame, shift))
@@ -218,13 +239,18 @@ def contributions(
     if gam is None:
         assert boosted is not None
         return boosted
-    if boosted is None or model.weight <= 0:
+    partner = model._partnered()
+    if (boosted is None or model.weight <= 0) and partner is None:
         return gam
     # a blend of log-odds explains as the same blend of each part's log-odds contributions
-    w = model.weight
+    parts = [(1 - model.weight - model.partner_weight, gam)]
+    if boosted is not None and model.weight > 0:
+        parts.append((model.weight, boosted))
+    if partner is not None:
+        parts.append((model.partner_weight, _boosted(partner, frame, None)))
     return Contributions(
-        values=boosted.values * w + gam.values * (1 - w),
-        base_logit=w * boosted.base_logit + (1 - w) * gam.base_logit,
+        values=sum((c.values * w for w, c in parts[1:]), parts[0][1].values * parts[0][0]),
+        base_logit=float(sum(w * c.base_logit for w, c in parts)),
     )
 
 

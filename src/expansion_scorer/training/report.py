@@ -184,8 +184,17 @@ LEARNERS = {
     " the positives",
     "motions": "one regularised booster per motion, combined as the chance of any",
     "gam": "a spline logistic model, additive in its features",
-    "blend": "the best booster and the gam averaged in log-odds",
+    "blend": "the best booster, the next best booster learner and the gam averaged in log-odds",
 }
+
+
+def blend_said(choice: Choice, lead: str) -> str:
+    """Each part's share of the blend's log-odds, after `lead`; empty without a blend."""
+    if choice.blend_parts:
+        return lead + ", ".join(f"{k} {v:.1f}" for k, v in choice.blend_parts.items())
+    if choice.blend_weight is not None:  # models trained before the partner
+        return f"{lead}booster {choice.blend_weight:.1f}, gam {1 - choice.blend_weight:.1f}"
+    return ""
 
 
 def _held(choice: Choice) -> str:
@@ -203,11 +212,7 @@ def learner_summary(bt: Backtest, final: Choice | None) -> list[str]:
     aucs = final.calibration_auc
     won = aucs.get(final.learner, float("nan"))
     others = ", ".join(f"{k} {won - v:+.4f}" for k, v in aucs.items() if k != final.learner)
-    weight = (
-        f"; blend weight on the booster {final.blend_weight:.1f}"
-        if final.blend_weight is not None
-        else ""
-    )
+    weight = blend_said(final, "; blend shares of the log-odds: ")
     verb = "kept as the simpler learner" if final.preferred else "won"
     lines = [
         f"final fit: {final.learner} {verb} on {_held(final)} with ROC AUC {won:.4f}"
@@ -242,11 +247,7 @@ def learner_lines(bt: Backtest, final: Choice | None) -> str:
         skipped = "".join(f"; {k} not tried: {why}" for k, why in choice.skipped.items())
         fitted = f" (motions fitted: {', '.join(choice.motions)})" if choice.motions else ""
         kind = choice.learner.split(" ")[0]
-        weight = (
-            f"; booster's weight in the blend {choice.blend_weight:.1f}"
-            if choice.blend_weight is not None
-            else ""
-        )
+        weight = blend_said(choice, "; shares in the blend: ")
         losses = ", ".join(f"{k} {v:.4f}" for k, v in choice.calibration_loss.items())
         return (
             f"- {name}: **{choice.learner}** ({LEARNERS[kind]}); ROC AUC on {_held(choice)}:"
@@ -259,7 +260,7 @@ def learner_lines(bt: Backtest, final: Choice | None) -> str:
     rows = [said(f"fold {f.layout.index}", f.choice) for f in bt.folds if f.choice is not None]
     arranged = (
         "The final model is fitted on every snapshot month whose label has closed. The learner,"
-        " the blend's weight, the boosters' rounds and the calibration come from out-of-fold"
+        " the blend's shares, the boosters' rounds and the calibration come from out-of-fold"
         " predictions inside those months: each block of consecutive months is predicted by"
         " models fitted on the months at least one horizon away from it."
         if final.arrangement == "crossfit"

@@ -1,7 +1,7 @@
 """Fitting the delivered model on one time layout: plain functions over frames.
 
 A layout names the snapshot dates a model is fitted on and, in a backtest fold, the dates it is
-tested on. The choices made on the way (the learner, the blend's weight, early stopping and the
+tested on. The choices made on the way (the learner, the blend's shares, early stopping and the
 calibration) come from held-out predictions: by default out-of-fold predictions inside the
 training dates (`crossfit_blocks`), each block predicted by models fitted on the other dates with
 one horizon purged on either side of it, and the delivered model is then fitted on all of them;
@@ -548,30 +548,51 @@ def _gam_candidate(search: _Search, cfg: TrainingConfig) -> _Candidate:
     return _Candidate(held(best), lambda: final)
 
 
-BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
+def blend_weights(parts: int) -> list[tuple[float, float]]:
+    """The (booster, partner) shares of the log-odds a blend tries, in tenths, the gam having
+    the rest; without a partner, its share stays 0. Ordered so that a tie keeps the smaller
+    partner's share, then the smaller booster's."""
+    tenths = range(11) if parts == 3 else range(1)
+    return [(b / 10, p / 10) for p in tenths for b in range(11 - p)]
 
 
-def _best_weight(booster: np.ndarray, gam: np.ndarray, y: np.ndarray) -> float:
-    """The booster's share of the log-odds with the best ROC AUC (ties: the smaller share)."""
-    aucs = [roc_auc_score(y, w * booster + (1 - w) * gam) for w in BLEND_WEIGHTS]
-    return float(BLEND_WEIGHTS[int(np.argmax(aucs))])
+def _best_weights(
+    held: tuple[np.ndarray, ...], y: np.ndarray, weights: list[tuple[float, float]]
+) -> tuple[float, float]:
+    """The shares with the best ROC AUC of the blended log-odds (ties: the first)."""
+    aucs = [roc_auc_score(y, _mixed(held, w)) for w in weights]
+    return weights[int(np.argmax(aucs))]
 
 
-def _blend(search: _Search, booster: _Candidate, gam: _Candidate) -> tuple[_Candidate, float]:
-    """The blend of the two, its weight chosen on all held-out rows, and its ROC AUC scored
-    where the weight was not chosen: each half of the accounts with the other half's weight."""
+def _mixed(held: tuple[np.ndarray, ...], w: tuple[float, float]) -> np.ndarray:
+    """Log-odds of (gam, booster[, partner]) blended at shares `w` = (booster, partner)."""
+    mixed = (1 - w[0] - w[1]) * held[0] + w[0] * held[1]
+    return mixed + w[1] * held[2] if len(held) == 3 else mixed
+
+
+def _blend(
+    search: _Search, booster: _Candidate, gam: _Candidate, partner: _Candidate | None = None
+) -> tuple[_Candidate, float]:
+    """The blend of the best booster, the next best booster learner (`partner`, when there is
+    one) and the gam in log-odds, its shares chosen on all held-out rows, and its ROC AUC scored
+    where the shares were not chosen: each half of the accounts with the other half's shares.
+
+    Two boosters of different leaves (or one head per motion) err in different places, and the
+    gam, additive, in others again: the shares say how much of each the held-out rows trust."""
     held = search.held
     y = search.y
+    logits = tuple(c.held_logit for c in (gam, booster, partner) if c is not None)
+    grid = blend_weights(len(logits))
     half = (pd.util.hash_array(held["account_id"].astype(str).to_numpy()) % 2).astype(bool)
     crossed = np.empty(len(y))
     for side in (half, ~half):
         other = ~side
         if 0 < y[other].sum() < other.sum():
-            w = _best_weight(booster.held_logit[other], gam.held_logit[other], y[other])
+            w = _best_weights(tuple(h[other] for h in logits), y[other], grid)
         else:
-            w = 0.5
-        crossed[side] = w * booster.held_logit[side] + (1 - w) * gam.held_logit[side]
-    weight = _best_weight(booster.held_logit, gam.held_logit, y)
+            w = (0.5, 0.0)
+        crossed[side] = _mixed(tuple(h[side] for h in logits), w)
+    weight, partner_weight = _best_weights(logits, y, grid)
     final = booster.model
     blended = PropensityModel(
         booster=final.booster,
@@ -583,7 +604,10 @@ def _blend(search: _Search, booster: _Candidate, gam: _Candidate) -> tuple[_Cand
     blended.motions = final.motions
     blended.gam = gam.model.gam
     blended.weight = weight
-    mixed = weight * booster.held_logit + (1 - weight) * gam.held_logit
+    if partner is not None and partner_weight > 0:
+        blended.partner = partner.model  # its final fit, made now
+        blended.partner_weight = partner_weight
+    mixed = _mixed(logits, (weight, partner_weight))
     return _Candidate(mixed, lambda: blended), float(roc_auc_score(y, crossed))
 
 
@@ -737,13 +761,25 @@ def fit_all(
         seconds["gam"] = time.perf_counter() - started
         scored["gam"] = float(roc_auc_score(y, candidates["gam"].held_logit))
     blend_weight = None
+    blend_parts: dict[str, float] = {}
     if "blend" in wanted and "blend" in cfg.learning.candidates:
         if best_booster is None or "gam" not in candidates:
             skipped["blend"] = "needs a booster learner and the gam"
         else:
-            blended, scored["blend"] = _blend(search, boosters[best_booster], candidates["gam"])
+            runner_up = max(
+                (k for k in boosters if k != best_booster), key=lambda k: scored[k], default=None
+            )
+            partner = None if runner_up is None else boosters[runner_up]
+            blended, scored["blend"] = _blend(
+                search, boosters[best_booster], candidates["gam"], partner
+            )
             candidates["blend"] = kinds["blend"] = blended
-            blend_weight = blended.model.weight
+            mix = blended.model
+            blend_weight = mix.weight
+            blend_parts = {best_booster: mix.weight}
+            if runner_up is not None:
+                blend_parts[runner_up] = mix.partner_weight
+            blend_parts["gam"] = round(1 - mix.weight - mix.partner_weight, 10)
     if not candidates:
         raise UserError(
             f"{layout.name}: no learner in learning.candidates applies ("
@@ -788,6 +824,7 @@ def fit_all(
         arrangement="crossfit" if search.refit else "later_months",
         held_rows=len(y),
         blend_weight=blend_weight,
+        blend_parts=blend_parts,
         calibration=method,
         calibration_loss=losses,
         seconds=seconds,
