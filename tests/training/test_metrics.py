@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from expansion_scorer.config import GateConfig
 from expansion_scorer.model.calibration import Calibrator
-from expansion_scorer.training.metrics import at_k, evaluate, expected_calibration_error
+from expansion_scorer.training.metrics import (
+    at_k,
+    evaluate,
+    expected_calibration_error,
+    ranked_auc,
+)
 from expansion_scorer.training.registry import decide
 
 
@@ -91,3 +97,12 @@ def test_platt_with_a_fixed_offset_rescales_only_the_rest() -> None:
     same = Calibrator("platt").fit(raw[:20_000], y[:20_000], np.zeros(20_000))
     assert same.x_[0] == pytest.approx(plain.x_[0], abs=1e-4)
     assert same.y_[0] == pytest.approx(plain.y_[0], abs=1e-4)
+
+
+def test_the_ranked_auc_is_scikit_learns_with_ties_and_refuses_one_outcome() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.2).astype(int)
+    score = np.round(rng.normal(size=2000) + y, 1)  # rounded: many ties
+    assert ranked_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    with pytest.raises(ValueError, match="both outcomes"):
+        ranked_auc(np.zeros(5), np.arange(5.0))

@@ -15,6 +15,20 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 RELIABILITY_BINS = 10
 
 
+def ranked_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC from the scores' average ranks (Mann-Whitney U), equal to scikit-learn's and a
+    few times faster, for searches that score many mixes of the same rows."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(y).astype(bool)
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("ROC AUC needs both outcomes")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def _expected_hits(y: np.ndarray, p: np.ndarray, k: int) -> float:
     """Positives expected in the top k by score when ties are broken at random."""
     if k <= 0 or len(y) == 0:

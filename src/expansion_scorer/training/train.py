@@ -39,6 +39,7 @@ from expansion_scorer.model.gam import SplineLogit
 from expansion_scorer.model.parts import Head, Offset, prepare, season_offset, sigmoid
 from expansion_scorer.model.propensity import Choice, PropensityModel
 from expansion_scorer.training.calibration import choose_calibration
+from expansion_scorer.training.metrics import ranked_auc
 from expansion_scorer.training.selection import complexity, simplest_within
 
 SIZE_ROUNDS = 200
@@ -560,7 +561,7 @@ def _best_weights(
     held: tuple[np.ndarray, ...], y: np.ndarray, weights: list[tuple[float, float]]
 ) -> tuple[float, float]:
     """The shares with the best ROC AUC of the blended log-odds (ties: the first)."""
-    aucs = [roc_auc_score(y, _mixed(held, w)) for w in weights]
+    aucs = [ranked_auc(y, _mixed(held, w)) for w in weights]
     return weights[int(np.argmax(aucs))]
 
 
