@@ -256,7 +256,7 @@ class BacktestConfig(_Strict):
     """A history too short for folds, test_months and calibration_months shrinks them (folds
     first, then test months, then calibration months) down to this; null: refuse instead."""
     arrangement: Literal["crossfit", "later_months"] = "crossfit"
-    """How each layout finds the rows its learner choice, blend weight, calibrator and early
+    """How each layout finds the rows its learner choice, blend shares, calibrator and early
     stopping come from. crossfit: the model is fitted on every month whose label has closed, and
     those decisions come from out-of-fold predictions inside them (`crossfit_blocks` blocks of
     consecutive months, each predicted by models fitted on the others with one horizon purged on
