@@ -247,6 +247,7 @@ def contributions(
     if boosted is not None and model.weight > 0:
         parts.append((model.weight, boosted))
     if partner is not None:
+        # by its own fastest exact method: `method` names the one for the model's first booster
         parts.append((model.partner_weight, _boosted(partner, frame, None)))
     return Contributions(
         values=sum((c.values * w for w, c in parts[1:]), parts[0][1].values * parts[0][0]),

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import t as student_t
 
+from expansion_scorer.training.metrics import ranked_auc
+
 
 def auc_influence(score: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """ROC AUC and each row's share of its deviation (DeLong's placement values): positives
@@ -48,7 +50,7 @@ def month_gaps(a: np.ndarray, b: np.ndarray, y: np.ndarray, months: np.ndarray) 
     for month in np.unique(months):
         at = months == month
         if 0 < y[at].sum() < at.sum():
-            out.append(auc_influence(a[at], y[at])[0] - auc_influence(b[at], y[at])[0])
+            out.append(ranked_auc(y[at], a[at]) - ranked_auc(y[at], b[at]))
     return np.asarray(out, dtype="float64")
 
 
