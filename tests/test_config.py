@@ -126,6 +126,20 @@ def test_a_training_config_that_disagrees_with_the_features_stops_at_load(tmp_pa
     assert "pass --training-config" in str(caught.value)
 
 
+def test_a_feature_whose_sql_does_not_bind_is_named_at_load(tmp_path: Path) -> None:
+    raw = yaml.safe_load((SHIPPED / "features" / "features.yaml").read_text(encoding="utf-8"))
+    third = raw["features"][2]
+    third["sql"] = "seatz / 2"  # a typo in one definition among many that bind
+    path = tmp_path / "features.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(UserError) as caught:
+        load_feature_set(path)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"config {path}: feature {third['name']}: its sql does not run")
+    assert "seatz" in message
+
+
 def test_settings_built_in_code_are_checked_too() -> None:
     serving = load_serving_config().model_dump()
     serving["triggers"]["top_band"] = "boiling"

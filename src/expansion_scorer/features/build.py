@@ -495,10 +495,16 @@ def tracked_events(features: FeatureSet, column: str = "u.event") -> str:
     return f"{column} IN ({', '.join(sql_str(e) for e in tracked) or 'NULL'})"
 
 
-def _bind_each(
-    con: duckdb.DuckDBPyConnection, features: FeatureSet, base: str, where: str = ""
-) -> None:
-    """Plan every feature's SQL over `base` without running it; the first that fails stops."""
+def _bind(con: duckdb.DuckDBPyConnection, features: FeatureSet, base: str, where: str = "") -> None:
+    """Plan every feature's SQL over `base` without running it; the first that fails stops.
+    All in one query first (one plan of `base`, a tenth of the time), then one by one only
+    when that fails, to name the feature."""
+    exprs = ", ".join(f'({f.sql}) AS "{i}"' for i, f in enumerate(features.features))
+    try:
+        con.execute(f"SELECT {exprs} FROM {base} LIMIT 0")
+        return
+    except duckdb.Error:
+        pass
     for f in features.features:
         try:
             con.execute(f"SELECT {f.sql} FROM {base} LIMIT 0")
@@ -535,7 +541,7 @@ def check_definitions(features: FeatureSet, where: str) -> None:
         build_entities(con, [])
         build_expansions(con, features)
         prepare_usage(con, features)
-        _bind_each(con, features, f"({base_sql(features, True, True)})", f"config {where}: ")
+        _bind(con, features, f"({base_sql(features, True, True)})", f"config {where}: ")
     finally:
         con.close()
     _CHECKED.add(key)
@@ -567,6 +573,6 @@ def evaluate_features(
             f"SELECT account_id, as_of, {exprs} FROM {base} ORDER BY as_of, account_id"
         ).df()
     except duckdb.Error:
-        _bind_each(con, features, base)  # name the feature whose SQL fails, when one does
+        _bind(con, features, base)  # name the feature whose SQL fails, when one does
         raise
     return as_dates(frame)
