@@ -117,6 +117,16 @@ def test_the_reference_training_logs_is_the_one_the_data_gives(
 
     assert logged is not None and logged["columns"]
     assert json.loads(json.dumps(computed)) == logged
+    # a run as of a date inside the fit months reads its months' reference from training too
+    seen = record.fit_dates[:5]
+    earlier = logged_reference(record, seen, cfg)
+    assert earlier is not None and earlier["dates"] == [str(d) for d in seen]
+    assert (
+        json.loads(json.dumps(reference(open_world(world_dir), model, own, seen, cfg))) == earlier
+    )
+    assert earlier["rows"] < logged["rows"]
     # a reference of other months, or other settings, is not taken for it
     assert logged_reference(record, record.fit_dates[1:], cfg) is None
+    assert logged_reference(record, record.fit_dates[1:6], cfg) is None
     assert logged_reference(record, record.fit_dates, MonitorConfig(bins=cfg.bins + 1)) is None
+    assert logged_reference(record, seen, MonitorConfig(bins=cfg.bins + 1)) is None

@@ -33,7 +33,12 @@ from expansion_scorer.features.snapshots import month_starts
 from expansion_scorer.jobs.promote import promote_job, say_decision
 from expansion_scorer.model.propensity import Choice, PropensityModel
 from expansion_scorer.progress import Stages
-from expansion_scorer.serving.monitor import REFERENCE_ARTIFACT, reference_of
+from expansion_scorer.serving.monitor import (
+    EARLIER_ARTIFACT,
+    REFERENCE_ARTIFACT,
+    earlier_references,
+    reference_of,
+)
 from expansion_scorer.text import span
 from expansion_scorer.tracking import (
     ModelRef,
@@ -315,6 +320,9 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
         fitted_on = data[pd.to_datetime(data["as_of"]).dt.date.isin(set(months))]
         drift = reference_of(fitted_on, final, feature_set, months, MonitorConfig())
         mlflow.log_dict(drift, REFERENCE_ARTIFACT)
+        earlier = earlier_references(fitted_on, final, feature_set, months, MonitorConfig())
+        if earlier is not None:
+            mlflow.log_dict({"references": earlier}, EARLIER_ARTIFACT)
         if affinities:
             mlflow.log_dict(
                 {

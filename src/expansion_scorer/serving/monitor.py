@@ -1,8 +1,8 @@
 """Is the model still fit for the world? Drift since training, and the outcomes of past lists.
 
 Drift is the population stability index (PSI) of each numeric feature and of the score between
-the model's training window (its final fit months, as training logged them beside the model, or
-rebuilt point in time from the data for a model logged before) and a weekly run. Outcomes: for
+the model's training window (its final fit months that the run can see, as training logged them
+beside the model, or rebuilt point in time from the data when it logged none) and a weekly run. Outcomes: for
 runs whose horizon has passed, the realised precision and lift of the top `capacity_k` accounts
 (what the backtest's lift at capacity measures) and of the CSMs' capacity lists, against what
 the backtest promised. Either crossing its threshold recommends
@@ -129,13 +129,52 @@ def reference_of(
     cfg: MonitorConfig,
 ) -> dict[str, Any]:
     """`reference` from the features of those months already computed (training has them)."""
+    return _reference(frame, model.predict_proba(frame), model, feature_set, dates, cfg)
+
+
+def earlier_references(
+    frame: pd.DataFrame,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    dates: list[date],
+    cfg: MonitorConfig,
+) -> list[dict[str, Any]] | None:
+    """`reference_of` the first 1, 2, ... n - 1 of `dates` (`frame`'s `as_of` months): what a run
+    as of a date inside the fit months sees of them (a backfill, a simulated program), so it
+    does not rebuild them from the data. None when binning every one would cost more than
+    `EARLIER_BUDGET` (a large frame: such a run rebuilds its months, as before)."""
+    months = pd.to_datetime(frame["as_of"]).dt.date.to_numpy()
+    counts = [int((months <= d).sum()) for d in dates[:-1]]
+    if sum(counts) * (len(model.numeric) + 1) > EARLIER_BUDGET:
+        return None
+    order = np.argsort(months, kind="stable")
+    ordered = frame.iloc[order]
+    scores = model.predict_proba(ordered)
+    return [
+        _reference(ordered.iloc[:n], scores[:n], model, feature_set, dates[: k + 1], cfg)
+        for k, n in enumerate(counts)
+    ]
+
+
+EARLIER_BUDGET = 300_000_000
+"""The most rows x columns `earlier_references` bins over all its months (about 15 s)."""
+
+
+def _reference(
+    frame: pd.DataFrame,
+    scores: np.ndarray,
+    model: PropensityModel,
+    feature_set: FeatureSet,
+    dates: list[date],
+    cfg: MonitorConfig,
+) -> dict[str, Any]:
     family = {f.name: f.family for f in feature_set.features}
     columns = {
         c: bins_of(frame[c].to_numpy(dtype="float64"), cfg.bins)
         for c in model.numeric
         if family.get(c) not in cfg.skip_families
     }
-    columns[SCORE] = bins_of(model.predict_proba(frame), cfg.bins)
+    columns[SCORE] = bins_of(scores, cfg.bins)
     return {
         "dates": [str(d) for d in dates],
         "settings": _settings(cfg),
@@ -271,22 +310,28 @@ def load_reference(path: Path, dates: list[date], cfg: MonitorConfig) -> dict[st
 
 REFERENCE_ARTIFACT = "monitor/reference.json"
 """Where training logs the drift reference of its final fit months, beside the model."""
+EARLIER_ARTIFACT = "monitor/earlier_references.json"
+"""Where it logs `earlier_references`: the references of the fit months' first 1 .. n - 1."""
 
 
 def logged_reference(
     record: ModelRecord, dates: list[date], cfg: MonitorConfig
 ) -> dict[str, Any] | None:
-    """The reference training logged in the recorded version's run, if it covers the same months
-    with the same settings (a model logged before it, or a run as of an earlier date, has none)."""
-    uri = f"runs:/{record.run_id}/{REFERENCE_ARTIFACT}"
+    """The reference training logged in the recorded version's run, if one covers the same
+    months with the same settings: all the fit months, or (a run as of a date inside them) the
+    first of them. A model logged before either was, or a large frame's earlier months, has
+    none."""
+    whole = len(dates) == len(record.fit_dates)
+    uri = f"runs:/{record.run_id}/{REFERENCE_ARTIFACT if whole else EARLIER_ARTIFACT}"
     try:
-        logged: dict[str, Any] = mlflow.artifacts.load_dict(uri)
+        logged: Any = mlflow.artifacts.load_dict(uri)
     except (MlflowException, OSError, ValueError):
         return None
-    same = logged.get("dates") == [str(d) for d in dates] and logged.get("settings") == _settings(
-        cfg
-    )
-    return logged if same else None
+    wanted = {"dates": [str(d) for d in dates], "settings": _settings(cfg)}
+    for ref in [logged] if whole else logged.get("references", []):
+        if {key: ref.get(key) for key in wanted} == wanted:
+            return dict(ref)
+    return None
 
 
 def training_reference(
@@ -297,7 +342,8 @@ def training_reference(
     cfg: MonitorConfig,
 ) -> dict[str, Any]:
     """The reference of the record's fit months that the world can see: the one training logged
-    when it covers them with these settings, else built from the data (`reference`)."""
+    when it covers them with these settings (all of them, or their first few for a world cut
+    off inside them), else built from the data (`reference`)."""
     usable = record.fit_dates_seen(world.cutoff)
     logged = logged_reference(record, usable, cfg)
     return logged if logged is not None else reference(world, model, feature_set, usable, cfg)
