@@ -2,11 +2,10 @@
 
 Drift is the population stability index (PSI) of each numeric feature and of the score between
 the model's training window (its final fit months that the run can see, as training logged them
-beside the model, or rebuilt point in time from the data when it logged none) and a weekly run. Outcomes: for
-runs whose horizon has passed, the realised precision and lift of the top `capacity_k` accounts
-(what the backtest's lift at capacity measures) and of the CSMs' capacity lists, against what
-the backtest promised. Either crossing its threshold recommends
-retraining.
+beside the model, or rebuilt point in time from the data when it logged none) and a weekly run.
+Outcomes: for runs whose horizon has passed, the realised precision and lift of the top
+`capacity_k` accounts (what the backtest's lift at capacity measures) and of the CSMs' capacity
+lists, against what the backtest promised. Either crossing its threshold recommends retraining.
 """
 
 from __future__ import annotations
