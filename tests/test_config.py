@@ -126,6 +126,14 @@ def test_a_training_config_that_disagrees_with_the_features_stops_at_load(tmp_pa
     assert "pass --training-config" in str(caught.value)
 
 
+def test_a_config_that_is_not_yaml_is_one_line_naming_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "training.yaml"
+    path.write_text("horizon_days: 90\nlightgbm: {n_estimators: 300\nbacktest: {}\n")
+    with pytest.raises(UserError) as caught:
+        load_training_config(path)
+    assert str(caught.value) == f"config {path} line 3: not valid YAML; fix its syntax"
+
+
 def test_a_feature_whose_sql_does_not_bind_is_named_at_load(tmp_path: Path) -> None:
     raw = yaml.safe_load((SHIPPED / "features" / "features.yaml").read_text(encoding="utf-8"))
     third = raw["features"][2]

@@ -8,7 +8,7 @@ import expansion_scorer
 
 PACKAGE = Path(expansion_scorer.__file__).parent
 LAYERS = [
-    {"errors", "text", "outputs", "progress", "tracking"},
+    {"errors", "text", "outputs", "progress", "tracking", "yamldoc"},
     {"config", "data"},
     {"features", "schemas", "model", "settings"},
     {"program"},

@@ -116,9 +116,11 @@ def compile_template(source: str) -> Any:
     return environment().from_string(source)
 
 
-def names_in(source: str) -> set[str]:
-    """The variables a template reads; a syntax error raises `TemplateError`."""
-    return set(meta.find_undeclared_variables(environment().parse(source)))
+@lru_cache(maxsize=512)
+def names_in(source: str) -> frozenset[str]:
+    """The variables a template reads; a syntax error raises `TemplateError`. Cached: the
+    definitions are checked every time a feature set is built, and they rarely change."""
+    return frozenset(meta.find_undeclared_variables(environment().parse(source)))
 
 
 def check_template(source: str, columns: set[str], where: str) -> str | None:

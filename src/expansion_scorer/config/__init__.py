@@ -11,7 +11,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +23,7 @@ from pydantic import (
 from expansion_scorer.config.deliver import DeliverConfig
 from expansion_scorer.errors import UserError
 from expansion_scorer.text import check_template
+from expansion_scorer.yamldoc import parse_yaml
 
 M = TypeVar("M", bound=BaseModel)
 ROW_COLUMNS = ("account_id", "account_name", "csm_owner", "as_of")
@@ -846,12 +846,7 @@ def _read_yaml(path: Path | None, default_name: str) -> object:
         except OSError as exc:
             raise UserError(f"cannot read config {path}: {exc.strerror}") from None
         where = str(path)
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" line {line + 1}" if line is not None else ""
-        raise UserError(f"config {where}{at}: not valid YAML; fix its syntax") from None
+    return parse_yaml(text, f"config {where}")
 
 
 def _parse(model: type[M], raw: object, where: str) -> M:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from expansion_scorer.data.contract import TABLES
 from expansion_scorer.errors import UserError
+from expansion_scorer.yamldoc import parse_yaml
 
 FORMATS: dict[str, Literal["parquet", "csv", "json"]] = {
     ".parquet": "parquet",
@@ -162,12 +162,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def parse_sources(text: str, where: str) -> SourceMap:
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" line {line + 1}" if line is not None else ""
-        raise UserError(f"{where}{at}: not valid YAML; fix its syntax") from None
+    raw = parse_yaml(text, where)
     try:
         return SourceMap.model_validate(raw)
     except ValidationError as exc:
