@@ -98,15 +98,16 @@ def small_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real, empty SQLite MLflow store, made once a session: MLflow builds a new store's schema
+    """A real, empty SQLite MLflow store, made once a run: MLflow builds a new store's schema
     through some fifty migrations (seconds every time); a copy of this one opens at once."""
     from mlflow.tracking import MlflowClient
 
-    root = tmp_path_factory.mktemp("empty-store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # MLflow's default experiment keeps its artifacts here
-        MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_experiments()
-    return root / "mlflow.db"
+    def make(root: Path) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(root)  # MLflow's default experiment keeps its artifacts here
+            MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_experiments()
+
+    return made_once(tmp_path_factory, "empty-store", make) / "mlflow.db"
 
 
 @pytest.fixture

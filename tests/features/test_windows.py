@@ -42,9 +42,10 @@ AS_OF = [date(2023, 9, 4), date(2024, 2, 29), date(2024, 7, 1)]
 def _recount(events: pd.DataFrame, entities: pd.DataFrame) -> pd.DataFrame:
     """Each window recounted from the raw events, entity by entity: slow and obvious."""
     events = events.assign(day=pd.to_datetime(events["timestamp"]).dt.normalize())
+    by_account = dict(tuple(events.groupby("account_id")))
     rows = []
     for account_id, as_of in entities.itertuples(index=False):
-        mine = events[events["account_id"] == account_id]
+        mine = by_account.get(account_id, events.iloc[:0])
         row: dict[str, object] = {"account_id": account_id, "as_of": as_of}
         for name, w in WINDOWS.items():
             end = pd.Timestamp(as_of) - pd.Timedelta(days=w.offset)
@@ -64,7 +65,8 @@ def _recount(events: pd.DataFrame, entities: pd.DataFrame) -> pd.DataFrame:
                 continue
             # a straight line fitted to the daily values, zero on days without use, per week
             days = pd.date_range(end - pd.Timedelta(days=w.days), periods=w.days)
-            daily = [measure(seen[seen["day"] == d]) for d in days]
+            by_day = dict(tuple(seen.groupby("day")))
+            daily = [measure(by_day[d]) if d in by_day else 0 for d in days]
             row[name] = 7 * np.polyfit(np.arange(w.days), np.asarray(daily, float), 1)[0]
         rows.append(row)
     return pd.DataFrame(rows)
