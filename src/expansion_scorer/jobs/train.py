@@ -36,8 +36,7 @@ from expansion_scorer.progress import Stages
 from expansion_scorer.serving.monitor import (
     EARLIER_ARTIFACT,
     REFERENCE_ARTIFACT,
-    earlier_references,
-    reference_of,
+    references_of,
 )
 from expansion_scorer.text import span
 from expansion_scorer.tracking import (
@@ -318,9 +317,8 @@ def log_and_register(trained: Trained, config_text: str | None = None) -> TrainR
         # the drift reference of the final fit months, so the weekly run reads it, not the data
         months = month_starts(min(final_fit.fit_dates), max(final_fit.fit_dates))
         fitted_on = data[pd.to_datetime(data["as_of"]).dt.date.isin(set(months))]
-        drift = reference_of(fitted_on, final, feature_set, months, MonitorConfig())
+        drift, earlier = references_of(fitted_on, final, feature_set, months, MonitorConfig())
         mlflow.log_dict(drift, REFERENCE_ARTIFACT)
-        earlier = earlier_references(fitted_on, final, feature_set, months, MonitorConfig())
         if earlier is not None:
             mlflow.log_dict({"references": earlier}, EARLIER_ARTIFACT)
         if affinities:

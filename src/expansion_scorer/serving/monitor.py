@@ -117,46 +117,37 @@ def reference(
     if not usable:
         return {"dates": [], "columns": {}}
     frame = feature_frame(world, feature_set, usable).features
-    return reference_of(frame, model, feature_set, usable, cfg)
+    return _reference(frame, model.predict_proba(frame), model, feature_set, usable, cfg)
 
 
-def reference_of(
+def references_of(
     frame: pd.DataFrame,
     model: PropensityModel,
     feature_set: FeatureSet,
     dates: list[date],
     cfg: MonitorConfig,
-) -> dict[str, Any]:
-    """`reference` from the features of those months already computed (training has them)."""
-    return _reference(frame, model.predict_proba(frame), model, feature_set, dates, cfg)
-
-
-def earlier_references(
-    frame: pd.DataFrame,
-    model: PropensityModel,
-    feature_set: FeatureSet,
-    dates: list[date],
-    cfg: MonitorConfig,
-) -> list[dict[str, Any]] | None:
-    """`reference_of` the first 1, 2, ... n - 1 of `dates` (`frame`'s `as_of` months): what a run
-    as of a date inside the fit months sees of them (a backfill, a simulated program), so it
-    does not rebuild them from the data. None when binning every one would cost more than
-    `EARLIER_BUDGET` (a large frame: such a run rebuilds its months, as before)."""
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """`reference` from the features of `dates` already computed (`frame`'s `as_of` months;
+    training has them), and of their first 1, 2, ... n - 1: what a run as of a date inside the
+    fit months sees of them (a backfill, a simulated program), so it does not rebuild them from
+    the data. The frame is scored once. The earlier ones are None when binning every one would
+    cost more than `EARLIER_BUDGET` (a large frame: such a run rebuilds its months, as before)."""
     months = pd.to_datetime(frame["as_of"]).dt.date.to_numpy()
-    counts = [int((months <= d).sum()) for d in dates[:-1]]
-    if sum(counts) * (len(model.numeric) + 1) > EARLIER_BUDGET:
-        return None
     order = np.argsort(months, kind="stable")
     ordered = frame.iloc[order]
     scores = model.predict_proba(ordered)
-    return [
+    whole = _reference(ordered, scores, model, feature_set, dates, cfg)
+    counts = [int((months <= d).sum()) for d in dates[:-1]]
+    if sum(counts) * (len(model.numeric) + 1) > EARLIER_BUDGET:
+        return whole, None
+    return whole, [
         _reference(ordered.iloc[:n], scores[:n], model, feature_set, dates[: k + 1], cfg)
         for k, n in enumerate(counts)
     ]
 
 
 EARLIER_BUDGET = 300_000_000
-"""The most rows x columns `earlier_references` bins over all its months (about 15 s)."""
+"""The most rows x columns `references_of` bins over the earlier months (about 15 s)."""
 
 
 def _reference(
@@ -310,7 +301,7 @@ def load_reference(path: Path, dates: list[date], cfg: MonitorConfig) -> dict[st
 REFERENCE_ARTIFACT = "monitor/reference.json"
 """Where training logs the drift reference of its final fit months, beside the model."""
 EARLIER_ARTIFACT = "monitor/earlier_references.json"
-"""Where it logs `earlier_references`: the references of the fit months' first 1 .. n - 1."""
+"""Where it logs the references of the fit months' first 1 .. n - 1 (`references_of`)."""
 
 
 def logged_reference(
